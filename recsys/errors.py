@@ -1,0 +1,25 @@
+"""Typed exceptions: every user-facing error says what was expected, what arrived and how to fix it."""
+
+
+class RecsysError(Exception):
+    """Base class of every error recsys raises on purpose."""
+
+
+class DataValidationError(RecsysError, ValueError):
+    """A table a user brought breaks its contract (missing column, bad value, empty table, ...)."""
+
+
+class LeakageError(RecsysError, ValueError):
+    """Test data leaks into training data, or features carry information from after the split."""
+
+
+class ConfigError(RecsysError, ValueError):
+    """A configuration names an unknown key or an invalid value."""
+
+
+class ArtifactError(RecsysError, OSError):
+    """A saved artifact (bundle, index, checkpoint) is missing, corrupt, tampered with or incompatible."""
+
+
+class MissingDependencyError(RecsysError, ImportError):
+    """An optional dependency is not installed; the message carries the exact install command."""
