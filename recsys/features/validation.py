@@ -1,0 +1,195 @@
+"""Column checks shared by the table schemas: each failure names the column, shows bad rows and the fix.
+
+The helpers here never let a data mistake surface as a traceback from deep inside pandas:
+they inspect, then raise :class:`recsys.errors.DataValidationError` with
+
+- what is wrong and in which column of which table,
+- a sample of the offending rows (row labels and values),
+- how to fix it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import DataValidationError
+
+SAMPLE_ROWS = 5
+
+
+class DataQualityWarning(UserWarning):
+    """Data was repaired on the way in (duplicates dropped, rows sorted, ...); the message says how much."""
+
+
+def sample_rows(df: pd.DataFrame, mask: np.ndarray | pd.Series, columns: Iterable[str]) -> str:
+    """Render up to SAMPLE_ROWS offending rows (with their row labels) for an error message."""
+    cols = [c for c in columns if c in df.columns]
+    bad = df.loc[np.asarray(mask, dtype=bool), cols].head(SAMPLE_ROWS)
+    return bad.to_string(max_colwidth=40)
+
+
+def fail(table: str, column: str, problem: str, df: pd.DataFrame | None, mask, fix: str) -> None:
+    """Raise a DataValidationError in the house format."""
+    lines = [f"{table}: column '{column}' {problem}."]
+    if df is not None and mask is not None:
+        n_bad = int(np.asarray(mask, dtype=bool).sum())
+        lines.append(f"{n_bad} of {len(df)} rows are affected; the first ones:")
+        lines.append(sample_rows(df, mask, [column]))
+    lines.append(f"Fix: {fix}")
+    raise DataValidationError("\n".join(lines))
+
+
+def require_frame(table: str, df: object) -> pd.DataFrame:
+    """Accept a DataFrame (or a path to parquet/CSV) and refuse an empty table."""
+    if isinstance(df, str) or hasattr(df, "__fspath__"):
+        df = read_table(df)
+    if not isinstance(df, pd.DataFrame):
+        raise DataValidationError(
+            f"{table}: expected a pandas DataFrame or a path to a parquet/CSV file, got {type(df).__name__}.\n"
+            "Fix: pass pd.DataFrame(...) or a path such as 'events.parquet'."
+        )
+    if len(df) == 0:
+        raise DataValidationError(
+            f"{table}: the table is empty (0 rows; columns: {list(df.columns)}).\n"
+            f"Fix: check the file or query that produced the {table} table; it must hold at least one row."
+        )
+    return df
+
+
+def read_table(path: object) -> pd.DataFrame:
+    """Read a parquet or CSV file into a DataFrame, with ids kept as written."""
+    from pathlib import Path
+
+    p = Path(path)  # type: ignore[arg-type]
+    if not p.exists():
+        raise DataValidationError(f"no such file: {p}.\nFix: check the path (relative paths start at {Path.cwd()}).")
+    suffix = "".join(p.suffixes).lower()
+    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        return pd.read_parquet(p)
+    if suffix.endswith(".csv") or suffix.endswith(".csv.gz") or suffix.endswith(".tsv"):
+        sep = "\t" if ".tsv" in suffix else ","
+        return pd.read_csv(p, sep=sep)
+    raise DataValidationError(
+        f"cannot read {p}: unknown file type '{suffix or '(none)'}'.\nFix: use .parquet, .csv or .tsv."
+    )
+
+
+def check_columns(table: str, df: pd.DataFrame, required: Iterable[str]) -> None:
+    """Raise when required columns are missing, listing what is there."""
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataValidationError(
+            f"{table}: missing required column(s) {missing}; the table has {list(df.columns)}.\n"
+            f"Fix: add or rename the column(s), e.g. df.rename(columns={{'<your name>': '{missing[0]}'}})."
+        )
+
+
+def check_not_null(table: str, df: pd.DataFrame, column: str) -> None:
+    """Key columns may not hold nulls."""
+    mask = df[column].isna().to_numpy()
+    if mask.any():
+        fail(table, column, "holds null values but is a key", df, mask,
+             f"drop or fill those rows before passing the table, e.g. df.dropna(subset=['{column}']).")
+
+
+def check_id(table: str, df: pd.DataFrame, column: str) -> None:
+    """Ids are integers (any width, signed or unsigned) or strings; values are never recast."""
+    s = df[column]
+    check_not_null(table, df, column)
+    if pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_string_dtype(s.dtype) and _all_str(s):
+        return
+    if pd.api.types.is_float_dtype(s.dtype):
+        mask = (s != np.floor(s)).to_numpy()
+        fail(table, column, f"has dtype {s.dtype}; ids must be integers or strings (floats lose 64-bit ids)",
+             df, mask if mask.any() else np.ones(len(s), bool),
+             f"read ids as integers or strings, e.g. pd.read_csv(..., dtype={{'{column}': 'int64'}}) "
+             f"or df['{column}'] = df['{column}'].astype('int64').")
+    if s.dtype == object:
+        kinds = s.map(type)
+        is_int = kinds.map(lambda t: issubclass(t, (int, np.integer)) and not issubclass(t, bool))
+        is_str = kinds.map(lambda t: issubclass(t, str))
+        if bool(is_int.all()) or bool(is_str.all()):
+            return
+        mask = ~(is_str if is_str.sum() >= is_int.sum() else is_int).to_numpy()
+        fail(table, column, "mixes ids of different types (strings and numbers, or other objects)", df, mask,
+             f"use one id type per column, e.g. df['{column}'] = df['{column}'].astype(str).")
+    fail(table, column, f"has dtype {s.dtype}; ids must be integers or strings", df,
+         np.ones(len(s), bool), f"convert it, e.g. df['{column}'] = df['{column}'].astype(str).")
+
+
+def _all_str(s: pd.Series) -> bool:
+    return bool(s.map(lambda v: isinstance(v, str)).all())
+
+
+def to_numeric(table: str, df: pd.DataFrame, column: str) -> pd.Series:
+    """Return the column as float64, refusing values that are not numbers."""
+    s = df[column]
+    if pd.api.types.is_bool_dtype(s.dtype) or not (
+        pd.api.types.is_numeric_dtype(s.dtype) or s.dtype == object or pd.api.types.is_string_dtype(s.dtype)
+    ):
+        fail(table, column, f"has dtype {s.dtype}; expected numbers", df, np.ones(len(s), bool),
+             f"convert it, e.g. df['{column}'] = pd.to_numeric(df['{column}']).")
+    out = pd.to_numeric(s, errors="coerce")
+    bad = (out.isna() & s.notna()).to_numpy()
+    if bad.any():
+        fail(table, column, f"has dtype {s.dtype} with values that are not numbers", df, bad,
+             f"clean those values, then df['{column}'] = pd.to_numeric(df['{column}']).")
+    return out.astype("float64")
+
+
+def check_range(table: str, df: pd.DataFrame, column: str, values: pd.Series, *, low: float = 0.0,
+                high: float | None = None, allow_nan: bool = False, hint: str = "") -> None:
+    """Refuse NaN (unless allowed) and values outside [low, high]."""
+    nan = values.isna().to_numpy()
+    if nan.any() and not allow_nan:
+        fail(table, column, "holds NaN / missing values", df, nan,
+             f"fill or drop them, e.g. df = df.dropna(subset=['{column}']).{hint}")
+    v = values.to_numpy()
+    below = ~nan & (v < low)
+    if below.any():
+        fail(table, column, f"holds values below {low:g}", df, below,
+             f"{column} must be >= {low:g}; correct or drop those rows.{hint}")
+    if high is not None:
+        above = ~nan & (v > high)
+        if above.any():
+            fail(table, column, f"holds values above {high:g}", df, above,
+                 f"{column} must be <= {high:g}.{hint}")
+
+
+def to_timestamp(table: str, df: pd.DataFrame, column: str) -> pd.Series:
+    """Normalise timestamps to timezone-naive UTC datetime64[ns]; integers are Unix seconds."""
+    s = df[column]
+    check_not_null(table, df, column)
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        out = s
+    elif pd.api.types.is_integer_dtype(s.dtype) or pd.api.types.is_float_dtype(s.dtype):
+        out = pd.to_datetime(s, unit="s", errors="coerce")
+    elif s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        out = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
+    else:
+        out = pd.Series(pd.NaT, index=s.index)
+    bad = out.isna().to_numpy()
+    if bad.any():
+        fail(table, column, f"has dtype {s.dtype} with values that are not timestamps", df, bad,
+             "use datetime64 values, ISO-8601 strings ('2026-01-31 12:00:00') or integer Unix seconds.")
+    if getattr(out.dt, "tz", None) is not None:
+        out = out.dt.tz_convert("UTC").dt.tz_localize(None)
+    return out.astype("datetime64[ns]")
+
+
+def check_allowed(table: str, df: pd.DataFrame, column: str, values: pd.Series, allowed: tuple[str, ...]) -> None:
+    """Refuse values outside an allowed set, naming the unknown ones."""
+    bad = (~values.isin(allowed)).to_numpy()
+    if bad.any():
+        unknown = sorted(map(str, pd.unique(df.loc[bad, column].astype(str))))[:10]
+        fail(table, column, f"holds unknown value(s) {unknown}", df, bad,
+             f"use one of {list(allowed)} (map your own names first, e.g. df['{column}'].replace({{'pv': 'click'}})).")
+
+
+def warn_repair(message: str) -> None:
+    """Emit a DataQualityWarning pointing at the caller's code."""
+    warnings.warn(message, DataQualityWarning, stacklevel=4)
