@@ -38,7 +38,8 @@ def fail(table: str, column: str, problem: str, df: pd.DataFrame | None, mask, f
     if df is not None and mask is not None:
         n_bad = int(np.asarray(mask, dtype=bool).sum())
         lines.append(f"{n_bad} of {len(df)} rows are affected; the first ones:")
-        lines.append(sample_rows(df, mask, [column]))
+        context = [c for c in ("user_id", "item_id", "friend_id") if c in df.columns and c != column]
+        lines.append(sample_rows(df, mask, [column, *context]))
     lines.append(f"Fix: {fix}")
     raise DataValidationError("\n".join(lines))
 
