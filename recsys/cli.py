@@ -1,7 +1,36 @@
-"""The `recsys` command line."""
+"""The `recsys` command line: `recsys --help` lists every command.
+
+Command bodies import their modules lazily so that `recsys --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="recsys: guess-you-like recommendation.", no_args_is_help=True)
+app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate models and baselines on the full-ranking protocol.", no_args_is_help=True)
+benchmark_app = typer.Typer(help="Benchmarks that write JSON figures (see experiments/).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(benchmark_app, name="benchmark")
+
+JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the figures to this JSON file.")]
+
+
+def _echo_json(result: dict, path: Path | None) -> None:
+    text = json.dumps(result, indent=2, default=str)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        typer.echo(f"wrote {path}")
+    else:
+        typer.echo(text)
 
 
 @app.command()
@@ -12,5 +41,100 @@ def version() -> None:
     typer.echo(__version__)
 
 
+@app.command()
+def demo(
+    n_events: Annotated[int, typer.Option(help="Size of the synthetic affiliate world.")] = 300_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the main job end to end on the synthetic affiliate world (the embedded default)."""
+    from recsys.demo import run_demo
+
+    run_demo(n_events=n_events, seed=seed)
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Annotated[Path, typer.Argument(help="A parquet or CSV file.")],
+    table: Annotated[str, typer.Option(help="events | items | users | social")] = "events",
+) -> None:
+    """Validate a table against its data contract and print a summary (or a clear error)."""
+    from recsys.errors import DataValidationError
+    from recsys.features import schema
+
+    fns = {"events": schema.validate_events, "items": schema.validate_items,
+           "users": schema.validate_users, "social": schema.validate_social}
+    if table not in fns:
+        raise typer.BadParameter(f"unknown table {table!r}; use one of {sorted(fns)}", param_hint="--table")
+    try:
+        df = fns[table](path)
+    except DataValidationError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"{table}: {len(df):,} rows, columns {list(df.columns)}: OK")
+
+
+@data_app.command("stats")
+def data_stats(data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")]) -> None:
+    """Print user/item/interaction counts of a LightGCN-format directory (train.txt, test.txt)."""
+    from recsys.datasets.lightgcn import load_lightgcn
+
+    _echo_json(load_lightgcn(data_dir).stats(), None)
+
+
+@evaluate_app.command("baselines")
+def evaluate_baselines(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Popular, random and implicit-ALS Recall@20/NDCG@20 with the time each took."""
+    from recsys.bench.baselines import run_baselines
+
+    result = run_baselines(data_dir, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("retrieval")
+def benchmark_retrieval(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config; defaults if absent.")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Train the two-tower model and report full-ranking Recall@20/NDCG@20, time and memory."""
+    from recsys.bench.retrieval import run_retrieval_benchmark
+
+    result = run_retrieval_benchmark(data_dir, config_path=config, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("index")
+def benchmark_index(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size (e.g. 100000, 1000000).")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Build time, memory, latency and recall of each index type at one catalogue size."""
+    from recsys.bench.index import run_index_benchmark
+
+    result = run_index_benchmark(items, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("ranker")
+def benchmark_ranker(
+    data: Annotated[str, typer.Option("--data", help="synthetic | taobao-multibehavior | ali-ccp")] = "synthetic",
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of the real data.")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Rankers against baselines: AUCs, calibration, value per 1,000 impressions, time and memory."""
+    from recsys.bench.ranker import run_ranker_benchmark
+
+    result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
 def main() -> None:
+    """Entry point of the `recsys` console script."""
     app()
