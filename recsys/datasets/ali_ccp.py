@@ -49,6 +49,7 @@ FIELD_MEANING: dict[str, str] = {
     "127_14": "14-day brands", "150_14": "14-day intention nodes",
 }
 _PROCESSED = re.compile(r"^ali_ccp_(train|val|test)(?:_sample)?\.csv$")
+_SKELETON = "sample_id,click,buy,common_feature_index,num_features,feature_list"
 _SPARSE_POS = {f: i for i, f in enumerate(SPARSE_FIELDS)}
 _DENSE_POS = {f: i for i, f in enumerate(DENSE_FIELDS)}
 
@@ -149,14 +150,13 @@ def _iter_full(skeleton: Path, common: Path, split: str, chunk_rows: int,
                 continue
             parts = line.rstrip("\r\n").split(",", 5)
             if len(parts) != 6:
-                _bad_line(skeleton, lineno, f"expected 6 comma-separated fields, found {len(parts)}",
-                          "sample_id,click,buy,common_feature_index,num_features,feature_list")
+                _bad_line(skeleton, lineno, f"expected 6 comma-separated fields, found {len(parts)}", _SKELETON, line)
             try:
                 sid, click, buy = int(parts[0]), int(parts[1]), int(parts[2])
             except ValueError:
-                _bad_line(skeleton, lineno, "sample_id, click and buy must be integers", line[:80])
+                _bad_line(skeleton, lineno, "sample_id, click and buy must be integers", _SKELETON, line)
             if click not in (0, 1) or buy not in (0, 1):
-                _bad_line(skeleton, lineno, f"click={click}, buy={buy}: labels must be 0 or 1", line[:80])
+                _bad_line(skeleton, lineno, f"click={click}, buy={buy}: labels must be 0 or 1", _SKELETON, line)
             if buy and not click and drop_inconsistent:
                 dropped += 1
                 continue
@@ -254,8 +254,9 @@ def _parse_features(text: str, declared: str, sparse_row: np.ndarray, dense_row:
                   "features are 'field\\x02feature_id\\x03value' joined by '\\x01', ids integers")
 
 
-def _bad_line(path: Path, lineno: int, problem: str, hint: str) -> None:
-    raise DataValidationError(f"{path}, line {lineno}: {problem}.\nExpected: {hint}")
+def _bad_line(path: Path, lineno: int, problem: str, expected: str, line: str | None = None) -> None:
+    shown = "" if line is None else f"\nLine {lineno} reads: {line.rstrip()[:120]!r}"
+    raise DataValidationError(f"{path}, line {lineno}: {problem}.{shown}\nExpected: {expected}")
 
 
 def _collect(chunks: Iterator[pd.DataFrame], max_rows: int | None) -> pd.DataFrame:
