@@ -211,7 +211,9 @@ def test_ali_ccp_full_streams_in_chunks():
 @pytest.mark.parametrize("line,message", [
     ("1,0,0,c1,2,205\x025001\x031.0\n", "num_features says '2' but the list holds 1"),
     ("1,0,0,zz,1,205\x025001\x031.0\n", "common_feature_index 'zz' is not in common_features_train.csv"),
-    ("1,0,0,c1,1,205\x02abc\x031.0\n", "malformed feature list"),
+    ("1,0,0,c1,1,205\x02abc\x031.0\n", "malformed feature of field 205"),
+    ("1,0,0,c1,1,508\x027001\x03abc\n", "malformed feature of field 508"),
+    ("1,0,0,c1,2,205\x025001\x031.0\x01206\x02601\n", "num_features says '2' but the list holds 2 well-formed"),
     ("1,2,0,c1,1,205\x025001\x031.0\n", "click=2, buy=0: labels must be 0 or 1"),
     ("1,0,0,c1\n", "expected 6 comma-separated fields, found 4"),
 ])
