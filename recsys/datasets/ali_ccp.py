@@ -20,6 +20,7 @@ preprocessing drops them too).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -284,10 +285,16 @@ def _collect(chunks: Iterator[pd.DataFrame], max_rows: int | None) -> pd.DataFra
 
 def progress(path: Path, desc: str):
     """A byte-counting tqdm bar over a file, quiet under CI=true or when stderr is not a terminal."""
-    from tqdm.auto import tqdm
+    if os.environ.get("CI", "").lower() == "true" or not sys.stderr.isatty():
+        return contextlib.nullcontext(_NoBar())
+    from tqdm import tqdm
 
-    quiet = os.environ.get("CI", "").lower() == "true" or not sys.stderr.isatty()
-    return tqdm(total=path.stat().st_size, desc=desc, unit="B", unit_scale=True, disable=quiet)
+    return tqdm(total=path.stat().st_size, desc=desc, unit="B", unit_scale=True)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
 
 
 def _require_dir(path: str | Path) -> Path:
