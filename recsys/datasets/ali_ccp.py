@@ -127,7 +127,7 @@ def iter_ali_ccp_full(path: str | Path, split: str = "train", *, chunk_rows: int
     """Stream the full release's ``split`` (train or test) in frames of at most ``chunk_rows`` impressions.
 
     The common-features file (user-side features, shared by many impressions) is read first into
-    compact arrays (about 250 bytes per distinct common index); the skeleton is then streamed.
+    compact arrays (a few hundred bytes per distinct common index); the skeleton is then streamed.
     Columns: sample_id, click, purchase, the 23 sparse fields (raw feature ids), the 8 D* values.
     """
     root = _require_dir(path)
