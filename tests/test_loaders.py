@@ -107,7 +107,7 @@ def test_lightgcn_reproduces_provenance_counts(name, counts):
     # PROVENANCE: every user has test items; no pair in both.
     assert s["n_test_users"] == counts[0] and s["pairs_in_train_and_test"] == 0
     assert ds.train_matrix().nnz == counts[2]
-    assert seconds < 5.0, f"{name} took {seconds:.1f}s to load (budget ~1-2 s, 5 s on a busy machine)"
+    assert seconds < 10.0, f"{name} took {seconds:.1f}s to load (about 0.5 s on an idle 2-core machine)"
 
 
 # ---------------------------------------------------------------- Taobao
