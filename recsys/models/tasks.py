@@ -1,0 +1,231 @@
+"""Retrieval tasks: the loss, temperature, sampling-bias correction and accidental-hit removal.
+
+A task never owns towers (TFRS ``tasks/retrieval.py``): the model turns ids into embeddings, a
+negative sampler chooses candidates, and the task scores user embeddings against them.
+
+Sign convention of the sampling-bias (logQ) correction, used by every task here: a candidate's
+logit is *lowered* by ``log_q``, the log of its expected number of occurrences among the
+candidates (``log(batch_size * p(item))`` for in-batch negatives drawn in proportion to item
+frequency, ``log(num_uniform / num_items)`` for uniform negatives). Popular items show up as
+negatives more often than the full softmax would weigh them, so without the correction they are
+pushed down too hard; subtracting ``log_q`` (scale 1, not tuned) makes the sampled softmax an
+unbiased estimate of the full one (Yi et al., RecSys 2019; mixed negatives: Yang et al., WWW 2020).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from recsys.errors import ConfigError
+
+__all__ = [
+    "Candidates", "SampledSoftmaxTask", "FullSoftmaxTask", "CosineContrastiveTask", "BPRTask",
+    "full_softmax_loss", "TASKS",
+]
+
+
+@dataclass
+class Candidates:
+    """Negative candidates shared by every row of a batch.
+
+    ``emb`` [M, d] candidate embeddings, ``ids`` [M] their item indices (for accidental hits),
+    ``log_q`` [M] log expected count of each candidate in the sample (``None``: no correction).
+    """
+
+    emb: torch.Tensor
+    ids: torch.Tensor
+    log_q: torch.Tensor | None = None
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0, got {temperature}; typical values 0.05-0.2 (cosine) or 1.0")
+
+
+class SampledSoftmaxTask:
+    """Softmax over the positive and sampled negatives, with logQ correction and accidental hits removed.
+
+    Row ``r`` scores its positive against (a) the other rows' positives (in-batch negatives),
+    (b) optional shared ``extra`` candidates (e.g. uniform from the catalogue: mixed negatives) and
+    (c) optional per-row ``row_negatives`` [B, K, d] such as impressions shown but not clicked
+    (not sampled by us, so not corrected). A candidate with the same item id as the row's positive
+    is an accidental hit and is masked out (the row's own positive is kept).
+    """
+
+    def __init__(self, *, temperature: float = 0.1, logq_correction: bool = True,
+                 remove_accidental_hits: bool = True, in_batch: bool = True) -> None:
+        _check_temperature(temperature)
+        self.temperature = temperature
+        self.logq_correction = logq_correction
+        self.remove_accidental_hits = remove_accidental_hits
+        self.in_batch = in_batch
+
+    def logits(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
+               pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
+               row_negatives: torch.Tensor | None = None,
+               row_negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Corrected logits [B, 1 + C]; column 0 is each row's positive."""
+        pos = (user_emb * pos_emb).sum(-1, keepdim=True)
+        blocks, ids, log_qs = [pos], [], []
+        if self.in_batch:
+            blocks.append(user_emb @ pos_emb.T)
+            ids.append(pos_ids)
+            log_qs.append(pos_log_q)
+        if extra is not None:
+            blocks.append(user_emb @ extra.emb.T)
+            ids.append(extra.ids)
+            log_qs.append(extra.log_q)
+        logits = torch.cat(blocks, dim=1) / self.temperature
+        if len(blocks) > 1:
+            neg = logits[:, 1:]
+            if self.logq_correction:
+                corr = [q if q is not None else torch.zeros_like(i, dtype=logits.dtype) for q, i in zip(log_qs, ids, strict=False)]
+                if any(q is not None for q in log_qs):
+                    neg = neg - torch.cat(corr)[None, :]
+            if self.remove_accidental_hits:
+                hit = pos_ids[:, None] == torch.cat(ids)[None, :]
+                neg = neg.masked_fill(hit, float("-inf"))
+            logits = torch.cat([logits[:, :1], neg], dim=1)
+        if row_negatives is not None:
+            rn = (user_emb[:, None, :] * row_negatives).sum(-1) / self.temperature
+            if row_negative_mask is not None:
+                rn = rn.masked_fill(~row_negative_mask, float("-inf"))
+            logits = torch.cat([logits, rn], dim=1)
+        return logits
+
+    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
+                 pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
+                 row_negatives: torch.Tensor | None = None, row_negative_mask: torch.Tensor | None = None,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.logits(user_emb, pos_emb, pos_ids, pos_log_q, extra, row_negatives, row_negative_mask)
+        loss = torch.logsumexp(logits, dim=1) - logits[:, 0]
+        if weights is not None:
+            return (loss * weights).sum() / weights.sum().clamp_min(1e-12)
+        return loss.mean()
+
+
+class _FullSoftmax(torch.autograd.Function):
+    """Multi-positive softmax over the whole catalogue; the gradient is formed in forward.
+
+    Works on one [B, N] buffer in place (a few memory passes instead of autograd's dozen), which
+    is what makes a full softmax over ~40k items affordable on a CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, user: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                exclude_other_positives: bool, bounded: bool):
+        logits = user @ items.T  # user is pre-scaled by 1/temperature
+        pos_logit = (user[rows] * items[cols]).sum(-1)
+        shift = None
+        if not bounded:
+            shift = logits.max(dim=1, keepdim=True).values
+            logits.sub_(shift)
+        exp = logits.exp_()
+        n_pos = torch.bincount(rows, minlength=user.shape[0]).to(user.dtype)
+        if exclude_other_positives:
+            exp[rows, cols] = 0.0
+        z = exp.sum(dim=1)
+        log_z = z.log() if shift is None else z.log() + shift.squeeze(1)
+        total = rows.numel()
+        if exclude_other_positives:
+            # each positive against negatives only: softplus(logZ_neg - s_i)
+            miss = torch.sigmoid(log_z[rows] - pos_logit)  # 1 - p(positive beats the negatives)
+            loss = F.softplus(log_z[rows] - pos_logit).sum() / total
+            coef = torch.zeros_like(z).index_add_(0, rows, miss)
+            grad = exp.mul_((coef / z)[:, None])
+            grad[rows, cols] = -miss
+        else:
+            loss = ((n_pos * log_z).sum() - pos_logit.sum()) / total
+            grad = exp.mul_((n_pos / z)[:, None])
+            grad.index_put_((rows, cols), torch.full_like(pos_logit, -1.0), accumulate=True)
+        grad.div_(total)
+        ctx.save_for_backward(user, items, grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        user, items, grad = ctx.saved_tensors
+        g_user = (grad @ items) * grad_out if ctx.needs_input_grad[0] else None
+        g_items = (grad.T @ user) * grad_out if ctx.needs_input_grad[1] else None
+        return g_user, g_items, None, None, None, None
+
+
+def full_softmax_loss(user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                      temperature: float, exclude_other_positives: bool = False, bounded: bool = False) -> torch.Tensor:
+    """Mean over positives (rows[k], cols[k]) of -log softmax over all items; see :class:`FullSoftmaxTask`."""
+    return _FullSoftmax.apply(user_emb / temperature, item_emb, rows, cols, exclude_other_positives, bounded)
+
+
+class FullSoftmaxTask:
+    """Softmax over the *whole* catalogue for a batch of users, every training item a positive.
+
+    No sampling, hence no sampling bias to correct (logQ is constant). With
+    ``exclude_other_positives`` each positive competes with the user's non-interacted items only
+    (the user's other positives are accidental hits and are removed). ``bounded`` states that
+    embeddings are L2-normalised, so logits are at most 1/temperature and need no max shift.
+    """
+
+    def __init__(self, *, temperature: float = 0.1, exclude_other_positives: bool = False,
+                 bounded: bool = False) -> None:
+        _check_temperature(temperature)
+        if bounded and temperature < 0.02:
+            raise ConfigError(f"bounded full softmax needs temperature >= 0.02 (exp overflow), got {temperature}")
+        self.temperature = temperature
+        self.exclude_other_positives = exclude_other_positives
+        self.bounded = bounded
+
+    def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor) -> torch.Tensor:
+        return full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
+                                 self.exclude_other_positives, self.bounded)
+
+
+class CosineContrastiveTask:
+    """SimpleX's cosine contrastive loss: ``(1 - cos(u, i)) + w / |N| * sum_j relu(cos(u, j) - margin)``.
+
+    Expects L2-normalised embeddings. ``negatives`` is [B, K, d] per row or a shared
+    :class:`Candidates` set; shared negatives equal to the row's positive are removed.
+    """
+
+    def __init__(self, *, margin: float = 0.9, negative_weight: float = 150.0) -> None:
+        if not -1.0 <= margin <= 1.0:
+            raise ConfigError(f"margin must lie in [-1, 1] for cosine scores, got {margin}")
+        self.margin = margin
+        self.negative_weight = negative_weight
+
+    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
+                 negatives: Candidates | torch.Tensor) -> torch.Tensor:
+        pos_loss = 1.0 - (user_emb * pos_emb).sum(-1)
+        if isinstance(negatives, Candidates):
+            s = user_emb @ negatives.emb.T
+            keep = (pos_ids[:, None] != negatives.ids[None, :]).to(s.dtype)
+        else:
+            s = (user_emb[:, None, :] * negatives).sum(-1)
+            keep = torch.ones_like(s)
+        neg = (F.relu(s - self.margin) * keep).sum(1) / keep.sum(1).clamp_min(1.0)
+        return (pos_loss + self.negative_weight * neg).mean()
+
+
+class BPRTask:
+    """Bayesian personalised ranking: ``-log sigmoid(s(u, i) - s(u, j))`` with one negative per row."""
+
+    def __init__(self, *, temperature: float = 1.0) -> None:
+        _check_temperature(temperature)
+        self.temperature = temperature
+
+    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, neg_emb: torch.Tensor) -> torch.Tensor:
+        diff = ((user_emb * pos_emb).sum(-1) - (user_emb * neg_emb).sum(-1)) / self.temperature
+        return F.softplus(-diff).mean()
+
+
+TASKS = {"full_softmax": FullSoftmaxTask, "sampled_softmax": SampledSoftmaxTask,
+         "ccl": CosineContrastiveTask, "bpr": BPRTask}
+
+
+def uniform_log_q(num_sampled: int, num_items: int) -> float:
+    """Log expected count of one item among ``num_sampled`` uniform draws from ``num_items``."""
+    return math.log(num_sampled / num_items)

@@ -1,0 +1,264 @@
+"""Training loop for two-tower retrieval: deterministic, resumable, validated on data carved from training.
+
+The loop reads top to bottom: for each epoch, batches in a seeded order -> model embeds -> task
+scores -> optimizer step; then validation (a callable the caller builds from *training* data,
+never test), early stopping, best-weights selection, checkpoint, callbacks.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recsys.errors import ConfigError, DataValidationError
+from recsys.features.sequences import history_tensors
+from recsys.models.callbacks import Callback, StopTraining, load_checkpoint, progress_enabled, save_checkpoint
+from recsys.models.tasks import (
+    BPRTask,
+    Candidates,
+    CosineContrastiveTask,
+    FullSoftmaxTask,
+    SampledSoftmaxTask,
+)
+from recsys.models.two_tower import TwoTowerModel
+
+__all__ = ["RetrievalData", "Trainer", "NEGATIVES"]
+
+NEGATIVES = ("in_batch", "uniform", "mixed", "impressions")
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclass
+class RetrievalData:
+    """Training data in index space.
+
+    ``positives`` users x items (CSR): the interactions to fit. ``history`` (CSR, default
+    ``positives``): each user's behaviour input, items in each row oldest to newest.
+    ``impressions`` (CSR, optional): shown but not clicked, for impression negatives.
+    ``user_features``/``item_features``: tensors indexed by user/item index (default: ids only).
+    """
+
+    positives: sp.csr_matrix
+    history: sp.csr_matrix | None = None
+    impressions: sp.csr_matrix | None = None
+    user_features: dict[str, torch.Tensor] | None = None
+    item_features: dict[str, torch.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        self.positives = sp.csr_matrix(self.positives)
+        if self.positives.nnz == 0:
+            raise DataValidationError("RetrievalData.positives is empty: expected at least one interaction")
+        n_users, n_items = self.positives.shape
+        self.user_features = self.user_features or {"user_id": torch.arange(n_users)}
+        self.item_features = self.item_features or {"item_id": torch.arange(n_items)}
+        counts = np.bincount(self.positives.indices, minlength=n_items).astype(np.float64)
+        self.item_log_freq = torch.from_numpy(np.log(np.maximum(counts, 0.5) / counts.sum())).float()
+        coo = self.positives.tocoo()
+        self.pair_users, self.pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+
+
+def _slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and column indices of ``csr`` restricted to ``users`` (rows 0..len-1)."""
+    starts, ends = csr.indptr[users], csr.indptr[users + 1]
+    lens = ends - starts
+    rows = np.repeat(np.arange(len(users)), lens)
+    pos = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    return rows, csr.indices[pos]
+
+
+class Trainer:
+    """Fits a :class:`TwoTowerModel` with a task from :mod:`recsys.models.tasks`.
+
+    ``validate(model) -> metrics`` is called after each epoch; ``monitor`` names the metric that
+    selects the best epoch (higher is better) and drives early stopping after ``patience``
+    epochs without improvement. Data order comes from ``(seed, epoch)`` and torch's RNG is saved in
+    each checkpoint, so a run resumed from ``checkpoint_dir`` ends with the same weights as one
+    that never stopped.
+    """
+
+    def __init__(self, model: TwoTowerModel, task: Any, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
+                 weight_decay: float = 0.0, optimizer: str = "adam", negatives: str = "in_batch",
+                 num_negatives: int = 1024, history_dropout: float = 0.0, seed: int = 0, patience: int = 3,
+                 monitor: str = "recall@20", validate: Callable[[TwoTowerModel], dict[str, float]] | None = None,
+                 checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
+                 callbacks: list[Callback] | None = None, device: str = "auto", progress: bool | None = None) -> None:
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        if negatives not in NEGATIVES:
+            raise ConfigError(f"unknown negatives {negatives!r}; choose one of {NEGATIVES}")
+        self.model, self.task = model, task
+        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
+        self.optimizer_name, self.negatives, self.num_negatives = optimizer, negatives, num_negatives
+        self.history_dropout, self.seed, self.patience, self.monitor = history_dropout, seed, patience, monitor
+        self.validate, self.checkpoint_every, self.callbacks = validate, checkpoint_every, callbacks or []
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                                   ("cpu" if device == "auto" else device))
+        self.progress = progress_enabled() if progress is None else progress
+
+    # ----- batches -------------------------------------------------------------------------------
+    def _user_feats(self, data: RetrievalData, users: np.ndarray) -> dict[str, torch.Tensor]:
+        idx = torch.from_numpy(users)
+        feats = {k: v[idx].to(self.device) for k, v in data.user_features.items()}
+        if self.model.config.history != "none":
+            hist = data.history if data.history is not None else data.positives
+            drop = None
+            if self.model.training and self.history_dropout > 0:
+                n = int((hist.indptr[users + 1] - hist.indptr[users]).sum())
+                drop = (torch.rand(n) < self.history_dropout).numpy()
+            feats.update({k: v.to(self.device) for k, v in history_tensors(hist, users, drop).items()})
+        return feats
+
+    def _item_feats(self, data: RetrievalData, items: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        return {k: (v if items is None else v[items]).to(self.device) for k, v in data.item_features.items()}
+
+    def _batches(self, data: RetrievalData, epoch: int) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        if isinstance(self.task, FullSoftmaxTask):
+            order = rng.permutation(data.positives.shape[0])
+        else:
+            order = rng.permutation(data.positives.nnz)
+        for start in range(0, len(order), self.batch_size):
+            yield order[start:start + self.batch_size]
+
+    def _loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
+        model, task = self.model, self.task
+        if isinstance(task, FullSoftmaxTask):
+            rows, cols = _slices(data.positives, batch)
+            user = model.user_embeddings(self._user_feats(data, batch))
+            items = model.item_embeddings(self._item_feats(data, None))
+            return task(user, items, torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device))
+        users, items = data.pair_users[batch], torch.from_numpy(data.pair_items[batch])
+        user = model.user_embeddings(self._user_feats(data, users))
+        pos_emb = model.item_embeddings(self._item_feats(data, items))
+        n_items = data.positives.shape[1]
+        if isinstance(task, BPRTask):
+            neg = torch.randint(n_items, (len(batch),))
+            return task(user, pos_emb, model.item_embeddings(self._item_feats(data, neg)))
+        if self.negatives == "impressions":
+            return self._impression_loss(data, users, user, pos_emb, items)
+        extra = None
+        if self.negatives in ("uniform", "mixed") or isinstance(task, CosineContrastiveTask):
+            neg = torch.randint(n_items, (self.num_negatives,))
+            log_q = torch.full((self.num_negatives,), float(np.log(self.num_negatives / n_items)))
+            extra = Candidates(model.item_embeddings(self._item_feats(data, neg)), neg.to(self.device),
+                               log_q.to(self.device))
+        items = items.to(self.device)
+        if isinstance(task, CosineContrastiveTask):
+            return task(user, pos_emb, items, extra)
+        if not isinstance(task, SampledSoftmaxTask):
+            raise ConfigError(f"unsupported task {type(task).__name__}")
+        task.in_batch = self.negatives != "uniform"
+        log_q = (data.item_log_freq[items.cpu()] + float(np.log(len(batch)))).to(self.device)
+        return task(user, pos_emb, items, log_q, extra)
+
+    def _impression_loss(self, data, users, user, pos_emb, items) -> torch.Tensor:
+        if data.impressions is None:
+            raise ConfigError("negatives='impressions' needs RetrievalData.impressions (shown, not clicked)")
+        k = self.num_negatives
+        imp = data.impressions
+        lens = np.diff(imp.indptr)[users]
+        pick = (torch.rand(len(users), k).numpy() * np.maximum(lens, 1)[:, None]).astype(np.int64)
+        neg = imp.indices[np.minimum(imp.indptr[users][:, None] + pick, max(imp.nnz - 1, 0))]
+        mask = torch.from_numpy(lens > 0)[:, None].expand(-1, k).to(self.device)
+        neg_emb = self.model.item_embeddings(self._item_feats(data, torch.from_numpy(neg.reshape(-1))))
+        log_q = (data.item_log_freq[items] + float(np.log(len(users)))).to(self.device)
+        return self.task(user, pos_emb, items.to(self.device), log_q, None,
+                         neg_emb.view(len(users), k, -1), mask)
+
+    # ----- loop ----------------------------------------------------------------------------------
+    def fit(self, data: RetrievalData, *, resume: bool = True) -> dict[str, Any]:
+        """Train; returns a summary with ``best_epoch``, ``best_metrics``, ``history`` and ``train_seconds``."""
+        torch.manual_seed(self.seed)
+        self.model.to(self.device)
+        opt = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        st = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
+              "seconds": 0.0, "epoch_loss": 0.0}
+        best = None
+        if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "state.json").exists():
+            st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt)
+        t_start = time.perf_counter() - st["seconds"]
+        while st["epoch"] < self.epochs:
+            self.model.train()
+            batches = list(self._batches(data, st["epoch"]))
+            bar = self._bar(len(batches), st)
+            for i, batch in enumerate(batches):
+                if i < st["step"]:
+                    continue
+                opt.zero_grad(set_to_none=True)
+                loss = self._loss(data, batch)
+                loss.backward()
+                opt.step()
+                st["epoch_loss"] += float(loss.detach())
+                st["step"] = i + 1
+                if bar is not None:
+                    bar.update(len(batch))
+                    bar.set_postfix(loss=f"{st['epoch_loss'] / st['step']:.4f}")
+                if self.checkpoint_every and st["step"] % self.checkpoint_every == 0 and i + 1 < len(batches):
+                    self._checkpoint(opt, best, st, t_start)
+            if bar is not None:
+                bar.close()
+            best = self._end_epoch(st, len(batches), best, t_start)
+            self._checkpoint(opt, best, st, t_start)
+            if self._notify(st) or (self.validate is not None and st["bad_epochs"] >= self.patience):
+                break
+        return self._finish(st, best, t_start)
+
+    def _bar(self, n_batches: int, st: dict):
+        if not self.progress:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=None, desc=f"epoch {st['epoch'] + 1}/{self.epochs}", unit="row", unit_scale=True,
+                    leave=False)
+
+    def _end_epoch(self, st: dict, n_batches: int, best, t_start: float):
+        metrics = {"epoch": st["epoch"] + 1, "loss": st["epoch_loss"] / max(n_batches, 1)}
+        if self.validate is not None:
+            self.model.eval()
+            with torch.no_grad():
+                metrics.update(self.validate(self.model))
+            if self.monitor not in metrics:
+                raise ConfigError(f"monitor {self.monitor!r} is not among the validation metrics {sorted(metrics)}")
+            if st["best_metric"] is None or metrics[self.monitor] > st["best_metric"]:
+                st.update(best_metric=metrics[self.monitor], best_epoch=st["epoch"] + 1, bad_epochs=0)
+                best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            else:
+                st["bad_epochs"] += 1
+        metrics["seconds"] = time.perf_counter() - t_start
+        st["history"].append(metrics)
+        st.update(epoch=st["epoch"] + 1, step=0, epoch_loss=0.0)
+        return best
+
+    def _checkpoint(self, opt, best, st: dict, t_start: float) -> None:
+        st["seconds"] = time.perf_counter() - t_start
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, best_state=best, trainer_state=st)
+
+    def _notify(self, st: dict) -> bool:
+        try:
+            for cb in self.callbacks:
+                cb.on_epoch_end(st["epoch"], copy.deepcopy(st["history"][-1]))
+        except StopTraining:
+            return True
+        return False
+
+    def _finish(self, st: dict, best, t_start: float) -> dict[str, Any]:
+        if best is not None:
+            self.model.load_state_dict(best)
+        self.model.eval()
+        summary = {"best_epoch": st["best_epoch"] or st["epoch"], "epochs_run": st["epoch"],
+                   "best_metrics": next((h for h in st["history"] if h["epoch"] == st["best_epoch"]),
+                                        st["history"][-1] if st["history"] else {}),
+                   "history": st["history"], "train_seconds": time.perf_counter() - t_start}
+        for cb in self.callbacks:
+            cb.on_train_end(summary)
+        return summary

@@ -1,0 +1,130 @@
+"""The two-tower model: owns a user tower and an item tower; its architecture is a JSON dataclass.
+
+Saved as a directory with ``config.json`` (the :class:`TwoTowerConfig`) and ``model.safetensors``
+(the weights), so loading needs nothing but the directory and runs no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsys.errors import ArtifactError, ConfigError
+from recsys.models.towers import ItemTower, UserTower
+
+__all__ = ["TwoTowerConfig", "TwoTowerModel"]
+
+HISTORY_MODES = ("none", "mean", "attention", "mean+attention")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TwoTowerConfig:
+    """Architecture of a :class:`TwoTowerModel`.
+
+    ``num_users``/``num_items`` count id-embedding rows including out-of-vocabulary rows;
+    ``item_oov_index`` is the row a never-seen item id maps to (used by ``item_id_dropout``).
+    ``user_features``/``item_features`` map feature names to cardinalities.
+    """
+
+    num_users: int
+    num_items: int
+    dim: int = 64
+    use_user_id: bool = True
+    use_item_id: bool = True
+    user_features: dict[str, int] = field(default_factory=dict)
+    item_features: dict[str, int] = field(default_factory=dict)
+    title_buckets: int = 0
+    history: str = "mean"
+    history_len: int = 50
+    gate_init: float = 0.5
+    learn_gate: bool = True
+    normalize: bool = True
+    item_id_dropout: float = 0.0
+    item_oov_index: int | None = None
+    init_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.history not in HISTORY_MODES:
+            raise ConfigError(f"history must be one of {HISTORY_MODES}, got {self.history!r}")
+        if self.dim < 1 or self.num_users < 1 or self.num_items < 1:
+            raise ConfigError(f"dim, num_users and num_items must be >= 1, got {self.dim}, "
+                              f"{self.num_users}, {self.num_items}")
+        if not 0.0 < self.gate_init < 1.0:
+            raise ConfigError(f"gate_init must lie in (0, 1), got {self.gate_init}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TwoTowerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown two-tower config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**d)
+
+
+class TwoTowerModel(nn.Module):
+    """User and item towers meeting in one ``dim``-dimensional space (optionally on the unit sphere)."""
+
+    def __init__(self, config: TwoTowerConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.item_tower = ItemTower(num_items=c.num_items, dim=c.dim, use_id=c.use_item_id,
+                                    categorical=c.item_features, title_buckets=c.title_buckets,
+                                    id_dropout=c.item_id_dropout, oov_index=c.item_oov_index, init_std=c.init_std)
+        self.user_tower = UserTower(num_users=c.num_users, dim=c.dim, use_id=c.use_user_id,
+                                    categorical=c.user_features, history=c.history, history_len=c.history_len,
+                                    gate_init=c.gate_init, learn_gate=c.learn_gate, init_std=c.init_std)
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, dim=-1) if self.config.normalize else x
+
+    def item_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Item embeddings [n, dim] for the item feature tensors ``feats``."""
+        return self._out(self.item_tower(feats))
+
+    def user_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """User embeddings [B, dim]; history items are embedded with the item id table."""
+        return self._out(self.user_tower(feats, self.item_tower.id_embedding.weight))
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_tower.id_embedding.weight.device
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into directory ``path``."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format_version": FORMAT_VERSION, "kind": "two_tower", "config": asdict(self.config)}
+        (path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, str(path / "model.safetensors"))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> TwoTowerModel:
+        """Rebuild a model saved with :meth:`save` (no pickle)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        cfg_file, weights = path / "config.json", path / "model.safetensors"
+        if not cfg_file.exists() or not weights.exists():
+            raise ArtifactError(f"{path} is not a saved two-tower model: expected config.json and "
+                                f"model.safetensors in it; save one with TwoTowerModel.save(path)")
+        meta = json.loads(cfg_file.read_text())
+        if meta.get("kind") != "two_tower" or meta.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(f"{cfg_file}: expected kind 'two_tower' format_version {FORMAT_VERSION}, "
+                                f"got {meta.get('kind')!r} {meta.get('format_version')!r}")
+        model = cls(TwoTowerConfig.from_dict(meta["config"]))
+        try:
+            model.load_state_dict(load_file(str(weights), device=str(map_location)))
+        except RuntimeError as e:
+            raise ArtifactError(f"{weights} does not match its config.json: {e}") from e
+        return model.eval()

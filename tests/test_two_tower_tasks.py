@@ -1,0 +1,130 @@
+"""Retrieval tasks: losses worked out by hand, logQ sign and scale, accidental hits, fused full softmax."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recsys.errors import ConfigError
+from recsys.models.tasks import (
+    BPRTask,
+    Candidates,
+    CosineContrastiveTask,
+    FullSoftmaxTask,
+    SampledSoftmaxTask,
+    uniform_log_q,
+)
+
+
+def test_sampled_softmax_by_hand():
+    # two users, two items, in-batch only, temperature 1, no correction:
+    # row 0 logits [1*1, 1*0] -> loss log(e^1 + e^0) - 1 = log(1 + e^-1)
+    u = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    task = SampledSoftmaxTask(temperature=1.0, logq_correction=False)
+    loss = task(u, i, torch.tensor([0, 1]))
+    expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-2))) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_logq_correction_lowers_popular_negatives_by_log_expected_count():
+    torch.manual_seed(0)
+    u, i = torch.randn(4, 8), torch.randn(4, 8)
+    ids = torch.arange(4)
+    log_q = torch.log(torch.tensor([0.5, 0.1, 0.1, 0.01]) * 4)
+    plain = SampledSoftmaxTask(temperature=0.5, logq_correction=False).logits(u, i, ids, log_q)
+    corrected = SampledSoftmaxTask(temperature=0.5, logq_correction=True).logits(u, i, ids, log_q)
+    # column 0 is the positive: never corrected; in-batch negatives: logit - log_q, scale exactly 1
+    assert torch.equal(plain[:, 0], corrected[:, 0])
+    off_diag = ~torch.eye(4, dtype=torch.bool)  # the diagonal is each row's own positive again: masked
+    assert torch.allclose((plain[:, 1:] - corrected[:, 1:])[off_diag], log_q.expand(4, 4)[off_diag], atol=1e-6)
+    # the most popular item (q=0.5*4 > 1) is lowered, the rarest (0.04 < 1) is raised
+    assert (corrected[1:, 1] < plain[1:, 1]).all() and (corrected[:3, 4] > plain[:3, 4]).all()
+
+
+def test_logq_correction_makes_popular_positives_cheaper_to_miss():
+    # with correction a popular item as negative weighs less, so its rows' losses drop
+    u = torch.eye(3)
+    i = torch.eye(3) * 0.5 + 0.2
+    ids = torch.arange(3)
+    log_q = torch.log(torch.tensor([3.0, 0.1, 0.1]))
+    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, ids, log_q)
+    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, ids, log_q)
+    # row 1's negative item 0 (popular) went down by log 3
+    assert on[1, 1].item() == pytest.approx(off[1, 1].item() - math.log(3.0), rel=1e-6)
+
+
+def test_accidental_hits_masked_but_own_positive_kept():
+    u, i = torch.randn(3, 4), torch.randn(3, 4)
+    ids = torch.tensor([7, 7, 9])  # rows 0 and 1 share item 7
+    logits = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, ids)
+    assert torch.isfinite(logits[:, 0]).all()
+    neg = logits[:, 1:]
+    assert torch.isinf(neg[0, 0]) and torch.isinf(neg[0, 1]) and torch.isfinite(neg[0, 2])
+    assert torch.isinf(neg[2, 2]) and torch.isfinite(neg[2, 0])
+
+
+def test_mixed_negatives_each_source_gets_its_own_correction():
+    torch.manual_seed(1)
+    u, i = torch.randn(2, 4), torch.randn(2, 4)
+    extra = Candidates(torch.randn(3, 4), torch.tensor([10, 11, 12]), torch.full((3,), uniform_log_q(3, 100)))
+    batch_q = torch.log(torch.tensor([0.2, 0.3]))
+    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, torch.tensor([0, 1]), batch_q, extra)
+    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, torch.tensor([0, 1]), batch_q, extra)
+    diff = off[:, 1:] - on[:, 1:]
+    # in-batch block: row 0 vs item 1 is corrected by log 0.3, row 1 vs item 0 by log 0.2
+    assert diff[0, 1].item() == pytest.approx(math.log(0.3), rel=1e-5)
+    assert diff[1, 0].item() == pytest.approx(math.log(0.2), rel=1e-5)
+    assert torch.allclose(diff[:, 2:], torch.full((2, 3), math.log(3 / 100)), atol=1e-6)
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+@pytest.mark.parametrize("bounded", [False, True])
+def test_fused_full_softmax_matches_autograd(exclude, bounded):
+    torch.manual_seed(0)
+    u = F.normalize(torch.randn(5, 8), dim=1).requires_grad_()
+    v = F.normalize(torch.randn(11, 8), dim=1).requires_grad_()
+    rows = torch.tensor([0, 0, 1, 2, 2, 2, 4])
+    cols = torch.tensor([1, 3, 0, 5, 6, 10, 2])
+    loss = FullSoftmaxTask(temperature=0.2, exclude_other_positives=exclude, bounded=bounded)(u, v, rows, cols)
+    loss.backward()
+    gu, gv = u.grad.clone(), v.grad.clone()
+    u.grad = v.grad = None
+    logits = u @ v.T / 0.2
+    terms = []
+    for r, c in zip(rows.tolist(), cols.tolist(), strict=False):
+        row = logits[r]
+        if exclude:
+            mask = torch.zeros(11, dtype=torch.bool)
+            mask[cols[rows == r]] = True
+            mask[c] = False
+            row = row.masked_fill(mask, float("-inf"))
+        terms.append(torch.logsumexp(row, 0) - row[c])
+    ref = torch.stack(terms).mean()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.allclose(gu, u.grad, atol=1e-5) and torch.allclose(gv, v.grad, atol=1e-5)
+
+
+def test_ccl_by_hand():
+    # cos(u,i)=1 -> positive part 0; negatives cos 1 and 0 with margin 0.5, weight 2: 2 * (0.5 + 0)/2 = 0.5
+    u = torch.tensor([[1.0, 0.0]])
+    pos = torch.tensor([[1.0, 0.0]])
+    neg = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    loss = CosineContrastiveTask(margin=0.5, negative_weight=2.0)(u, pos, torch.tensor([0]), neg)
+    assert loss.item() == pytest.approx(0.5)
+
+
+def test_bpr_by_hand():
+    u, p, n = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]])
+    assert BPRTask()(u, p, n).item() == pytest.approx(math.log(1 + math.exp(-1.0)))
+
+
+def test_bad_hyperparameters_raise_config_errors():
+    with pytest.raises(ConfigError, match="temperature"):
+        SampledSoftmaxTask(temperature=0.0)
+    with pytest.raises(ConfigError, match="margin"):
+        CosineContrastiveTask(margin=2.0)
+    with pytest.raises(ConfigError, match="bounded"):
+        FullSoftmaxTask(temperature=0.01, bounded=True)
