@@ -69,7 +69,7 @@ def gauc_details(labels, scores, groups, weights: str = "impressions") -> dict[s
     g = np.asarray(groups).ravel()
     if g.size != y.size:
         raise DataValidationError(f"groups has {g.size} rows but labels has {y.size}.")
-    frame = pd.DataFrame({"g": g, "y": y, "s": s})
+    frame = pd.DataFrame({"g": g, "y": y.astype(np.float64), "s": s})
     frame["r"] = frame.groupby("g", sort=False)["s"].rank(method="average")
     frame["rp"] = frame["r"] * frame["y"]
     per = frame.groupby("g", sort=False).agg(n=("y", "size"), pos=("y", "sum"), rpos=("rp", "sum"))

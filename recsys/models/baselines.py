@@ -63,7 +63,8 @@ class RandomRecommender(_Fitted):
 class ImplicitALS(_Fitted):
     """Weighted matrix factorisation by alternating least squares, from the ``implicit`` package (CPU).
 
-    Confidence is ``1 + alpha * r`` for an observed interaction r (Hu, Koren & Volinsky 2008).
+    Observed entries r get preference 1 and confidence ``alpha * r``, unobserved ones preference 0 and
+    confidence 1 (implicit >= 0.5's convention; Hu, Koren & Volinsky 2008 use ``1 + alpha * r``).
     ``num_threads=0`` uses every core. Scores are inner products of the learned factors.
     """
 
@@ -92,11 +93,11 @@ class ImplicitALS(_Fitted):
         from threadpoolctl import threadpool_limits
 
         train = _check_train(train).astype(np.float32)
-        model = AlternatingLeastSquares(
-            factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-            iterations=self.iterations, num_threads=self.num_threads, random_state=self.random_state,
-        )
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it down
+            model = AlternatingLeastSquares(
+                factors=self.factors, regularization=self.regularization, alpha=self.alpha,
+                iterations=self.iterations, num_threads=self.num_threads, random_state=self.random_state,
+            )
             model.fit(train, show_progress=show_progress)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)
