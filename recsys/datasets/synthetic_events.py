@@ -153,28 +153,31 @@ def _block(world: StaticWorld, pools: _Pools, users, ts, media, end_ns: int, sta
     t = ts[sess] + pos * 4 * SECOND + (rng.random(len(sess)) * 3.9 * SECOND).astype(np.int64)
     cand = pools.sample(m, world.user_vip[u].astype(np.int64), p.candidates_per_slot, rng)
     valid = (cand >= 0) & (world.item_available_ns[np.maximum(cand, 0)] <= t[:, None])
-    score = p.interest_bias * truth.affinity(u[:, None], np.maximum(cand, 0)) - np.log(-np.log(
-        rng.random(cand.shape) + 1e-12) + 1e-12)
+    # truth.affinity, with each page's user row gathered once (slots of a page are contiguous)
+    user_rows = truth.user_factors[users][sess]
+    aff = p.affinity_scale * np.einsum("nd,ncd->nc", user_rows, truth.item_factors[np.maximum(cand, 0)])
+    score = p.interest_bias * aff - np.log(-np.log(rng.random(cand.shape) + 1e-12) + 1e-12)
     score[~valid] = -np.inf
     pick = score.argmax(axis=1)
     item = cand[np.arange(len(cand)), pick]
+    aff = aff[np.arange(len(cand)), pick]
     ok = valid.any(axis=1) & (t < end_ns)
     _, first = np.unique(sess[ok] * np.int64(len(truth.price)) + item[ok], return_index=True)
     keep = np.nonzero(ok)[0][np.sort(first)]  # one impression per item per page
-    u, i, m, t, pos = u[keep], item[keep], m[keep], t[keep], pos[keep]
+    u, i, m, t, pos, aff = u[keep], item[keep], m[keep], t[keep], pos[keep], aff[keep]
     imp_id = state["next_imp"] + np.arange(len(u), dtype=np.int64)
     state["next_imp"] += len(u)
-    clicked = rng.random(len(u)) < truth.click_probability(u, i, position=pos, media=m)
+    clicked = rng.random(len(u)) < truth.click_probability(u, i, position=pos, media=m, affinity=aff)
     c = np.nonzero(clicked)[0]
-    return _after_click(world, u, i, m, t, pos, imp_id, c, end_ns, state, rng)
+    return _after_click(world, u, i, m, t, pos, imp_id, c, aff[c], end_ns, state, rng)
 
 
-def _after_click(world: StaticWorld, u, i, m, t, pos, imp_id, c, end_ns: int, state: dict,
+def _after_click(world: StaticWorld, u, i, m, t, pos, imp_id, c, aff_c, end_ns: int, state: dict,
                  rng: np.random.Generator) -> dict[str, np.ndarray]:
     truth, p = world.truth, world.truth.params
     uc, ic, mc = u[c], i[c], m[c]
     key = uc * np.int64(len(truth.price)) + ic
-    p_buy = truth.purchase_probability(uc, ic, media=mc)
+    p_buy = truth.purchase_probability(uc, ic, media=mc, affinity=aff_c)
     p_buy = np.where(np.isin(key, state["bought"]), p_buy * p.repeat_purchase_factor, p_buy)
     buy = rng.random(len(c)) < p_buy
     cart = rng.random(len(c)) < np.where(buy, p.cart_if_purchase, p.cart_if_no_purchase)

@@ -110,35 +110,37 @@ class WorldTruth:
         i = np.asarray(items)
         return np.maximum(self.price[i] - self.coupon[i], 0.01)
 
-    def click_logit(self, users, items, *, position=0, media=None) -> np.ndarray:
-        """Logit of P(click | impression at ``position`` in ``media``'s feed)."""
+    def click_logit(self, users, items, *, position=0, media=None, affinity=None) -> np.ndarray:
+        """Logit of P(click | impression at ``position`` in ``media``'s feed); ``affinity`` may be precomputed."""
         p = self.params
         u, i = np.broadcast_arrays(np.asarray(users), np.asarray(items))
         m = self._media_codes(media)
         bias = self.media_click_bias[m] if media is not None else 0.0
         log_price = np.log(self.effective_price(i) / REFERENCE_PRICE)
-        return (p.click_intercept + p.click_affinity * self.affinity(u, i) + self.item_quality[i]
+        aff = self.affinity(users, items) if affinity is None else affinity
+        return (p.click_intercept + p.click_affinity * aff + self.item_quality[i]
                 - p.click_price * self.price_sensitivity[u] * log_price
                 - p.position_decay * np.log1p(np.asarray(position, dtype=np.float64))
                 + p.coupon_click * (self.coupon[i] > 0) + bias)
 
-    def click_probability(self, users, items, *, position=0, media=None) -> np.ndarray:
+    def click_probability(self, users, items, *, position=0, media=None, affinity=None) -> np.ndarray:
         """P(click | impression), exactly as used by the simulation."""
-        return _sigmoid(self.click_logit(users, items, position=position, media=media))
+        return _sigmoid(self.click_logit(users, items, position=position, media=media, affinity=affinity))
 
-    def purchase_logit(self, users, items, *, media=None) -> np.ndarray:
+    def purchase_logit(self, users, items, *, media=None, affinity=None) -> np.ndarray:
         """Logit of P(purchase | click): affinity, price sensitivity x price, coupon, partner."""
         p = self.params
         u, i = np.broadcast_arrays(np.asarray(users), np.asarray(items))
         m = self._media_codes(media)
         bias = self.media_purchase_bias[m] if media is not None else 0.0
         log_price = np.log(self.effective_price(i) / REFERENCE_PRICE)
-        return (p.purchase_intercept + p.purchase_affinity * self.affinity(u, i)
+        aff = self.affinity(users, items) if affinity is None else affinity
+        return (p.purchase_intercept + p.purchase_affinity * aff
                 - self.price_sensitivity[u] * log_price + p.coupon_purchase * (self.coupon[i] > 0) + bias)
 
-    def purchase_probability(self, users, items, *, media=None) -> np.ndarray:
+    def purchase_probability(self, users, items, *, media=None, affinity=None) -> np.ndarray:
         """P(purchase | click) for a first purchase (repeat purchases are damped by the simulation)."""
-        return _sigmoid(self.purchase_logit(users, items, media=media))
+        return _sigmoid(self.purchase_logit(users, items, media=media, affinity=affinity))
 
     def expected_value(self, users, items, objective: str = "commission", *, position=0,
                        media=None) -> np.ndarray:

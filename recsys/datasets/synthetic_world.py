@@ -43,6 +43,7 @@ GENERIC_WORDS = np.array(["", "", "", "new", "hot", "2026", "sale", "premium", "
 SYLLABLES = ("ka", "lu", "mi", "zen", "ro", "va", "ti", "no", "sa", "qi", "bo", "re", "xi", "da", "fu",
              "mo", "li", "ya", "ne", "ha")
 AGE_BUCKETS = np.array(["18-24", "25-34", "35-44", "45-54", "55+"], dtype=object)
+KOL_FOLLOWS = 0.8  # expected influencers a user follows
 FIRST_APP = 3  # media order: guide-0..2, app-0..1, kol-0..
 HOUR_WEIGHTS = np.array([2, 1, 1, 1, 1, 1, 2, 3, 4, 4, 4, 5, 6, 5, 4, 4, 5, 5, 6, 8, 9, 10, 8, 5], float)
 
@@ -254,6 +255,7 @@ def _pools(media, focus, items, cat, rng) -> pd.DataFrame:
 def _audience(media, focus, interests, sens, rng) -> np.ndarray:
     """Which users visit which partner: apps broadly, guides the price-sensitive, influencers their fans."""
     n = len(interests)
+    n_kol = int((media["kind"] == "influencer").sum())
     prob = np.empty((n, len(media)))
     rel_sens = sens / sens.mean()
     for m, kind in enumerate(media["kind"]):
@@ -262,7 +264,9 @@ def _audience(media, focus, interests, sens, rng) -> np.ndarray:
         elif kind == "content_app":
             prob[:, m] = 0.55 if m == FIRST_APP else 0.3
         else:
-            prob[:, m] = np.clip(0.5 * interests[:, focus[m]].sum(axis=1) + 0.003, 0, 0.6)
+            # ~KOL_FOLLOWS influencers per user whatever their number, so rates do not drift with size
+            prob[:, m] = np.clip(KOL_FOLLOWS * len(interests[0]) / (n_kol * len(focus[m]))
+                                 * interests[:, focus[m]].sum(axis=1), 0.001, 0.6)
     member = rng.random(prob.shape) < prob
     member[~member.any(axis=1), FIRST_APP] = True  # everyone reaches the feed through at least app-0
     return member
