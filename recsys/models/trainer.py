@@ -30,7 +30,7 @@ from recsys.models.tasks import (
 )
 from recsys.models.two_tower import TwoTowerModel
 
-__all__ = ["RetrievalData", "Trainer", "NEGATIVES"]
+__all__ = ["RetrievalData", "Trainer", "NEGATIVES", "encode_all", "user_inputs"]
 
 NEGATIVES = ("in_batch", "uniform", "mixed", "impressions")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -63,6 +63,36 @@ class RetrievalData:
         self.item_log_freq = torch.from_numpy(np.log(np.maximum(counts, 0.5) / counts.sum())).float()
         coo = self.positives.tocoo()
         self.pair_users, self.pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+
+
+def user_inputs(model: TwoTowerModel, data: RetrievalData, users: np.ndarray, device: torch.device | str = "cpu", *,
+                history_dropout: float = 0.0) -> dict[str, torch.Tensor]:
+    """User-tower inputs for user indices ``users``: their features plus history (with optional dropout)."""
+    users = np.asarray(users, dtype=np.int64)
+    idx = torch.from_numpy(users)
+    feats = {k: v[idx].to(device) for k, v in data.user_features.items()}
+    if model.config.history != "none":
+        hist = data.history if data.history is not None else data.positives
+        drop = None
+        if history_dropout > 0:
+            n = int((hist.indptr[users + 1] - hist.indptr[users]).sum())
+            drop = (torch.rand(n) < history_dropout).numpy()
+        feats.update({k: v.to(device) for k, v in history_tensors(hist, users, drop).items()})
+    return feats
+
+
+@torch.no_grad()
+def encode_all(model: TwoTowerModel, data: RetrievalData, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of every user and every item of ``data`` (eval mode), as float32 numpy arrays."""
+    was_training = model.training
+    model.eval()
+    device = model.device
+    items = model.item_embeddings({k: v.to(device) for k, v in data.item_features.items()})
+    n_users = data.positives.shape[0]
+    users = [model.user_embeddings(user_inputs(model, data, np.arange(s, min(s + batch_size, n_users)), device))
+             for s in range(0, n_users, batch_size)]
+    model.train(was_training)
+    return torch.cat(users).float().cpu().numpy(), items.float().cpu().numpy()
 
 
 def _slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,16 +136,8 @@ class Trainer:
 
     # ----- batches -------------------------------------------------------------------------------
     def _user_feats(self, data: RetrievalData, users: np.ndarray) -> dict[str, torch.Tensor]:
-        idx = torch.from_numpy(users)
-        feats = {k: v[idx].to(self.device) for k, v in data.user_features.items()}
-        if self.model.config.history != "none":
-            hist = data.history if data.history is not None else data.positives
-            drop = None
-            if self.model.training and self.history_dropout > 0:
-                n = int((hist.indptr[users + 1] - hist.indptr[users]).sum())
-                drop = (torch.rand(n) < self.history_dropout).numpy()
-            feats.update({k: v.to(self.device) for k, v in history_tensors(hist, users, drop).items()})
-        return feats
+        dropout = self.history_dropout if self.model.training else 0.0
+        return user_inputs(self.model, data, users, self.device, history_dropout=dropout)
 
     def _item_feats(self, data: RetrievalData, items: torch.Tensor | None) -> dict[str, torch.Tensor]:
         return {k: (v if items is None else v[items]).to(self.device) for k, v in data.item_features.items()}
