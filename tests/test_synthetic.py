@@ -224,3 +224,14 @@ def test_sizes_can_be_set_and_tiny_worlds_work():
     assert len(w.users) == 50 and len(w.items) == 40
     assert w.events["user_id"].max() < 50 and w.events["item_id"].max() < 40
     assert w.summary()["days"] == 3
+
+
+def test_generation_benchmark_writes_json_and_markdown(tmp_path):
+    from recsys.bench.synthetic import run_synthetic_benchmark
+
+    result = run_synthetic_benchmark([2_000, 4_000], repeats=1, out_dir=tmp_path)
+    rows = result["rows"]
+    assert [r["n_events_requested"] for r in rows] == [2_000, 4_000]
+    assert all(r["seconds_median"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert rows[0]["size_ratio"] == 1.0 and rows[1]["size_ratio"] > 1.5
+    assert (tmp_path / "results.json").exists() and "| events |" in (tmp_path / "README.md").read_text()
