@@ -63,8 +63,8 @@ def run_synthetic_benchmark(sizes: Sequence[int] = (1_000_000, 10_000_000), *, r
     first = rows[0]
     for r in rows:
         r["size_ratio"] = round(r["events"] / first["events"], 2)
-        r["time_ratio"] = round(r["seconds_median"] / first["seconds_median"], 2)
-        r["memory_growth_ratio"] = round(r["rss_growth_mib"] / first["rss_growth_mib"], 2)
+        r["time_ratio"] = _ratio(r["seconds_median"], first["seconds_median"])
+        r["memory_growth_ratio"] = _ratio(r["rss_growth_mib"], first["rss_growth_mib"])
     result = {
         "benchmark": "synthetic", "command": _command(sizes, repeats, seed), "repeats": repeats, "seed": seed,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
@@ -80,6 +80,11 @@ def run_synthetic_benchmark(sizes: Sequence[int] = (1_000_000, 10_000_000), *, r
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _ratio(a: float, b: float) -> float | None:
+    """a / b, or None when the reference is zero (tiny sizes may not raise the peak at all)."""
+    return round(a / b, 2) if b > 0 else None
 
 
 def _command(sizes: Sequence[int], repeats: int, seed: int) -> str:
