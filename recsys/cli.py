@@ -135,6 +135,24 @@ def benchmark_ranker(
         _echo_json(result, None)
 
 
+@benchmark_app.command("synthetic")
+def benchmark_synthetic(
+    sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",
+    repeats: Annotated[int, typer.Option(help="Runs per size (each in a fresh process); medians reported.")] = 3,
+    json_path: JsonOpt = None,
+) -> None:
+    """Generation time and peak memory of the synthetic affiliate world at several sizes."""
+    from recsys.bench.synthetic import run_synthetic_benchmark
+
+    try:
+        parsed = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected integers such as 1000000,10000000; got {sizes!r}") from None
+    result = run_synthetic_benchmark(parsed, repeats=repeats, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
 def main() -> None:
     """Entry point of the `recsys` console script."""
     app()

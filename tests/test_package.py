@@ -31,7 +31,7 @@ def test_cli_help_lists_every_command():
     for cmd in ("demo", "data", "evaluate", "benchmark", "version"):
         assert cmd in result.output
     sub = CliRunner().invoke(app, ["benchmark", "--help"])
-    for cmd in ("retrieval", "index", "ranker"):
+    for cmd in ("retrieval", "index", "ranker", "synthetic"):
         assert cmd in sub.output
 
 
