@@ -36,6 +36,7 @@ class RetrievalBenchConfig:
     temperature: float = 0.1
     exclude_other_positives: bool = False
     history: str = "mean"  # none | mean | attention | mean+attention
+    use_user_id: bool = True
     gate_init: float = 0.5
     learn_gate: bool = True
     history_dropout: float = 0.0
@@ -101,6 +102,7 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
     from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
     return TwoTowerModel(TwoTowerConfig(num_users=n_users, num_items=n_items, dim=cfg.dim, history=cfg.history,
+                                        use_user_id=cfg.use_user_id,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 

@@ -201,7 +201,10 @@ class Trainer:
         """Train; returns a summary with ``best_epoch``, ``best_metrics``, ``history`` and ``train_seconds``."""
         torch.manual_seed(self.seed)
         self.model.to(self.device)
-        opt = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        # the fused kernel is ~10x faster than the per-tensor loop on CPU (and exists on CUDA)
+        fused = self.device.type in ("cpu", "cuda")
+        opt = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+                                              fused=fused)
         st = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
               "seconds": 0.0, "epoch_loss": 0.0}
         best = None

@@ -103,7 +103,7 @@ class TwoTowerModel(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"format_version": FORMAT_VERSION, "kind": "two_tower", "config": asdict(self.config)}
-        (path / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        (path / "config.json").write_text(json.dumps(meta, indent=2))  # key order = summation order
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / "model.safetensors"))
         return path
