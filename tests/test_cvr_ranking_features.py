@@ -42,7 +42,9 @@ def test_lifecycle_stage_for_the_items_brand_follows_awareness_interest_purchase
     b = RankingFeatureBuilder(windows=(None,)).fit(ev.sort_values("timestamp"), ITEMS)
     times = [-1, 0.5, 1.5, 2.5, 3.5]
     rows = pd.DataFrame({"user_id": 1, "item_id": 11, "timestamp": [_at(h) for h in times], "media_id": "m"})
-    assert b.transform(rows)["brand_stage"].tolist() == [0, 1, 2, 3, 4]  # none, awareness, interest, purchase, loyalty
+    f = b.transform(rows)
+    assert f["brand_stage"].tolist() == [0, 1, 2, 3, 4]  # none, awareness, interest, purchase, loyalty
+    assert np.expm1(f["user_item_log_purchases"]).round().tolist() == [0, 0, 0, 0, 1]  # own history of item 11
     other = pd.DataFrame({"user_id": [1, 2], "item_id": [12, 11], "timestamp": [_at(5), _at(5)], "media_id": "m"})
     assert b.transform(other)["brand_stage"].tolist() == [1, 0]  # tea brand only seen; an unknown user has none
 

@@ -6,6 +6,7 @@ the event log strictly before each row's time:
 - smoothed CTR/CVR statistics and counts (:class:`~recsys.features.cvr_stats.ConversionRateStats`);
 - the item's price, commission rate, coupon and the commission an order would pay;
 - the two-tower retrieval score and rank, when the rows carry ``two_tower_score`` / ``two_tower_rank``;
+- the user's own earlier clicks and purchases of the same item (repeat purchases behave differently);
 - friends' clicks and purchases of the item in a recent window (social edges, both directions);
 - the user's lifecycle stage for the item's brand (AIPL): 0 none, 1 awareness (saw it), 2 interest
   (clicked, carted or faved), 3 purchase (bought once), 4 loyalty (bought twice or more);
@@ -90,6 +91,9 @@ class RankingFeatureBuilder:
             "engaged": EventIndex(ub[np.isin(kind, ("click", "cart", "fav"))], t[np.isin(kind, ("click", "cart", "fav"))]),
             "bought": EventIndex(ub[kind == "purchase"], t_buy[kind == "purchase"]),
         }
+        ui = self._user_item(ev)
+        self._own = {"clicks": EventIndex(ui[kind == "click"], t[kind == "click"]),
+                     "purchases": EventIndex(ui[kind == "purchase"], t_buy[kind == "purchase"])}
         self._friends = {}
         if self.social_ is not None:
             for name, kinds, times in (("clicks", ("click",), t), ("purchases", ("purchase",), t_buy)):
@@ -138,6 +142,9 @@ class RankingFeatureBuilder:
         for name, index in self._friends.items():
             window = None if self.friend_window is None else int(pd.Timedelta(self.friend_window).value)
             cols[f"friends_{name}"] = np.log1p(index.count(self._user_item(rows), t, window))
+        ui = self._user_item(rows)
+        for name, index in self._own.items():  # the user's own history with this very item (repeat purchases)
+            cols[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))
         ub = self._user_brand(rows)
         seen, engaged = self._stage["seen"].count(ub, t), self._stage["engaged"].count(ub, t)
         bought = self._stage["bought"].count(ub, t)

@@ -110,13 +110,13 @@ class GBDTRanker(CalibratedRanker):
     def _params(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items() if not k.endswith("_")}
 
-    def _classifier(self):
+    def _classifier(self, early_stopping: bool):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(
             max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
-            early_stopping=self.early_stopping, validation_fraction=0.1, n_iter_no_change=10,
+            early_stopping=early_stopping, validation_fraction=0.1, n_iter_no_change=10,
             random_state=self.random_state)
 
     def _fit_raw(self, frame: pd.DataFrame, click: np.ndarray, purchase: np.ndarray) -> None:
@@ -133,8 +133,10 @@ class GBDTRanker(CalibratedRanker):
             return TreeEnsemble.from_sklearn(float(np.log(rate / (1 - rate))))
         from threadpoolctl import threadpool_limits
 
+        # early stopping holds out 10% stratified: only when the rarer class can spare enough rows
+        early = self.early_stopping and min(y.sum(), len(y) - y.sum()) >= 50
         with threadpool_limits(limits=self.num_threads):
-            return TreeEnsemble.from_sklearn(self._classifier().fit(X, y))
+            return TreeEnsemble.from_sklearn(self._classifier(early).fit(X, y))
 
     def _predict_raw(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         X = numeric_matrix(frame, self.columns_, np.float64)
