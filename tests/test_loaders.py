@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -99,15 +98,12 @@ def test_lightgcn_missing_file_and_empty_train_are_named(tmp_path):
 ])
 def test_lightgcn_reproduces_provenance_counts(name, counts):
     root = _shared(f"retrieval/{name}")
-    start = time.perf_counter()
     ds = load_lightgcn(root)
-    seconds = time.perf_counter() - start
     s = ds.stats()
     assert (s["n_users"], s["n_items"], s["n_train"], s["n_test"]) == counts
     # PROVENANCE: every user has test items; no pair in both.
     assert s["n_test_users"] == counts[0] and s["pairs_in_train_and_test"] == 0
     assert ds.train_matrix().nnz == counts[2]
-    assert seconds < 10.0, f"{name} took {seconds:.1f}s to load (about 0.5 s on an idle 2-core machine)"
 
 
 # ---------------------------------------------------------------- Taobao
