@@ -1,8 +1,21 @@
 """recsys: 猜你喜欢 (guess-you-like) product recommendation for affiliate media partners.
 
-`import recsys` stays light: mlflow, fastapi and pyspark load only where used.
+`import recsys` stays light: torch, faiss, mlflow, fastapi and pyspark load only where used.
+``recsys.load(path_or_uri)`` and ``recsys.Recommender`` are resolved on first use.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load", "Recommender"]
+
+
+def __getattr__(name: str):
+    if name == "load":
+        from recsys.bundle import load
+
+        return load
+    if name == "Recommender":
+        from recsys.recommender import Recommender
+
+        return Recommender
+    raise AttributeError(f"module 'recsys' has no attribute {name!r}")

@@ -1,0 +1,311 @@
+"""The Recommender: the one object a media app holds to get a "猜你喜欢" feed.
+
+>>> rec = recsys.load("bundles/guess-you-like")                        # doctest: +SKIP
+>>> feed = rec.recommend(user_id, k=20, media_id="guide-0")            # doctest: +SKIP
+>>> feed.items[["item_id", "score", "reason"]]                         # doctest: +SKIP
+
+It composes the fitted feature pipeline, the two-tower model, the item index and the ranker:
+retrieve ``n_candidates`` items with the user tower and the index -> rank them with the partner's
+objective (clicks, purchases, GMV or commission) -> apply the business rules
+(:mod:`recsys.serve.rules`) -> the top ``k`` with a reason each (:mod:`recsys.serve.reasons`).
+Users without history take the cold-start path (:mod:`recsys.serve.fallback`); unknown user,
+item or partner ids never raise in a serving call, they fall back and the result says so.
+
+Build one with :meth:`Recommender.fit` (trains every component with small defaults) or
+:meth:`Recommender.from_components` (components trained elsewhere, e.g. by ``recsys train``);
+save it with :meth:`save` and load it with :func:`recsys.load`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ConfigError, DataValidationError
+from recsys.serve.engine import OUTPUT_COLUMNS, Request, run_batch
+from recsys.serve.rules import BusinessRules
+from recsys.serve.state import ServingConfig, ServingState, build_state
+from recsys.serve.training import TrainSettings, train_components
+
+__all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
+
+_ID_TYPES = (int, np.integer, str)
+
+
+@dataclass
+class Feed:
+    """One feed: ``items`` (rank, item_id, score, pctr, pcvr, reason, reason_code, source) in feed order.
+
+    ``fallback`` is None for the normal path, else ``"cold_user_features"`` (user tower from profile
+    and partner) or ``"popular"`` (popular with the partner's audience and segment); ``notes`` says
+    why in words (unknown user id, unknown partner, ...).
+    """
+
+    user_id: Any
+    media_id: str | None
+    items: pd.DataFrame
+    fallback: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def used_fallback(self) -> bool:
+        return self.fallback is not None or bool(self.notes)
+
+    @property
+    def item_ids(self) -> list:
+        return self.items["item_id"].tolist()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_frame(self) -> pd.DataFrame:
+        return self.items.copy()
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise DataValidationError(f"k must be a positive int (the number of items in the feed), got "
+                                  f"{type(k).__name__} {k!r}")
+    if k < 1:
+        raise DataValidationError(f"k must be >= 1, got {k}; ask for at least one item")
+    return int(k)
+
+
+def _check_id(value: Any, what: str) -> Any:
+    if isinstance(value, bool) or not isinstance(value, _ID_TYPES):
+        raise DataValidationError(f"{what} must be an int or a str, got {type(value).__name__} {value!r}")
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_media(media_id: Any) -> str | None:
+    if media_id is None or (isinstance(media_id, float) and np.isnan(media_id)):
+        return None
+    return str(_check_id(media_id, "media_id"))
+
+
+def _check_exclude(exclude: Any) -> tuple:
+    if exclude is None:
+        return ()
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
+        raise DataValidationError(f"exclude must be a collection of item ids, got {type(exclude).__name__} "
+                                  f"{exclude!r}; wrap a single id: exclude=[{exclude!r}]")
+    return tuple(exclude)
+
+
+def _check_context(context: Any) -> dict | None:
+    if context is None:
+        return None
+    if not isinstance(context, Mapping):
+        raise DataValidationError(f"context must be a dict such as {{'segment': 'vip', 'timestamp': ...}}, got "
+                                  f"{type(context).__name__}")
+    return dict(context)
+
+
+class Recommender:
+    """Retrieve -> rank -> rules -> reasons, behind ``recommend`` / ``recommend_batch`` / ``similar_items``.
+
+    Keyword settings (stored in the bundle): ``n_candidates`` retrieved and ranked per request;
+    ``max_per_category`` items of one category in a feed (None: no cap); ``repeat_purchase_categories``
+    whose bought items may be recommended again; ``require_in_stock``; ``default_objective`` for
+    partners without one; ``cold_start`` ("auto", "features" or "popular"); ``segment_column`` of the
+    users table; ``train`` the :class:`~recsys.serve.training.TrainSettings` used by :meth:`fit`.
+    """
+
+    def __init__(self, *, n_candidates: int = 300, max_per_category: int | None = 3,
+                 repeat_purchase_categories: Iterable[str] = (), require_in_stock: bool = True,
+                 default_objective: str = "commission", cold_start: str = "auto", segment_column: str = "segment",
+                 train: TrainSettings | None = None) -> None:
+        self.n_candidates = n_candidates
+        self.max_per_category = max_per_category
+        self.repeat_purchase_categories = tuple(repeat_purchase_categories)
+        self.require_in_stock = require_in_stock
+        self.default_objective = default_objective
+        self.cold_start = cold_start
+        self.segment_column = segment_column
+        self.train = train
+
+    # ----- building ------------------------------------------------------------------------------
+    def _config(self) -> ServingConfig:
+        rules = BusinessRules(max_per_category=self.max_per_category,
+                              repeat_purchase_categories=frozenset(self.repeat_purchase_categories),
+                              require_in_stock=self.require_in_stock)
+        return ServingConfig(n_candidates=self.n_candidates, rules=rules, default_objective=self.default_objective,
+                             cold_start=self.cold_start, segment_column=self.segment_column)
+
+    def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
+            social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,
+            media_pools: pd.DataFrame | None = None, progress: bool | None = None) -> Recommender:
+        """Train every component on training tables (small defaults, see ``train``) and get ready to serve."""
+        config = self._config()
+        parts = train_components(events, items, users, social, settings=self.train,
+                                 segment_column=self.segment_column, progress=progress)
+        from recsys.bundle import data_hash
+
+        self._adopt(build_state(pipeline=parts["pipeline"], model=parts["model"], index=parts["index"],
+                                ranker=parts["ranker"], builder=parts["feature_builder"], items=items, events=events,
+                                users=users, social=social, media=media, media_pools=media_pools, config=config,
+                                item_emb=parts["item_embeddings"], builder_params=parts["builder_params"]),
+                    data_hash({"events": events, "items": items, "users": users, "social": social}))
+        self.train_summary_ = parts["train_summary"]
+        return self
+
+    @classmethod
+    def from_components(cls, *, pipeline: Any, model: Any, items: pd.DataFrame, events: pd.DataFrame,
+                        index: Any = None, ranker: Any = None, feature_builder: Any = None,
+                        users: pd.DataFrame | None = None, social: pd.DataFrame | None = None,
+                        media: pd.DataFrame | None = None, media_pools: pd.DataFrame | None = None,
+                        item_embeddings: np.ndarray | None = None, training_data_hash: str | None = None,
+                        **settings: Any) -> Recommender:
+        """A ready Recommender from fitted parts.
+
+        ``pipeline``: a fitted :class:`~recsys.features.pipeline.FeaturePipeline`; ``model``: the
+        :class:`~recsys.models.two_tower.TwoTowerModel`; ``index``: an item index holding the item
+        tower's embeddings of ``items`` under their ids (None: an exact index is built); ``ranker`` and
+        the :class:`~recsys.features.ranking_features.RankingFeatureBuilder` it was trained with, fitted
+        on ``events``, ``items`` and ``social`` (both None: rank by the two-tower score). ``events`` is
+        the serving log (histories, purchases, popularity, point-in-time features). ``settings`` are the
+        constructor's keywords.
+        """
+        if (ranker is None) != (feature_builder is None):
+            raise ConfigError("pass ranker and feature_builder together (the ranker scores the builder's frames), "
+                              "or neither to rank by the two-tower score")
+        rec = cls(**settings)
+        params = None
+        if feature_builder is not None:
+            params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(feature_builder).items()
+                      if not k.startswith("_") and not k.endswith("_")}
+        from recsys.bundle import data_hash
+
+        state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=feature_builder,
+                            items=items, events=events, users=users, social=social, media=media,
+                            media_pools=media_pools, config=rec._config(), item_emb=item_embeddings,
+                            builder_params=params)
+        rec._adopt(state, training_data_hash or data_hash({"events": events, "items": items, "users": users,
+                                                           "social": social}))
+        return rec
+
+    def _adopt(self, state: ServingState, training_hash: str) -> None:
+        self._state = state
+        self.training_data_hash_ = training_hash
+
+    def _ready(self) -> ServingState:
+        state = getattr(self, "_state", None)
+        if state is None:
+            raise ConfigError("this Recommender is not fitted: call fit(...), build one with "
+                              "Recommender.from_components(...), or load a bundle with recsys.load(path)")
+        return state
+
+    # ----- serving -------------------------------------------------------------------------------
+    def recommend(self, user_id: Any, k: int = 20, media_id: str | None = None, exclude: Iterable = (),
+                  context: Mapping | None = None) -> Feed:
+        """The feed of ``k`` items for one user on partner ``media_id`` (None: no partner).
+
+        ``exclude``: item ids not to show (e.g. already on the page); ``context``: request extras:
+        ``segment`` (e.g. "vip"), profile fields of a new user, ``timestamp`` for point-in-time features
+        (default: the end of the serving log).
+        """
+        req = Request(user_id=_check_id(user_id, "user_id"), media_id=_check_media(media_id), k=_check_k(k),
+                      exclude=_check_exclude(exclude), context=_check_context(context))
+        rows = run_batch(self._ready(), [req])
+        items = rows.drop(columns=["user_id", "media_id", "fallback"]).reset_index(drop=True)
+        return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes)
+
+    def recommend_batch(self, users: Any, k: int = 20, media_id: str | None = None, *,
+                        exclude: Mapping | Iterable | None = None, context: Mapping | None = None,
+                        chunk_size: int = 1024) -> pd.DataFrame:
+        """Feeds for many users at once, as one frame with ``user_id`` and ``media_id`` columns.
+
+        ``users``: user ids (list, array, Series) or a DataFrame with ``user_id`` and optionally
+        ``media_id`` and context columns (``segment``, profile fields, ``timestamp``) per row.
+        ``exclude``: ids for every user, or a dict user_id -> ids. Equal to calling :meth:`recommend`
+        per user; vectorised per chunk (one tower pass, grouped index searches, one ranker call).
+        Notes on fallbacks are in ``result.attrs["notes"]`` (user_id -> list of str).
+        """
+        k = _check_k(k)
+        chunk_size = _check_k(chunk_size)
+        reqs = self._requests(users, k, media_id, exclude, context)
+        state = self._ready()
+        parts = [run_batch(state, reqs[s:s + chunk_size]) for s in range(0, len(reqs), chunk_size)]
+        out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+        out.attrs["notes"] = {r.user_id: list(r.notes) for r in reqs if r.notes}
+        return out
+
+    def _requests(self, users: Any, k: int, media_id: Any, exclude: Any, context: Any) -> list[Request]:
+        base_ctx = _check_context(context) or {}
+        per_user_excl = exclude if isinstance(exclude, Mapping) else None
+        common_excl = () if per_user_excl is not None else _check_exclude(exclude)
+        if isinstance(users, pd.DataFrame):
+            if "user_id" not in users.columns:
+                raise DataValidationError(f"the users frame needs a 'user_id' column; got {list(users.columns)}")
+            ctx_cols = [c for c in users.columns if c not in ("user_id", "media_id")]
+            frame = users
+        else:
+            if isinstance(users, (str, bytes)) or not isinstance(users, Iterable):
+                raise DataValidationError(f"users must be a list/array/Series of user ids or a DataFrame with "
+                                          f"'user_id', got {type(users).__name__}")
+            frame, ctx_cols = pd.DataFrame({"user_id": list(users)}), []
+        medias = frame["media_id"].tolist() if "media_id" in frame.columns else [media_id] * len(frame)
+        reqs = []
+        ctx_values = {c: frame[c].tolist() for c in ctx_cols}
+        for n, (uid, media) in enumerate(zip(frame["user_id"].tolist(), medias, strict=True)):
+            uid = _check_id(uid, f"user_id (row {n})")
+            ctx = dict(base_ctx)
+            ctx.update({c: v[n] for c, v in ctx_values.items() if not (isinstance(v[n], float) and np.isnan(v[n]))})
+            excl = _check_exclude(per_user_excl.get(uid, ())) if per_user_excl is not None else common_excl
+            reqs.append(Request(user_id=uid, media_id=_check_media(media), k=k, exclude=excl, context=ctx or None))
+        return reqs
+
+    def similar_items(self, item_id: Any, k: int = 20, media_id: str | None = None) -> Feed:
+        """Items close to ``item_id`` in the two towers' space, within partner ``media_id``'s pool."""
+        from recsys.serve.similar import similar_items
+
+        return similar_items(self._ready(), _check_id(item_id, "item_id"), _check_k(k), _check_media(media_id))
+
+    # ----- catalogue updates ---------------------------------------------------------------------
+    def add_items(self, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> int:
+        """Add (or replace) items; new items are embedded from their content features. Returns the count."""
+        from recsys.serve.updates import add_items
+
+        self._state = add_items(self._ready(), items, media_pools)
+        return len(items)
+
+    def remove_items(self, ids: Iterable) -> int:
+        """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""
+        from recsys.serve.updates import remove_items
+
+        self._state, n = remove_items(self._ready(), _check_exclude(ids))
+        return n
+
+    # ----- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free."""
+        from recsys.bundle import save_bundle
+
+        return save_bundle(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a bundle saved by :meth:`save` (every checksum verified first)."""
+        from recsys.bundle import load_bundle
+
+        return load_bundle(path)
+
+    @property
+    def info(self) -> dict:
+        """What is inside: sizes, component kinds, settings, the serving log's end."""
+        s = self._ready()
+        return {"items": s.catalogue.n_alive, "users": len(s.users.ids), "index": type(s.index).__name__,
+                "ranker": getattr(s.ranker, "kind", None), "dim": int(s.item_emb.shape[1]),
+                "as_of": str(s.as_of), "partners_with_pools": sorted(s.pools), "config": s.config.to_dict(),
+                "training_data_hash": getattr(self, "training_data_hash_", None)}
+
+    def __repr__(self) -> str:
+        if getattr(self, "_state", None) is None:
+            return "Recommender(unfitted)"
+        i = self.info
+        return f"Recommender(items={i['items']}, users={i['users']}, index={i['index']}, ranker={i['ranker']})"

@@ -1,0 +1,291 @@
+"""One vectorised pass for a batch of feed requests: retrieve -> rank -> rules -> reasons.
+
+``recommend`` is this pass on a batch of one, so a single request and a batch give the same feeds.
+Per batch: one user-tower forward, one index search per (partner, segment) group, one feature
+frame and one ranker call for every (request, candidate) row, one ablation call for the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.serve.fallback import cold_start_path
+from recsys.serve.reasons import choose_reasons, reason_contributions, reason_text
+from recsys.serve.rules import RequestScope, apply_rules, eligible
+from recsys.serve.state import ServingState
+
+__all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
+
+OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
+                  "source", "fallback")
+SOURCES = ("retrieval", "popular", "backfill")
+
+
+@dataclass
+class Request:
+    """One feed request (already validated)."""
+
+    user_id: Any
+    media_id: str | None
+    k: int
+    exclude: tuple = ()
+    context: dict | None = None
+    # filled by the engine
+    row: int = -1
+    segment: str = ""
+    path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _scope(state: ServingState, req: Request) -> RequestScope:
+    bought = state.users.bought(req.row)
+    repeat = state.config.rules.repeat_purchase_categories
+    if repeat and len(bought):
+        bought = bought[~np.isin(state.catalogue.category[bought], list(repeat))]
+    extra = state.catalogue.positions(list(req.exclude)) if req.exclude else np.zeros(0, np.int64)
+    excluded = np.unique(np.concatenate([bought, extra[extra >= 0]]))
+    pool = state.pools.get(req.media_id) if req.media_id is not None else None
+    return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded)
+
+
+def _resolve(state: ServingState, reqs: list[Request]) -> None:
+    """User rows, segments, notes on unknown ids, and the cold-start path of each request."""
+    rows = state.users.rows([r.user_id for r in reqs])
+    model_ctx = state.users.context_key is not None
+    for r, row in zip(reqs, rows, strict=True):
+        r.row = int(row)
+        r.segment = state.users.segment_of(r.row, r.context)
+        if r.row < 0:
+            r.notes.append(f"unknown user_id {r.user_id!r}: served as a new user")
+        if r.media_id is not None and r.media_id not in state.known_media and not _in_context_vocab(state, r.media_id):
+            r.notes.append(f"unknown media_id {r.media_id!r}: no product pool, default objective "
+                           f"{state.config.default_objective!r}")
+        has_hist = r.row >= 0 and bool(state.users.has_history[r.row])
+        profile = any((r.context or {}).get(c) is not None for c in state.users.profile_keys)
+        has_feats = (model_ctx and r.media_id is not None) or profile or (r.row >= 0 and bool(state.users.profile_keys))
+        r.path = cold_start_path(state.config.cold_start, has_history=has_hist, has_features=has_feats)
+
+
+def _in_context_vocab(state: ServingState, media_id: str) -> bool:
+    ctx = getattr(state.pipeline, "context_", None)
+    return ctx is not None and int(ctx.transform(np.asarray([media_id], dtype=object))[0]) < ctx.num_known
+
+
+def _user_vectors(state: ServingState, reqs: list[Request]) -> np.ndarray:
+    import torch
+
+    feats = state.users.tower_inputs(np.asarray([r.user_id for r in reqs], dtype=object),
+                                     np.asarray([r.row for r in reqs], dtype=np.int64),
+                                     [r.media_id for r in reqs], [r.context for r in reqs])
+    state.model.eval()
+    with torch.no_grad():
+        return state.model.user_embeddings(feats).cpu().numpy().astype(np.float32)
+
+
+def _filters(state: ServingState, media: str | None, segment: str):
+    """Cached SearchFilters for a (partner, segment) group and the pool share it leaves to post-filter."""
+    key = (media, segment)
+    hit = state.filters_cache.get(key)
+    if hit is not None:
+        return hit
+    from recsys.retrieval import SearchFilters
+
+    pool = state.pools.get(media) if media is not None else None
+    share = 1.0
+    allow = None
+    if pool is not None:
+        live = state.catalogue.alive
+        share = max(float(pool[live].mean()) if live.any() else 1.0, 1e-6)
+        if share < state.config.allow_fraction:
+            allow, share = state.catalogue.ids[pool & live].tolist(), 1.0
+    f = SearchFilters(allow=allow, segments=frozenset([segment]) if segment else frozenset(),
+                      require_in_stock=state.config.rules.require_in_stock)
+    state.filters_cache[key] = (f, share)
+    return f, share
+
+
+def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScope], idx: list[int]
+              ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Top ``n_candidates`` eligible positions and two-tower scores per request in ``idx``; user vectors."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if not idx:
+        return out, np.zeros((0, state.item_emb.shape[1]), np.float32)
+    q = _user_vectors(state, [reqs[i] for i in idx])
+    n_cand, n_index = state.config.n_candidates, len(state.index)
+    groups: dict[tuple, list[int]] = {}
+    for j, i in enumerate(idx):
+        groups.setdefault((reqs[i].media_id, reqs[i].segment), []).append(j)
+    for (media, segment), js in groups.items():
+        f, share = _filters(state, media, segment)
+        n_excl = max(len(scopes[idx[j]].excluded) for j in js)
+        fetch = max(1, min(n_index, math.ceil((n_cand + n_excl) / share * 1.1) + 8))
+        scores, ids = state.index.search(q[js], fetch, f)
+        pos = state.catalogue.positions(ids.reshape(-1)).reshape(ids.shape)
+        pos[~np.isfinite(scores)] = -1
+        for row, j in enumerate(js):
+            ok = eligible(state.catalogue, pos[row], scopes[idx[j]], state.config.rules)
+            out[idx[j]] = (pos[row][ok][:n_cand], scores[row][ok][:n_cand].astype(np.float64))
+    return out, q
+
+
+def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, skip: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    pos, score = state.popular.top(state.catalogue, req.media_id, req.segment or None)
+    ok = eligible(state.catalogue, pos, scope, state.config.rules)
+    if len(skip):
+        ok &= ~np.isin(pos, skip)
+    return pos[ok][:n], score[ok][:n]
+
+
+def _rank(state: ServingState, rows: pd.DataFrame, fallback_scores: np.ndarray):
+    """Objective scores (and pctr, pcvr, the feature frame) for every candidate row."""
+    if state.ranker is None or state.builder is None or not len(rows):
+        nan = np.full(len(rows), np.nan)
+        return fallback_scores, nan, nan, None
+    from recsys.models.rankers.objectives import score_rows
+
+    frame = state.builder.transform(rows)
+    preds = state.ranker.predict_proba(frame)
+    scores = score_rows(preds, rows, state.objectives, default=state.config.default_objective)
+    return scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), frame
+
+
+def _candidate_rows(state: ServingState, reqs: list[Request], tiers: list[list[tuple[np.ndarray, np.ndarray]]],
+                    vectors: dict[int, np.ndarray]) -> pd.DataFrame:
+    """One row per (request, candidate): the ranker's input columns plus bookkeeping (``_req``, ``_tier``,
+    ``_pos``, ``_base``: the score used when there is no ranker)."""
+    req_i, tier_i, pos, base = [], [], [], []
+    for i, per_req in enumerate(tiers):
+        for t, (p, s) in enumerate(per_req):
+            req_i.append(np.full(len(p), i))
+            tier_i.append(np.full(len(p), t))
+            pos.append(p)
+            base.append(s)
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    req_i, tier_i, pos, base = cat(req_i, np.int64), cat(tier_i, np.int64), cat(pos, np.int64), cat(base, np.float64)
+    ts = np.array([pd.Timestamp((r.context or {}).get("timestamp", state.as_of)).to_datetime64()
+                   for r in reqs], dtype="datetime64[ns]")
+    rank_in_tier = pd.Series(np.arange(len(pos))).groupby([req_i, tier_i]).cumcount().to_numpy() + 1
+    two_tower = np.full(len(pos), np.nan)
+    if vectors:
+        has_q = np.isin(req_i, list(vectors))
+        if has_q.any():
+            qs = np.stack([vectors[i] for i in req_i[has_q]])
+            two_tower[has_q] = np.einsum("ij,ij->i", qs, state.item_emb[pos[has_q]]).astype(np.float64)
+    return pd.DataFrame({
+        "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req_i] if len(req_i) else [],
+        "item_id": state.catalogue.ids[pos], "timestamp": ts[req_i] if len(req_i) else np.zeros(0, "datetime64[ns]"),
+        "media_id": np.asarray([r.media_id for r in reqs], dtype=object)[req_i] if len(req_i) else [],
+        "two_tower_score": two_tower, "two_tower_rank": rank_in_tier.astype(np.float64),
+        "price": state.catalogue.price[pos], "commission_rate": state.catalogue.commission_rate[pos],
+        "_req": req_i, "_tier": tier_i, "_pos": pos, "_base": np.where(np.isnan(two_tower), base, two_tower)})
+
+
+def run_batch(state: ServingState, reqs: list[Request]) -> pd.DataFrame:
+    """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS)."""
+    _resolve(state, reqs)
+    scopes = [_scope(state, r) for r in reqs]
+    n_cand = state.config.n_candidates
+    ret_idx = [i for i, r in enumerate(reqs) if r.path != "popular"]
+    retrieved, q = _retrieve(state, reqs, scopes, ret_idx)
+    vectors = {i: q[j] for j, i in enumerate(ret_idx)}
+    tiers: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    for i, r in enumerate(reqs):
+        first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
+        tiers.append([first, _popular(state, r, scopes[i], r.k, first[0])])
+    rows = _candidate_rows(state, reqs, tiers, vectors)
+    scores, pctr, pcvr, frame = _rank(state, rows.drop(columns=["_req", "_tier", "_pos", "_base"]),
+                                      rows["_base"].to_numpy())
+    rows["score"], rows["pctr"], rows["pcvr"] = scores, pctr, pcvr
+    req_i, tier_i = rows["_req"].to_numpy(), rows["_tier"].to_numpy()
+    pos_all, score_all = rows["_pos"].to_numpy(), rows["score"].to_numpy(dtype=np.float64)
+    bounds = np.searchsorted(req_i, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
+    picked = []
+    for i, r in enumerate(reqs):
+        sl = slice(bounds[i], bounds[i + 1])
+        t = tier_i[sl]
+        tier_parts = [(pos_all[sl][t == j], score_all[sl][t == j]) for j in range(2)]
+        picked.append((i, apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, tier_parts)))
+    return _assemble(state, reqs, rows, frame, picked)
+
+
+def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None, picked
+              ) -> pd.DataFrame:
+    """Output rows for the selections, with reasons."""
+    lookup = pd.Series(np.arange(len(rows)), index=pd.MultiIndex.from_arrays([rows["_req"], rows["_pos"]]))
+    parts = []
+    for i, sel in picked:
+        r = reqs[i]
+        keys = pd.MultiIndex.from_arrays([np.full(len(sel.positions), i), sel.positions])
+        at = lookup.reindex(keys).to_numpy()
+        source = np.where(sel.tiers == 0, "popular" if r.path == "popular" else "retrieval",
+                          np.where(sel.tiers == 1, "popular", "backfill")).astype(object)
+        parts.append(pd.DataFrame({"_req": i, "_pos": sel.positions, "_row": at, "rank": np.arange(1, len(at) + 1),
+                                   "score": sel.scores, "source": source}))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["_req", "_pos", "_row", "rank",
+                                                                                    "score", "source"])
+    row_idx = out["_row"].to_numpy(dtype=np.float64)
+    has_row = ~np.isnan(row_idx)
+    safe = np.where(has_row, row_idx, 0).astype(np.int64)
+    for c in ("pctr", "pcvr"):
+        out[c] = np.where(has_row, rows[c].to_numpy()[safe] if len(rows) else np.nan, np.nan)
+    out["reason_code"] = _reason_codes(state, reqs, rows, frame, out, safe, has_row)
+    req_i, pos = out["_req"].to_numpy(dtype=np.int64), out["_pos"].to_numpy(dtype=np.int64)
+    out["user_id"] = np.asarray([r.user_id for r in reqs], dtype=object)[req_i] if len(out) else []
+    out["media_id"] = np.asarray([r.media_id for r in reqs], dtype=object)[req_i] if len(out) else []
+    out["item_id"] = state.catalogue.ids[pos]
+    out["fallback"] = np.asarray([r.path or "" for r in reqs], dtype=object)[req_i] if len(out) else []
+    out["reason"] = [_text(state, reqs[i], code, p, anchor) for i, code, p, anchor in
+                     zip(req_i, out["reason_code"], pos, out.pop("_anchor"), strict=True)]
+    out["score"] = out["score"].astype(np.float64)
+    return out[list(OUTPUT_COLUMNS)].reset_index(drop=True)
+
+
+def _reason_codes(state, reqs, rows, frame, out, safe, has_row) -> np.ndarray:
+    n = len(out)
+    default = np.where(out["source"].to_numpy() == "retrieval", "for_you", "popular").astype(object)
+    sim, anchor = np.full(n, np.nan), np.full(n, -1, np.int64)
+    pos, req_i = out["_pos"].to_numpy(dtype=np.int64), out["_req"].to_numpy(dtype=np.int64)
+    if state.vocab_to_pos is not None:
+        for i in np.unique(req_i):
+            hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
+            hist = hist[hist >= 0]
+            if not len(hist):
+                continue
+            m = req_i == i
+            s = state.item_emb[pos[m]] @ state.item_emb[hist].T
+            s[pos[m][:, None] == hist[None, :]] = -np.inf
+            best = s.argmax(axis=1)
+            sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
+    out["_anchor"] = anchor
+    contrib = pd.DataFrame(index=range(n))
+    if frame is not None and has_row.any():
+        sub_rows = rows.iloc[safe[has_row]].reset_index(drop=True)
+        sub = frame.iloc[safe[has_row]].reset_index(drop=True)
+        base = out["score"].to_numpy(dtype=np.float64)[has_row]
+
+        def score(f: pd.DataFrame) -> np.ndarray:
+            from recsys.models.rankers.objectives import score_rows
+
+            tiled = pd.concat([sub_rows] * (len(f) // max(len(sub_rows), 1)), ignore_index=True)
+            f = f.reset_index(drop=True)
+            return score_rows(state.ranker.predict_proba(f), tiled, state.objectives,
+                              default=state.config.default_objective)
+
+        part = reason_contributions(sub, score, base)
+        contrib = pd.DataFrame(np.nan, index=range(n), columns=part.columns)
+        contrib.loc[np.flatnonzero(has_row), :] = part.to_numpy()
+    return choose_reasons(contrib, out["score"].to_numpy(dtype=np.float64), similarity=sim, default=default)
+
+
+def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:
+    cat = state.catalogue
+    title = None
+    if code == "viewed" and anchor >= 0:
+        title = cat.title[anchor] or str(cat.ids[anchor])
+    return reason_text(code, item_title=title, category=cat.category[pos], media_id=req.media_id)

@@ -1,0 +1,166 @@
+"""Everything a Recommender serves from, in one object that updates replace as a whole.
+
+A request reads one :class:`ServingState` from start to end; ``add_items`` / ``remove_items`` build
+a new one and swap it in, so a request never sees half an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ConfigError
+from recsys.serve.catalogue import Catalogue
+from recsys.serve.fallback import COLD_START_MODES, PopularItems
+from recsys.serve.rules import BusinessRules
+from recsys.serve.users import UserState
+
+__all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "EVENT_COLUMNS"]
+
+EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Request-time settings (stored in the bundle).
+
+    ``n_candidates``: items retrieved and ranked per request; ``default_objective``: for partners
+    without one; ``cold_start``: "auto" (features-only tower when the request carries profile or
+    partner, else popular), "features" or "popular"; ``allow_fraction``: pools smaller than this
+    share of the catalogue are searched as an allow-list, larger ones by over-fetching and filtering.
+    """
+
+    n_candidates: int = 300
+    rules: BusinessRules = field(default_factory=BusinessRules)
+    default_objective: str = "commission"
+    cold_start: str = "auto"
+    segment_column: str = "segment"
+    allow_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        n = self.n_candidates
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"n_candidates must be a positive int, got {n!r}")
+        if self.cold_start not in COLD_START_MODES:
+            raise ConfigError(f"cold_start must be one of {COLD_START_MODES}, got {self.cold_start!r}")
+        from recsys.models.rankers.objectives import normalise_objective
+
+        object.__setattr__(self, "default_objective", normalise_objective(self.default_objective))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rules"] = self.rules.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ServingConfig:
+        d = dict(d)
+        d["rules"] = BusinessRules.from_dict(d.get("rules", {}))
+        return cls(**d)
+
+
+@dataclass
+class ServingState:
+    """Components, catalogue, per-user state and partner settings behind every request."""
+
+    pipeline: Any
+    model: Any
+    index: Any
+    ranker: Any
+    builder: Any
+    catalogue: Catalogue
+    item_emb: np.ndarray
+    users: UserState
+    pools: dict[str, np.ndarray]
+    objectives: dict[str, str]
+    popular: PopularItems
+    config: ServingConfig
+    as_of: pd.Timestamp
+    tables: dict[str, pd.DataFrame]
+    vocab_to_pos: np.ndarray | None
+    builder_params: dict | None = None
+    filters_cache: dict = field(default_factory=dict)
+
+    def evolve(self, **changes) -> ServingState:
+        return replace(self, filters_cache={}, **changes)
+
+    @property
+    def known_media(self) -> set:
+        return set(self.pools) | set(self.objectives)
+
+
+def item_embeddings(pipeline: Any, model: Any, items: pd.DataFrame, chunk: int = 65_536) -> np.ndarray:
+    """Item-tower embeddings of ``items`` rows (content features carry items the model never saw)."""
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), chunk):
+            feats = pipeline.encode_items(items.iloc[start:start + chunk])
+            out.append(model.item_embeddings(feats).cpu().numpy().astype(np.float32))
+    dim = model.config.dim
+    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[str, np.ndarray]:
+    """media_id -> bool mask over catalogue positions (partners absent from the table have no pool)."""
+    if media_pools is None or not len(media_pools):
+        return {}
+    out = {}
+    for media, part in media_pools.groupby(media_pools["media_id"].astype(str), sort=True):
+        mask = np.zeros(len(catalogue), bool)
+        pos = catalogue.positions(part["item_id"].to_numpy())
+        mask[pos[pos >= 0]] = True
+        out[str(media)] = mask
+    return out
+
+
+def _vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
+    values = getattr(getattr(pipeline, "items_", None), "values_", None)
+    return None if values is None else catalogue.positions(np.asarray(values))
+
+
+def sync_index(index: Any, catalogue: Catalogue, positions: np.ndarray | None = None) -> None:
+    """Push stock and eligibility of ``positions`` (default: all) into the index."""
+    pos = np.arange(len(catalogue)) if positions is None else np.asarray(positions)
+    pos = pos[catalogue.alive[pos]]
+    if len(pos):
+        index.set_item_attributes(catalogue.ids[pos], in_stock=catalogue.in_stock[pos],
+                                  eligibility=list(catalogue.eligibility[pos]))
+
+
+def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: Any, items: pd.DataFrame,
+                events: pd.DataFrame, users: pd.DataFrame | None, social: pd.DataFrame | None,
+                media: pd.DataFrame | None, media_pools: pd.DataFrame | None, config: ServingConfig,
+                popular: PopularItems | None = None, item_emb: np.ndarray | None = None,
+                builder_params: dict | None = None, removed: np.ndarray | None = None) -> ServingState:
+    """Assemble a serving state from fitted components and the serving tables (``removed``: ids already
+    removed from the catalogue, kept for their positions)."""
+    from recsys.models.rankers.objectives import partner_objectives
+
+    catalogue = Catalogue.from_items(items)
+    if removed is not None and len(removed):
+        catalogue, _ = catalogue.without(removed)
+    if item_emb is None:
+        item_emb = item_embeddings(pipeline, model, catalogue.frame)
+    if index is None:
+        from recsys.retrieval import ExactIndex
+
+        index = ExactIndex(metric="ip").build(item_emb, catalogue.ids)
+    sync_index(index, catalogue)
+    ev = events[[c for c in EVENT_COLUMNS if c in events.columns]].reset_index(drop=True)
+    user_state = UserState(pipeline, ev, users, catalogue, segment_column=config.segment_column)
+    objectives = partner_objectives(media) if media is not None and "objective" in media.columns else {}
+    popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
+    as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
+    tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
+    return ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
+                        catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
+                        users=user_state, pools=pool_masks(media_pools, catalogue), objectives=objectives,
+                        popular=popular, config=config, as_of=as_of,
+                        tables={k: v for k, v in tables.items() if v is not None},
+                        vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)

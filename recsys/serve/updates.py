@@ -1,0 +1,59 @@
+"""Catalogue updates: new items enter the index from their content features; removed items vanish at once.
+
+Each update builds a new :class:`~recsys.serve.state.ServingState` (the index updates itself
+atomically) and the Recommender swaps it in, so a request in flight finishes on the old one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import DataValidationError
+from recsys.serve.state import ServingState, _vocab_positions, item_embeddings, sync_index
+
+__all__ = ["add_items", "remove_items"]
+
+
+def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> ServingState:
+    """A state with ``items`` added (or replaced) and, optionally, their partner-pool memberships."""
+    if not isinstance(items, pd.DataFrame):
+        raise DataValidationError(f"add_items takes a DataFrame of items, got {type(items).__name__}")
+    if not len(items):
+        return state
+    items = items.reset_index(drop=True)
+    catalogue, pos = state.catalogue.with_items(items)
+    emb = item_embeddings(state.pipeline, state.model, items)
+    item_emb = np.zeros((len(catalogue), emb.shape[1]), np.float32)
+    item_emb[: len(state.item_emb)] = state.item_emb
+    item_emb[pos] = emb
+    state.index.add(emb, items["item_id"].to_numpy())
+    sync_index(state.index, catalogue, pos)
+    pools = {m: np.concatenate([mask, np.zeros(len(catalogue) - len(mask), bool)]) for m, mask in state.pools.items()}
+    if media_pools is not None and len(media_pools):
+        for media, part in media_pools.groupby(media_pools["media_id"].astype(str)):
+            mask = pools.setdefault(str(media), np.zeros(len(catalogue), bool))
+            p = catalogue.positions(part["item_id"].to_numpy())
+            mask[p[p >= 0]] = True
+    tables = dict(state.tables)
+    if media_pools is not None and len(media_pools):
+        old = tables.get("media_pools")
+        tables["media_pools"] = pd.concat([old, media_pools[["media_id", "item_id"]]], ignore_index=True) \
+            if old is not None else media_pools[["media_id", "item_id"]].reset_index(drop=True)
+    builder = state.builder
+    if builder is not None:  # the ranker's features need the new items' price, brand, shop, ...
+        from recsys.features.ranking_features import RankingFeatureBuilder
+
+        builder = RankingFeatureBuilder(**state.builder_params).fit(tables["events"], catalogue.to_frame(False),
+                                                                    tables.get("social"))
+    return state.evolve(catalogue=catalogue, item_emb=item_emb, pools=pools, tables=tables, builder=builder,
+                        vocab_to_pos=_vocab_positions(state.pipeline, catalogue))
+
+
+def remove_items(state: ServingState, ids: tuple) -> tuple[ServingState, int]:
+    """A state without ``ids`` (unknown ids ignored) and how many were removed."""
+    pos = state.catalogue.live_positions(list(ids))
+    catalogue, n = state.catalogue.without(ids)
+    if n:
+        state.index.remove(state.catalogue.ids[pos])
+    return (state.evolve(catalogue=catalogue) if n else state), n
