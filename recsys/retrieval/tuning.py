@@ -1,0 +1,172 @@
+"""Automatic index choice and knob tuning, measured against exact search on sample queries.
+
+``auto_index`` estimates the memory of each index type for the catalogue, keeps those within the
+budget in order of preference (exact Flat for small catalogues, then HNSW, IVF-Flat, IVF-PQ with
+an SQ8 refine stage, plain IVF-PQ), builds the first, tunes its knobs and moves on to the next
+only if the recall target cannot be reached. The choice, the measured recall and the factory
+string are recorded in ``index.tuning`` and so in the saved manifest.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from recsys.errors import ConfigError
+from recsys.retrieval.faiss_index import FaissIndex, knob_names, parts
+
+FLAT_MAX_ITEMS = 50_000
+HNSW_MAX_ITEMS = 5_000_000
+EF_GRID = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+K_FACTOR_GRID = (2, 4, 8)
+
+
+def _nprobe_grid(nlist: int) -> list[int]:
+    grid, p = [], 1
+    while p < nlist:
+        grid += [p, int(p * 1.5)] if p >= 2 else [p]
+        p *= 2
+    return sorted({min(g, nlist) for g in grid} | {nlist})
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over rows of |found ∩ truth| / |truth| (ignoring -1 padding in truth)."""
+    hits, total = 0, 0
+    for f, t in zip(found, truth, strict=True):
+        t = t[t >= 0]
+        hits += len(np.intersect1d(f, t))
+        total += len(t)
+    return hits / max(total, 1)
+
+
+def exact_labels(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k labels (row positions of ``vectors``) by inner product."""
+    import faiss
+
+    return faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32), k,
+                     metric=faiss.METRIC_INNER_PRODUCT)[1]
+
+
+def _grid(index: FaissIndex, k: int) -> list[dict]:
+    engine = index._state_or_raise().engine
+    names = knob_names(engine)
+    if "efSearch" in names:
+        efs = sorted({max(e, k) for e in EF_GRID})
+        return [{"efSearch": e} for e in efs]
+    if "nprobe" in names:
+        nprobes = _nprobe_grid(parts(engine)["ivf"].nlist)
+        if "k_factor" in names:
+            return [{"nprobe": p, "k_factor": kf} for kf in K_FACTOR_GRID for p in nprobes]
+        return [{"nprobe": p} for p in nprobes]
+    return [{}]
+
+
+def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
+               reference_vectors: np.ndarray | None = None) -> dict:
+    """Set the fastest knobs whose recall@k against exact search on the sample reaches the target.
+
+    ``reference_vectors``: the original embeddings in build order (exact ground truth). Without
+    them the index's own stored vectors are used, which are lossy for PQ/SQ indexes.
+    """
+    st = index._state_or_raise()
+    q = index._prep(sample_queries, "sample_queries")
+    if reference_vectors is None:
+        reference = "stored vectors"
+        reference_vectors = index._engine_vectors(st.engine, np.arange(len(st.alive)))
+    else:
+        reference = "embeddings"
+        reference_vectors = index._prep(reference_vectors, "reference_vectors")
+    live = np.flatnonzero(st.alive)
+    truth = live[exact_labels(reference_vectors[live], q, k)]
+    grid, chosen, done_families = [], None, set()
+    for params in _grid(index, k):
+        family = params.get("k_factor")
+        if family in done_families:
+            continue
+        t0 = time.perf_counter()
+        _, labels = index.raw_search(q, k, params=params)
+        ms = (time.perf_counter() - t0) * 1000 / len(q)
+        rec = recall_at_k(labels, truth)
+        grid.append({"params": params, "recall": rec, "ms_per_query_batch": ms})
+        if rec >= recall_target:
+            done_families.add(family)
+            if chosen is None or ms < chosen["ms_per_query_batch"]:
+                chosen = grid[-1]
+            if "k_factor" not in params:
+                break
+    met = chosen is not None
+    if not met:
+        chosen = max(grid, key=lambda g: g["recall"])
+        warnings.warn(f"{index.factory}: best recall@{k} {chosen['recall']:.3f} is below the target "
+                      f"{recall_target} even at {chosen['params']}", stacklevel=2)
+    index.search_params = {**index.search_params, **chosen["params"]}
+    index.tuning = {**(index.tuning or {}), "k": k, "recall_target": recall_target, "n_queries": len(q),
+                    "params": chosen["params"], "recall": chosen["recall"], "met_target": met,
+                    "reference": reference, "grid": grid}
+    return index.tuning
+
+
+def _pq_m(d: int) -> int:
+    return max(m for m in range(1, d // 2 + 1) if d % m == 0) if d > 1 else 1
+
+
+def candidate_factories(n: int, d: int, memory_budget_mb: float) -> list[dict]:
+    """Index types in order of preference with their estimated memory; ``fits`` against the budget."""
+    nlist = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(n))))
+    nlist = int(max(1, min(nlist, n // 39, 65_536)))
+    m = _pq_m(d)
+    rows = []
+    if n <= FLAT_MAX_ITEMS:
+        rows.append(("Flat", n * 4 * d))
+    if n <= HNSW_MAX_ITEMS:
+        rows.append(("HNSW32", n * (4 * d + 2 * 32 * 4 * 1.07 + 24)))
+    if nlist >= 2:
+        rows += [(f"IVF{nlist},Flat", n * (4 * d + 16) + nlist * d * 4),
+                 (f"IVF{nlist},PQ{m},Refine(SQ8)", n * (m + 16 + d) + nlist * d * 4),
+                 (f"IVF{nlist},PQ{m}", n * (m + 16) + nlist * d * 4)]
+        if m % 2 == 0:
+            rows.append((f"IVF{nlist},PQ{m // 2}", n * (m // 2 + 16) + nlist * d * 4))
+    meta = n * 8 * 3 + n * 6  # ids + lookup + attribute arrays
+    return [{"factory": f, "estimated_mb": (b + meta) / 2**20, "fits": (b + meta) / 2**20 <= memory_budget_mb}
+            for f, b in rows]
+
+
+def auto_index(embeddings: np.ndarray, ids: Sequence[int | str], *, memory_budget_mb: float,
+               recall_target: float = 0.95, sample_queries: np.ndarray | None = None, k: int = 100,
+               metric: str = "ip", seed: int = 0) -> FaissIndex:
+    """Pick, build and tune the preferred index type that fits the memory budget and reaches the target."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    if x.ndim != 2 or len(x) == 0:
+        raise ConfigError(f"auto_index needs a non-empty (n, dim) embedding matrix, got shape {x.shape}")
+    candidates = candidate_factories(len(x), x.shape[1], memory_budget_mb)
+    fitting = [c for c in candidates if c["fits"]]
+    if not fitting:
+        smallest = min(candidates, key=lambda c: c["estimated_mb"])
+        raise ConfigError(f"no index type fits memory_budget_mb={memory_budget_mb} for {len(x):,} x {x.shape[1]} "
+                          f"embeddings; the smallest ({smallest['factory']}) needs ~{smallest['estimated_mb']:.0f} MB")
+    queries = sample_queries
+    query_source = "sample_queries"
+    if queries is None:
+        rng = np.random.default_rng(seed)
+        queries = x[rng.choice(len(x), min(256, len(x)), replace=False)]
+        query_source = "item embeddings (no sample_queries given)"
+    best = None
+    for cand in fitting:
+        idx = FaissIndex(cand["factory"], metric=metric, dim=x.shape[1], seed=seed).build(x, ids)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            record = tune_index(idx, queries, k=min(k, len(x)), recall_target=recall_target, reference_vectors=x)
+        if best is None or record["recall"] > best.tuning["recall"]:
+            best = idx
+        if record["met_target"]:
+            break
+    if not best.tuning["met_target"]:
+        warnings.warn(f"auto_index: no index type within {memory_budget_mb} MB reached recall@{k} {recall_target}; "
+                      f"returning {best.factory} at {best.tuning['recall']:.3f}", stacklevel=2)
+    best.tuning["auto"] = {"memory_budget_mb": memory_budget_mb, "candidates": candidates,
+                           "chosen": best.factory, "queries": query_source}
+    return best
