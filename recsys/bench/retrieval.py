@@ -52,8 +52,9 @@ class RetrievalBenchConfig:
     num_negatives: int = 1024
     margin: float = 0.9  # ccl
     negative_weight: float = 150.0  # ccl
-    validation_fraction: float = 0.1
-    retrain_full: bool = True
+    validation_fraction: float = 0.1  # share of a validation user's training items held out
+    validation_users: float = 1.0  # share of users who give validation items
+    retrain_full: bool = False  # retrain on all training data for the chosen number of epochs
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
     baselines: bool = True  # implicit-ALS in the same process
@@ -80,6 +81,27 @@ def load_config(path: str | Path | None) -> RetrievalBenchConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return RetrievalBenchConfig.from_dict(data)
+
+
+def carve_validation(train: sp.csr_matrix, fraction: float, user_share: float = 1.0,
+                     seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Hold out ``fraction`` of the items of a random ``user_share`` of users (from training data only)."""
+    from recsys.bench.baselines import holdout_split
+
+    if not 0 < fraction < 1 or not 0 < user_share <= 1:
+        raise ConfigError(f"validation_fraction must lie in (0, 1) and validation_users in (0, 1], got "
+                          f"{fraction} and {user_share}")
+    fit, valid = holdout_split(train, fraction, seed)
+    if user_share < 1:
+        import numpy as np
+
+        keep = np.random.default_rng([seed, 1]).random(train.shape[0]) < user_share
+        mask = sp.diags(keep.astype(np.float32))
+        valid = (mask @ valid).tocsr()
+        valid.eliminate_zeros()
+        fit = (train - valid).tocsr()
+        fit.eliminate_zeros()
+    return fit, valid
 
 
 def build_task(cfg: RetrievalBenchConfig):
@@ -142,7 +164,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     """Train, select on validation, evaluate on test; returns (and optionally writes) the figures."""
     import torch
 
-    from recsys.bench.baselines import evaluate_baselines, holdout_split
+    from recsys.bench.baselines import evaluate_baselines
     from recsys.datasets.lightgcn import load_lightgcn
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
     from recsys.models.trainer import RetrievalData, encode_all
@@ -157,7 +179,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     ds = load_lightgcn(data_dir)
     train, test = ds.train_matrix(), ds.test_matrix()
     log(f"{data_dir}: {ds.n_users:,} users x {ds.n_items:,} items, {train.nnz:,} train / {test.nnz:,} test")
-    fit, valid = holdout_split(train, cfg.validation_fraction, cfg.seed)
+    fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
     log(f"selection run: train on {fit.nnz:,}, validate on {valid.nnz:,} held out of the training data")
     model, summary = _train(cfg, fit, cfg.epochs, valid, log)

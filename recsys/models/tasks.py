@@ -136,13 +136,12 @@ class _FullSoftmax(torch.autograd.Function):
             miss = torch.sigmoid(log_z[rows] - pos_logit)  # 1 - p(positive beats the negatives)
             loss = F.softplus(log_z[rows] - pos_logit).sum() / total
             coef = torch.zeros_like(z).index_add_(0, rows, miss)
-            grad = exp.mul_((coef / z)[:, None])
-            grad[rows, cols] = -miss
+            grad = exp.mul_((coef / (z * total))[:, None])
+            grad[rows, cols] = -miss / total
         else:
             loss = ((n_pos * log_z).sum() - pos_logit.sum()) / total
-            grad = exp.mul_((n_pos / z)[:, None])
-            grad.index_put_((rows, cols), torch.full_like(pos_logit, -1.0), accumulate=True)
-        grad.div_(total)
+            grad = exp.mul_((n_pos / (z * total))[:, None])
+            grad.index_put_((rows, cols), torch.full_like(pos_logit, -1.0 / total), accumulate=True)
         ctx.save_for_backward(user, items, grad)
         return loss
 

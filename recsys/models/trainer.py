@@ -140,7 +140,10 @@ class Trainer:
         return user_inputs(self.model, data, users, self.device, history_dropout=dropout)
 
     def _item_feats(self, data: RetrievalData, items: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        return {k: (v if items is None else v[items]).to(self.device) for k, v in data.item_features.items()}
+        if getattr(self, "_items_on_device", (None,))[0] is not data:  # copy item features to the device once
+            self._items_on_device = (data, {k: v.to(self.device) for k, v in data.item_features.items()})
+        feats = self._items_on_device[1]
+        return feats if items is None else {k: v[items.to(self.device)] for k, v in feats.items()}
 
     def _batches(self, data: RetrievalData, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
