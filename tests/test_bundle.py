@@ -1,0 +1,155 @@
+"""Bundles: round trip gives identical feeds, the committed v1 fixture keeps loading, tampering is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import recsys
+from recsys.bundle import FORMAT_VERSION, data_hash, load_bundle, verify_bundle
+from recsys.errors import ArtifactError
+from tests.test_recommender import fitted, world
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles"
+USERS = pd.DataFrame({"user_id": [0, 5, 7, 42, 10**6, "new", 299],
+                      "media_id": ["guide-0", "app-1", None, "kol-0", "guide-2", None, "kol-2"]})
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bundles") / "rec"
+    fitted().save(path)
+    return path
+
+
+def _copy(src: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_round_trip_gives_identical_feeds(saved):
+    rec = fitted()
+    loaded = recsys.load(saved)
+    pd.testing.assert_frame_equal(rec.recommend_batch(USERS, k=10), loaded.recommend_batch(USERS, k=10))
+    pd.testing.assert_frame_equal(rec.similar_items(12, k=5, media_id="guide-0").items,
+                                  loaded.similar_items(12, k=5, media_id="guide-0").items)
+    assert loaded.training_data_hash_ == rec.training_data_hash_
+    assert loaded.info["config"] == rec.info["config"] and loaded.info["ranker"] == "gbdt"
+    assert recsys.load(f"file://{saved}").info["items"] == rec.info["items"]
+
+
+def test_manifest_records_versions_hash_and_every_file(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    assert manifest["format"] == "recsys.bundle" and manifest["format_version"] == FORMAT_VERSION
+    assert manifest["library"]["recsys"] == recsys.__version__
+    assert {"torch", "numpy", "faiss-cpu", "pandas", "python"} <= set(manifest["dependencies"])
+    w = world()
+    assert manifest["training_data_hash"] == data_hash({"events": w.events, "items": w.items, "users": w.users,
+                                                        "social": w.social})
+    on_disk = {p.relative_to(saved).as_posix() for p in saved.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert set(manifest["files"]) == on_disk
+    assert {"model/model.safetensors", "pipeline.json", "ranker/ranker.json", "index/manifest.json",
+            "tables/events.parquet"} <= on_disk
+    assert not [p for p in on_disk if p.endswith((".pkl", ".pickle", ".joblib"))]
+    assert all(len(f["sha256"]) == 64 for f in manifest["files"].values())
+
+
+def test_committed_v1_fixture_loads_and_serves_its_known_feeds():
+    expected = json.loads((FIXTURE / "v1_expected.json").read_text())
+    rec = recsys.load(FIXTURE / "v1")
+    for feed in expected["feeds"]:
+        got = rec.recommend(feed["user_id"], k=expected["k"], media_id=feed["media_id"])
+        assert got.item_ids == feed["item_ids"], feed
+        assert got.fallback == feed["fallback"]
+        np.testing.assert_allclose(got.items["score"], feed["scores"], rtol=1e-5)
+        assert got.items["reason"].tolist() == feed["reasons"]
+
+
+@pytest.mark.parametrize("target", ["model/model.safetensors", "tables/events.parquet", "ranker/ranker.json",
+                                    "pipeline.json", "index/vectors.npy"])
+def test_a_changed_byte_is_refused_naming_the_file(saved, tmp_path, target):
+    path = _copy(saved, tmp_path)
+    data = bytearray((path / target).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (path / target).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="fails its sha256 checksum") as e:
+        recsys.load(path)
+    assert target in str(e.value) and "re-save" in str(e.value)
+
+
+def test_missing_added_truncated_files_and_bad_manifests_are_refused(saved, tmp_path):
+    path = _copy(saved, tmp_path)
+    (path / "model" / "model.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=r"model/model.safetensors is missing"):
+        load_bundle(path)
+    path = _copy(saved, tmp_path / "a")
+    (path / "evil.pkl").write_bytes(b"cos\nsystem\n")
+    with pytest.raises(ArtifactError, match="evil.pkl is not listed in the manifest"):
+        load_bundle(path)
+    path = _copy(saved, tmp_path / "b")
+    f = path / "tables" / "items.parquet"
+    f.write_bytes(f.read_bytes()[:-10])
+    with pytest.raises(ArtifactError, match="items.parquet has .* bytes, the manifest says"):
+        load_bundle(path)
+    path = _copy(saved, tmp_path / "c")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="newer than this recsys reads.*upgrade recsys"):
+        load_bundle(path)
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["files"]["../outside"] = {"bytes": 1, "sha256": "0" * 64}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="points outside the bundle"):
+        verify_bundle(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="manifest.json is not valid JSON"):
+        load_bundle(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        load_bundle(path)
+    with pytest.raises(ArtifactError, match="is not a bundle directory"):
+        load_bundle(tmp_path / "nothing-here")
+
+
+def test_save_is_atomic_and_never_overwrites_by_accident(saved, tmp_path):
+    rec = fitted()
+    with pytest.raises(ArtifactError, match="already exists; pass overwrite=True"):
+        rec.save(saved)
+    path = tmp_path / "b"
+    rec.save(path)
+    before = json.loads((path / "manifest.json").read_text())["created_at"]
+    rec.save(path, overwrite=True)
+    assert json.loads((path / "manifest.json").read_text())["created_at"] >= before
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary or old directories left behind
+    verify_bundle(path)
+
+
+def test_catalogue_updates_survive_a_round_trip(tmp_path):
+    from recsys.recommender import Recommender
+
+    w = world()
+    rec = Recommender.from_components(pipeline=fitted()._state.pipeline, model=fitted()._state.model, items=w.items,
+                                      events=w.events, users=w.users, media=w.media, media_pools=w.media_pools)
+    new = w.items.head(2).assign(item_id=[5000, 5001])
+    rec.add_items(new)
+    rec.remove_items([5000, 3])
+    rec.save(tmp_path / "b")
+    loaded = recsys.load(tmp_path / "b")
+    pd.testing.assert_frame_equal(rec.recommend_batch(USERS, k=8), loaded.recommend_batch(USERS, k=8))
+    assert loaded.similar_items(5001, k=3).fallback is None
+    assert loaded.similar_items(5000, k=3).fallback == "popular"  # removed: unknown to serving
+    assert loaded.info["items"] == len(w.items) + 2 - 2
+
+
+def test_mlflow_uris_dispatch_to_the_mlflow_hook():
+    with pytest.raises(ArtifactError, match="MLflow"):
+        recsys.load("models:/guess-you-like@champion")
+    with pytest.raises(ArtifactError, match="bundle path or a model URI"):
+        recsys.load(42)

@@ -1,0 +1,284 @@
+"""Recommender: feeds with scores and reasons, rules under a property test, cold start, unknown ids,
+bad arguments, batch equals single, catalogue updates.
+
+One small synthetic world (30k events) and one fitted Recommender are built once per test process
+(:func:`fitted`) and shared with the bundle tests.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recsys.errors import DataValidationError
+from recsys.serve.catalogue import Catalogue
+from recsys.serve.reasons import REASON_CODES
+from recsys.serve.rules import BusinessRules, RequestScope, feed_violations
+
+SETTINGS = dict(dim=16, epochs=2, title_buckets=256, ranker_max_iter=15,
+                ranker_options={"check_leakage": False, "num_threads": 1})
+
+
+@functools.cache
+def world():
+    """The shared world; a few items are out of stock so the stock rule has something to refuse."""
+    from recsys.datasets.synthetic import generate_world
+
+    w = generate_world(30_000, seed=0, progress=False)
+    items = w.items.copy()
+    items.loc[items.index % 9 == 4, "in_stock"] = False
+    w.items = items
+    return w
+
+
+@functools.cache
+def fitted():
+    """A Recommender fitted on :func:`world` (two-tower, exact index, GBDT ranker)."""
+    import torch
+
+    from recsys.recommender import Recommender
+    from recsys.serve.training import TrainSettings
+
+    w = world()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return Recommender(max_per_category=2, train=TrainSettings(**SETTINGS)).fit(
+            w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
+            progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def bought(user_id) -> set:
+    ev = world().events
+    return set(ev.loc[(ev["user_id"] == user_id) & (ev["event_type"].astype(str) == "purchase"), "item_id"])
+
+
+def expected_scope(user_id, media_id, segment: str | None = None, exclude=()) -> tuple[Catalogue, RequestScope]:
+    """The scope a request should have, rebuilt from the raw tables (independently of the engine)."""
+    w = world()
+    cat = fitted()._state.catalogue
+    pools = w.media_pools
+    pool = None
+    if media_id is not None and (pools["media_id"] == media_id).any():
+        pool = np.zeros(len(cat), bool)
+        pool[cat.positions(pools.loc[pools["media_id"] == media_id, "item_id"].to_numpy())] = True
+    seg = w.users.set_index("user_id")["segment"].get(user_id, "") if segment is None else segment
+    excluded = cat.positions(list(bought(user_id) | set(exclude)))
+    return cat, RequestScope(pool=pool, segments=frozenset([seg]) if seg else frozenset(),
+                             excluded=np.unique(excluded[excluded >= 0]))
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return fitted()
+
+
+def test_feed_has_k_items_with_scores_and_reasons(rec):
+    buyer = int(world().events.loc[world().events["event_type"].astype(str) == "purchase", "user_id"].iloc[0])
+    feed = rec.recommend(buyer, k=12, media_id="app-1")
+    assert len(feed) == 12 and feed.fallback is None and feed.notes == []
+    assert list(feed.items.columns) == ["rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code", "source"]
+    assert feed.items["rank"].tolist() == list(range(1, 13))
+    assert feed.items["item_id"].is_unique
+    assert np.isfinite(feed.items["score"]).all()
+    assert feed.items["reason"].map(lambda s: isinstance(s, str) and len(s) > 5).all()
+    assert set(feed.items["reason_code"]) <= set(REASON_CODES)
+    assert not set(feed.item_ids) & bought(buyer)
+    ranked = feed.items[feed.items["source"] == "retrieval"]
+    assert (np.diff(ranked["score"].to_numpy()) <= 1e-12).all()  # best first
+    assert ((feed.items["pctr"] >= 0) & (feed.items["pctr"] <= 1)).all()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.sampled_from([0, 1, 3, 17, 42, 99, 150, 299, 10**6, "new-user"]),
+       media=st.sampled_from([None, "guide-0", "guide-2", "app-0", "kol-0", "kol-2", "no-such-partner"]),
+       k=st.integers(1, 40), n_exclude=st.integers(0, 30), vip=st.booleans())
+def test_rules_hold_for_every_request(rec, user, media, k, n_exclude, vip):
+    exclude = list(range(0, 150, 5))[:n_exclude]
+    context = {"segment": "vip"} if vip else None
+    feed = rec.recommend(user, k=k, media_id=media, exclude=exclude, context=context)
+    # checked from the raw tables with pandas, independently of the rules module ...
+    items = world().items.set_index("item_id")
+    segment = "vip" if vip else world().users.set_index("user_id")["segment"].get(user, "")
+    pool = world().media_pools.loc[world().media_pools["media_id"] == media, "item_id"]
+    ok = items["in_stock"] & ((items["eligibility"] == "") | (items["eligibility"] == segment))
+    ok &= ~items.index.isin(list(bought(user) | set(exclude)))
+    if len(pool):
+        ok &= items.index.isin(pool)
+    shown = items.loc[feed.item_ids]
+    assert feed.items["item_id"].is_unique
+    assert ok.reindex(feed.item_ids).all(), "an ineligible item was served"
+    assert len(feed) == min(k, int(ok.sum()))
+    per_cat = items.loc[ok[ok].index, "category"].value_counts()
+    if np.minimum(per_cat.to_numpy(), 2).sum() >= len(feed):  # the pool can fill the feed under the cap
+        assert shown["category"].value_counts().max() <= 2
+    # ... and by the rules module's own audit
+    cat, scope = expected_scope(user, media, "vip" if vip else None, exclude)
+    assert feed_violations(cat, scope, BusinessRules(max_per_category=2), cat.positions(feed.item_ids), k) == []
+
+
+def test_k_is_guaranteed_even_when_the_category_cap_cannot_be_met(rec):
+    # kol-2's pool is small: after the rules it holds fewer items than asked, so every eligible one comes back
+    cat, scope = expected_scope(3, "kol-2")
+    from recsys.serve.rules import eligible
+
+    n_eligible = int(eligible(cat, np.arange(len(cat)), scope, BusinessRules()).sum())
+    feed = rec.recommend(3, k=n_eligible + 5, media_id="kol-2")
+    assert len(feed) == n_eligible and n_eligible > 2
+    feed = rec.recommend(3, k=n_eligible, media_id="kol-2")
+    assert len(feed) == n_eligible and feed.items["item_id"].is_unique
+
+
+def test_invite_only_items_only_for_their_segment(rec):
+    vip_items = set(world().items.loc[world().items["eligibility"] == "vip", "item_id"])
+    regular = world().users.loc[world().users["segment"] == "regular", "user_id"].head(30).tolist()
+    shown = rec.recommend_batch(regular, k=40, media_id="app-0")
+    assert not vip_items & set(shown["item_id"])
+    vip_feed = rec.recommend_batch(regular, k=150, media_id="app-0", context={"segment": "vip"})
+    assert vip_items & set(vip_feed["item_id"])  # with the segment, invite-only items become eligible
+
+
+def test_repeat_purchase_categories_let_bought_items_back(rec):
+    from recsys.recommender import Recommender
+    from recsys.serve.engine import Request, _scope
+
+    ev = world().events
+    buy = ev[ev["event_type"].astype(str) == "purchase"].iloc[0]
+    cat = world().items.set_index("item_id").loc[buy["item_id"], "category"]
+    state = rec._state
+    relaxed = state.evolve(config=Recommender(repeat_purchase_categories=[cat])._config())
+    pos = state.catalogue.positions([buy["item_id"]])[0]
+    row = int(state.users.rows([buy["user_id"]])[0])
+    assert pos not in _scope(relaxed, Request(buy["user_id"], None, 5, row=row)).excluded
+    assert pos in _scope(state, Request(buy["user_id"], None, 5, row=row)).excluded
+
+
+def test_unknown_ids_fall_back_and_say_so(rec):
+    feed = rec.recommend("someone-new", k=10, media_id="guide-1")
+    assert len(feed) == 10 and feed.fallback == "cold_user_features"
+    assert any("unknown user_id 'someone-new'" in n for n in feed.notes)
+    feed = rec.recommend(5, k=10, media_id="partner-we-never-met", exclude=["no-such-item", 10**9])
+    assert len(feed) == 10 and any("unknown media_id" in n for n in feed.notes)
+    similar = rec.similar_items("no-such-item", k=6, media_id="guide-0")
+    assert len(similar) == 6 and similar.fallback == "popular" and "unknown item_id" in similar.notes[0]
+    assert rec.remove_items(["no-such-item"]) == 0
+
+
+def test_cold_start_paths(rec):
+    # a new user with no partner and no profile: popular with everyone, ranked by the objective
+    feed = rec.recommend(10**7, k=8)
+    assert feed.fallback == "popular" and len(feed) == 8
+    assert set(feed.items["reason_code"]) <= {"popular", "trending", "friends", "for_you"}
+    # the same user on a partner: the features-only tower, and the feed follows the partner's pool
+    on_kol = rec.recommend(10**7, k=5, media_id="kol-0")
+    pool = set(world().media_pools.loc[world().media_pools["media_id"] == "kol-0", "item_id"])
+    assert on_kol.fallback == "cold_user_features" and set(on_kol.item_ids) <= pool
+    # a profile alone is enough for the tower
+    profiled = rec.recommend(10**7, k=5, context={"gender": "F", "age_bucket": "25-34"})
+    assert profiled.fallback == "cold_user_features"
+    # popular-only mode
+    from recsys.recommender import Recommender
+
+    popular = rec._state.evolve(config=Recommender(cold_start="popular", max_per_category=2)._config())
+    from recsys.serve.engine import Request, run_batch
+
+    rows = run_batch(popular, [Request(10**7, "kol-0", 5)])
+    assert (rows["fallback"] == "popular").all() and set(rows["item_id"]) <= pool
+
+
+def test_bad_arguments_raise_clear_errors(rec):
+    for k in (0, -3):
+        with pytest.raises(DataValidationError, match="k must be >= 1"):
+            rec.recommend(1, k=k)
+    for k in (2.5, "3", True, None):
+        with pytest.raises(DataValidationError, match="k must be a positive int"):
+            rec.recommend(1, k=k)
+    for uid in ([1], None, 1.5, True):
+        with pytest.raises(DataValidationError, match="user_id must be an int or a str"):
+            rec.recommend(uid)
+    with pytest.raises(DataValidationError, match="wrap a single id"):
+        rec.recommend(1, exclude="abc")
+    with pytest.raises(DataValidationError, match="context must be a dict"):
+        rec.recommend(1, context=["vip"])
+    with pytest.raises(DataValidationError, match="media_id"):
+        rec.recommend(1, media_id=["guide-0"])
+    with pytest.raises(DataValidationError, match="user_id"):
+        rec.recommend_batch(pd.DataFrame({"uid": [1, 2]}))
+    with pytest.raises(DataValidationError, match="k must be"):
+        rec.similar_items(3, k=0)
+
+
+def test_batch_equals_single(rec):
+    users = pd.DataFrame({"user_id": [0, 5, 7, 123, 10**6, 5], "media_id": ["guide-0", "app-1", None, "kol-1",
+                                                                           "guide-2", "kol-2"]})
+    batch = rec.recommend_batch(users, k=9, exclude={5: [41, 108]})
+    singles = []
+    for uid, media in zip(users["user_id"], users["media_id"], strict=True):
+        f = rec.recommend(uid, k=9, media_id=media, exclude=[41, 108] if uid == 5 else ())
+        singles.append(f.items.assign(user_id=uid, media_id=media, fallback=f.fallback or ""))
+    single = pd.concat(singles, ignore_index=True)[list(batch.columns)]
+    pd.testing.assert_frame_equal(batch.reset_index(drop=True), single, check_dtype=False)
+    assert batch.attrs["notes"][10**6] == ["unknown user_id 1000000: served as a new user"]
+
+
+def test_reasons_name_what_drove_the_score(rec):
+    users = world().events["user_id"].drop_duplicates().head(60).tolist()
+    out = rec.recommend_batch(users, k=10, media_id="guide-0")
+    titles = world().items.set_index("item_id")["title"]
+    viewed = out[out["reason_code"] == "viewed"]
+    assert len(viewed) and (out["reason_code"] == "trending").any()
+    pos_ev = world().events[world().events["event_type"].astype(str) != "impression"]
+    for _, r in viewed.head(20).iterrows():
+        history_titles = set(titles.reindex(pos_ev.loc[pos_ev["user_id"] == r["user_id"], "item_id"]))
+        assert r["reason"].removeprefix("because you viewed ") in history_titles
+    trending = out[out["reason_code"] == "trending"].iloc[0]
+    assert trending["reason"].startswith("trending in ") and trending["reason"].endswith(" on guide-0")
+
+
+def test_ablation_picks_the_evidence_the_score_depends_on():
+    from recsys.serve.reasons import choose_reasons, reason_contributions
+
+    frame = pd.DataFrame({"friends_clicks": [2.0, 0.0, 0.0], "item_1D_log_clk": [0.0, 3.0, 0.0],
+                          "item_1D_ctr": [0.05, 0.30, 0.05], "category_1D_ctr": [0.05, 0.05, 0.05],
+                          "brand_stage": [0.0, 0.0, 2.0], "price": [1.0, 1.0, 1.0]})
+
+    def score(f):  # a ranker that loves friends' clicks, a hot item, and brands the user engaged with
+        return 0.1 + f["friends_clicks"] * 0.2 + (f["item_1D_ctr"] - 0.05) + f["brand_stage"] * 0.05
+
+    base = score(frame).to_numpy()
+    contrib = reason_contributions(frame, lambda f: score(f).to_numpy(), base)
+    assert set(contrib.columns) == {"friends", "trending", "viewed"}
+    codes = choose_reasons(contrib, base, similarity=np.array([0.1, 0.1, 0.9]), default=np.array(["for_you"] * 3))
+    assert codes.tolist() == ["friends", "trending", "viewed"]
+    # without a viewed item to name, history evidence cannot be the reason
+    codes = choose_reasons(contrib, base, similarity=np.full(3, np.nan), default=np.array(["for_you"] * 3))
+    assert codes.tolist() == ["friends", "trending", "for_you"]
+
+
+def test_added_items_enter_from_content_and_removed_items_vanish(rec):
+    from recsys.recommender import Recommender
+
+    w = world()
+    clone = Recommender.from_components(
+        pipeline=rec._state.pipeline, model=rec._state.model, items=w.items, events=w.events, users=w.users,
+        social=w.social, media=w.media, media_pools=w.media_pools, max_per_category=None)
+    src = w.items[w.items["in_stock"] & (w.items["eligibility"] == "")].iloc[3]
+    new = pd.DataFrame([src, src]).assign(item_id=[10_000, 10_001])  # two never-seen ids, same content
+    assert clone.add_items(new, media_pools=pd.DataFrame({"media_id": ["guide-0"], "item_id": [10_000]})) == 2
+    # embedded from content alone: identical content gives identical vectors, so each is the other's neighbour
+    assert clone.similar_items(10_000, k=3).item_ids[0] == 10_001
+    assert clone.similar_items(10_001, k=3).items["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    assert 10_001 not in clone.similar_items(10_000, k=3, media_id="guide-0").item_ids  # not in guide-0's pool
+    feeds = clone.recommend_batch(list(range(40)), k=150)
+    assert {10_000, 10_001} <= set(feeds["item_id"])  # no partner, no pool: new items are served
+    assert clone.remove_items([10_000, src["item_id"]]) == 2
+    feeds = clone.recommend_batch(list(range(40)), k=30, media_id="app-0")
+    assert not {10_000, src["item_id"]} & set(feeds["item_id"])
+    assert 10_000 not in clone.similar_items(int(w.items["item_id"].iloc[0]), k=100).item_ids
