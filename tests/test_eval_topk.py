@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from recsys.errors import ConfigError, DataValidationError, LeakageError
 from recsys.evaluation import EmbeddingScorer, evaluate_topk, recommend_topk
-from recsys.evaluation.topk import default_chunk_size
+from recsys.evaluation.topk import default_chunk_size, fast_topk
 
 
 class MatrixScorer:
@@ -184,3 +184,17 @@ def test_through_a_faiss_index_reports_the_recall_cost(rng, kind):
     else:
         assert 0.5 < r["ann_recall@20"] <= 1.0
         assert r["recall_cost@20"] >= -0.02
+
+
+@pytest.mark.parametrize("n_cols,k", [(5000, 20), (4097, 7), (300, 20), (20, 20)])
+def test_fast_topk_matches_torch_topk(rng, n_cols, k):
+    import torch
+
+    x = np.round(rng.standard_normal((50, n_cols)), 2).astype(np.float32)  # rounding makes ties
+    x[:, ::3] = -np.inf  # masked items
+    x[0, :] = 1.0  # a row of ties
+    t = torch.from_numpy(x)
+    got = fast_topk(t, k)
+    ref = torch.topk(t, k, dim=1)
+    np.testing.assert_array_equal(np.take_along_axis(x, got.numpy(), 1), ref.values.numpy())
+    assert all(len(set(row)) == k for row in got.numpy().tolist())  # distinct columns

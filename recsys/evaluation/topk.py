@@ -4,15 +4,7 @@ Every user with at least one test item ranks *all* items; the user's training it
 out; the top K of what is left is compared with the user's test items. Scores come in blocks of
 ``chunk_size`` users, so a dense users x items matrix never exists (memory is bounded by one block).
 
-Definitions (for one user, ``hits_i`` = 1 if the item at rank ``i`` (1-based) is a test item,
-``T`` = the user's number of test items; every metric is the mean over users with ``T >= 1``):
-
-- ``recall@K``    = sum_{i<=K} hits_i / T                              (LightGCN: divides by T, not min(T, K))
-- ``precision@K`` = sum_{i<=K} hits_i / K
-- ``hit_rate@K``  = 1 if any hits_i, i <= K, else 0
-- ``ndcg@K``      = DCG / IDCG, DCG = sum_{i<=K} hits_i / log2(i + 1), IDCG = sum_{i<=min(T, K)} 1 / log2(i + 1)
-- ``mrr@K``       = 1 / (rank of the first hit) if a hit is in the top K, else 0
-- ``map@K``       = sum_{i<=K} precision@i * hits_i / min(T, K)        (as in implicit's ``ranking_metrics_at_k``)
+Each metric's definition is in :func:`evaluate_topk`'s docstring.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ class Scorer(Protocol):
 
 
 class EmbeddingScorer:
-    """Inner-product scores ``user_emb[u] @ item_emb.T`` (torch.mm on the CPU, one block at a time)."""
+    """Inner-product scores ``user_emb[u] @ item_emb.T``, one block of users at a time."""
 
     def __init__(self, user_emb: np.ndarray, item_emb: np.ndarray) -> None:
         user_emb, item_emb = np.asarray(user_emb), np.asarray(item_emb)
@@ -57,11 +49,13 @@ class EmbeddingScorer:
     def n_items(self) -> int:
         return self.item_emb.shape[0]
 
-    def score(self, user_indices: np.ndarray) -> np.ndarray:
-        import torch
+    def score(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item for these users; ``out`` (C-contiguous float32) is reused if given.
 
-        users = torch.from_numpy(self.user_emb[np.asarray(user_indices)])
-        return torch.mm(users, torch.from_numpy(self.item_emb).T).numpy()
+        numpy's BLAS (OpenBLAS) computes this skinny product 1.5-2.5x faster than torch.mm (MKL) on
+        the reference machine, so the block is a numpy product.
+        """
+        return np.matmul(self.user_emb[np.asarray(user_indices)], self.item_emb.T, out=out)
 
 
 def progress_enabled() -> bool:
@@ -85,9 +79,20 @@ def evaluate_topk(
     check_leakage: bool = True,
     index: Any = None,
 ) -> dict[str, float]:
-    """Full-ranking metrics (see the module docstring for each definition), keys like ``"recall@20"``.
+    """Full-ranking metrics on the LightGCN protocol, keys like ``"recall@20"``.
 
-    Averages over users with at least one test item; their training items are masked. With
+    For one user, ``hits_i`` = 1 if the item at rank i (1-based, training items masked) is one of
+    the user's ``T`` test items; each metric is the mean over users with ``T >= 1``:
+
+    - ``recall@K``    = sum_{i<=K} hits_i / T   (LightGCN divides by T, not by min(T, K))
+    - ``precision@K`` = sum_{i<=K} hits_i / K
+    - ``hit_rate@K``  = 1 if some hits_i = 1 with i <= K, else 0
+    - ``ndcg@K``      = DCG / IDCG; DCG = sum_{i<=K} hits_i / log2(i + 1) (binary relevance),
+      IDCG = sum_{i<=min(T, K)} 1 / log2(i + 1)
+    - ``mrr@K``       = 1 / (rank of the first hit) if it is within the top K, else 0
+    - ``map@K``       = sum_{i<=K} precision@i * hits_i / min(T, K)
+
+    ``chunk_size`` users are scored at a time (default: about 256 MiB of scores). With
     ``check_leakage`` a test pair that is also in train raises LeakageError (masking it would
     silently make it unreachable). ``index`` (an object with ``search(queries, k) -> (scores, ids)``
     over item indices, queried with the scorer's ``user_emb``) adds the metrics through the index:
@@ -110,12 +115,13 @@ def evaluate_topk(
     exact_sums: dict[str, float] = {}
     index_sums: dict[str, float] = {}
     buf = np.zeros((min(chunk_size, users.size), n_items), dtype=bool)
+    scratch = np.empty((min(chunk_size, users.size), n_items), dtype=np.float32)
     starts = range(0, users.size, chunk_size)
     from tqdm.auto import tqdm
 
     for start in tqdm(starts, desc="evaluate", unit="chunk", disable=not progress_enabled()):
         batch = users[start:start + chunk_size]
-        exact_ids = topk_block(scorer, batch, train, kmax)
+        exact_ids = topk_block(scorer, batch, train, kmax, scratch)
         n_test = np.diff(test.indptr)[batch]
         hits = _lookup(buf, test[batch], exact_ids)
         _accumulate(exact_sums, hits, n_test, ks, metrics)
@@ -144,18 +150,27 @@ def recommend_topk(
     users = np.arange(train.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
     chunk_size = chunk_size or default_chunk_size(train.shape[1])
     out = np.empty((users.size, min(k, train.shape[1])), dtype=np.int64)
+    scratch = np.empty((min(chunk_size, users.size), train.shape[1]), dtype=np.float32)
     for start in range(0, users.size, chunk_size):
         batch = users[start:start + chunk_size]
-        out[start:start + batch.size] = topk_block(scorer, batch, train, k)
+        out[start:start + batch.size] = topk_block(scorer, batch, train, k, scratch)
     return out
 
 
-def topk_block(scorer: Scorer, batch: np.ndarray, train: sp.csr_matrix, k: int) -> np.ndarray:
-    """Score one block of users, mask their training items with -inf and return the top-k item indices."""
+def topk_block(scorer: Scorer, batch: np.ndarray, train: sp.csr_matrix, k: int,
+               scratch: np.ndarray | None = None) -> np.ndarray:
+    """Score one block of users, mask their training items with -inf and return the top-k item indices.
+
+    ``scratch`` (at least len(batch) x n_items float32) is reused by an EmbeddingScorer: a fresh
+    block per chunk would cost page faults on every call.
+    """
     import torch
 
     n_items = train.shape[1]
-    block = np.asarray(scorer.score(batch))
+    if scratch is not None and isinstance(scorer, EmbeddingScorer):
+        block = scorer.score(batch, out=scratch[: batch.size])
+    else:
+        block = np.asarray(scorer.score(batch))
     if block.shape != (batch.size, n_items):
         raise DataValidationError(
             f"{type(scorer).__name__}.score returned shape {block.shape} for {batch.size} users; expected "
@@ -165,7 +180,31 @@ def topk_block(scorer: Scorer, batch: np.ndarray, train: sp.csr_matrix, k: int) 
         block = np.array(block, dtype=np.float32, order="C")
     rows = train[batch]
     block[np.repeat(np.arange(batch.size), np.diff(rows.indptr)), rows.indices] = -np.inf
-    return torch.topk(torch.from_numpy(block), min(k, n_items), dim=1, sorted=True).indices.numpy()
+    return fast_topk(torch.from_numpy(block), min(k, n_items)).numpy()
+
+
+def fast_topk(block, k: int, groups: int = 64):
+    """Exact top-k column indices per row (sorted by score) of a 2-D torch tensor, ties in any order.
+
+    Columns are split into interleaved groups (column ``r * g + c`` belongs to group c); the true
+    top k lies in the k groups with the largest maxima, since any element outside them has at
+    least k elements (those maxima) at or above it. One vectorised max pass plus a top-k over
+    ``groups * k`` candidates replaces a top-k over every column, about twice as fast.
+    """
+    import torch
+
+    n_rows, n = block.shape
+    g = n // groups
+    if g < 4 * k:
+        return torch.topk(block, k, dim=1, sorted=True).indices
+    head = block[:, : groups * g].view(n_rows, groups, g)
+    best = torch.topk(head.amax(dim=1), k, dim=1, sorted=False).indices  # (rows, k) group numbers
+    cand = head.gather(2, best[:, None, :].expand(n_rows, groups, k)).reshape(n_rows, -1)
+    cand_idx = (torch.arange(groups)[None, :, None] * g + best[:, None, :]).reshape(n_rows, -1)
+    if n > groups * g:  # the last n - groups * g columns are always candidates
+        cand = torch.cat([cand, block[:, groups * g:]], dim=1)
+        cand_idx = torch.cat([cand_idx, torch.arange(groups * g, n).expand(n_rows, -1)], dim=1)
+    return cand_idx.gather(1, torch.topk(cand, k, dim=1, sorted=True).indices)
 
 
 def _index_topk(index: Any, queries: np.ndarray, train_rows: sp.csr_matrix, k: int, buf: np.ndarray) -> np.ndarray:
