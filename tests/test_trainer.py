@@ -49,7 +49,7 @@ def test_checkerboard_held_out_item_ranks_first(name):
     train, held = checkerboard()
     make_task, negatives = TASKS[name]
     model = _model(train.shape, history="none" if name == "bpr" else "mean")
-    Trainer(model, make_task(), epochs=40, batch_size=16, lr=0.05, negatives=negatives, num_negatives=8,
+    Trainer(model, make_task(), epochs=20, batch_size=16, lr=0.05, negatives=negatives, num_negatives=8,
             seed=0, progress=False).fit(RetrievalData(train))
     users, items = encode_all(model, RetrievalData(train))
     scores = users @ items.T

@@ -1,0 +1,62 @@
+"""The retrieval benchmark runner on a tiny LightGCN-format directory: JSON figures, config errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from recsys.bench.retrieval import RetrievalBenchConfig, carve_validation, load_config, run_retrieval_benchmark
+from recsys.errors import ConfigError
+
+
+def _write_lightgcn(path, n_blocks=4, users_per_block=12, items_per_block=10, seed=0):
+    """Block-structured users: train on most of their block, test on two more items of it."""
+    rng = np.random.default_rng(seed)
+    path.mkdir()
+    train, test = [], []
+    for b in range(n_blocks):
+        items = np.arange(b * items_per_block, (b + 1) * items_per_block)
+        for k in range(users_per_block):
+            u = b * users_per_block + k
+            perm = rng.permutation(items)
+            train.append(f"{u} " + " ".join(map(str, perm[:6])))
+            test.append(f"{u} " + " ".join(map(str, perm[6:8])))
+    (path / "train.txt").write_text("\n".join(train) + "\n")
+    (path / "test.txt").write_text("\n".join(test) + "\n")
+    return path
+
+
+def test_benchmark_writes_the_figures(tmp_path):
+    data = _write_lightgcn(tmp_path / "blocks")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("dim: 8\nepochs: 6\nbatch_size: 16\nlr: 0.05\nvalidation_fraction: 0.2\ntemperature: 0.2\n")
+    out = tmp_path / "out.json"
+    result = run_retrieval_benchmark(data, cfg, out)
+    on_disk = json.loads(out.read_text())
+    for key in ("recall@20", "ndcg@20", "train_seconds", "peak_memory_mb", "best_epoch", "implicit-als"):
+        assert key in on_disk, key
+    assert on_disk["recall@20"] == result["recall@20"]
+    assert 1 <= result["best_epoch"] <= 6 and result["config"]["dim"] == 8
+    # users only ever touch their own block of 10 items: 20 recommendations must hold both test items
+    assert result["recall@20"] > 0.9
+
+
+def test_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dimension: 64\n")
+    with pytest.raises(ConfigError, match="dimension"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    assert load_config(None) == RetrievalBenchConfig()
+
+
+def test_validation_is_carved_from_training_rows_only():
+    import scipy.sparse as sp
+
+    train = sp.random(50, 40, density=0.3, format="csr", random_state=0)
+    train.data[:] = 1
+    fit, valid = carve_validation(train, 0.2, user_share=0.5, seed=0)
+    assert (fit + valid - train).nnz == 0 and fit.multiply(valid).nnz == 0
+    assert 0 < valid.nnz < 0.2 * train.nnz
+    assert np.count_nonzero(np.diff(valid.indptr)) < 40  # only about half of the users give validation items
