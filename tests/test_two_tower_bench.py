@@ -5,7 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from recsys.bench.retrieval import RetrievalBenchConfig, carve_validation, load_config, run_retrieval_benchmark
+from recsys.bench.retrieval import (
+    RetrievalBenchConfig,
+    carve_validation,
+    load_config,
+    run_retrieval_benchmark,
+)
 from recsys.errors import ConfigError
 
 
