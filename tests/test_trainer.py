@@ -154,3 +154,22 @@ def test_unknown_choices_are_config_errors():
         Trainer(model, BPRTask(), optimizer="adamax")
     with pytest.raises(ConfigError, match="negatives"):
         Trainer(model, BPRTask(), negatives="hard")
+
+
+def test_impression_negatives_push_shown_but_unclicked_items_down():
+    train, held = checkerboard()
+    # every user was shown their held-out item and did not click it: impression negatives must lower
+    # its score compared with the same training without them
+    shown = sp.csr_matrix((np.ones(len(held), np.float32), (np.arange(len(held)), held)), shape=train.shape)
+    margins = []
+    for negatives in ("in_batch", "impressions"):
+        data = RetrievalData(train, impressions=shown)
+        model = _model(train.shape, history="mean")
+        Trainer(model, SampledSoftmaxTask(temperature=0.2), epochs=10, batch_size=16, lr=0.05, negatives=negatives,
+                num_negatives=2, seed=0, progress=False).fit(data)
+        users, items = encode_all(model, data)
+        scores = users @ items.T
+        margins.append(float(np.mean(scores[np.arange(len(held)), held] - scores.mean(1))))
+    assert margins[1] < margins[0] - 0.1
+    with pytest.raises(ConfigError, match="impressions"):
+        Trainer(model, SampledSoftmaxTask(), negatives="impressions", progress=False).fit(RetrievalData(train))
