@@ -89,6 +89,40 @@ def gowalla_case(data_dir: str | Path, dim: int = 64, repeats: int = 3, seed: in
             "median_cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs)}
 
 
+class _FaissSearch:
+    """The ``search(queries, k) -> (scores, ids)`` interface evaluate_topk expects, over a faiss index."""
+
+    def __init__(self, index) -> None:
+        self.index = index
+
+    def search(self, queries: np.ndarray, k: int):
+        return self.index.search(queries, k)
+
+
+def index_cost_case(data_dir: str | Path, ef_search: tuple[int, ...] = (16, 64), seed: int = 0) -> dict:
+    """Recall@20 lost by ranking through a FAISS HNSW index instead of exactly, on ALS embeddings."""
+    import faiss
+
+    from recsys.datasets.lightgcn import load_lightgcn
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.baselines import ImplicitALS
+
+    ds = load_lightgcn(data_dir)
+    train, test = ds.train_matrix(), ds.test_matrix()
+    als = ImplicitALS(factors=64, regularization=10.0, alpha=50.0, random_state=seed).fit(train)
+    scorer = EmbeddingScorer(als.user_factors_, als.item_factors_)
+    index = faiss.IndexHNSWFlat(scorer.item_emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    t0 = time.perf_counter()
+    index.add(scorer.item_emb)
+    rows = {"factory": "HNSW32,Flat (inner product)", "build_seconds": time.perf_counter() - t0}
+    for ef in ef_search:
+        index.hnsw.efSearch = ef
+        t0 = time.perf_counter()
+        r = evaluate_topk(scorer, train, test, ks=(20,), metrics=("recall", "ndcg"), index=_FaissSearch(index))
+        rows[f"efSearch={ef}"] = {**r, "seconds": time.perf_counter() - t0}
+    return rows
+
+
 def run_evaluation_benchmark(json_path: str | Path | None = None, *, data_dir: str | Path | None = None,
                              n_users: int = 100_000, n_items: int = 100_000, repeats: int = 3) -> dict:
     """Both cases; writes JSON to ``json_path`` and a markdown table beside it (``.md``)."""
@@ -98,6 +132,7 @@ def run_evaluation_benchmark(json_path: str | Path | None = None, *, data_dir: s
 
     data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
     gow = gowalla_case(data_dir, repeats=repeats)
+    cost = index_cost_case(data_dir)
     code = (f"import json; from recsys.bench.evaluation import memory_case; "
             f"print(json.dumps(memory_case({int(n_users)}, {int(n_items)})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -108,6 +143,7 @@ def run_evaluation_benchmark(json_path: str | Path | None = None, *, data_dir: s
                     "torch": torch.__version__},
         "gowalla": {**gow, "goal_seconds": GOAL_SECONDS, "meets_goal": gow["median_seconds"] < GOAL_SECONDS},
         "synthetic_100k": {**mem, "goal_bytes": GOAL_BYTES, "meets_goal": mem["peak_rss_bytes"] < GOAL_BYTES},
+        "index_cost_gowalla_als": cost,
     }
     print(markdown_table(result))
     if json_path is not None:
@@ -131,4 +167,12 @@ def markdown_table(result: dict) -> str:
         f"| synthetic, {m['dim']}-d random | {m['n_users']:,} x {m['n_items']:,} | {m['seconds']:.2f} "
         f"| {m['cpu_seconds']:.2f} | {m['peak_rss_bytes'] / 2**30:.2f} GiB | < 2 GiB | {m['meets_goal']} "
         f"| {m['load_avg_1m_before']:.1f} |",
+        "",
+        f"Through a FAISS index ({result['index_cost_gowalla_als']['factory']}) on Gowalla ALS embeddings:",
+        "",
+        "| efSearch | exact Recall@20 | index Recall@20 | recall cost | ANN recall@20 (overlap with exact top 20) |",
+        "|---|---|---|---|---|",
+        *[f"| {key.split('=')[1]} | {r['exact_recall@20']:.4f} | {r['recall@20']:.4f} | {r['recall_cost@20']:.4f} "
+          f"| {r['ann_recall@20']:.3f} |"
+          for key, r in result["index_cost_gowalla_als"].items() if key.startswith("efSearch")],
     ])
