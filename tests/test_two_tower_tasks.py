@@ -128,3 +128,22 @@ def test_bad_hyperparameters_raise_config_errors():
         CosineContrastiveTask(margin=2.0)
     with pytest.raises(ConfigError, match="bounded"):
         FullSoftmaxTask(temperature=0.01, bounded=True)
+
+
+def test_known_positives_are_neither_targets_nor_negatives():
+    torch.manual_seed(2)
+    u = F.normalize(torch.randn(3, 6), dim=1)
+    v = F.normalize(torch.randn(9, 6), dim=1).requires_grad_()
+    rows, cols = torch.tensor([0, 1, 2]), torch.tensor([4, 5, 6])
+    known = (torch.tensor([0, 0, 2]), torch.tensor([1, 2, 3]))
+    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(u, v, rows, cols, known)
+    loss.backward()
+    logits = u @ v.detach().T / 0.5
+    logits[known] = float("-inf")
+    ref = (torch.logsumexp(logits, 1) - logits[rows, cols]).mean()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
+    assert torch.all(v.grad[1:4].abs().sum(1)[:2] > 0)  # item 1, 2: negatives of users 1, 2 still
+    # user 0's known items 1 and 2 and user 2's item 3 get no push from those users
+    g_only_user0 = torch.autograd.grad(FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(
+        u[:1], v, rows[:1] * 0, cols[:1], (known[0][:2], known[1][:2])), v)[0]
+    assert torch.all(g_only_user0[1:3] == 0)

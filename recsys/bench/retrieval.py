@@ -40,6 +40,7 @@ class RetrievalBenchConfig:
     gate_init: float = 0.5
     learn_gate: bool = True
     history_dropout: float = 0.0
+    history_holdout: float = 0.0  # full_softmax: share of history hidden and predicted each step
     normalize: bool = True
     init_std: float = 0.1
     epochs: int = 30
@@ -153,7 +154,8 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
 
     trainer = Trainer(model, build_task(cfg), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                       weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, negatives=cfg.negatives,
-                      num_negatives=cfg.num_negatives, history_dropout=cfg.history_dropout, seed=cfg.seed,
+                      num_negatives=cfg.num_negatives, history_dropout=cfg.history_dropout,
+                      history_holdout=cfg.history_holdout, seed=cfg.seed,
                       patience=cfg.patience, validate=validate if validation is not None else None,
                       callbacks=[Log()])
     return model, trainer.fit(data)

@@ -117,7 +117,7 @@ class _FullSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, user: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                exclude_other_positives: bool, bounded: bool):
+                exclude_other_positives: bool, bounded: bool, known: tuple[torch.Tensor, torch.Tensor] | None):
         logits = user @ items.T  # user is pre-scaled by 1/temperature
         pos_logit = (user[rows] * items[cols]).sum(-1)
         shift = None
@@ -128,6 +128,8 @@ class _FullSoftmax(torch.autograd.Function):
         n_pos = torch.bincount(rows, minlength=user.shape[0]).to(user.dtype)
         if exclude_other_positives:
             exp[rows, cols] = 0.0
+        if known is not None:  # the user's other known positives (e.g. the history) are never negatives
+            exp[known[0], known[1]] = 0.0
         z = exp.sum(dim=1)
         log_z = z.log() if shift is None else z.log() + shift.squeeze(1)
         total = rows.numel()
@@ -150,13 +152,17 @@ class _FullSoftmax(torch.autograd.Function):
         user, items, grad = ctx.saved_tensors
         g_user = (grad @ items) * grad_out if ctx.needs_input_grad[0] else None
         g_items = (grad.T @ user) * grad_out if ctx.needs_input_grad[1] else None
-        return g_user, g_items, None, None, None, None
+        return g_user, g_items, None, None, None, None, None
 
 
 def full_softmax_loss(user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                      temperature: float, exclude_other_positives: bool = False, bounded: bool = False) -> torch.Tensor:
-    """Mean over positives (rows[k], cols[k]) of -log softmax over all items; see :class:`FullSoftmaxTask`."""
-    return _FullSoftmax.apply(user_emb / temperature, item_emb, rows, cols, exclude_other_positives, bounded)
+                      temperature: float, exclude_other_positives: bool = False, bounded: bool = False,
+                      known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Mean over positives (rows[k], cols[k]) of -log softmax over all items; see :class:`FullSoftmaxTask`.
+
+    ``known`` (rows, cols): further positives of the same users that are neither targets nor negatives.
+    """
+    return _FullSoftmax.apply(user_emb / temperature, item_emb, rows, cols, exclude_other_positives, bounded, known)
 
 
 class FullSoftmaxTask:
@@ -178,9 +184,9 @@ class FullSoftmaxTask:
         self.bounded = bounded
 
     def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
-                 cols: torch.Tensor) -> torch.Tensor:
+                 cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         return full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
-                                 self.exclude_other_positives, self.bounded)
+                                 self.exclude_other_positives, self.bounded, known)
 
 
 class CosineContrastiveTask:

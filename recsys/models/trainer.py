@@ -116,7 +116,8 @@ class Trainer:
 
     def __init__(self, model: TwoTowerModel, task: Any, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: str = "adam", negatives: str = "in_batch",
-                 num_negatives: int = 1024, history_dropout: float = 0.0, seed: int = 0, patience: int = 3,
+                 num_negatives: int = 1024, history_dropout: float = 0.0, history_holdout: float = 0.0,
+                 seed: int = 0, patience: int = 3,
                  monitor: str = "recall@20", validate: Callable[[TwoTowerModel], dict[str, float]] | None = None,
                  checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
                  callbacks: list[Callback] | None = None, device: str = "auto", progress: bool | None = None) -> None:
@@ -128,6 +129,7 @@ class Trainer:
         self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
         self.optimizer_name, self.negatives, self.num_negatives = optimizer, negatives, num_negatives
         self.history_dropout, self.seed, self.patience, self.monitor = history_dropout, seed, patience, monitor
+        self.history_holdout = history_holdout
         self.validate, self.checkpoint_every, self.callbacks = validate, checkpoint_every, callbacks or []
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
@@ -158,6 +160,8 @@ class Trainer:
         model, task = self.model, self.task
         if isinstance(task, FullSoftmaxTask):
             rows, cols = _slices(data.positives, batch)
+            if self.history_holdout > 0:
+                return self._holdout_loss(data, batch, rows, cols)
             user = model.user_embeddings(self._user_feats(data, batch))
             items = model.item_embeddings(self._item_feats(data, None))
             return task(user, items, torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device))
@@ -184,6 +188,24 @@ class Trainer:
         task.in_batch = self.negatives != "uniform"
         log_q = (data.item_log_freq[items.cpu()] + float(np.log(len(batch)))).to(self.device)
         return task(user, pos_emb, items, log_q, extra)
+
+    def _holdout_loss(self, data: RetrievalData, batch: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+        """Hide a random share of each user's items from the history and predict exactly those.
+
+        The user tower then learns what evaluation asks of it: items *not* in the history. The
+        visible history items are known positives, removed from the softmax (not negatives).
+        """
+        if data.history is not None:
+            raise ConfigError("history_holdout needs the history to be the positives (RetrievalData.history=None)")
+        hide = (torch.rand(len(rows)) < self.history_holdout).numpy()
+        offsets = np.searchsorted(rows[~hide], np.arange(len(batch))).astype(np.int64)
+        feats = {k: v[torch.from_numpy(batch)].to(self.device) for k, v in data.user_features.items()}
+        feats["history"] = torch.from_numpy(cols[~hide].astype(np.int64)).to(self.device)
+        feats["history_offsets"] = torch.from_numpy(offsets).to(self.device)
+        user = self.model.user_embeddings(feats)
+        items = self.model.item_embeddings(self._item_feats(data, None))
+        dev = lambda a: torch.from_numpy(a.astype(np.int64)).to(self.device)  # noqa: E731
+        return self.task(user, items, dev(rows[hide]), dev(cols[hide]), (dev(rows[~hide]), dev(cols[~hide])))
 
     def _impression_loss(self, data, users, user, pos_emb, items) -> torch.Tensor:
         if data.impressions is None:
