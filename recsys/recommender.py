@@ -103,7 +103,14 @@ def _check_context(context: Any) -> dict | None:
     if not isinstance(context, Mapping):
         raise DataValidationError(f"context must be a dict such as {{'segment': 'vip', 'timestamp': ...}}, got "
                                   f"{type(context).__name__}")
-    return dict(context)
+    out = dict(context)
+    if out.get("timestamp") is not None:
+        try:
+            out["timestamp"] = pd.Timestamp(out["timestamp"])
+        except (ValueError, TypeError):
+            raise DataValidationError(f"context['timestamp'] must be a time (datetime, pandas Timestamp or ISO "
+                                      f"string such as '2026-01-14 12:00'), got {out['timestamp']!r}") from None
+    return out
 
 
 class Recommender:
@@ -256,9 +263,35 @@ class Recommender:
             uid = _check_id(uid, f"user_id (row {n})")
             ctx = dict(base_ctx)
             ctx.update({c: v[n] for c, v in ctx_values.items() if not (isinstance(v[n], float) and np.isnan(v[n]))})
+            ctx = _check_context(ctx)
             excl = _check_exclude(per_user_excl.get(uid, ())) if per_user_excl is not None else common_excl
             reqs.append(Request(user_id=uid, media_id=_check_media(media), k=k, exclude=excl, context=ctx or None))
         return reqs
+
+    def recommend_ids(self, users: Any, k: int = 20, media_id: str | None = None, *, item_ids: Any = None,
+                      exclude: Mapping | Iterable | None = None, context: Mapping | None = None,
+                      chunk_size: int = 1024) -> np.ndarray:
+        """Feeds as an (n_users, k) array for offline metrics (``recs`` in :mod:`recsys.evaluation`).
+
+        Item ids, or with ``item_ids`` their indices in it (the column order of an evaluation matrix);
+        -1 (None for str ids without ``item_ids``) pads feeds shorter than ``k``. The same feeds as
+        :meth:`recommend_batch`, business rules included.
+        """
+        k, chunk_size = _check_k(k), _check_k(chunk_size)
+        reqs = self._requests(users, k, media_id, exclude, context)
+        state = self._ready()
+        parts = []
+        for s in range(0, len(reqs), chunk_size):
+            part = run_batch(state, reqs[s:s + chunk_size], with_request=True)
+            parts.append(part.assign(_request=part["_request"] + s))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["_request", "rank", "item_id"])
+        values = frame["item_id"].to_numpy()
+        if item_ids is not None:
+            values = pd.Index(np.asarray(item_ids)).get_indexer(values)
+        by_id = item_ids is None and (values.dtype == object or state.catalogue.ids.dtype == object)
+        out = np.full((len(reqs), k), None if by_id else -1, dtype=object if by_id else np.int64)
+        out[frame["_request"].to_numpy(np.int64), frame["rank"].to_numpy(np.int64) - 1] = values
+        return out
 
     def similar_items(self, item_id: Any, k: int = 20, media_id: str | None = None) -> Feed:
         """Items close to ``item_id`` in the two towers' space, within partner ``media_id``'s pool."""

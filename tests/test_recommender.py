@@ -282,3 +282,35 @@ def test_added_items_enter_from_content_and_removed_items_vanish(rec):
     feeds = clone.recommend_batch(list(range(40)), k=30, media_id="app-0")
     assert not {10_000, src["item_id"]} & set(feeds["item_id"])
     assert 10_000 not in clone.similar_items(int(w.items["item_id"].iloc[0]), k=100).item_ids
+
+
+def test_offline_evaluation_sees_the_serving_feeds(rec):
+    from recsys.serve.engine import Request, _scope
+    from recsys.serve.rules import apply_rules_batch
+
+    users = [0, 5, 10**6, 7]
+    recs = rec.recommend_ids(users, k=6, media_id="kol-2")
+    batch = rec.recommend_batch(users, k=6, media_id="kol-2")
+    assert recs.shape == (4, 6)
+    for row, uid in zip(recs, users, strict=True):
+        served = batch.loc[batch["user_id"] == uid, "item_id"].tolist()
+        assert [i for i in row if i != -1] == served
+    idx = rec.recommend_ids(users, k=6, media_id="kol-2", item_ids=world().items["item_id"].to_numpy()[::-1])
+    assert idx[0, 0] == len(world().items) - 1 - recs[0, 0]
+    # the serving rules applied to offline candidate lists: same eligibility, cap and padding
+    state = rec._state
+    rows = state.users.rows(users)
+    scopes = [_scope(state, Request(u, "kol-2", 6, row=int(r))) for u, r in zip(users, rows, strict=True)]
+    cands = np.tile(np.arange(len(state.catalogue)), (len(users), 1))
+    feeds = apply_rules_batch(state.catalogue, scopes, state.config.rules, 6, cands)
+    for f, scope in zip(feeds, scopes, strict=True):
+        real = f[f >= 0]
+        assert feed_violations(state.catalogue, scope, state.config.rules, real, 6) == []
+
+
+def test_request_time_sets_point_in_time_features(rec):
+    early = rec.recommend(5, k=10, media_id="app-1", context={"timestamp": "2026-01-02"})
+    late = rec.recommend(5, k=10, media_id="app-1")
+    assert early.items["score"].tolist() != late.items["score"].tolist()
+    with pytest.raises(DataValidationError, match=r"context\['timestamp'\] must be a time"):
+        rec.recommend(5, k=10, context={"timestamp": "not a time"})

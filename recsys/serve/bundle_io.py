@@ -82,7 +82,7 @@ def read_components(root: Path, manifest: dict):
     from recsys.recommender import Recommender
     from recsys.retrieval import load_index
     from recsys.serve.fallback import PopularItems
-    from recsys.serve.state import ServingConfig, build_state
+    from recsys.serve.state import ServingConfig, build_state, builder_events, builder_items
 
     try:
         meta = json.loads((root / "recommender.json").read_text())
@@ -108,7 +108,8 @@ def read_components(root: Path, manifest: dict):
     if ranker is not None:
         from recsys.features.ranking_features import RankingFeatureBuilder
 
-        builder = RankingFeatureBuilder(**meta["builder_params"]).fit(tables["events"], items, tables.get("social"))
+        builder = RankingFeatureBuilder(**meta["builder_params"]).fit(builder_events(tables["events"]), builder_items(items),
+                                                                      tables.get("social"))
     popular = PopularItems.from_frame(_read_parquet(root / "tables" / "popular.parquet"))
     state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder, items=items,
                         events=tables["events"], users=tables.get("users"), social=tables.get("social"),

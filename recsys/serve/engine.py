@@ -17,7 +17,7 @@ import pandas as pd
 from recsys.serve.fallback import cold_start_path
 from recsys.serve.reasons import choose_reasons, reason_contributions, reason_text
 from recsys.serve.rules import RequestScope, apply_rules, eligible
-from recsys.serve.state import ServingState
+from recsys.serve.state import ServingState, objective_scores_by_partner
 
 __all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
 
@@ -142,16 +142,16 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
     return pos[ok][:n], score[ok][:n]
 
 
-def _rank(state: ServingState, rows: pd.DataFrame, fallback_scores: np.ndarray):
+def _rank(state: ServingState, rows: pd.DataFrame, fallback_scores: np.ndarray, clock: _Clock):
     """Objective scores (and pctr, pcvr, the feature frame) for every candidate row."""
     if state.ranker is None or state.builder is None or not len(rows):
         nan = np.full(len(rows), np.nan)
         return fallback_scores, nan, nan, None
-    from recsys.models.rankers.objectives import score_rows
-
     frame = state.builder.transform(rows)
+    clock.lap("features")
     preds = state.ranker.predict_proba(frame)
-    scores = score_rows(preds, rows, state.objectives, default=state.config.default_objective)
+    scores = objective_scores_by_partner(preds, rows, state.objectives, state.config.default_objective)
+    clock.lap("ranker")
     return scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), frame
 
 
@@ -186,21 +186,28 @@ def _candidate_rows(state: ServingState, reqs: list[Request], tiers: list[list[t
         "_req": req_i, "_tier": tier_i, "_pos": pos, "_base": np.where(np.isnan(two_tower), base, two_tower)})
 
 
-def run_batch(state: ServingState, reqs: list[Request]) -> pd.DataFrame:
-    """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS)."""
+def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
+              with_request: bool = False) -> pd.DataFrame:
+    """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS).
+
+    ``timings`` (optional) accumulates the seconds spent per stage: retrieve, features, ranker,
+    rules, reasons (benchmarks read it); ``with_request`` adds ``_request``, each row's request number.
+    """
+    clock = _Clock(timings)
     _resolve(state, reqs)
     scopes = [_scope(state, r) for r in reqs]
     n_cand = state.config.n_candidates
     ret_idx = [i for i, r in enumerate(reqs) if r.path != "popular"]
     retrieved, q = _retrieve(state, reqs, scopes, ret_idx)
     vectors = {i: q[j] for j, i in enumerate(ret_idx)}
+    clock.lap("retrieve")
     tiers: list[list[tuple[np.ndarray, np.ndarray]]] = []
     for i, r in enumerate(reqs):
         first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
         tiers.append([first, _popular(state, r, scopes[i], r.k, first[0])])
     rows = _candidate_rows(state, reqs, tiers, vectors)
     scores, pctr, pcvr, frame = _rank(state, rows.drop(columns=["_req", "_tier", "_pos", "_base"]),
-                                      rows["_base"].to_numpy())
+                                      rows["_base"].to_numpy(), clock)
     rows["score"], rows["pctr"], rows["pcvr"] = scores, pctr, pcvr
     req_i, tier_i = rows["_req"].to_numpy(), rows["_tier"].to_numpy()
     pos_all, score_all = rows["_pos"].to_numpy(), rows["score"].to_numpy(dtype=np.float64)
@@ -211,18 +218,42 @@ def run_batch(state: ServingState, reqs: list[Request]) -> pd.DataFrame:
         t = tier_i[sl]
         tier_parts = [(pos_all[sl][t == j], score_all[sl][t == j]) for j in range(2)]
         picked.append((i, apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, tier_parts)))
-    return _assemble(state, reqs, rows, frame, picked)
+    clock.lap("rules")
+    out = _assemble(state, reqs, rows, frame, picked, with_request)
+    clock.lap("reasons")
+    return out
 
 
-def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None, picked
-              ) -> pd.DataFrame:
+class _Clock:
+    """Stage timer that costs nothing when no ``timings`` dict is given."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        import time
+
+        self.timings, self._now = timings, time.perf_counter
+        self.t = self._now() if timings is not None else 0.0
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            t = self._now()
+            self.timings[stage] = self.timings.get(stage, 0.0) + t - self.t
+            self.t = t
+
+
+def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None, picked,
+              with_request: bool = False) -> pd.DataFrame:
     """Output rows for the selections, with reasons."""
-    lookup = pd.Series(np.arange(len(rows)), index=pd.MultiIndex.from_arrays([rows["_req"], rows["_pos"]]))
+    stride = np.int64(len(state.catalogue) + 1)
+    keys = rows["_req"].to_numpy(np.int64) * stride + rows["_pos"].to_numpy(np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
     parts = []
     for i, sel in picked:
         r = reqs[i]
-        keys = pd.MultiIndex.from_arrays([np.full(len(sel.positions), i), sel.positions])
-        at = lookup.reindex(keys).to_numpy()
+        want = np.int64(i) * stride + sel.positions.astype(np.int64)
+        hit = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
+        found = (sorted_keys[hit] == want) if len(sorted_keys) else np.zeros(len(want), bool)
+        at = np.where(found, order[hit] if len(order) else 0, np.nan)
         source = np.where(sel.tiers == 0, "popular" if r.path == "popular" else "retrieval",
                           np.where(sel.tiers == 1, "popular", "backfill")).astype(object)
         parts.append(pd.DataFrame({"_req": i, "_pos": sel.positions, "_row": at, "rank": np.arange(1, len(at) + 1),
@@ -243,7 +274,8 @@ def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, fram
     out["reason"] = [_text(state, reqs[i], code, p, anchor) for i, code, p, anchor in
                      zip(req_i, out["reason_code"], pos, out.pop("_anchor"), strict=True)]
     out["score"] = out["score"].astype(np.float64)
-    return out[list(OUTPUT_COLUMNS)].reset_index(drop=True)
+    out["_request"] = req_i
+    return out[list(OUTPUT_COLUMNS) + (["_request"] if with_request else [])].reset_index(drop=True)
 
 
 def _reason_codes(state, reqs, rows, frame, out, safe, has_row) -> np.ndarray:
@@ -270,12 +302,9 @@ def _reason_codes(state, reqs, rows, frame, out, safe, has_row) -> np.ndarray:
         base = out["score"].to_numpy(dtype=np.float64)[has_row]
 
         def score(f: pd.DataFrame) -> np.ndarray:
-            from recsys.models.rankers.objectives import score_rows
-
             tiled = pd.concat([sub_rows] * (len(f) // max(len(sub_rows), 1)), ignore_index=True)
-            f = f.reset_index(drop=True)
-            return score_rows(state.ranker.predict_proba(f), tiled, state.objectives,
-                              default=state.config.default_objective)
+            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)), tiled,
+                                               state.objectives, state.config.default_objective)
 
         part = reason_contributions(sub, score, base)
         contrib = pd.DataFrame(np.nan, index=range(n), columns=part.columns)

@@ -27,7 +27,8 @@ import pandas as pd
 from recsys.errors import ConfigError
 from recsys.serve.catalogue import Catalogue
 
-__all__ = ["BusinessRules", "RequestScope", "Selection", "eligible", "apply_rules", "feed_violations"]
+__all__ = ["BusinessRules", "RequestScope", "Selection", "eligible", "apply_rules", "apply_rules_batch",
+           "feed_violations"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,26 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
     per_category = rules.max_per_category or k
     first = pd.Series(catalogue.category[extra]).groupby(catalogue.category[extra], sort=False).cumcount()
     return extra[first.to_numpy() < per_category]
+
+
+def apply_rules_batch(catalogue: Catalogue, scopes: Sequence[RequestScope], rules: BusinessRules, k: int,
+                      candidates: np.ndarray, scores: np.ndarray | None = None) -> np.ndarray:
+    """Offline evaluation under the serving rules: per-user candidate positions (rows; -1 = padding), best
+    first or with ``scores`` -> (n_users, k) feed positions, -1 where fewer than ``k`` items are eligible.
+
+    The same :func:`apply_rules` serving uses, so offline metrics see exactly what users would.
+    """
+    cand = np.asarray(candidates, dtype=np.int64)
+    if cand.ndim != 2 or len(cand) != len(scopes):
+        raise ConfigError(f"candidates must be (n_users, n) with one row per scope; got shape {cand.shape} for "
+                          f"{len(scopes)} scopes")
+    sc = -np.arange(cand.shape[1], dtype=np.float64)[None, :].repeat(len(cand), 0) if scores is None else \
+        np.asarray(scores, dtype=np.float64)
+    out = np.full((len(cand), k), -1, np.int64)
+    for u, scope in enumerate(scopes):
+        sel = apply_rules(catalogue, scope, rules, k, [(cand[u], sc[u])])
+        out[u, : len(sel.positions)] = sel.positions
+    return out
 
 
 def feed_violations(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, positions: np.ndarray,

@@ -18,7 +18,8 @@ from recsys.serve.fallback import COLD_START_MODES, PopularItems
 from recsys.serve.rules import BusinessRules
 from recsys.serve.users import UserState
 
-__all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "EVENT_COLUMNS"]
+__all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "builder_items", "builder_events",
+           "objective_scores_by_partner", "EVENT_COLUMNS"]
 
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
 
@@ -104,6 +105,45 @@ def item_embeddings(pipeline: Any, model: Any, items: pd.DataFrame, chunk: int =
             out.append(model.item_embeddings(feats).cpu().numpy().astype(np.float32))
     dim = model.config.dim
     return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+BUILDER_ITEM_COLUMNS = ("item_id", "category", "brand", "shop", "price", "commission_rate", "coupon")
+
+
+def _objects(df: pd.DataFrame, columns) -> pd.DataFrame:
+    out = df[[c for c in columns if c in df.columns]].copy()
+    for c in out.columns:
+        dt = out[c].dtype
+        if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt)):
+            out[c] = out[c].to_numpy(dtype=object)
+    return out.reset_index(drop=True)
+
+
+def builder_items(items: pd.DataFrame) -> pd.DataFrame:
+    """The item columns the ranking feature builder reads, strings as numpy objects (fast row lookups)."""
+    return _objects(items, BUILDER_ITEM_COLUMNS)
+
+
+def builder_events(events: pd.DataFrame) -> pd.DataFrame:
+    """The event columns the ranking feature builder reads, strings as numpy objects (same values)."""
+    return _objects(events, EVENT_COLUMNS)
+
+
+def objective_scores_by_partner(preds: pd.DataFrame, rows: pd.DataFrame, objectives: dict[str, str],
+                                default: str) -> np.ndarray:
+    """Each row scored by its partner's objective (one vectorised call per objective, not per row)."""
+    from recsys.models.rankers.objectives import objective_scores
+
+    media = rows["media_id"].to_numpy(dtype=object)
+    names = np.array([objectives.get(m, default) for m in pd.unique(media)], dtype=object)
+    per_row = names[pd.Index(pd.unique(media)).get_indexer(media)] if len(media) else names[:0]
+    price, rate = rows["price"].to_numpy(np.float64), rows["commission_rate"].to_numpy(np.float64)
+    out = np.zeros(len(rows))
+    for name in pd.unique(per_row):
+        m = per_row == name
+        part = preds.iloc[np.flatnonzero(m)] if not m.all() else preds
+        out[m] = objective_scores(part, name, price=price[m], commission_rate=rate[m])
+    return out
 
 
 def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[str, np.ndarray]:

@@ -82,12 +82,13 @@ def _ranker(settings: TrainSettings, events: pd.DataFrame, items: pd.DataFrame, 
         return None, None, None
     from recsys.features.ranking_features import RankingFeatureBuilder, impression_labels
     from recsys.models.rankers import ESMMRanker, GBDTRanker
+    from recsys.serve.state import builder_events, builder_items
 
     labelled = impression_labels(events)
     if labelled["click"].sum() < 10:
         return None, None, None
     params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
-    builder = RankingFeatureBuilder(**params).fit(events, items, social)
+    builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social)
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
     frame = builder.transform(rows)
     if settings.ranker == "gbdt":

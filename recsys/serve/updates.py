@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import DataValidationError
-from recsys.serve.state import ServingState, _vocab_positions, item_embeddings, sync_index
+from recsys.serve.state import (
+    ServingState,
+    _vocab_positions,
+    builder_events,
+    builder_items,
+    item_embeddings,
+    sync_index,
+)
 
 __all__ = ["add_items", "remove_items"]
 
@@ -44,8 +51,8 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
     if builder is not None:  # the ranker's features need the new items' price, brand, shop, ...
         from recsys.features.ranking_features import RankingFeatureBuilder
 
-        builder = RankingFeatureBuilder(**state.builder_params).fit(tables["events"], catalogue.to_frame(False),
-                                                                    tables.get("social"))
+        builder = RankingFeatureBuilder(**state.builder_params).fit(
+            builder_events(tables["events"]), builder_items(catalogue.to_frame(False)), tables.get("social"))
     return state.evolve(catalogue=catalogue, item_emb=item_emb, pools=pools, tables=tables, builder=builder,
                         vocab_to_pos=_vocab_positions(state.pipeline, catalogue))
 

@@ -1,0 +1,202 @@
+"""Serving speed of the composed Recommender: single-request latency and batch throughput.
+
+``run_recommend_benchmark`` trains a Recommender on a synthetic affiliate world, grows its catalogue
+to ``n_items`` (new items embedded from content features, as ``add_items`` would), indexes it with
+FAISS, then measures on one thread (torch, FAISS and BLAS limited to 1):
+
+* ``recommend`` latency, in process, ``n_candidates`` (300) ranked per request: p50 / p90 / p99 and
+  the time per stage (retrieve, ranking features, ranker, rules, reasons);
+* ``recommend_batch`` throughput (users/s) for ``n_batch_users`` users (timed on
+  ``batch_measured_users`` of them when given, then scaled: chunks are independent), beside the matrix-multiply
+  limit of exact scoring on this machine: one GEMM of the users' embeddings against every item
+  embedding plus a top-k (no features, no ranker, no rules) — the most a brute-force scorer could do.
+
+Writes ``recommend.json`` and ``recommend.md`` into ``out_dir`` (default ``experiments/recommend``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["run_recommend_benchmark"]
+
+
+def _one_thread() -> object:
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    faiss.omp_set_num_threads(1)
+    return threadpool_limits(limits=1)
+
+
+def _grow_catalogue(items: pd.DataFrame, n_items: int, seed: int) -> pd.DataFrame:
+    """``items`` plus synthetic items up to ``n_items``: real rows' content with new ids, prices and title words."""
+    rng = np.random.default_rng(seed)
+    n_new = max(0, n_items - len(items))
+    src = items.iloc[rng.integers(0, len(items), n_new)].reset_index(drop=True)
+    start = int(items["item_id"].max()) + 1
+    new = src.assign(item_id=np.arange(start, start + n_new, dtype=np.int64),
+                     price=np.round(src["price"].to_numpy() * rng.lognormal(0, 0.3, n_new), 2),
+                     title=src["title"].astype(str) + " v" + pd.Series(rng.integers(0, 500, n_new)).astype(str),
+                     in_stock=rng.random(n_new) > 0.02, eligibility="")
+    return pd.concat([items, new], ignore_index=True)
+
+
+def _percentiles(seconds: list[float]) -> dict:
+    ms = np.asarray(seconds) * 1000
+    return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "max_ms": float(ms.max())}
+
+
+def _matmul_limit(user_vecs: np.ndarray, item_emb: np.ndarray, n_users: int, k: int, block: int = 256) -> dict:
+    """Seconds for exact scores of ``block`` users against all items (GEMM + top-k), scaled to ``n_users``."""
+    import torch
+
+    items = torch.from_numpy(item_emb)
+    q = torch.from_numpy(np.ascontiguousarray(user_vecs[:block]))
+    torch.topk(q[:8] @ items.T, k)  # warm-up
+    t = time.perf_counter()
+    reps = 0
+    while reps < 2 or time.perf_counter() - t < 5.0:
+        torch.topk(q @ items.T, k, dim=1)
+        reps += 1
+    per_user = (time.perf_counter() - t) / (reps * len(q))
+    return {"users_per_s": 1.0 / per_user, "seconds_for_all_users": per_user * n_users, "block": len(q),
+            "gflops": 2 * item_emb.shape[0] * item_emb.shape[1] / per_user / 1e9}
+
+
+def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool):
+    from recsys.datasets.synthetic import generate_world
+    from recsys.features.ranking_features import RankingFeatureBuilder
+    from recsys.recommender import Recommender
+    from recsys.retrieval import FaissIndex
+    from recsys.serve.state import builder_events, builder_items, item_embeddings
+    from recsys.serve.training import TrainSettings
+
+    t0 = time.perf_counter()
+    w = generate_world(n_events, seed=seed, progress=progress)
+    small = Recommender(train=TrainSettings(dim=32, epochs=3, ranker_max_iter=60, seed=seed,
+                                            ranker_options={"num_threads": 1})).fit(
+        w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools, progress=progress)
+    t_fit = time.perf_counter() - t0
+    s = small._state
+    items = _grow_catalogue(w.items, n_items, seed)
+    new_ids = items["item_id"].to_numpy()[len(w.items):]
+    rng = np.random.default_rng(seed + 1)
+    pools = pd.concat([w.media_pools, pd.DataFrame({"media_id": "app-0", "item_id": new_ids}),
+                       pd.DataFrame({"media_id": "guide-0", "item_id": new_ids[rng.random(len(new_ids)) < 0.5]})],
+                      ignore_index=True)
+    t1 = time.perf_counter()
+    emb = item_embeddings(s.pipeline, s.model, items)
+    t_embed = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    index = FaissIndex(factory, metric="ip").build(emb, items["item_id"].to_numpy())
+    t_index = time.perf_counter() - t1
+    builder = RankingFeatureBuilder(**s.builder_params).fit(builder_events(s.tables["events"]), builder_items(items), w.social)
+    rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=items, events=w.events, index=index,
+                                      ranker=s.ranker, feature_builder=builder, users=w.users, social=w.social,
+                                      media=w.media, media_pools=pools, item_embeddings=emb, n_candidates=300)
+    setup = {"world_events": len(w.events), "fit_seconds": t_fit, "embed_seconds": t_embed,
+             "index_build_seconds": t_index, "total_setup_seconds": time.perf_counter() - t0}
+    return rec, w, setup
+
+
+def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed: int) -> tuple[dict, dict]:
+    from recsys.serve.engine import Request, run_batch
+
+    rng = np.random.default_rng(seed)
+    picks = [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
+    for u, m in picks[:30]:  # warm-up: caches, lazy imports, first FAISS calls
+        rec.recommend(u, k=k, media_id=m)
+    times = []
+    for u, m in picks:
+        t = time.perf_counter()
+        rec.recommend(u, k=k, media_id=m)
+        times.append(time.perf_counter() - t)
+    stages: dict[str, float] = {}
+    n_stage = min(300, n_requests)
+    for u, m in picks[:n_stage]:
+        run_batch(rec._state, [Request(u, m, k)], timings=stages)
+    return _percentiles(times), {name: 1000 * v / n_stage for name, v in stages.items()}
+
+
+def _throughput(rec, users: np.ndarray, n_batch_users: int, measured: int, k: int, chunk: int, media: str) -> dict:
+    """recommend_batch on ``measured`` users (chunks are independent, so time scales linearly to ``n_batch_users``)."""
+    ids = np.resize(users, measured)
+    t = time.perf_counter()
+    out = rec.recommend_batch(ids, k=k, media_id=media, chunk_size=chunk)
+    dt = time.perf_counter() - t
+    return {"users": int(n_batch_users), "measured_users": int(measured), "measured_seconds": dt,
+            "seconds": dt * n_batch_users / measured, "extrapolated": measured < n_batch_users,
+            "users_per_s": measured / dt, "rows": len(out), "chunk_size": chunk}
+
+
+def _markdown(r: dict) -> str:
+    lat, st, thr, mm = r["latency"], r["latency_stages_ms"], r["batch"], r["matmul_limit"]
+    lines = [
+        "# Recommender serving speed", "",
+        f"Command: `{r['command']}`  ", f"Machine: {r['machine']}; one thread for the latency run.", "",
+        f"Catalogue {r['n_items']:,} items ({r['index_factory']}), {r['n_candidates']} candidates ranked per request, "
+        f"k={r['k']}.", "",
+        "| recommend latency | p50 ms | p90 ms | p99 ms | mean ms | target p99 |",
+        "|---|---|---|---|---|---|",
+        f"| one request, in process | {lat['p50_ms']:.1f} | {lat['p90_ms']:.1f} | {lat['p99_ms']:.1f} | "
+        f"{lat['mean_ms']:.1f} | {r['target_p99_ms']} ms ({'met' if lat['p99_ms'] <= r['target_p99_ms'] else 'missed'}) |",
+        "", "| stage (mean ms per request) | " + " | ".join(st) + " |", "|---|" + "---|" * len(st),
+        "| | " + " | ".join(f"{v:.2f}" for v in st.values()) + " |", "",
+        "| batch scoring | users | seconds | users/s | ratio to matmul limit |", "|---|---|---|---|---|",
+        f"| recommend_batch (retrieve + rank + rules + reasons) | {thr['users']:,} | {thr['seconds']:.1f}"
+        f"{' (extrapolated from ' + format(thr['measured_users'], ',') + ' users)' if thr['extrapolated'] else ''} | "
+        f"{thr['users_per_s']:,.0f} | {thr['users_per_s'] / mm['users_per_s']:.3f} |",
+        f"| exact scoring limit (GEMM + top-{r['k']} over all items, 1 thread) | {thr['users']:,} | "
+        f"{mm['seconds_for_all_users']:.1f} (extrapolated) | {mm['users_per_s']:,.0f} | 1 |", "",
+        f"GEMM rate measured: {mm['gflops']:.1f} GFLOP/s.", ""]
+    return "\n".join(lines)
+
+
+def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 2000, n_batch_users: int = 100_000,
+                            k: int = 20, n_events: int = 200_000, index_factory: str = "IVF1024,Flat",
+                            batch_chunk: int = 2048, batch_measured_users: int | None = None, seed: int = 0, out_dir: str | Path = "experiments/recommend",
+                            target_p99_ms: float = 5.0, progress: bool = False) -> dict:
+    """Measure ``recommend`` latency and ``recommend_batch`` throughput; write JSON + markdown; return the figures."""
+    limits = _one_thread()
+    try:
+        rec, w, setup = _build(n_events, n_items, index_factory, seed, progress)
+        users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
+        medias = ["guide-0", "app-0", "app-1", "kol-0", None]
+        latency, stages = _latency(rec, users, medias, n_requests, k, seed)
+        measured = min(n_batch_users, batch_measured_users or n_batch_users)
+        batch = _throughput(rec, users, n_batch_users, measured, k, batch_chunk, "app-0")
+        vecs = _user_vectors(rec, users[:256])
+        mm = _matmul_limit(vecs, rec._state.item_emb, n_batch_users, k)
+    finally:
+        limits.restore_original_limits()
+    result = {"command": f"run_recommend_benchmark(n_items={n_items}, n_requests={n_requests}, "
+                         f"n_batch_users={n_batch_users}, batch_measured_users={batch_measured_users}, k={k}, "
+                         f"n_events={n_events}, index_factory={index_factory!r})",
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "n_items": n_items, "n_candidates": 300, "k": k, "index_factory": index_factory,
+              "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_stages_ms": stages,
+              "batch": batch, "matmul_limit": mm}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recommend.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "recommend.md").write_text(_markdown(result))
+    return result
+
+
+def _user_vectors(rec, users: np.ndarray) -> np.ndarray:
+    from recsys.serve.engine import Request, _resolve, _user_vectors
+
+    reqs = [Request(u, "app-0", 20) for u in users]
+    _resolve(rec._state, reqs)
+    return _user_vectors(rec._state, reqs)
