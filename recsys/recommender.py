@@ -314,6 +314,12 @@ class Recommender:
         self._state, n = remove_items(self._ready(), _check_exclude(ids))
         return n
 
+    def set_in_stock(self, ids: Iterable, in_stock: bool | Iterable[bool]) -> None:
+        """Mark items in or out of stock (one flag, or one per id); feeds follow at once."""
+        from recsys.serve.updates import set_in_stock
+
+        self._state = set_in_stock(self._ready(), _check_exclude(ids), in_stock)
+
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free."""

@@ -278,6 +278,9 @@ def test_added_items_enter_from_content_and_removed_items_vanish(rec):
     assert 10_001 not in clone.similar_items(10_000, k=3, media_id="guide-0").item_ids  # not in guide-0's pool
     feeds = clone.recommend_batch(list(range(40)), k=150)
     assert {10_000, 10_001} <= set(feeds["item_id"])  # no partner, no pool: new items are served
+    clone.set_in_stock([10_001], False)
+    assert 10_001 not in set(clone.recommend_batch(list(range(40)), k=150)["item_id"])
+    clone.set_in_stock([10_001], True)
     assert clone.remove_items([10_000, src["item_id"]]) == 2
     feeds = clone.recommend_batch(list(range(40)), k=30, media_id="app-0")
     assert not {10_000, src["item_id"]} & set(feeds["item_id"])

@@ -19,7 +19,7 @@ from recsys.serve.state import (
     sync_index,
 )
 
-__all__ = ["add_items", "remove_items"]
+__all__ = ["add_items", "remove_items", "set_in_stock"]
 
 
 def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> ServingState:
@@ -64,3 +64,14 @@ def remove_items(state: ServingState, ids: tuple) -> tuple[ServingState, int]:
     if n:
         state.index.remove(state.catalogue.ids[pos])
     return (state.evolve(catalogue=catalogue) if n else state), n
+
+
+def set_in_stock(state: ServingState, ids: tuple, in_stock) -> ServingState:
+    """A state with the stock flag of ``ids`` set (one bool or one per id; unknown ids ignored)."""
+    flags = np.broadcast_to(np.asarray(in_stock, dtype=bool), (len(ids),))
+    catalogue = state.catalogue.with_stock(list(ids), flags)
+    pos = state.catalogue.positions(list(ids))
+    known = pos >= 0
+    if known.any():
+        state.index.set_item_attributes(state.catalogue.ids[pos[known]], in_stock=flags[known])
+    return state.evolve(catalogue=catalogue)
