@@ -2,39 +2,64 @@
 pCTR/pCVR, beyond-accuracy and business-value metrics, sampled metrics on request, leakage guards.
 
 Everything works from the public interface (a :class:`Scorer` or arrays of scores), never a torch module.
+Names load lazily on first use, so ``recsys.evaluation.cli`` (and ``recsys --help``) stays light.
 """
 
-from recsys.evaluation.beyond import (
-    beyond_accuracy,
-    catalog_coverage,
-    gini_index,
-    intra_list_diversity,
-    long_tail_share,
-    novelty,
-)
-from recsys.evaluation.business import expected_commission_at_k, gmv_at_k, value_at_k
-from recsys.evaluation.leakage import (
-    check_features_before_split,
-    check_labels_not_in_features,
-    check_no_overlap,
-)
-from recsys.evaluation.ranking import (
-    Calibration,
-    auc,
-    calibration,
-    conversion_metrics,
-    gauc,
-    gauc_details,
-    logloss,
-    reliability_plot,
-)
-from recsys.evaluation.sampled import SampledMetricWarning, sampled_metrics
-from recsys.evaluation.topk import METRICS, EmbeddingScorer, Scorer, evaluate_topk, recommend_topk
+from __future__ import annotations
 
-__all__ = [
-    "METRICS", "Calibration", "EmbeddingScorer", "SampledMetricWarning", "Scorer", "auc", "beyond_accuracy",
-    "calibration", "catalog_coverage", "check_features_before_split", "check_labels_not_in_features",
-    "check_no_overlap", "conversion_metrics", "evaluate_topk", "expected_commission_at_k", "gauc", "gauc_details",
-    "gini_index", "gmv_at_k", "intra_list_diversity", "logloss", "long_tail_share", "novelty", "recommend_topk",
-    "reliability_plot", "sampled_metrics", "value_at_k",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "topk": ["METRICS", "EmbeddingScorer", "Scorer", "evaluate_topk", "recommend_topk"],
+    "ranking": ["Calibration", "auc", "calibration", "conversion_metrics", "gauc", "gauc_details", "logloss",
+                "reliability_plot"],
+    "beyond": ["beyond_accuracy", "catalog_coverage", "gini_index", "intra_list_diversity", "long_tail_share",
+               "novelty"],
+    "business": ["expected_commission_at_k", "gmv_at_k", "value_at_k"],
+    "sampled": ["SampledMetricWarning", "sampled_metrics"],
+    "leakage": ["check_features_before_split", "check_labels_not_in_features", "check_no_overlap"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'recsys.evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"recsys.evaluation.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs
+    from recsys.evaluation.beyond import (  # noqa: F401
+        beyond_accuracy,
+        catalog_coverage,
+        gini_index,
+        intra_list_diversity,
+        long_tail_share,
+        novelty,
+    )
+    from recsys.evaluation.business import expected_commission_at_k, gmv_at_k, value_at_k  # noqa: F401
+    from recsys.evaluation.leakage import (  # noqa: F401
+        check_features_before_split,
+        check_labels_not_in_features,
+        check_no_overlap,
+    )
+    from recsys.evaluation.ranking import (  # noqa: F401
+        Calibration,
+        auc,
+        calibration,
+        conversion_metrics,
+        gauc,
+        gauc_details,
+        logloss,
+        reliability_plot,
+    )
+    from recsys.evaluation.sampled import SampledMetricWarning, sampled_metrics  # noqa: F401
+    from recsys.evaluation.topk import METRICS, EmbeddingScorer, Scorer, evaluate_topk, recommend_topk  # noqa: F401
