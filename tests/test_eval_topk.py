@@ -198,3 +198,19 @@ def test_fast_topk_matches_torch_topk(rng, n_cols, k):
     ref = torch.topk(t, k, dim=1)
     np.testing.assert_array_equal(np.take_along_axis(x, got.numpy(), 1), ref.values.numpy())
     assert all(len(set(row)) == k for row in got.numpy().tolist())  # distinct columns
+
+
+def test_worker_threads_give_the_same_answer(rng):
+    user, item = rng.standard_normal((200, 8)), rng.standard_normal((300, 8))
+    train = sp.random(200, 300, density=0.05, format="csr", random_state=3)
+    test = sp.random(200, 300, density=0.03, format="csr", random_state=4)
+    test = test - test.multiply(train != 0)
+    scorer = EmbeddingScorer(user, item)
+    assert scorer.thread_safe and not getattr(MatrixScorer(np.zeros((1, 1))), "thread_safe", False)
+    import torch
+
+    threads = torch.get_num_threads()
+    one = evaluate_topk(scorer, train, test, ks=(5, 20), chunk_size=16, n_workers=1)
+    three = evaluate_topk(scorer, train, test, ks=(5, 20), chunk_size=16, n_workers=3)
+    assert one == pytest.approx(three, abs=1e-12)
+    assert torch.get_num_threads() == threads  # kernel thread counts are restored after the parallel run

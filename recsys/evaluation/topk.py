@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from recsys.errors import ConfigError, DataValidationError
 from recsys.evaluation.leakage import check_no_overlap
+from recsys.evaluation.parallel import default_workers, map_chunks
 
 METRICS = ("recall", "ndcg", "hit_rate", "precision", "mrr", "map")
 _BLOCK_ELEMENTS = 1 << 26  # 64 Mi float32 scores (256 MiB) per chunk by default
@@ -34,6 +35,8 @@ class Scorer(Protocol):
 
 class EmbeddingScorer:
     """Inner-product scores ``user_emb[u] @ item_emb.T``, one block of users at a time."""
+
+    thread_safe = True  # score() reads its arrays only; evaluate_topk may call it from several threads
 
     def __init__(self, user_emb: np.ndarray, item_emb: np.ndarray) -> None:
         user_emb, item_emb = np.asarray(user_emb), np.asarray(item_emb)
@@ -63,9 +66,9 @@ def progress_enabled() -> bool:
     return os.environ.get("CI", "").lower() != "true" and sys.stderr.isatty()
 
 
-def default_chunk_size(n_items: int) -> int:
-    """Users per score block: about 256 MiB of float32 scores, between 16 and 8192 users."""
-    return int(min(8192, max(16, _BLOCK_ELEMENTS // max(n_items, 1))))
+def default_chunk_size(n_items: int, workers: int = 1) -> int:
+    """Users per score block: about 256 MiB of float32 scores over all workers, between 16 and 8192 users."""
+    return int(min(8192, max(16, _BLOCK_ELEMENTS // (max(n_items, 1) * max(workers, 1)))))
 
 
 def evaluate_topk(
@@ -78,6 +81,7 @@ def evaluate_topk(
     chunk_size: int | None = None,
     check_leakage: bool = True,
     index: Any = None,
+    n_workers: int | None = None,
 ) -> dict[str, float]:
     """Full-ranking metrics on the LightGCN protocol, keys like ``"recall@20"``.
 
@@ -92,7 +96,9 @@ def evaluate_topk(
     - ``mrr@K``       = 1 / (rank of the first hit) if it is within the top K, else 0
     - ``map@K``       = sum_{i<=K} precision@i * hits_i / min(T, K)
 
-    ``chunk_size`` users are scored at a time (default: about 256 MiB of scores). With
+    ``chunk_size`` users are scored at a time (default: about 256 MiB of scores in all). A scorer
+    declaring ``thread_safe = True`` is run on ``n_workers`` threads (default: one per core, at
+    most 4) with single-threaded kernels, see :mod:`recsys.evaluation.parallel`. With
     ``check_leakage`` a test pair that is also in train raises LeakageError (masking it would
     silently make it unreachable). ``index`` (an object with ``search(queries, k) -> (scores, ids)``
     over item indices, queried with the scorer's ``user_emb``) adds the metrics through the index:
@@ -107,30 +113,29 @@ def evaluate_topk(
             f"evaluate_topk(index=...) queries the index with user embeddings, but {type(scorer).__name__} "
             "has no `user_emb`.\nFix: pass an EmbeddingScorer(user_emb, item_emb) as the scorer."
         )
-    n_items, kmax = train.shape[1], max(ks)
+    n_items = train.shape[1]
     users = np.flatnonzero(np.diff(test.indptr) > 0)
     if users.size == 0:
         raise DataValidationError("the test matrix holds no interactions: there is no user to evaluate.")
-    chunk_size = chunk_size or default_chunk_size(n_items)
+    workers = (n_workers or default_workers()) if getattr(scorer, "thread_safe", False) else 1
+    chunk_size = chunk_size or default_chunk_size(n_items, workers)
+    rows = min(chunk_size, users.size)
+    states = [(np.zeros((rows, n_items), dtype=bool), np.empty((rows, n_items), dtype=np.float32))
+              for _ in range(workers)]
+
+    def task(batch: np.ndarray, state) -> tuple[dict, dict]:
+        return _chunk_sums(scorer, batch, train, test, ks, metrics, state, index)
+
     exact_sums: dict[str, float] = {}
     index_sums: dict[str, float] = {}
-    buf = np.zeros((min(chunk_size, users.size), n_items), dtype=bool)
-    scratch = np.empty((min(chunk_size, users.size), n_items), dtype=np.float32)
-    starts = range(0, users.size, chunk_size)
+    chunks = [users[i:i + chunk_size] for i in range(0, users.size, chunk_size)]
     from tqdm.auto import tqdm
 
-    for start in tqdm(starts, desc="evaluate", unit="chunk", disable=not progress_enabled()):
-        batch = users[start:start + chunk_size]
-        exact_ids = topk_block(scorer, batch, train, kmax, scratch)
-        n_test = np.diff(test.indptr)[batch]
-        hits = _lookup(buf, test[batch], exact_ids)
-        _accumulate(exact_sums, hits, n_test, ks, metrics)
-        if index is not None:
-            approx_ids = _index_topk(index, scorer.user_emb[batch], train[batch], kmax, buf)
-            _accumulate(index_sums, _lookup(buf, test[batch], approx_ids), n_test, ks, metrics)
-            for k in ks:
-                overlap = [np.intersect1d(a[:k], b[:k]).size for a, b in zip(exact_ids, approx_ids, strict=True)]
-                index_sums[f"ann_recall@{k}"] = index_sums.get(f"ann_recall@{k}", 0.0) + sum(overlap) / k
+    results = map_chunks(task, chunks, states)
+    for e, a in tqdm(results, total=len(chunks), desc="evaluate", unit="chunk", disable=not progress_enabled()):
+        for total, part in ((exact_sums, e), (index_sums, a)):
+            for key, v in part.items():
+                total[key] = total.get(key, 0.0) + v
     exact = {key: float(v / users.size) for key, v in exact_sums.items()}
     if index is None:
         return exact
@@ -140,6 +145,25 @@ def evaluate_topk(
         if "recall" in metrics:
             out[f"recall_cost@{k}"] = exact[f"recall@{k}"] - out[f"recall@{k}"]
     return out
+
+
+def _chunk_sums(scorer, batch, train, test, ks, metrics, state, index) -> tuple[dict, dict]:
+    """Per-chunk metric sums, exact and (with an index) through the index."""
+    buf, scratch = state
+    kmax = max(ks)
+    exact_ids = topk_block(scorer, batch, train, kmax, scratch)
+    n_test = np.diff(test.indptr)[batch]
+    test_rows = test[batch]
+    exact_sums: dict[str, float] = {}
+    index_sums: dict[str, float] = {}
+    _accumulate(exact_sums, _lookup(buf, test_rows, exact_ids), n_test, ks, metrics)
+    if index is not None:
+        approx_ids = _index_topk(index, scorer.user_emb[batch], train[batch], kmax, buf)
+        _accumulate(index_sums, _lookup(buf, test_rows, approx_ids), n_test, ks, metrics)
+        for k in ks:
+            overlap = [np.intersect1d(a[:k], b[:k]).size for a, b in zip(exact_ids, approx_ids, strict=True)]
+            index_sums[f"ann_recall@{k}"] = sum(overlap) / k
+    return exact_sums, index_sums
 
 
 def recommend_topk(

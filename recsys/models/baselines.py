@@ -30,6 +30,8 @@ class _Fitted:
 class MostPopular(_Fitted):
     """Scores every item by the number of training users who interacted with it (same list for everyone)."""
 
+    thread_safe = True  # score() only reads fitted state
+
     def fit(self, train: sp.spmatrix) -> MostPopular:
         train = _check_train(train)
         self.item_popularity_ = np.asarray((train != 0).sum(axis=0)).ravel().astype(np.float32)
@@ -43,6 +45,8 @@ class MostPopular(_Fitted):
 
 class RandomRecommender(_Fitted):
     """Uniform random scores; the same user gets the same scores on every call for a given ``seed``."""
+
+    thread_safe = True  # one generator per user and call, no shared state
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = seed
@@ -67,6 +71,8 @@ class ImplicitALS(_Fitted):
     confidence 1 (implicit >= 0.5's convention; Hu, Koren & Volinsky 2008 use ``1 + alpha * r``).
     ``num_threads=0`` uses every core. Scores are inner products of the learned factors.
     """
+
+    thread_safe = True
 
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
                  iterations: int = 15, num_threads: int = 0, random_state: int = 0) -> None:
