@@ -34,9 +34,10 @@ class RetrievalBenchConfig:
     dim: int = 64
     task: str = "full_softmax"  # full_softmax | sampled_softmax | ccl | bpr
     temperature: float = 0.1
-    exclude_other_positives: bool = False
+    exclude_other_positives: bool = True
     history: str = "mean"  # none | mean | attention | mean+attention
-    use_user_id: bool = True
+    use_user_id: bool = False  # the user tower is the pooled history alone (ids-only data)
+    share_history_embeddings: bool = True
     gate_init: float = 0.5
     learn_gate: bool = True
     history_dropout: float = 0.0
@@ -46,15 +47,15 @@ class RetrievalBenchConfig:
     epochs: int = 30
     patience: int = 3
     batch_size: int = 512
-    lr: float = 0.01
+    lr: float = 0.03
     weight_decay: float = 0.0
     optimizer: str = "adam"
     negatives: str = "in_batch"  # sampled tasks: in_batch | uniform | mixed
     num_negatives: int = 1024
     margin: float = 0.9  # ccl
     negative_weight: float = 150.0  # ccl
-    validation_fraction: float = 0.1  # share of a validation user's training items held out
-    validation_users: float = 1.0  # share of users who give validation items
+    validation_fraction: float = 0.2  # share of a validation user's training items held out
+    validation_users: float = 0.2  # share of users who give validation items
     retrain_full: bool = False  # retrain on all training data for the chosen number of epochs
     seed: int = 0
     threads: int = 0  # torch threads; 0 = all cores
@@ -126,6 +127,7 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
 
     return TwoTowerModel(TwoTowerConfig(num_users=n_users, num_items=n_items, dim=cfg.dim, history=cfg.history,
                                         use_user_id=cfg.use_user_id,
+                                        share_history_embeddings=cfg.share_history_embeddings,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 

@@ -42,6 +42,7 @@ class TwoTowerConfig:
     title_buckets: int = 0
     history: str = "mean"
     history_len: int = 50
+    share_history_embeddings: bool = True
     gate_init: float = 0.5
     learn_gate: bool = True
     normalize: bool = True
@@ -80,6 +81,10 @@ class TwoTowerModel(nn.Module):
         self.user_tower = UserTower(num_users=c.num_users, dim=c.dim, use_id=c.use_user_id,
                                     categorical=c.user_features, history=c.history, history_len=c.history_len,
                                     gate_init=c.gate_init, learn_gate=c.learn_gate, init_std=c.init_std)
+        if not c.share_history_embeddings and c.history != "none":
+            # a separate "item as context" table (asymmetric item-item similarity, as in FISM/EASE)
+            self.history_embedding = nn.Embedding(c.num_items, c.dim)
+            nn.init.normal_(self.history_embedding.weight, std=c.init_std)
 
     def _out(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1) if self.config.normalize else x
@@ -89,8 +94,10 @@ class TwoTowerModel(nn.Module):
         return self._out(self.item_tower(feats))
 
     def user_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """User embeddings [B, dim]; history items are embedded with the item id table."""
-        return self._out(self.user_tower(feats, self.item_tower.id_embedding.weight))
+        """User embeddings [B, dim]; history items use the item id table unless a separate one is configured."""
+        table = self.history_embedding.weight if hasattr(self, "history_embedding") else \
+            self.item_tower.id_embedding.weight
+        return self._out(self.user_tower(feats, table))
 
     @property
     def device(self) -> torch.device:
