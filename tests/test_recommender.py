@@ -317,3 +317,30 @@ def test_request_time_sets_point_in_time_features(rec):
     assert early.items["score"].tolist() != late.items["score"].tolist()
     with pytest.raises(DataValidationError, match=r"context\['timestamp'\] must be a time"):
         rec.recommend(5, k=10, context={"timestamp": "not a time"})
+
+
+def test_rules_by_hand_cap_scan_and_relaxation():
+    from recsys.serve.rules import apply_rules
+
+    items = pd.DataFrame({"item_id": [f"i{n}" for n in range(10)], "category": list("AAAAAABBCC"),
+                          "in_stock": [True] * 9 + [False], "eligibility": [""] * 7 + ["vip", "", ""]})
+    cat = Catalogue.from_items(items)
+    rules = BusinessRules(max_per_category=2)
+    a_items = np.arange(6)
+    scores = np.array([0.1, 0.9, 0.5, 0.3, 0.8, 0.2])
+    # candidates all in category A: the two best A items, then the scan fills B and C under the cap
+    sel = apply_rules(cat, RequestScope(), rules, 5, [(a_items, scores)])
+    assert cat.ids[sel.positions].tolist() == ["i1", "i4", "i6", "i8", "i2"]
+    # i7 is invite-only and i9 out of stock: with both gone the pool cannot fill 5 under the cap,
+    # so the cap is relaxed for the last slot with the best remaining candidate (i2)
+    assert sel.tiers.tolist() == [0, 0, 1, 1, 0]
+    vip = apply_rules(cat, RequestScope(segments=frozenset(["vip"])), rules, 5, [(a_items, scores)])
+    assert cat.ids[vip.positions].tolist() == ["i1", "i4", "i6", "i7", "i8"]
+    # a pool of A items only: the cap cannot hold, k still comes back; exclusions and duplicates never
+    pool = np.zeros(10, bool)
+    pool[a_items] = True
+    dup = np.concatenate([a_items, a_items])
+    sel = apply_rules(cat, RequestScope(pool=pool, excluded=np.array([1])), rules, 5,
+                      [(dup, np.concatenate([scores, scores]))])
+    assert cat.ids[sel.positions].tolist() == ["i4", "i2", "i3", "i5", "i0"]
+    assert len(apply_rules(cat, RequestScope(pool=pool), rules, 50, [(a_items, scores)]).positions) == 6

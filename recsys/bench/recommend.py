@@ -39,16 +39,32 @@ def _one_thread() -> object:
 
 
 def _grow_catalogue(items: pd.DataFrame, n_items: int, seed: int) -> pd.DataFrame:
-    """``items`` plus synthetic items up to ``n_items``: real rows' content with new ids, prices and title words."""
+    """``items`` plus synthetic items up to ``n_items``, mixed from real ones: per new item a category, then
+    brand, shop, price, commission and title words each lent by a random real item of that category."""
     rng = np.random.default_rng(seed)
     n_new = max(0, n_items - len(items))
-    src = items.iloc[rng.integers(0, len(items), n_new)].reset_index(drop=True)
+    cats = items["category"].astype(str).to_numpy()
+    category = cats[rng.integers(0, len(items), n_new)]
+    members = {c: np.flatnonzero(cats == c) for c in np.unique(cats)}
+
+    def lend() -> np.ndarray:
+        idx = np.empty(n_new, np.int64)
+        for c, rows in members.items():
+            m = category == c
+            idx[m] = rows[rng.integers(0, len(rows), int(m.sum()))]
+        return idx
+
+    col = {c: items[c].to_numpy()[lend()] for c in ("brand", "shop", "price", "commission_rate") if c in items}
+    words = items["title"].astype(str).str.split().to_numpy()
+    w1, w2 = words[lend()], words[lend()]
     start = int(items["item_id"].max()) + 1
-    new = src.assign(item_id=np.arange(start, start + n_new, dtype=np.int64),
-                     price=np.round(src["price"].to_numpy() * rng.lognormal(0, 0.3, n_new), 2),
-                     title=src["title"].astype(str) + " v" + pd.Series(rng.integers(0, 500, n_new)).astype(str),
-                     in_stock=rng.random(n_new) > 0.02, eligibility="")
-    return pd.concat([items, new], ignore_index=True)
+    new = pd.DataFrame({
+        "item_id": np.arange(start, start + n_new, dtype=np.int64), "category": category, "brand": col["brand"],
+        "shop": col["shop"], "price": np.round(col["price"] * rng.lognormal(0, 0.2, n_new), 2),
+        "commission_rate": col["commission_rate"], "coupon": 0.0, "eligibility": "",
+        "title": [f"{b} {c} {x[-1]} {y[len(y) // 2]}" for b, c, x, y in zip(col["brand"], category, w1, w2, strict=True)],
+        "in_stock": rng.random(n_new) > 0.02})
+    return pd.concat([items, new[[c for c in items.columns if c in new.columns]]], ignore_index=True)
 
 
 def _percentiles(seconds: list[float]) -> dict:
@@ -144,7 +160,11 @@ def _markdown(r: dict) -> str:
     lat, st, thr, mm = r["latency"], r["latency_stages_ms"], r["batch"], r["matmul_limit"]
     lines = [
         "# Recommender serving speed", "",
-        f"Command: `{r['command']}`  ", f"Machine: {r['machine']}; one thread for the latency run.", "",
+        f"Command: `{r['command']}`  ",
+        f"Machine: {r['machine']}; every stage limited to one thread (torch, FAISS, BLAS/OpenMP). Load average "
+        f"(1/5/15 min) {', '.join(f'{x:.1f}' for x in r['load_average']['before'])} before and "
+        f"{', '.join(f'{x:.1f}' for x in r['load_average']['after'])} after the run: the machine is shared, so "
+        "times include waiting for a core.", "",
         f"Catalogue {r['n_items']:,} items ({r['index_factory']}), {r['n_candidates']} candidates ranked per request, "
         f"k={r['k']}.", "",
         "| recommend latency | p50 ms | p90 ms | p99 ms | mean ms | target p99 |",
@@ -169,6 +189,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 2000,
                             target_p99_ms: float = 5.0, progress: bool = False) -> dict:
     """Measure ``recommend`` latency and ``recommend_batch`` throughput; write JSON + markdown; return the figures."""
     limits = _one_thread()
+    load_before = os.getloadavg()
     try:
         rec, w, setup = _build(n_events, n_items, index_factory, seed, progress)
         users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
@@ -184,6 +205,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 2000,
                          f"n_batch_users={n_batch_users}, batch_measured_users={batch_measured_users}, k={k}, "
                          f"n_events={n_events}, index_factory={index_factory!r})",
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+              "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
               "n_items": n_items, "n_candidates": 300, "k": k, "index_factory": index_factory,
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_stages_ms": stages,
               "batch": batch, "matmul_limit": mm}

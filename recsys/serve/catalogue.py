@@ -7,7 +7,7 @@ candidate lists, pools and purchase sets are cheap integer arrays. Updates retur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,10 @@ class Catalogue:
     in_stock: np.ndarray        # bool
     alive: np.ndarray           # bool (False once removed)
     frame: pd.DataFrame         # the full items table, row i = position i (content features live here)
+    restricted: np.ndarray = field(init=False, repr=False)  # bool: has an eligibility segment
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "restricted", self.eligibility != "")
 
     @classmethod
     def from_items(cls, items: pd.DataFrame) -> Catalogue:

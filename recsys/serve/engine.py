@@ -50,7 +50,8 @@ def _scope(state: ServingState, req: Request) -> RequestScope:
     extra = state.catalogue.positions(list(req.exclude)) if req.exclude else np.zeros(0, np.int64)
     excluded = np.unique(np.concatenate([bought, extra[extra >= 0]]))
     pool = state.pools.get(req.media_id) if req.media_id is not None else None
-    return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded)
+    return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded,
+                        pool_positions=state.pool_positions(req.media_id) if pool is not None else None)
 
 
 def _resolve(state: ServingState, reqs: list[Request]) -> None:
@@ -204,7 +205,8 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     tiers: list[list[tuple[np.ndarray, np.ndarray]]] = []
     for i, r in enumerate(reqs):
         first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
-        tiers.append([first, _popular(state, r, scopes[i], r.k, first[0])])
+        # backfill tier: the partner's popular items, twice k so that it can also restore category variety
+        tiers.append([first, _popular(state, r, scopes[i], 2 * r.k, first[0])])
     rows = _candidate_rows(state, reqs, tiers, vectors)
     scores, pctr, pcvr, frame = _rank(state, rows.drop(columns=["_req", "_tier", "_pos", "_base"]),
                                       rows["_base"].to_numpy(), clock)
@@ -242,47 +244,49 @@ class _Clock:
 
 def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None, picked,
               with_request: bool = False) -> pd.DataFrame:
-    """Output rows for the selections, with reasons."""
+    """Output rows for the selections, with reasons (arrays first, one DataFrame at the end)."""
     stride = np.int64(len(state.catalogue) + 1)
     keys = rows["_req"].to_numpy(np.int64) * stride + rows["_pos"].to_numpy(np.int64)
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    parts = []
+    req_parts, pos_parts, tier_parts, score_parts = [], [], [], []
     for i, sel in picked:
-        r = reqs[i]
-        want = np.int64(i) * stride + sel.positions.astype(np.int64)
-        hit = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
-        found = (sorted_keys[hit] == want) if len(sorted_keys) else np.zeros(len(want), bool)
-        at = np.where(found, order[hit] if len(order) else 0, np.nan)
-        source = np.where(sel.tiers == 0, "popular" if r.path == "popular" else "retrieval",
-                          np.where(sel.tiers == 1, "popular", "backfill")).astype(object)
-        parts.append(pd.DataFrame({"_req": i, "_pos": sel.positions, "_row": at, "rank": np.arange(1, len(at) + 1),
-                                   "score": sel.scores, "source": source}))
-    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["_req", "_pos", "_row", "rank",
-                                                                                    "score", "source"])
-    row_idx = out["_row"].to_numpy(dtype=np.float64)
-    has_row = ~np.isnan(row_idx)
-    safe = np.where(has_row, row_idx, 0).astype(np.int64)
-    for c in ("pctr", "pcvr"):
-        out[c] = np.where(has_row, rows[c].to_numpy()[safe] if len(rows) else np.nan, np.nan)
-    out["reason_code"] = _reason_codes(state, reqs, rows, frame, out, safe, has_row)
-    req_i, pos = out["_req"].to_numpy(dtype=np.int64), out["_pos"].to_numpy(dtype=np.int64)
-    out["user_id"] = np.asarray([r.user_id for r in reqs], dtype=object)[req_i] if len(out) else []
-    out["media_id"] = np.asarray([r.media_id for r in reqs], dtype=object)[req_i] if len(out) else []
-    out["item_id"] = state.catalogue.ids[pos]
-    out["fallback"] = np.asarray([r.path or "" for r in reqs], dtype=object)[req_i] if len(out) else []
-    out["reason"] = [_text(state, reqs[i], code, p, anchor) for i, code, p, anchor in
-                     zip(req_i, out["reason_code"], pos, out.pop("_anchor"), strict=True)]
-    out["score"] = out["score"].astype(np.float64)
-    out["_request"] = req_i
-    return out[list(OUTPUT_COLUMNS) + (["_request"] if with_request else [])].reset_index(drop=True)
+        req_parts.append(np.full(len(sel.positions), i, np.int64))
+        pos_parts.append(sel.positions.astype(np.int64))
+        tier_parts.append(sel.tiers)
+        score_parts.append(sel.scores.astype(np.float64))
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    req_i, pos, tier, score = (cat(req_parts, np.int64), cat(pos_parts, np.int64), cat(tier_parts, np.int64),
+                               cat(score_parts, np.float64))
+    want = req_i * stride + pos
+    hit = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
+    has_row = sorted_keys[hit] == want if len(sorted_keys) else np.zeros(len(want), bool)
+    safe = np.where(has_row, order[hit] if len(order) else 0, 0)
+    popular_path = np.array([r.path == "popular" for r in reqs], bool)[req_i] if len(req_i) else np.zeros(0, bool)
+    source = np.where(tier == 0, np.where(popular_path, "popular", "retrieval"),
+                      np.where(tier == 1, "popular", "backfill")).astype(object)
+    pctr = np.where(has_row, rows["pctr"].to_numpy(np.float64)[safe], np.nan) if len(rows) else np.full(len(pos), np.nan)
+    pcvr = np.where(has_row, rows["pcvr"].to_numpy(np.float64)[safe], np.nan) if len(rows) else np.full(len(pos), np.nan)
+    codes, anchor = _reason_codes(state, reqs, rows, frame, req_i, pos, score, source, safe, has_row)
+    reasons = [_text(state, reqs[i], code, p, a) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
+    starts = np.r_[0, np.flatnonzero(np.diff(req_i)) + 1] if len(req_i) else np.zeros(0, np.int64)
+    rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.r_[starts, len(req_i)])) + 1
+    obj = lambda values: np.asarray(values, dtype=object)[req_i] if len(req_i) else np.zeros(0, object)  # noqa: E731
+    out = {"user_id": obj([r.user_id for r in reqs]), "media_id": obj([r.media_id for r in reqs]), "rank": rank,
+           "item_id": state.catalogue.ids[pos], "score": score, "pctr": pctr, "pcvr": pcvr, "reason": reasons,
+           "reason_code": codes, "source": source, "fallback": obj([r.path or "" for r in reqs])}
+    if with_request:
+        out["_request"] = req_i
+    return pd.DataFrame(out)
 
 
-def _reason_codes(state, reqs, rows, frame, out, safe, has_row) -> np.ndarray:
-    n = len(out)
-    default = np.where(out["source"].to_numpy() == "retrieval", "for_you", "popular").astype(object)
+def _reason_codes(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None,
+                  req_i: np.ndarray, pos: np.ndarray, score: np.ndarray, source: np.ndarray, safe: np.ndarray,
+                  has_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reason code and the named viewed item (position, -1 for none) of every output row."""
+    n = len(pos)
+    default = np.where(source == "retrieval", "for_you", "popular").astype(object)
     sim, anchor = np.full(n, np.nan), np.full(n, -1, np.int64)
-    pos, req_i = out["_pos"].to_numpy(dtype=np.int64), out["_req"].to_numpy(dtype=np.int64)
     if state.vocab_to_pos is not None:
         for i in np.unique(req_i):
             hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
@@ -294,22 +298,20 @@ def _reason_codes(state, reqs, rows, frame, out, safe, has_row) -> np.ndarray:
             s[pos[m][:, None] == hist[None, :]] = -np.inf
             best = s.argmax(axis=1)
             sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
-    out["_anchor"] = anchor
     contrib = pd.DataFrame(index=range(n))
     if frame is not None and has_row.any():
         sub_rows = rows.iloc[safe[has_row]].reset_index(drop=True)
         sub = frame.iloc[safe[has_row]].reset_index(drop=True)
-        base = out["score"].to_numpy(dtype=np.float64)[has_row]
 
-        def score(f: pd.DataFrame) -> np.ndarray:
+        def scorer(f: pd.DataFrame) -> np.ndarray:
             tiled = pd.concat([sub_rows] * (len(f) // max(len(sub_rows), 1)), ignore_index=True)
             return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)), tiled,
                                                state.objectives, state.config.default_objective)
 
-        part = reason_contributions(sub, score, base)
+        part = reason_contributions(sub, scorer, score[has_row])
         contrib = pd.DataFrame(np.nan, index=range(n), columns=part.columns)
         contrib.loc[np.flatnonzero(has_row), :] = part.to_numpy()
-    return choose_reasons(contrib, out["score"].to_numpy(dtype=np.float64), similarity=sim, default=default)
+    return choose_reasons(contrib, score, similarity=sim, default=default), anchor
 
 
 def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:

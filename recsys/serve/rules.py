@@ -72,6 +72,7 @@ class RequestScope:
     pool: np.ndarray | None = None
     segments: frozenset[str] = frozenset()
     excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    pool_positions: np.ndarray | None = None  # np.flatnonzero(pool), when the caller has it cached
 
 
 @dataclass
@@ -94,13 +95,18 @@ def eligible(catalogue: Catalogue, positions: np.ndarray, scope: RequestScope, r
     if scope.pool is not None:
         pool = scope.pool
         ok &= (safe < len(pool)) & pool[np.minimum(safe, len(pool) - 1)] if len(pool) else False
-    tags = catalogue.eligibility[safe]
-    restricted = tags != ""
-    if restricted.any():
-        allowed = np.isin(tags[restricted], list(scope.segments)) if scope.segments else np.zeros(restricted.sum(), bool)
-        ok[np.flatnonzero(restricted)[~allowed]] = False
+    restricted = np.flatnonzero(catalogue.restricted[safe])
+    if len(restricted):
+        tags = catalogue.eligibility[safe[restricted]]
+        allowed = np.isin(tags, list(scope.segments)) if scope.segments else np.zeros(len(tags), bool)
+        ok[restricted[~allowed]] = False
     if len(scope.excluded):
-        ok &= ~np.isin(safe, scope.excluded)
+        if len(pos) > 4 * len(scope.excluded) + 1024:  # long lists: one mask beats sorting them
+            mask = np.zeros(len(catalogue), bool)
+            mask[scope.excluded[scope.excluded < len(catalogue)]] = True
+            ok &= ~mask[safe]
+        else:
+            ok &= ~np.isin(safe, scope.excluded)
     return ok
 
 
@@ -157,14 +163,37 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
     return Selection(pos[idx], scores[idx], tier[idx])
 
 
-def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken: np.ndarray, k: int) -> np.ndarray:
-    """Eligible pool items not in ``taken`` (catalogue order), at most ``cap`` (or ``k``) per category."""
-    mask = eligible(catalogue, np.arange(len(catalogue)), scope, rules)
-    mask[taken] = False
-    extra = np.flatnonzero(mask)
+def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken: np.ndarray, k: int,
+          chunk: int = 16_384) -> np.ndarray:
+    """Eligible pool items not in ``taken`` (catalogue order), at most ``cap`` (or ``k``) per category.
+
+    Reads the pool chunk by chunk and stops as soon as the feed can be filled under the cap, so a large
+    catalogue is only read to the end when the pool really is short of eligible items.
+    """
+    where = np.arange(len(catalogue)) if scope.pool is None else (
+        scope.pool_positions if scope.pool_positions is not None else np.flatnonzero(scope.pool))
     per_category = rules.max_per_category or k
-    first = pd.Series(catalogue.category[extra]).groupby(catalogue.category[extra], sort=False).cumcount()
-    return extra[first.to_numpy() < per_category]
+    counts = pd.Series(catalogue.category[taken]).value_counts() if len(taken) else pd.Series(dtype=np.int64)
+    room = {c: per_category - int(n) for c, n in counts.items()}
+    need = k - sum(min(int(n), per_category) for n in counts.to_numpy())
+    out = []
+    for start in range(0, len(where), chunk):
+        part = where[start:start + chunk]
+        ok = eligible(catalogue, part, scope, rules)
+        if len(taken):
+            ok &= ~np.isin(part, taken)
+        part = part[ok]
+        cats = catalogue.category[part]
+        rank = pd.Series(cats).groupby(cats, sort=False).cumcount().to_numpy()
+        limit = np.array([room.get(c, per_category) for c in cats], dtype=np.int64)
+        keep = part[rank < limit]
+        out.append(keep)
+        for c, n in pd.Series(catalogue.category[keep]).value_counts().items():
+            room[c] = room.get(c, per_category) - int(n)
+        need -= len(keep)
+        if need <= 0:
+            break
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def apply_rules_batch(catalogue: Catalogue, scopes: Sequence[RequestScope], rules: BusinessRules, k: int,

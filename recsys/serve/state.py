@@ -88,6 +88,14 @@ class ServingState:
     def evolve(self, **changes) -> ServingState:
         return replace(self, filters_cache={}, **changes)
 
+    def pool_positions(self, media: str) -> np.ndarray:
+        """Catalogue positions in a partner's pool (cached until the next update)."""
+        key = ("pool_positions", media)
+        hit = self.filters_cache.get(key)
+        if hit is None:
+            hit = self.filters_cache[key] = np.flatnonzero(self.pools[media])
+        return hit
+
     @property
     def known_media(self) -> set:
         return set(self.pools) | set(self.objectives)
