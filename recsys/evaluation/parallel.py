@@ -2,7 +2,7 @@
 
 On a small machine shared with other jobs, multi-threaded BLAS/torch kernels spend much of their
 CPU spinning at every synchronisation; whole chunks on separate threads (numpy and torch release
-the GIL) use the same cores with about a third less CPU. Only scorers that declare
+the GIL) use the same cores with about 30 % less CPU. Only scorers that declare
 ``thread_safe = True`` are called from several threads at once; the others run one chunk at a time.
 """
 

@@ -55,7 +55,7 @@ class EmbeddingScorer:
     def score(self, user_indices: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Scores of every item for these users; ``out`` (C-contiguous float32) is reused if given.
 
-        numpy's BLAS (OpenBLAS) computes this skinny product 1.5-2.5x faster than torch.mm (MKL) on
+        numpy's BLAS (OpenBLAS) computes this skinny product about 2.5x faster than torch.mm (MKL) on
         the reference machine, so the block is a numpy product.
         """
         return np.matmul(self.user_emb[np.asarray(user_indices)], self.item_emb.T, out=out)
@@ -213,7 +213,7 @@ def fast_topk(block, k: int, groups: int = 64):
     Columns are split into interleaved groups (column ``r * g + c`` belongs to group c); the true
     top k lies in the k groups with the largest maxima, since any element outside them has at
     least k elements (those maxima) at or above it. One vectorised max pass plus a top-k over
-    ``groups * k`` candidates replaces a top-k over every column, about twice as fast.
+    ``groups * k`` candidates replaces a top-k over every column (about 1.7x faster at 41k columns).
     """
     import torch
 
