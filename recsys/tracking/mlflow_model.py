@@ -1,0 +1,140 @@
+"""Log a bundle as an MLflow pyfunc model, register it with an alias, and load it back without pickle.
+
+>>> info = log_recommender("runs/demo/bundle", example, name="guess-you-like", alias="champion")  # doctest: +SKIP
+>>> mlflow.pyfunc.load_model("models:/guess-you-like@champion").predict(example)                # doctest: +SKIP
+>>> recsys.load("models:/guess-you-like@champion")        # the Recommender itself           # doctest: +SKIP
+
+The model is built from code (:mod:`recsys.tracking.pyfunc_model`), its only artifact is the bundle
+directory, and :func:`load_recommender` downloads that directory and opens it with
+:func:`recsys.bundle.load_bundle`; see the pyfunc module for why no pickle is involved.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from recsys.errors import ArtifactError
+
+__all__ = ["log_recommender", "load_recommender", "model_signature", "pip_requirements", "PYFUNC_CODE",
+           "BUNDLE_ARTIFACT"]
+
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+BUNDLE_ARTIFACT = "bundle"
+_REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "torch", "faiss-cpu", "safetensors", "scikit-learn")
+
+
+def pip_requirements() -> list[str]:
+    """The serving environment: recsys itself (install it from its repository) and its pinned dependencies."""
+    from recsys import __version__
+
+    out = [f"recsys=={__version__}"]
+    for dist in _REQUIREMENTS:
+        try:
+            out.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            out.append(dist)
+    return out
+
+
+def _id_type(values: pd.Series) -> str:
+    return "long" if pd.api.types.is_integer_dtype(values.dtype) else "string"
+
+
+def model_signature(example: pd.DataFrame, output: pd.DataFrame):
+    """Request schema (user_id required; k, media_id optional) and the feed schema."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    inputs = Schema([ColSpec(_id_type(example["user_id"]), "user_id"), ColSpec("long", "k", required=False),
+                     ColSpec("string", "media_id", required=False)])
+    types = {"request": "long", "user_id": _id_type(example["user_id"]), "media_id": "string", "rank": "long",
+             "item_id": _id_type(output["item_id"]) if len(output) else "long", "score": "double", "pctr": "double",
+             "pcvr": "double", "reason": "string", "reason_code": "string", "source": "string", "fallback": "string"}
+    optional = {"media_id", "fallback", "pctr", "pcvr", "reason", "reason_code"}
+    outputs = Schema([ColSpec(types.get(c, "string"), c, required=c not in optional) for c in output.columns])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str | None = "guess-you-like",
+                    alias: str | None = "champion", recommender: Any = None, artifact_name: str = "model") -> dict:
+    """Log the bundle as a pyfunc model in the active run; register it as ``name`` with ``alias`` (None: don't).
+
+    ``recommender``: the loaded bundle, when the caller already has it (used for the output schema).
+    Returns ``model_uri``, ``model_id`` and, when registered, ``registered_model``, ``version``, ``alias_uri``.
+    """
+    import mlflow
+
+    from recsys.bundle import load_bundle
+    from recsys.tracking.feeds import predict_feeds
+
+    bundle_dir = Path(bundle_dir)
+    rec = recommender if recommender is not None else load_bundle(bundle_dir)
+    output = predict_feeds(rec, example)
+    info = mlflow.pyfunc.log_model(
+        name=artifact_name, python_model=str(PYFUNC_CODE), artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        signature=model_signature(example, output), input_example=example, pip_requirements=pip_requirements(),
+        registered_model_name=name)
+    out = {"model_uri": info.model_uri, "model_id": getattr(info, "model_id", None)}
+    if name:
+        version = str(info.registered_model_version)
+        out.update(registered_model=name, version=version)
+        if alias:
+            mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
+            out["alias_uri"] = f"models:/{name}@{alias}"
+    return out
+
+
+def _bundle_in(model_dir: Path) -> Path:
+    """The bundle directory inside a downloaded pyfunc model (named in its MLmodel file)."""
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        if (model_dir / "manifest.json").is_file():  # the URI pointed at the bundle itself
+            return model_dir
+        raise ArtifactError(f"{model_dir} holds no MLmodel file: the URI does not point at a logged model")
+    conf = yaml.safe_load(mlmodel.read_text()) or {}
+    arts = (conf.get("flavors", {}).get("python_function", {}) or {}).get("artifacts", {}) or {}
+    rel = (arts.get(BUNDLE_ARTIFACT) or {}).get("path")
+    if not rel:
+        raise ArtifactError(f"{mlmodel} names no '{BUNDLE_ARTIFACT}' artifact: this model was not logged by "
+                            "recsys.tracking.log_recommender")
+    path = (model_dir / rel).resolve()
+    if model_dir.resolve() not in path.parents:
+        raise ArtifactError(f"{mlmodel}: the bundle path {rel!r} points outside the model; refusing to load")
+    return path
+
+
+def load_recommender(uri: str, *, tracking_uri: str | None = None):
+    """``recsys.load`` for ``models:/``, ``runs:/`` and ``mlflow-artifacts:/`` URIs: download, verify, load.
+
+    The store is ``tracking_uri``, else MLflow's current one (``$MLFLOW_TRACKING_URI`` or ./mlflow.db).
+    """
+    try:
+        import mlflow
+    except ImportError as e:
+        from recsys.errors import MissingDependencyError
+
+        raise MissingDependencyError(f"loading {uri!r} needs mlflow: pip install 'mlflow>=3'") from e
+    from recsys.bundle import load_bundle
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+    tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))
+    try:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+        except mlflow.exceptions.MlflowException as e:
+            raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {mlflow.get_tracking_uri()}: "
+                                f"{e.message}. Check the model name and alias (mlflow ui lists them) or set "
+                                "MLFLOW_TRACKING_URI to the store that holds it") from None
+        return load_bundle(_bundle_in(local))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

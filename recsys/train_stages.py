@@ -1,0 +1,213 @@
+"""The stages of ``recsys train``: features -> two-tower -> index -> ranker, each with its evaluation.
+
+Each function takes the typed config section it needs and returns plain results (fitted objects,
+metric dicts, curves for the plots); :mod:`recsys.train_pipeline` runs them in order, tracks and saves.
+Evaluation never sees test data while fitting: the two-tower validates on a share carved out of the
+training matrix, the ranker's features for test impressions are built point-in-time after the cut.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsys.config import IndexConfig, RankerConfig, TrainConfig
+from recsys.configs.data import ENGAGED, Split, Tables
+
+__all__ = ["RetrievalResult", "RankerResult", "fit_features", "train_retrieval", "evaluate_retrieval",
+           "build_index", "train_ranker", "test_matrix"]
+
+
+@dataclass
+class RetrievalResult:
+    """The trained two-tower model, its training data (index space) and the per-epoch history."""
+
+    model: Any
+    data: Any
+    summary: dict
+    user_emb: np.ndarray | None = None
+    item_emb: np.ndarray | None = None
+
+
+@dataclass
+class RankerResult:
+    """A fitted ranker with its feature builder for serving, test metrics and the calibration curve."""
+
+    ranker: Any
+    builder: Any
+    metrics: dict = field(default_factory=dict)
+    calibration: Any = None
+
+
+def fit_features(cfg: TrainConfig, tables: Tables, split: Split):
+    """The feature pipeline fitted on training events (ids and histories only for interaction-only data)."""
+    from recsys.features.pipeline import FeaturePipeline
+    from recsys.serve.training import profile_columns
+
+    f = cfg.features
+    if tables.interaction_only:
+        pipe = FeaturePipeline(item_categoricals=(), price_column=None, title_column=None, context_column=None,
+                               history_len=f.history_len)
+    else:
+        pipe = FeaturePipeline(user_categoricals=profile_columns(tables.users), title_buckets=f.title_buckets,
+                               price_buckets=f.price_buckets, history_len=f.history_len)
+    return pipe.fit(split.train, tables.items, tables.users)
+
+
+def _bench_settings(cfg: TrainConfig):
+    """The retrieval settings as a :class:`RetrievalBenchConfig`: the referenced file, or this config's keys."""
+    from recsys.bench.retrieval import RetrievalBenchConfig, load_config
+
+    r = cfg.retrieval
+    if r.bench_config:
+        return load_config(r.bench_config)
+    return RetrievalBenchConfig(dim=r.dim, task=r.task, temperature=r.temperature, history=r.history,
+                                use_user_id=r.use_user_id, history_dropout=r.history_dropout, epochs=r.epochs,
+                                patience=r.patience, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
+                                optimizer=r.optimizer, negatives=r.negatives, num_negatives=r.num_negatives,
+                                validation_fraction=r.validation_fraction or 0.1, seed=cfg.seed, baselines=False)
+
+
+def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
+                    progress: bool) -> RetrievalResult:
+    """Train the two-tower model; with a validation share, pick the best epoch on it (early stopping)."""
+    import torch
+
+    from recsys.bench.retrieval import build_task, carve_validation
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.trainer import RetrievalData, Trainer, encode_all
+    from recsys.models.two_tower import TwoTowerModel
+
+    bc = _bench_settings(cfg)
+    validate_share = bc.validation_fraction if cfg.retrieval.bench_config else cfg.retrieval.validation_fraction
+    data = pipeline.training_data(split.train, tables.items, tables.users)
+    torch.manual_seed(bc.seed)
+    model = TwoTowerModel(pipeline.model_config(dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id,
+                                                gate_init=bc.gate_init, learn_gate=bc.learn_gate,
+                                                normalize=bc.normalize, init_std=bc.init_std,
+                                                item_id_dropout=0.0 if tables.interaction_only
+                                                else cfg.retrieval.item_id_dropout))
+    fit_data, validate = data, None
+    if validate_share > 0:
+        fit, valid = carve_validation(data.positives, validate_share, bc.validation_users, bc.seed)
+        fit_data = RetrievalData(fit, history=fit, impressions=data.impressions, user_features=data.user_features,
+                                 item_features=data.item_features)
+
+        def validate(m) -> dict[str, float]:
+            users, items = encode_all(m, fit_data)
+            return evaluate_topk(EmbeddingScorer(users, items), fit, valid, (20,), metrics=("recall", "ndcg"),
+                                 check_leakage=False)
+
+    negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
+    trainer = Trainer(model, build_task(bc), epochs=bc.epochs, batch_size=bc.batch_size, lr=bc.lr,
+                      weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
+                      num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
+                      seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
+                      progress=progress)
+    summary = trainer.fit(fit_data)
+    users, items = encode_all(model, data)
+    return RetrievalResult(model=model, data=data, summary=summary, user_emb=users, item_emb=items)
+
+
+def test_matrix(pipeline: Any, split: Split, train_positives: sp.csr_matrix) -> tuple[sp.csr_matrix, dict]:
+    """Engaged test pairs in the pipeline's index space, minus pairs already engaged in training."""
+    test = split.test[split.test["event_type"].astype(str).isin(ENGAGED)]
+    u = pipeline.users_.transform(test["user_id"].to_numpy())
+    i = pipeline.items_.transform(test["item_id"].to_numpy())
+    known = (u != pipeline.users_.oov_index) & (i != pipeline.items_.oov_index)
+    m = sp.csr_matrix((np.ones(int(known.sum()), np.float32), (u[known], i[known])), shape=train_positives.shape)
+    m.data[:] = 1.0
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    seen = m.multiply(train_positives > 0)
+    out = (m - seen).tocsr()
+    out.eliminate_zeros()
+    info = {"test_pairs": int(out.nnz), "test_users": int((np.diff(out.indptr) > 0).sum()),
+            "test_pairs_seen_in_train": int(seen.nnz), "test_rows_unknown_ids": int((~known).sum())}
+    return out, info
+
+
+def evaluate_retrieval(cfg: TrainConfig, res: RetrievalResult, test: sp.csr_matrix) -> dict[str, dict]:
+    """Full-ranking metrics (train items masked) of the two-tower model and the baselines, per K."""
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.baselines import MostPopular, RandomRecommender
+
+    train = res.data.positives
+    ks = tuple(sorted(set(cfg.evaluation.ks)))
+    models: dict[str, Any] = {"two-tower": EmbeddingScorer(res.user_emb, res.item_emb)}
+    if "popular" in cfg.evaluation.baselines:
+        models["popular"] = MostPopular().fit(train)
+    if "random" in cfg.evaluation.baselines:
+        models["random"] = RandomRecommender(seed=cfg.seed).fit(train)
+    metrics = ("recall", "ndcg", "hit_rate")
+    return {name: evaluate_topk(scorer, train, test, ks, metrics=metrics) for name, scorer in models.items()}
+
+
+def build_index(cfg: IndexConfig, item_emb: np.ndarray, item_ids: np.ndarray, queries: np.ndarray,
+                seed: int = 0) -> tuple[Any, dict]:
+    """The item index, tuned on user queries; the record has recall vs exact and the latency grid."""
+    from recsys.retrieval import ExactIndex, FaissIndex, auto_index, tune_index
+
+    k = min(cfg.tune_k, len(item_ids))
+    rng = np.random.default_rng(seed)
+    q = queries[rng.choice(len(queries), min(cfg.tune_queries, len(queries)), replace=False)]
+    if cfg.kind == "exact":
+        return ExactIndex(metric="ip").build(item_emb, item_ids), {"kind": "exact", "recall": 1.0, "grid": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if cfg.kind == "faiss":
+            index = FaissIndex(cfg.factory, metric="ip", seed=seed).build(item_emb, item_ids)
+            record = tune_index(index, q, k=k, recall_target=cfg.recall_target, reference_vectors=item_emb)
+        else:
+            index = auto_index(item_emb, item_ids, memory_budget_mb=cfg.memory_budget_mb, metric="ip",
+                               recall_target=cfg.recall_target, sample_queries=q, k=k, seed=seed)
+            record = index.tuning
+    chosen = min((g for g in record["grid"] if g["params"] == record["params"]),
+                 key=lambda g: g["ms_per_query_batch"], default={"ms_per_query_batch": float("nan")})
+    return index, {"kind": cfg.kind, "factory": index.factory, "k": k, "recall": record["recall"],
+                   "ms_per_query": chosen["ms_per_query_batch"], "params": record["params"],
+                   "met_target": record["met_target"], "grid": record["grid"]}
+
+
+def _ranker_object(cfg: RankerConfig, seed: int):
+    from recsys.models.rankers import ESMMRanker, GBDTRanker
+
+    common = {"check_leakage": cfg.check_leakage, "num_threads": cfg.num_threads}
+    if cfg.kind == "gbdt":
+        return GBDTRanker(**{"max_iter": cfg.max_iter, "random_state": seed, **common, **cfg.options})
+    return ESMMRanker(**{"epochs": cfg.epochs, "seed": seed, **common, **cfg.options})
+
+
+def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult | None:
+    """Fit the ranker on training impressions; score test impressions with point-in-time features."""
+    if cfg.ranker.kind == "none" or "impression_id" not in split.train.columns:
+        return None
+    from recsys.evaluation import calibration, conversion_metrics
+    from recsys.features.ranking_features import RankingFeatureBuilder, impression_labels
+
+    rows_tr, rows_te = impression_labels(split.train), impression_labels(split.test)
+    if rows_tr["click"].sum() < 10:
+        return None
+    cols = ["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in rows_tr.columns else [])
+    builder = RankingFeatureBuilder(windows=list(cfg.ranker.windows), include_ids=cfg.ranker.kind != "gbdt")
+    builder.fit(split.train, tables.items, tables.social)
+    ranker = _ranker_object(cfg.ranker, cfg.seed).fit(builder.transform(rows_tr[cols]), rows_tr[["click", "purchase"]])
+    metrics, cal = {}, None
+    if len(rows_te) and rows_te["click"].nunique() == 2:
+        scorer = copy.deepcopy(builder).update(split.test)
+        pred = ranker.predict_proba(scorer.transform(rows_te[cols]))
+        frame = pd.DataFrame({"click": rows_te["click"].to_numpy(), "purchase": rows_te["purchase"].to_numpy(),
+                              "pctr": pred["pctr"].to_numpy(), "pcvr": pred["pcvr"].to_numpy(),
+                              **{c: rows_te[c].to_numpy() for c in ("user_id", "media_id") if c in rows_te}})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            metrics = conversion_metrics(frame)
+        cal = calibration(frame["click"].to_numpy(), frame["pctr"].to_numpy(), n_bins=bins, strategy="quantile")
+        metrics["ctr_pred_over_observed"] = float(frame["pctr"].mean() / max(frame["click"].mean(), 1e-12))
+    return RankerResult(ranker=ranker, builder=builder, metrics=metrics, calibration=cal)
