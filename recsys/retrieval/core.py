@@ -18,7 +18,7 @@ import numpy as np
 
 from recsys.errors import DataValidationError
 from recsys.retrieval.base import METRICS, FiltersArg, SearchFilters
-from recsys.retrieval.filters import FilterConfig, keep_eligible, make_selector, plan_search, topk_exact
+from recsys.retrieval.filters import FilterConfig, keep_eligible, make_selector, plan_search, subset_search
 from recsys.retrieval.ids import IdMap, normalize_ids
 
 HIDDEN_FRACTION_REBUILD = 0.25
@@ -215,7 +215,7 @@ class IndexBase:
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         vectors_of = lambda lab: self._engine_vectors(st.engine, lab)  # noqa: E731
         if plan.strategy == "subset":
-            return topk_exact(q, plan.candidate_labels(), vectors_of, k)
+            return subset_search(plan, q, k, vectors_of)
         if plan.strategy == "plain":
             s, lab = self._engine_search(st.engine, q, k)
             return keep_eligible(s, lab, plan, k)[:2]
@@ -234,7 +234,7 @@ class IndexBase:
             s, lab, found = keep_eligible(s, lab, plan, k)
         short = np.flatnonzero(found < min(k, plan.count))
         if len(short):
-            s[short], lab[short] = topk_exact(q[short], plan.candidate_labels(), vectors_of, k)
+            s[short], lab[short] = subset_search(plan, q[short], k, vectors_of)
         return s, lab
 
     # ------------------------------------------------------------------ state

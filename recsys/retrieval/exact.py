@@ -30,8 +30,9 @@ class ExactIndex(IndexBase):
         return np.concatenate([engine, x]), None
 
     def _engine_search(self, engine: np.ndarray, q: np.ndarray, k: int, selector=None, widen: float = 1.0):
-        import faiss
+        from recsys.retrieval._faiss import import_faiss
 
+        faiss = import_faiss()
         scores, labels = faiss.knn(q, engine, k, metric=faiss.METRIC_INNER_PRODUCT)
         scores[labels < 0] = -np.inf
         return scores, labels
@@ -45,7 +46,8 @@ class ExactIndex(IndexBase):
             return np.full((len(q), k), -np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         if plan.strategy == "plain":
             return self._engine_search(st.engine, q, k)
-        return topk_exact(q, plan.candidate_labels(), lambda lab: st.engine[lab], k)
+        labels = plan.candidate_labels()
+        return topk_exact(q, labels, lambda a, b: st.engine[labels[a:b]], k)
 
     def memory_bytes(self) -> int:
         st = self._state_or_raise()

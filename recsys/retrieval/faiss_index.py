@@ -27,9 +27,9 @@ DRIFT_MIN_ADDED = 200
 
 
 def _faiss():
-    import faiss
+    from recsys.retrieval._faiss import import_faiss
 
-    return faiss
+    return import_faiss()
 
 
 def parts(index) -> dict:
@@ -175,9 +175,21 @@ class FaissIndex(IndexBase):
         return scores, labels
 
     def _engine_vectors(self, engine: Any, labels: np.ndarray) -> np.ndarray:
+        """Stored vectors at ``labels`` (decoded from SQ/PQ codes where the index is lossy)."""
+        faiss = _faiss()
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
         if not len(labels):
             return np.empty((0, self.dim), np.float32)
-        return engine.reconstruct_batch(np.ascontiguousarray(labels, dtype=np.int64))
+        p = parts(engine)
+        store = (p["refine"].refine_index if p["refine"] is not None
+                 else p["hnsw"].storage if p["hnsw"] is not None else engine)
+        store = faiss.downcast_index(store)
+        if isinstance(store, faiss.IndexFlatCodes) and store.ntotal:
+            # batch-decode a view of the code array: one call instead of one reconstruct per item
+            view = faiss.rev_swig_ptr(store.codes.data(), store.ntotal * store.code_size)
+            codes = np.asarray(view).reshape(store.ntotal, store.code_size)
+            return store.sa_decode(np.ascontiguousarray(codes[labels]))
+        return engine.reconstruct_batch(labels)
 
     # ------------------------------------------------------------------ extras
     def tune(self, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,

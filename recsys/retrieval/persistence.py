@@ -67,9 +67,10 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _index_files(index) -> tuple[dict[str, bytes], dict]:
-    import faiss
-
     import recsys
+    from recsys.retrieval._faiss import import_faiss
+
+    faiss = import_faiss()
 
     st = index._state_or_raise()
     files = dict(index._engine_files(st.engine))

@@ -1,8 +1,8 @@
 """Automatic index choice and knob tuning, measured against exact search on sample queries.
 
 ``auto_index`` estimates the memory of each index type for the catalogue, keeps those within the
-budget in order of preference (exact Flat for small catalogues, then HNSW, IVF-Flat, IVF-PQ with
-an SQ8 refine stage, plain IVF-PQ), builds the first, tunes its knobs and moves on to the next
+budget in order of preference (exact Flat for small catalogues, then HNSW, IVF-Flat, fast-scan
+IVF-PQ with an SQ8 refine stage, plain fast-scan IVF-PQ), builds the first, tunes its knobs and moves on to the next
 only if the recall target cannot be reached. The choice, the measured recall and the factory
 string are recorded in ``index.tuning`` and so in the saved manifest.
 """
@@ -22,7 +22,7 @@ from recsys.retrieval.faiss_index import FaissIndex, knob_names, parts
 FLAT_MAX_ITEMS = 50_000
 HNSW_MAX_ITEMS = 5_000_000
 EF_GRID = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
-K_FACTOR_GRID = (2, 4, 8)
+K_FACTOR_GRID = (64, 16, 4)  # re-rank 64x..4x k candidates with the refine codes; largest first
 
 
 def _nprobe_grid(nlist: int) -> list[int]:
@@ -45,7 +45,9 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def exact_labels(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k labels (row positions of ``vectors``) by inner product."""
-    import faiss
+    from recsys.retrieval._faiss import import_faiss
+
+    faiss = import_faiss()
 
     return faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32), k,
                      metric=faiss.METRIC_INNER_PRODUCT)[1]
@@ -67,7 +69,10 @@ def _grid(index: FaissIndex, k: int) -> list[dict]:
 
 def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
                reference_vectors: np.ndarray | None = None) -> dict:
-    """Set the fastest knobs whose recall@k against exact search on the sample reaches the target.
+    """Set the cheapest knobs whose recall@k against exact search on the sample reaches the target.
+
+    Cheapest = fewest lists probed (or smallest efSearch), then the smallest re-ranking factor:
+    a deterministic cost order, since wall-clock timings on a busy machine are not.
 
     ``reference_vectors``: the original embeddings in build order (exact ground truth). Without
     them the index's own stored vectors are used, which are lossy for PQ/SQ indexes.
@@ -83,9 +88,10 @@ def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, r
     live = np.flatnonzero(st.alive)
     truth = live[exact_labels(reference_vectors[live], q, k)]
     grid, chosen, done_families = [], None, set()
+    cost = lambda p: (p.get("nprobe", 0), p.get("efSearch", 0), p.get("k_factor", 0))  # noqa: E731  scans dominate
     for params in _grid(index, k):
         family = params.get("k_factor")
-        if family in done_families:
+        if family in done_families or (chosen is not None and cost(params) >= cost(chosen["params"])):
             continue
         t0 = time.perf_counter()
         _, labels = index.raw_search(q, k, params=params)
@@ -94,8 +100,7 @@ def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, r
         grid.append({"params": params, "recall": rec, "ms_per_query_batch": ms})
         if rec >= recall_target:
             done_families.add(family)
-            if chosen is None or ms < chosen["ms_per_query_batch"]:
-                chosen = grid[-1]
+            chosen = grid[-1]  # cheaper than any earlier choice, by the skip above
             if "k_factor" not in params:
                 break
     met = chosen is not None
@@ -116,20 +121,19 @@ def _pq_m(d: int) -> int:
 
 def candidate_factories(n: int, d: int, memory_budget_mb: float) -> list[dict]:
     """Index types in order of preference with their estimated memory; ``fits`` against the budget."""
-    nlist = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(n))))
+    nlist = 2 ** round(math.log2(max(16.0, math.sqrt(n))))  # 100k: 256, 1M: 1024, 10M: 4096
     nlist = int(max(1, min(nlist, n // 39, 65_536)))
-    m = _pq_m(d)
+    m = d if d % 2 == 0 else _pq_m(d)  # fast-scan PQ: one 4-bit sub-quantizer per dimension (d/2 bytes)
     rows = []
     if n <= FLAT_MAX_ITEMS:
         rows.append(("Flat", n * 4 * d))
     if n <= HNSW_MAX_ITEMS:
         rows.append(("HNSW32", n * (4 * d + 2 * 32 * 4 * 1.07 + 24)))
     if nlist >= 2:
+        # fast-scan PQ (4-bit codes, SIMD scan, seconds to train) with an SQ8 refine stage that restores recall
         rows += [(f"IVF{nlist},Flat", n * (4 * d + 16) + nlist * d * 4),
-                 (f"IVF{nlist},PQ{m},Refine(SQ8)", n * (m + 16 + d) + nlist * d * 4),
-                 (f"IVF{nlist},PQ{m}", n * (m + 16) + nlist * d * 4)]
-        if m % 2 == 0:
-            rows.append((f"IVF{nlist},PQ{m // 2}", n * (m // 2 + 16) + nlist * d * 4))
+                 (f"IVF{nlist},PQ{m}x4fs,Refine(SQ8)", n * (m / 2 + 16 + d) + nlist * d * 4),
+                 (f"IVF{nlist},PQ{m}x4fs", n * (m / 2 + 16) + nlist * d * 4)]
     meta = n * 8 * 3 + n * 6  # ids + lookup + attribute arrays
     return [{"factory": f, "estimated_mb": (b + meta) / 2**20, "fits": (b + meta) / 2**20 <= memory_budget_mb}
             for f, b in rows]

@@ -1,0 +1,194 @@
+"""``recsys benchmark index --items N``: each index type at one catalogue size, side by side.
+
+Per index type: build time, memory, tuned knobs, recall@10 and recall@100 against exact search,
+single-query latency p50/p99 on one thread, batch throughput on all cores, and filtered search
+with a 1% and a 10% allow-list (recall@100 against exact filtered search, and whether every
+query got K items). Items and queries are ALS factors of Gowalla plus a clustered generator
+fitted to them (see ``index_data``). Writes ``experiments/index/index_<N>.json`` and regenerates
+the table (README.md) and the growth plot (growth.png) from every size measured so far.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from recsys.bench.index_data import ClusteredGenerator, als_factors, catalogue, fidelity
+
+DEFAULT_OUT = Path("experiments/index")
+K = 100
+FILTER_FRACTIONS = (0.01, 0.10)
+_CACHE: dict = {}
+
+
+def default_factories(n: int, d: int, memory_budget_mb: float) -> list[tuple[str, str | None]]:
+    """(factory, reason to skip or None) for each index type at this size."""
+    from recsys.retrieval.tuning import candidate_factories
+
+    est = {c["factory"].split(",")[0] if c["factory"].startswith("HNSW") else c["factory"]: c["estimated_mb"]
+           for c in candidate_factories(n, d, memory_budget_mb)}
+    nlist = next((f.split(",")[0] for f in est if f.startswith("IVF")), "IVF256")
+    rows: list[tuple[str, str | None]] = [("Flat", None)]
+    hnsw_mb = est.get("HNSW32", n * (4 * d + 300) / 2**20)
+    rows.append(("HNSW32", None if hnsw_mb <= memory_budget_mb else
+                 f"estimated {hnsw_mb:,.0f} MB > {memory_budget_mb:,.0f} MB budget (and hours of build on 2 cores)"))
+    ivf_flat_mb = n * (4 * d + 16) / 2**20
+    rows.append((f"{nlist},Flat", None if ivf_flat_mb <= memory_budget_mb else
+                 f"estimated {ivf_flat_mb:,.0f} MB > {memory_budget_mb:,.0f} MB budget"))
+    rows.append((f"{nlist},PQ{d // 2}x4fs,Refine(SQ8)", None))
+    return rows
+
+
+def _data(data_dir: Path, seed: int) -> dict:
+    key = (str(data_dir), seed)
+    if key not in _CACHE:
+        users, items = als_factors(data_dir, seed=seed)
+        gen = ClusteredGenerator(seed=seed).fit(items)
+        _CACHE[key] = {"users": users, "items": items, "generator": gen}
+    return _CACHE[key]
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth, strict=True)]))
+
+
+def _latency_ms(idx, queries: np.ndarray, filters=None) -> dict:
+    """One query at a time, one thread for FAISS (OpenMP) and numpy (BLAS) alike."""
+    from recsys.retrieval._faiss import import_faiss
+
+    faiss = import_faiss()
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            idx.search(queries[:1], K, filters)  # warm-up (filter resolution is cached per snapshot)
+            times = []
+            for i in range(len(queries)):
+                t0 = time.perf_counter()
+                idx.search(queries[i:i + 1], K, filters)
+                times.append((time.perf_counter() - t0) * 1000)
+    finally:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: dict, filt: list,
+                 recall_target: float, n_latency: int) -> dict:
+    from recsys.retrieval import FaissIndex
+
+    gc.collect()
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    idx = FaissIndex(factory, metric="ip", dim=x.shape[1]).build(x, ids)
+    build_s = time.perf_counter() - t0
+    row = {"factory": factory, "build_s": build_s, "memory_mb": idx.memory_bytes() / 2**20,
+           "rss_delta_mb": _rss_mb() - rss0}
+    if factory != "Flat":
+        tuning = idx.tune(q["tune"], k=K, recall_target=recall_target, reference_vectors=x)
+        row.update(params=tuning["params"], tuned_recall=tuning["recall"], tune_met_target=tuning["met_target"])
+    t0 = time.perf_counter()
+    _, found = idx.search(q["eval"], K)
+    row["batch_qps"] = len(q["eval"]) / (time.perf_counter() - t0)
+    row["recall@10"] = _recall(found[:, :10], truth["eval"][:, :10])
+    row["recall@100"] = _recall(found, truth["eval"])
+    row.update(_latency_ms(idx, q["eval"][:n_latency]))
+    row["filtered"] = {}
+    for frac, f, ftruth in filt:
+        from recsys.retrieval.filters import plan_search
+
+        _, ffound = idx.search(q["eval"][:len(ftruth)], K, f)
+        plan = plan_search(idx._state, f, K, idx.filter_config)
+        row["filtered"][f"{frac:.0%}"] = {
+            "allow_items": len(f.allow), "strategy": plan.strategy, "recall@100": _recall(ffound, ftruth),
+            "always_k": bool((ffound >= 0).all()), **_latency_ms(idx, q["eval"][:min(100, n_latency)], f)}
+    del idx
+    gc.collect()
+    return row
+
+
+def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, data_dir: str | Path | None = None,
+                        out_dir: str | Path | None = DEFAULT_OUT, factories: list[str] | None = None,
+                        n_eval: int = 1000, n_tune: int = 500, n_latency: int = 300, n_filtered: int = 300,
+                        recall_target: float = 0.95, memory_budget_mb: float = 2048, seed: int = 0) -> dict:
+    """Measure each index type on ``n_items`` items; write JSON (+ table and plot under ``out_dir``)."""
+    from recsys.retrieval._faiss import import_faiss
+
+    faiss = import_faiss()
+
+    from recsys.datasets.paths import require_shared
+    from recsys.retrieval import SearchFilters
+
+    data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
+    t_start = time.perf_counter()
+    data = _data(data_dir, seed)
+    x = catalogue(n_items, data["items"], data["generator"], seed=seed)
+    ids = np.arange(n_items, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    users = data["users"][rng.permutation(len(data["users"]))]
+    q = {"tune": users[:n_tune], "eval": users[n_tune:n_tune + n_eval]}
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    truth = {"eval": faiss.knn(q["eval"], x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]}
+    filt = []
+    for frac in FILTER_FRACTIONS:
+        allow = np.sort(rng.choice(n_items, max(K, int(n_items * frac)), replace=False))
+        ftruth = allow[faiss.knn(q["eval"][:n_filtered], x[allow], K, metric=faiss.METRIC_INNER_PRODUCT)[1]]
+        filt.append((frac, SearchFilters(allow=frozenset(allow.tolist())), ftruth))
+    plan = default_factories(n_items, x.shape[1], memory_budget_mb)
+    if factories is not None:
+        plan = [(f, None) for f in factories]
+    rows = []
+    for factory, skip in plan:
+        if skip:
+            rows.append({"factory": factory, "skipped": skip})
+            print(f"[index {n_items:,}] {factory}: skipped ({skip})", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        rows.append(_bench_index(factory, x, ids, q, truth, filt, recall_target, n_latency))
+        print(f"[index {n_items:,}] {factory}: {time.perf_counter() - t0:.0f}s "
+              f"recall@100={rows[-1]['recall@100']:.3f} p50={rows[-1]['p50_ms']:.3f}ms", file=sys.stderr)
+    exact = next((r for r in rows if r["factory"] == "Flat" and "p50_ms" in r), None)
+    for r in rows:
+        if exact and "p50_ms" in r:
+            r["speedup_vs_exact_p50"] = exact["p50_ms"] / r["p50_ms"]
+    result = {
+        "benchmark": "index", "n_items": n_items, "dim": int(x.shape[1]), "k": K, "metric": "ip",
+        "data": {"source": f"implicit ALS factors of {data_dir.name} train (dim 64); items beyond the "
+                           f"{len(data['items']):,} real ones from a clustered generator fitted to them",
+                 "real_items": int(min(n_items, len(data["items"]))), "queries": "real ALS user factors",
+                 "n_eval_queries": len(q["eval"]), "n_tune_queries": len(q["tune"]),
+                 "n_latency_queries": n_latency, "n_filtered_queries": n_filtered,
+                 "generator_fidelity": fidelity(data["items"], data["generator"], q["eval"][:500], seed)},
+        "recall_target": recall_target, "memory_budget_mb": memory_budget_mb,
+        "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "python": sys.version.split()[0]},
+        "command": f"recsys benchmark index --items {n_items}", "total_s": time.perf_counter() - t_start,
+        "indexes": rows,
+    }
+    if out_dir is not None:
+        from recsys.bench.index_report import write_report
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"index_{n_items}.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_report(out_dir)
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def index_command(items: int, json: Path | None = None) -> dict:
+    """CLI body of ``recsys benchmark index --items N [--json PATH]``."""
+    return run_index_benchmark(items, json_path=json)
