@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
+
+from recsys.evaluation.cli import evaluate_app
 
 app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
                   no_args_is_help=True, add_completion=False)
 data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
-evaluate_app = typer.Typer(help="Evaluate models and baselines on the full-ranking protocol.", no_args_is_help=True)
 benchmark_app = typer.Typer(help="Benchmarks that write JSON figures (see experiments/).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(benchmark_app, name="benchmark")
 
-JsonOpt = Annotated[Optional[Path], typer.Option("--json", help="Write the figures to this JSON file.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
 
 
 def _echo_json(result: dict, path: Path | None) -> None:
@@ -81,23 +82,10 @@ def data_stats(data_dir: Annotated[Path, typer.Option("--data-dir", help="A Ligh
     _echo_json(load_lightgcn(data_dir).stats(), None)
 
 
-@evaluate_app.command("baselines")
-def evaluate_baselines(
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
-    json_path: JsonOpt = None,
-) -> None:
-    """Popular, random and implicit-ALS Recall@20/NDCG@20 with the time each took."""
-    from recsys.bench.baselines import run_baselines
-
-    result = run_baselines(data_dir, json_path=json_path)
-    if json_path is None:
-        _echo_json(result, None)
-
-
 @benchmark_app.command("retrieval")
 def benchmark_retrieval(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML config; defaults if absent.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config; defaults if absent.")] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Train the two-tower model and report full-ranking Recall@20/NDCG@20, time and memory."""
@@ -124,7 +112,7 @@ def benchmark_index(
 @benchmark_app.command("ranker")
 def benchmark_ranker(
     data: Annotated[str, typer.Option("--data", help="synthetic | taobao-multibehavior | ali-ccp")] = "synthetic",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of the real data.")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory of the real data.")] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Rankers against baselines: AUCs, calibration, value per 1,000 impressions, time and memory."""
@@ -133,6 +121,17 @@ def benchmark_ranker(
     result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path)
     if json_path is None:
         _echo_json(result, None)
+
+
+@benchmark_app.command("evaluation")
+def benchmark_evaluation(
+    json_path: JsonOpt = Path("experiments/evaluation/evaluation_speed.json"),
+    repeats: Annotated[int, typer.Option(help="Runs per case; medians reported.")] = 3,
+) -> None:
+    """Speed of full evaluation on Gowalla at d=64 and memory at 100k users x 100k items."""
+    from recsys.bench.evaluation import run_evaluation_benchmark
+
+    _echo_json(run_evaluation_benchmark(json_path, repeats=repeats), None)
 
 
 @benchmark_app.command("synthetic")
