@@ -156,11 +156,11 @@ def test_check_time_leakage_flags_rows_at_or_after_the_split(log):
     with pytest.raises(LeakageError) as err:
         check_time_leakage(log, cut)
     msg = str(err.value)
-    assert "6 of 14 feature rows" in msg and "Fix:" in msg and "2026-01-01 00:08:00" in msg
+    assert "6 of 14 rows" in msg and "Fix:" in msg and "2026-01-01 00:08:00" in msg
     secs = log.assign(timestamp=(log["timestamp"] - pd.Timestamp(0)) // pd.Timedelta(seconds=1))
     with pytest.raises(LeakageError):
         check_time_leakage(secs, "2026-01-01 00:05:00")
-    with pytest.raises(DataValidationError, match="missing column"):
+    with pytest.raises(DataValidationError, match="no 'timestamp' column"):
         check_time_leakage(log.drop(columns="timestamp"), cut)
 
 

@@ -128,18 +128,13 @@ def check_no_leakage(train: pd.DataFrame, test: pd.DataFrame, *, keys: Sequence[
 
 
 def check_time_leakage(features: pd.DataFrame, split_time, time_col: str = "timestamp") -> None:
-    """Raise LeakageError when feature rows carry times at or after ``split_time`` (future information)."""
-    _require(features, "features", [time_col])
-    ts = features[time_col]
-    cut = _as_time(split_time, ts, "split_time")
-    bad = (ts >= cut).fillna(False).to_numpy(dtype=bool)
-    if bad.any():
-        cols = list(dict.fromkeys([c for c in ("user_id", "item_id") if c in features.columns] + [time_col]))
-        raise LeakageError(
-            f"{int(bad.sum())} of {len(features)} feature rows have {time_col} at or after the split time {cut} "
-            f"(latest: {ts[bad].max()}); the first ones:\n{features.loc[bad, cols].head(SAMPLE).to_string()}\n"
-            f"Fix: compute features from training rows only, e.g. events[events['{time_col}'] < split_time], "
-            "or from the train frame that time_split returned.")
+    """Raise LeakageError when feature rows carry times at or after ``split_time`` (future information).
+
+    The same guard evaluation uses (:func:`recsys.evaluation.check_features_before_split`).
+    """
+    from recsys.evaluation.leakage import check_features_before_split
+
+    check_features_before_split(features, split_time, timestamp_col=time_col, name="features")
 
 
 def _interaction_mask(df: pd.DataFrame, event_types: Sequence[str] | None) -> np.ndarray:
