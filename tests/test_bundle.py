@@ -153,3 +153,28 @@ def test_mlflow_uris_dispatch_to_the_mlflow_hook():
         recsys.load("models:/guess-you-like@champion")
     with pytest.raises(ArtifactError, match="bundle path or a model URI"):
         recsys.load(42)
+
+
+def test_string_ids_come_back_unchanged_through_serving_and_a_bundle(tmp_path):
+    from recsys.datasets.synthetic import generate_world
+    from recsys.recommender import Recommender
+    from recsys.serve.training import TrainSettings
+
+    w = generate_world(5_000, seed=3, progress=False)
+    u = lambda s: "u" + s.astype(str)  # noqa: E731
+    i = lambda s: "i" + s.astype(str)  # noqa: E731
+    events = w.events.assign(user_id=u(w.events["user_id"]), item_id=i(w.events["item_id"]))
+    items, users = w.items.assign(item_id=i(w.items["item_id"])), w.users.assign(user_id=u(w.users["user_id"]))
+    social = w.social.assign(user_id=u(w.social["user_id"]), friend_id=u(w.social["friend_id"]))
+    pools = w.media_pools.assign(item_id=i(w.media_pools["item_id"]))
+    rec = Recommender(train=TrainSettings(dim=8, epochs=1, title_buckets=64, ranker="none")).fit(
+        events, items, users=users, social=social, media=w.media, media_pools=pools, progress=False)
+    feed = rec.recommend("u3", k=5, media_id="guide-0")
+    assert len(feed) == 5 and all(isinstance(x, str) and x.startswith("i") for x in feed.item_ids)
+    assert rec.recommend(3, k=5).fallback is not None  # an int is an unknown id here, never an error
+    ids = rec.recommend_ids(["u3", "u4"], k=500)
+    assert ids.dtype == object and ids[0, -1] is None
+    rec.save(tmp_path / "b")
+    loaded = recsys.load(tmp_path / "b")
+    pd.testing.assert_frame_equal(rec.recommend_batch(["u3", "u9", "nobody"], k=5, media_id="app-0"),
+                                  loaded.recommend_batch(["u3", "u9", "nobody"], k=5, media_id="app-0"))
