@@ -132,6 +132,8 @@ def test_k_is_guaranteed_even_when_the_category_cap_cannot_be_met(rec):
     n_eligible = int(eligible(cat, np.arange(len(cat)), scope, BusinessRules()).sum())
     feed = rec.recommend(3, k=n_eligible + 5, media_id="kol-2")
     assert len(feed) == n_eligible and n_eligible > 2
+    assert feed.notes == [f"only {n_eligible} eligible items for this request (asked for {n_eligible + 5}): the "
+                          "partner's pool, stock, segment and exclusions leave no more"]
     feed = rec.recommend(3, k=n_eligible, media_id="kol-2")
     assert len(feed) == n_eligible and feed.items["item_id"].is_unique
 

@@ -219,7 +219,11 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
         sl = slice(bounds[i], bounds[i + 1])
         t = tier_i[sl]
         tier_parts = [(pos_all[sl][t == j], score_all[sl][t == j]) for j in range(2)]
-        picked.append((i, apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, tier_parts)))
+        sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, tier_parts)
+        if len(sel.positions) < r.k:
+            r.notes.append(f"only {len(sel.positions)} eligible items for this request (asked for {r.k}): the "
+                           "partner's pool, stock, segment and exclusions leave no more")
+        picked.append((i, sel))
     clock.lap("rules")
     out = _assemble(state, reqs, rows, frame, picked, with_request)
     clock.lap("reasons")

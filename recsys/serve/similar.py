@@ -26,6 +26,8 @@ def similar_items(state: ServingState, item_id: Any, k: int, media_id: str | Non
     pool = state.pools.get(media_id) if media_id is not None else None
     rules = BusinessRules(max_per_category=None, require_in_stock=state.config.rules.require_in_stock)
     notes, fallback = [], None
+    if media_id is not None and media_id not in state.known_media:
+        notes.append(f"unknown media_id {media_id!r}: no product pool")
     if len(pos):
         scope = RequestScope(pool=pool, excluded=pos[:1])
         from recsys.serve.engine import _filters
