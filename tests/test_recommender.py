@@ -255,7 +255,7 @@ def test_ablation_picks_the_evidence_the_score_depends_on():
         return 0.1 + f["friends_clicks"] * 0.2 + (f["item_1D_ctr"] - 0.05) + f["brand_stage"] * 0.05
 
     base = score(frame).to_numpy()
-    contrib = reason_contributions(frame, lambda f: score(f).to_numpy(), base)
+    contrib = reason_contributions(frame, lambda f, rows: score(f).to_numpy(), base)
     assert set(contrib.columns) == {"friends", "trending", "viewed"}
     codes = choose_reasons(contrib, base, similarity=np.array([0.1, 0.1, 0.9]), default=np.array(["for_you"] * 3))
     assert codes.tolist() == ["friends", "trending", "viewed"]

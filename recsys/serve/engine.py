@@ -307,9 +307,9 @@ def _reason_codes(state: ServingState, reqs: list[Request], rows: pd.DataFrame, 
         sub_rows = rows.iloc[safe[has_row]].reset_index(drop=True)
         sub = frame.iloc[safe[has_row]].reset_index(drop=True)
 
-        def scorer(f: pd.DataFrame) -> np.ndarray:
-            tiled = pd.concat([sub_rows] * (len(f) // max(len(sub_rows), 1)), ignore_index=True)
-            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)), tiled,
+        def scorer(f: pd.DataFrame, source_rows: np.ndarray) -> np.ndarray:
+            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)),
+                                               sub_rows.iloc[source_rows].reset_index(drop=True),
                                                state.objectives, state.config.default_objective)
 
         part = reason_contributions(sub, scorer, score[has_row])

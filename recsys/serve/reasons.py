@@ -53,40 +53,52 @@ def ablation_plan(columns: list[str]) -> dict[str, list[tuple[str, str | None]]]
     return plan
 
 
-def ablated_frames(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
-    """The evidence kinds present in ``frame`` and one stacked frame: a copy of ``frame`` per kind with
-    that evidence removed (block ``i`` = rows ``i*len(frame):(i+1)*len(frame)``)."""
+def ablated_frames(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[np.ndarray]]:
+    """The evidence kinds present in ``frame``, one stacked frame of ablated rows, and per kind the rows
+    (of ``frame``) it holds: only rows the ablation changes, since an unchanged row loses nothing."""
     columns = list(frame.columns)
     plan = ablation_plan(columns)
     if not plan:
-        return [], frame.iloc[:0]
+        return [], frame.iloc[:0], []
     numeric = [c for c, dt in zip(columns, frame.dtypes, strict=True)
                if isinstance(dt, np.dtype) and dt.kind in "fiu"]
     where = {c: j for j, c in enumerate(numeric)}
     x = frame[numeric].to_numpy(dtype=np.float64)
-    blocks = []
+    blocks, rows = [], []
     for ops in plan.values():
         b = x.copy()
         for col, src in ops:
             b[:, where[col]] = 0.0 if src is None else x[:, where[src]]
-        blocks.append(b)
+        changed = np.flatnonzero((b != x).any(axis=1))
+        blocks.append(b[changed])
+        rows.append(changed)
     stacked = pd.DataFrame(np.concatenate(blocks), columns=numeric)
     other = [c for c in columns if c not in where]
     if other:
-        rest = pd.concat([frame[other]] * len(plan), ignore_index=True)
+        rest = pd.concat([frame[other].iloc[r] for r in rows], ignore_index=True)
         stacked = pd.concat([stacked, rest], axis=1)[columns]
-    return list(plan), stacked
+    return list(plan), stacked, rows
 
 
-def reason_contributions(frame: pd.DataFrame, score: Callable[[pd.DataFrame], np.ndarray],
+def reason_contributions(frame: pd.DataFrame, score: Callable[[pd.DataFrame, np.ndarray], np.ndarray],
                          base: np.ndarray) -> pd.DataFrame:
-    """Score lost per row when each evidence kind is removed (``base`` = the unablated scores); one
-    ``score`` call on all ablated copies at once."""
-    names, stacked = ablated_frames(frame)
+    """Score lost per row when each evidence kind is removed (``base`` = the unablated scores).
+
+    One ``score(stacked_frame, row_of_each_stacked_row)`` call covers every ablated copy; rows an
+    ablation leaves unchanged lose exactly nothing and are not scored again.
+    """
+    names, stacked, rows = ablated_frames(frame)
     if not names:
         return pd.DataFrame(index=frame.index)
-    scores = np.asarray(score(stacked), dtype=np.float64).reshape(len(names), len(frame))
-    return pd.DataFrame({n: base - scores[i] for i, n in enumerate(names)}, index=frame.index)
+    source = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    scores = np.asarray(score(stacked, source), dtype=np.float64) if len(source) else np.zeros(0)
+    out, start = {}, 0
+    for name, r in zip(names, rows, strict=True):
+        lost = np.zeros(len(frame))
+        lost[r] = base[r] - scores[start:start + len(r)]
+        out[name] = lost
+        start += len(r)
+    return pd.DataFrame(out, index=frame.index)
 
 
 def reason_text(code: str, *, item_title: str | None = None, category: str | None = None,
