@@ -122,8 +122,12 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
 def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, data_dir: str | Path | None = None,
                         out_dir: str | Path | None = DEFAULT_OUT, factories: list[str] | None = None,
                         n_eval: int = 1000, n_tune: int = 500, n_latency: int = 300, n_filtered: int = 300,
-                        recall_target: float = 0.95, memory_budget_mb: float = 2048, seed: int = 0) -> dict:
-    """Measure each index type on ``n_items`` items; write JSON (+ table and plot under ``out_dir``)."""
+                        recall_target: float = 0.95, memory_budget_mb: float = 2048, seed: int = 0,
+                        embeddings: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Measure each index type on ``n_items`` items; write JSON (+ table and plot under ``out_dir``).
+
+    ``embeddings``: (user vectors, item vectors) to fit the generator to instead of ALS on Gowalla.
+    """
     from recsys.retrieval._faiss import import_faiss
 
     faiss = import_faiss()
@@ -131,9 +135,15 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
     from recsys.datasets.paths import require_shared
     from recsys.retrieval import SearchFilters
 
-    data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
     t_start = time.perf_counter()
-    data = _data(data_dir, seed)
+    if embeddings is not None:
+        data_dir = Path("given-embeddings")
+        data = {"users": embeddings[0], "items": embeddings[1],
+                "generator": ClusteredGenerator(n_clusters=min(256, len(embeddings[1]) // 20), seed=seed).fit(
+                    embeddings[1])}
+    else:
+        data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
+        data = _data(data_dir, seed)
     x = catalogue(n_items, data["items"], data["generator"], seed=seed)
     ids = np.arange(n_items, dtype=np.int64)
     rng = np.random.default_rng(seed)
