@@ -173,10 +173,11 @@ class Recommender:
         ``pipeline``: a fitted :class:`~recsys.features.pipeline.FeaturePipeline`; ``model``: the
         :class:`~recsys.models.two_tower.TwoTowerModel`; ``index``: an item index holding the item
         tower's embeddings of ``items`` under their ids (None: an exact index is built); ``ranker`` and
-        the :class:`~recsys.features.ranking_features.RankingFeatureBuilder` it was trained with, fitted
-        on ``events``, ``items`` and ``social`` (both None: rank by the two-tower score). ``events`` is
-        the serving log (histories, purchases, popularity, point-in-time features). ``settings`` are the
-        constructor's keywords.
+        the :class:`~recsys.features.ranking_features.RankingFeatureBuilder` it was trained with (both
+        None: rank by the two-tower score); the builder's settings are kept and it is refitted on the
+        serving tables, so a live Recommender and its reloaded bundle compute the same features.
+        ``events`` is the serving log (histories, purchases, popularity, point-in-time features).
+        ``settings`` are the constructor's keywords.
         """
         if (ranker is None) != (feature_builder is None):
             raise ConfigError("pass ranker and feature_builder together (the ranker scores the builder's frames), "
@@ -184,8 +185,11 @@ class Recommender:
         rec = cls(**settings)
         params = None
         if feature_builder is not None:
+            from recsys.serve.state import builder_events, builder_items
+
             params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(feature_builder).items()
                       if not k.startswith("_") and not k.endswith("_")}
+            feature_builder = type(feature_builder)(**params).fit(builder_events(events), builder_items(items), social)
         from recsys.bundle import data_hash
 
         state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=feature_builder,

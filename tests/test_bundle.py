@@ -135,8 +135,10 @@ def test_catalogue_updates_survive_a_round_trip(tmp_path):
     from recsys.recommender import Recommender
 
     w = world()
-    rec = Recommender.from_components(pipeline=fitted()._state.pipeline, model=fitted()._state.model, items=w.items,
-                                      events=w.events, users=w.users, media=w.media, media_pools=w.media_pools)
+    s = fitted()._state
+    rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=w.items, events=w.events,
+                                      ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,
+                                      media=w.media, media_pools=w.media_pools)
     new = w.items.head(2).assign(item_id=[5000, 5001])
     rec.add_items(new)
     rec.remove_items([5000, 3])

@@ -92,10 +92,9 @@ def _matmul_limit(user_vecs: np.ndarray, item_emb: np.ndarray, n_users: int, k: 
 
 def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool):
     from recsys.datasets.synthetic import generate_world
-    from recsys.features.ranking_features import RankingFeatureBuilder
     from recsys.recommender import Recommender
     from recsys.retrieval import FaissIndex
-    from recsys.serve.state import builder_events, builder_items, item_embeddings
+    from recsys.serve.state import item_embeddings
     from recsys.serve.training import TrainSettings
 
     t0 = time.perf_counter()
@@ -117,9 +116,8 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool)
     t1 = time.perf_counter()
     index = FaissIndex(factory, metric="ip").build(emb, items["item_id"].to_numpy())
     t_index = time.perf_counter() - t1
-    builder = RankingFeatureBuilder(**s.builder_params).fit(builder_events(s.tables["events"]), builder_items(items), w.social)
     rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=items, events=w.events, index=index,
-                                      ranker=s.ranker, feature_builder=builder, users=w.users, social=w.social,
+                                      ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,
                                       media=w.media, media_pools=pools, item_embeddings=emb, n_candidates=300)
     setup = {"world_events": len(w.events), "fit_seconds": t_fit, "embed_seconds": t_embed,
              "index_build_seconds": t_index, "total_setup_seconds": time.perf_counter() - t0}
