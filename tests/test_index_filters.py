@@ -126,3 +126,28 @@ def test_per_query_filters_and_validation():
     with pytest.raises(DataValidationError, match="int ids but this index holds str"):
         idx.search(QUERIES[:1], 10, SearchFilters(exclude=[1, 2]))
     assert SearchFilters(segments="vip").segments == frozenset({"vip"})
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16"])
+def test_batched_exclusions_match_one_by_one(factory):
+    """A nightly batch (each user excludes their own seen items) equals searching user by user."""
+    idx = _index(factory)
+    idx.filter_config = FilterConfig(subset_max=0)  # over-fetching ANN, not exact subsets
+    r = np.random.default_rng(3)
+    per_row = [SearchFilters(exclude=r.choice(IDS, int(r.integers(1, 150)), replace=False).tolist(),
+                             segments={"vip"}) for _ in QUERIES]
+    calls: list = []
+    engine_search = idx._engine_search
+    idx._engine_search = lambda *a, **kw: (calls.append(len(a[1])), engine_search(*a, **kw))[1]
+    try:
+        s_batch, i_batch = idx.search(QUERIES, 30, per_row)
+    finally:
+        del idx._engine_search
+    assert calls == [len(QUERIES)], "one ANN call for the whole batch"
+    for row, f in enumerate(per_row):
+        s_one, i_one = idx.search(QUERIES[row:row + 1], 30, f)
+        assert not set(i_batch[row]) & f.exclude
+        if factory == "Flat":
+            np.testing.assert_allclose(s_batch[row], s_one[0], rtol=1e-5)
+        else:
+            assert len(set(i_batch[row]) & set(i_one[0])) >= 27

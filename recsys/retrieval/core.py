@@ -53,6 +53,7 @@ class IndexBase:
     """Implements the ``ItemIndex`` contract (documented in ``recsys.retrieval.base``)."""
 
     kind = "base"
+    batch_exclusions = True  # see _search_exclusion_batches
 
     def __init__(self, *, metric: str = "ip", dim: int | None = None, filter_config: FilterConfig | None = None):
         self.metric = metric
@@ -204,10 +205,41 @@ class IndexBase:
             groups.setdefault(f, []).append(row)
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         labels = np.full((nq, k), -1, dtype=np.int64)
+        if self.batch_exclusions and len(groups) > 1:
+            groups = self._search_exclusion_batches(st, q, k, groups, scores, labels)
         for f, rows in groups.items():
             s, lab = self._search_group(st, q[rows], k, f)
             scores[rows], labels[rows] = s, lab
         return scores, st.ids.external_of(labels)
+
+    def _search_exclusion_batches(self, st: Snapshot, q: np.ndarray, k: int, groups: dict,
+                                  scores: np.ndarray, labels: np.ndarray) -> dict:
+        """One over-fetching ANN call for many queries whose filters differ only in ``exclude``
+        (a nightly batch: every user's own seen items); returns the groups left to search one by one."""
+        by_base: dict = {}
+        for f, rows in groups.items():
+            if f is not None and f.allow is None and f.exclude:
+                by_base.setdefault((f.segments, f.require_in_stock), []).append((f, rows))
+        rest = dict(groups)
+        for (segments, stock), members in by_base.items():
+            base = plan_search(st, SearchFilters(segments=segments, require_in_stock=stock), k, self.filter_config)
+            if len(members) < 2 or base.strategy not in ("plain", "postfilter"):
+                continue
+            plans = [plan_search(st, f, k, self.filter_config) for f, _ in members]
+            rows = np.concatenate([np.asarray(r) for _, r in members])
+            max_ex = max(len(p.excluded) for p in plans)
+            fetch = min(base.n_total, int(np.ceil((k + max_ex) / max(base.selectivity, 1e-9) * 1.25)) + 8)
+            widen = min(self.filter_config.max_widen, 1.0 / max(base.selectivity, 1e-9))
+            s_all, lab_all = self._engine_search(st.engine, q[rows], fetch, widen=widen)
+            start = 0
+            for (f, r), plan in zip(members, plans, strict=True):
+                sl = slice(start, start + len(r))
+                start += len(r)
+                s, lab, found = keep_eligible(s_all[sl], lab_all[sl], plan, k)
+                if (found >= min(k, plan.count)).all():
+                    scores[r], labels[r] = s, lab
+                    del rest[f]
+        return rest
 
     def _search_group(self, st: Snapshot, q: np.ndarray, k: int, f: SearchFilters | None):
         plan = plan_search(st, f, k, self.filter_config)

@@ -19,6 +19,7 @@ class ExactIndex(IndexBase):
     """Brute-force inner-product / cosine search over a float32 matrix (FAISS ``knn`` when unfiltered)."""
 
     kind = "exact"
+    batch_exclusions = False  # the oracle scores every eligible item, request by request
 
     def __init__(self, metric: str = "ip", dim: int | None = None, *, filter_config: FilterConfig | None = None):
         super().__init__(metric=metric, dim=dim, filter_config=filter_config)

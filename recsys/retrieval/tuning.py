@@ -85,8 +85,11 @@ def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, r
     else:
         reference = "embeddings"
         reference_vectors = index._prep(reference_vectors, "reference_vectors")
-    live = np.flatnonzero(st.alive)
-    truth = live[exact_labels(reference_vectors[live], q, k)]
+    if st.alive.all():  # no copy of a (possibly 10M-row) matrix
+        truth = exact_labels(reference_vectors, q, k)
+    else:
+        live = np.flatnonzero(st.alive)
+        truth = live[exact_labels(reference_vectors[live], q, k)]
     grid, chosen, done_families = [], None, set()
     cost = lambda p: (p.get("nprobe", 0), p.get("efSearch", 0), p.get("k_factor", 0))  # noqa: E731  scans dominate
     for params in _grid(index, k):
