@@ -67,7 +67,7 @@ class RetrievalConfig:
     time for per-epoch Recall@20, best-epoch selection and early stopping after ``patience`` epochs.
     ``bench_config``: for interaction-only data (lightgcn, taobao-multibehavior), a
     ``recsys benchmark retrieval`` YAML (experiments/retrieval/*.yaml) whose settings are used as they are,
-    so the run reproduces that benchmark's figures."""
+    or ``default`` for that benchmark's travelling configuration, so the run reproduces its figures."""
 
     dim: int = bounded(32, low=1)
     history: str = choice("mean", ("none", "mean", "attention", "mean+attention"))

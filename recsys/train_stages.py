@@ -65,6 +65,8 @@ def _bench_settings(cfg: TrainConfig):
     from recsys.bench.retrieval import RetrievalBenchConfig, load_config
 
     r = cfg.retrieval
+    if r.bench_config == "default":  # the benchmark's travelling configuration (no --config)
+        return RetrievalBenchConfig()
     if r.bench_config:
         return load_config(r.bench_config)
     return RetrievalBenchConfig(dim=r.dim, task=r.task, temperature=r.temperature, history=r.history,

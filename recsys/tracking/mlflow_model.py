@@ -11,8 +11,11 @@ directory, and :func:`load_recommender` downloads that directory and opens it wi
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,25 @@ import pandas as pd
 from recsys.errors import ArtifactError
 
 __all__ = ["log_recommender", "load_recommender", "model_signature", "pip_requirements", "PYFUNC_CODE",
-           "BUNDLE_ARTIFACT"]
+           "BUNDLE_ARTIFACT", "quiet_downloads"]
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 BUNDLE_ARTIFACT = "bundle"
 _REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "torch", "faiss-cpu", "safetensors", "scikit-learn")
+
+
+@contextlib.contextmanager
+def quiet_downloads() -> Iterator[None]:
+    """Switch MLflow's artifact progress bars off for our own small transfers (unless the user chose)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def pip_requirements() -> list[str]:
@@ -76,10 +93,11 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     bundle_dir = Path(bundle_dir)
     rec = recommender if recommender is not None else load_bundle(bundle_dir)
     output = predict_feeds(rec, example)
-    info = mlflow.pyfunc.log_model(
-        name=artifact_name, python_model=str(PYFUNC_CODE), artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=model_signature(example, output), input_example=example, pip_requirements=pip_requirements(),
-        registered_model_name=name)
+    with quiet_downloads():
+        info = mlflow.pyfunc.log_model(
+            name=artifact_name, python_model=str(PYFUNC_CODE), artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            signature=model_signature(example, output), input_example=example, pip_requirements=pip_requirements(),
+            registered_model_name=name)
     out = {"model_uri": info.model_uri, "model_id": getattr(info, "model_id", None)}
     if name:
         version = str(info.registered_model_version)
@@ -130,7 +148,8 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None):
     tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))
     try:
         try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+            with quiet_downloads():
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
         except mlflow.exceptions.MlflowException as e:
             raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {mlflow.get_tracking_uri()}: "
                                 f"{e.message}. Check the model name and alias (mlflow ui lists them) or set "

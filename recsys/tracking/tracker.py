@@ -168,7 +168,7 @@ class MlflowTracker(Tracker):
         with warnings.catch_warnings():  # MLflow's hint about integer columns and missing values
             warnings.simplefilter("ignore", UserWarning)
             ds = mlflow.data.from_pandas(frame, source=CodeDatasetSource({"source": source}), name=name, digest=short)
-        mlflow.log_input(ds, context=context, tags={"data_hash": digest, "rows": str(len(df))})
+            mlflow.log_input(ds, context=context, tags={"data_hash": digest, "rows": str(len(df))})
 
     def log_recommender(self, bundle_dir: Path, input_example: Any, cfg: TrackingConfig,
                         recommender: Any = None) -> dict | None:

@@ -1,0 +1,146 @@
+"""Configs: unknown keys, bad values and wrong types fail with the key's path, the allowed keys or values and a
+suggestion; files and overrides parse; every experiments/*.yaml of ``recsys train`` is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recsys.config import (
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    flat_params,
+    load_config,
+)
+from recsys.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_CONFIGS = ["synthetic-demo.yaml", "gowalla.yaml", "yelp2018.yaml", "taobao-multibehavior.yaml"]
+
+
+def error(data: dict, source: str | None = "exp.yaml") -> str:
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(data, source=source)
+    return str(e.value)
+
+
+def test_unknown_nested_key_names_path_allowed_keys_and_suggestion():
+    msg = error({"retrieval": {"epoch": 3}})
+    assert "exp.yaml" in msg and "'retrieval.epoch'" in msg
+    assert "did you mean 'epochs'" in msg
+    assert "'negatives'" in msg and "'temperature'" in msg  # the allowed keys under retrieval
+
+
+def test_unknown_top_level_key():
+    msg = error({"trainig": {}})
+    assert "'trainig'" in msg and "top level" in msg and "'tracking'" in msg
+
+
+def test_bad_choice_names_key_and_allowed_values():
+    msg = error({"retrieval": {"negatives": "hard"}})
+    assert "'retrieval.negatives'" in msg and "'hard'" in msg
+    for allowed in ("in_batch", "uniform", "mixed", "impressions"):
+        assert allowed in msg
+    assert "did you mean 'mixed'" in error({"retrieval": {"negatives": "mixd"}})
+
+
+def test_bad_choice_inside_a_list():
+    msg = error({"evaluation": {"baselines": ["popular", "populr"]}})
+    assert "'evaluation.baselines'" in msg and "did you mean 'popular'" in msg
+
+
+@pytest.mark.parametrize(("data", "key", "expected"), [
+    ({"retrieval": {"dim": "32"}}, "retrieval.dim", "integer"),
+    ({"retrieval": {"dim": 32.5}}, "retrieval.dim", "integer"),
+    ({"retrieval": {"lr": "fast"}}, "retrieval.lr", "number"),
+    ({"tracking": {"enabled": "yes"}}, "tracking.enabled", "true or false"),
+    ({"tracking": {"enabled": 1}}, "tracking.enabled", "true or false"),
+    ({"evaluation": {"ks": 20}}, "evaluation.ks", "list"),
+    ({"ranker": {"options": [1]}}, "ranker.options", "mapping"),
+    ({"tracking": "off"}, "tracking", "mapping"),
+])
+def test_wrong_type_names_key_and_expected_type(data, key, expected):
+    msg = error(data)
+    assert f"'{key}'" in msg and expected in msg
+
+
+def test_out_of_range_names_bounds():
+    msg = error({"split": {"test_fraction": 1.5}})
+    assert "'split.test_fraction'" in msg and "[0.01, 0.99]" in msg
+    assert "'evaluation.ks[1]'" in error({"evaluation": {"ks": [10, 0]}}) or "evaluation.ks" in error(
+        {"evaluation": {"ks": [10, 0]}})
+
+
+def test_defaults_types_and_int_accepted_for_float():
+    cfg = config_from_dict({"retrieval": {"lr": 1}, "evaluation": {"ks": [20, 50]}, "ranker": {"num_threads": None}})
+    assert isinstance(cfg.retrieval.lr, float) and cfg.retrieval.lr == 1.0
+    assert cfg.evaluation.ks == (20, 50) and cfg.ranker.num_threads is None
+    assert cfg == config_from_dict({"retrieval": {"lr": 1.0}, "evaluation": {"ks": [20, 50]}})
+    assert TrainConfig().tracking.model_name == "guess-you-like" and TrainConfig().tracking.alias == "champion"
+
+
+def test_round_trip_and_flat_params():
+    cfg = config_from_dict({"name": "x", "retrieval": {"epochs": 2}, "ranker": {"windows": ["1D", None]}})
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    flat = flat_params(cfg)
+    assert flat["retrieval.epochs"] == "2" and flat["name"] == "x" and flat["data.path"] == "null"
+    assert all(isinstance(v, str) for v in flat.values())
+    assert "tracking.enabled" in flat and not any(k.startswith("retrieval.retrieval") for k in flat)
+
+
+def test_overrides_and_bad_override():
+    cfg = config_from_dict({}, overrides=["retrieval.epochs=2", "tracking.enabled=false", "ranker.windows=[1D]"])
+    assert cfg.retrieval.epochs == 2 and cfg.tracking.enabled is False and cfg.ranker.windows == ("1D",)
+    with pytest.raises(ConfigError, match="key.path=value"):
+        config_from_dict({}, overrides=["retrieval.epochs"])
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        config_from_dict({}, overrides=["retrieval.epoch=2"])
+
+
+def test_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("retrieval: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(bad)
+    good = tmp_path / "good.yaml"
+    good.write_text("name: tiny\nretrieval:\n  epochs: 1\n")
+    assert load_config(good).retrieval.epochs == 1 and load_config(good).name == "tiny"
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_experiment_configs_parse(name):
+    cfg = load_config(REPO / "experiments" / name)
+    assert cfg.name == Path(name).stem
+    bench = cfg.retrieval.bench_config
+    assert bench is None or bench == "default" or (REPO / bench).is_file()
+    if cfg.data.source != "synthetic":  # real data: its published split, a path inside the shared data directory
+        assert cfg.split.method == "published" and cfg.data.path and not Path(cfg.data.path).is_absolute()
+
+
+def test_demo_settings_match_the_experiment_file():
+    from recsys.demo import demo_config
+
+    assert load_config(REPO / "experiments" / "synthetic-demo.yaml") == demo_config()
+
+
+def test_cli_reports_config_errors(tmp_path):
+    from recsys.tracking.cli import train_app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ranker:\n  kind: lightgbm\n")
+    runner = CliRunner()
+    res = runner.invoke(train_app, ["-c", str(bad)])
+    assert res.exit_code == 2
+    assert "ranker.kind" in res.output and "gbdt" in res.output and "esmm" in res.output
+    res = runner.invoke(train_app, ["retrieval", "-c", str(bad)])
+    assert res.exit_code == 2 and "ranker.kind" in res.output
+    res = runner.invoke(train_app, [])
+    assert res.exit_code == 2 and "recsys train -c" in res.output

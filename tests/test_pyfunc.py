@@ -1,0 +1,111 @@
+"""The MLflow model: ``mlflow.pyfunc.load_model("models:/guess-you-like@champion").predict(df)`` gives the bundle's
+feeds; ``recsys.load`` takes the model URI; the logged model holds no pickle and loading runs none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys.errors import DataValidationError
+from tests.test_tracking import tracked_demo
+
+URI = "models:/guess-you-like@champion"
+
+
+@pytest.fixture(scope="module")
+def store():
+    import mlflow
+
+    result, _, root = tracked_demo()
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(result["tracking_uri"])
+    mlflow.set_registry_uri(result["tracking_uri"])
+    yield result, root
+    mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="module")
+def bundle(store):
+    import recsys
+
+    return recsys.load(store[0]["bundle_dir"])
+
+
+def requests_for(result) -> pd.DataFrame:
+    users = result["requests"]["user_id"].unique().tolist()
+    return pd.DataFrame({"user_id": users + [users[0], 10**9], "k": [5, 3, 7, 4, 5][: len(users) + 2],
+                         "media_id": ["guide-0", "app-0", None, "kol-0", "guide-0"][: len(users) + 2]})
+
+
+def test_pyfunc_predict_equals_bundle_recommend(store, bundle):
+    import mlflow
+
+    from recsys.tracking.feeds import predict_feeds
+
+    model = mlflow.pyfunc.load_model(URI)
+    df = requests_for(store[0])
+    out = model.predict(df)
+    pd.testing.assert_frame_equal(out, predict_feeds(bundle, df))
+    for pos, row in df.iterrows():  # and request by request, against Recommender.recommend
+        media = None if pd.isna(row["media_id"]) else row["media_id"]
+        feed = bundle.recommend(int(row["user_id"]), k=int(row["k"]), media_id=media)
+        got = out[out["request"] == pos].reset_index(drop=True)
+        assert got["item_id"].tolist() == feed.item_ids
+        assert got["reason"].tolist() == feed.items["reason"].tolist()
+        assert len(got) == row["k"]
+    unknown = out[out["request"] == len(df) - 1]
+    assert (unknown["fallback"].astype(str) != "").all()  # an unknown user falls back, never raises
+
+
+def test_recsys_load_takes_the_model_uri(store, bundle):
+    from recsys.tracking.mlflow_model import load_recommender
+
+    df = requests_for(store[0])
+    rec = load_recommender(URI, tracking_uri=store[0]["tracking_uri"])
+    assert rec.recommend_batch(df[["user_id", "media_id"]], k=5).equals(bundle.recommend_batch(
+        df[["user_id", "media_id"]], k=5))
+    import recsys
+    from recsys.errors import ArtifactError
+
+    try:
+        via_load = recsys.load(URI)
+    except ArtifactError as e:
+        if "no MLflow model loader yet" in str(e):
+            pytest.skip("recsys.bundle.load_mlflow_uri is not wired to recsys.tracking.mlflow_model.load_recommender")
+        raise
+    assert via_load.info["items"] == bundle.info["items"]
+
+
+def test_model_is_built_from_code_and_holds_no_pickle(store):
+    import mlflow
+    import yaml
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=URI, dst_path=str(store[1] / "dl")))
+    conf = yaml.safe_load((local / "MLmodel").read_text())
+    pyfunc = conf["flavors"]["python_function"]
+    assert "model_code_path" in pyfunc and "python_model" not in pyfunc  # no cloudpickled PythonModel
+    files = [p for p in local.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pkl", ".pickle", ".joblib")]
+    for p in files:  # no pickle stream anywhere (protocol 2+ starts with 0x80, then the protocol number)
+        head = p.read_bytes()[:2]
+        assert not (len(head) == 2 and head[0] == 0x80 and head[1] in (2, 3, 4, 5)), p
+    assert (local / "artifacts" / "bundle" / "manifest.json").is_file()
+    sig = conf["signature"]
+    assert "user_id" in sig["inputs"] and '"required": false' in sig["inputs"]
+    example = (local / "input_example.json").read_text()
+    assert "user_id" in example and "media_id" in example
+
+
+def test_bad_requests_are_refused(bundle):
+    from recsys.tracking.feeds import predict_feeds
+
+    with pytest.raises(DataValidationError, match="user_id"):
+        predict_feeds(bundle, pd.DataFrame({"uid": [1]}))
+    with pytest.raises(DataValidationError, match="'k'"):
+        predict_feeds(bundle, pd.DataFrame({"user_id": [1], "k": [0]}))
+    with pytest.raises(DataValidationError, match="unknown request column"):
+        predict_feeds(bundle, pd.DataFrame({"user_id": [1], "kk": [3]}))
+    empty = predict_feeds(bundle, pd.DataFrame({"user_id": pd.Series([], dtype="int64")}))
+    assert len(empty) == 0 and "request" in empty.columns

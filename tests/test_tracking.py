@@ -1,0 +1,154 @@
+"""Tracking on: the run holds params, per-epoch and final metrics, plots, datasets, the bundle, the code version and
+a registered model with its alias. Tracking off: nothing is recorded and no store is created.
+
+One small tracked demo run (:func:`tracked_demo`, 20k events) is made once per test process in a temporary
+store and shared with tests/test_pyfunc.py and tests/test_demo.py.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import functools
+import io
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from recsys.config import TrackingConfig, config_from_dict
+from recsys.errors import ArtifactError
+
+SMALL = ["retrieval.epochs=2", "retrieval.dim=16", "features.title_buckets=256", "ranker.max_iter=10",
+         "ranker.num_threads=1", "ranker.check_leakage=false", "index.tune_queries=64", "recommender.n_candidates=100"]
+
+
+@functools.cache
+def tracked_demo() -> tuple[dict, str, Path]:
+    """``run_demo`` on a small world, tracked into a temporary SQLite store: (result, printed text, folder)."""
+    import torch
+
+    root = Path(tempfile.mkdtemp(prefix="recsys-tracking-test-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = io.StringIO()
+    try:
+        from recsys.demo import run_demo
+
+        with contextlib.redirect_stdout(out):
+            result = run_demo(n_events=20_000, seed=1, tracking_uri=f"sqlite:///{root}/mlflow.db",
+                              output_dir=root / "runs",
+                              overrides=[*SMALL, f"tracking.artifact_location={root / 'mlartifacts'}"])
+    finally:
+        torch.set_num_threads(threads)
+    return result, out.getvalue(), root
+
+
+def small_config(**sections):
+    data = {"name": "tiny", "data": {"n_events": 8_000}, "tracking": {"enabled": True}, **sections}
+    return config_from_dict(data, overrides=SMALL)
+
+
+def test_tracking_on_records_the_run():
+    import mlflow
+
+    result, _, root = tracked_demo()
+    client = mlflow.MlflowClient(tracking_uri=result["tracking_uri"])
+    run = client.get_run(result["run_id"])
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["retrieval.dim"] == "16" and params["ranker.kind"] == "gbdt" and params["stage"] == "all"
+    assert params["tracking.model_name"] == "guess-you-like"
+    for key in ("retrieval.recall_at_20", "retrieval.ndcg_at_20", "baseline.popular.recall_at_20",
+                "ranker.ctr_auc", "ranker.ctr_ece", "index.recall_at_100", "data.rows.events", "seconds_total"):
+        assert key in metrics, key
+    assert metrics["data.rows.events"] == result["metrics"]["data.rows.events"] > 10_000
+    losses = client.get_metric_history(run.info.run_id, "retrieval.loss")
+    assert [m.step for m in losses] == [1, 2] and losses[-1].value < losses[0].value
+    assert tags["recsys.version"] and tags.get("data.hash", "").startswith("sha256:")
+    assert len(tags.get("mlflow.source.git.commit", "")) == 40 or "mlflow.source.git.commit" not in tags
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"plots", "bundle", "config.yaml", "evaluation.json"} <= arts
+    plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"loss_curve.png", "recall_at_k.png", "calibration_ctr.png", "ann_recall_latency.png"}
+    assert "manifest.json" in {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "bundle")}
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    train = inputs["synthetic-demo-train-events"]
+    dtags = {t.key: t.value for t in train.tags}
+    assert dtags["data_hash"] == tags["data.hash"] and int(dtags["rows"]) == metrics["data.rows.train_events"]
+    assert dtags["mlflow.data.context"] == "training" and "synthetic-demo-test-events" in inputs
+    assert (root / "mlartifacts").is_dir()
+
+
+def test_registered_model_has_the_alias():
+    import mlflow
+
+    result, _, _ = tracked_demo()
+    client = mlflow.MlflowClient(tracking_uri=result["tracking_uri"], registry_uri=result["tracking_uri"])
+    version = client.get_model_version_by_alias("guess-you-like", "champion")
+    assert str(version.version) == result["model"]["version"] and version.run_id == result["run_id"]
+    assert result["model"]["alias_uri"] == "models:/guess-you-like@champion"
+
+
+def test_tracking_off_records_nothing(tmp_path, monkeypatch):
+    from recsys.train_pipeline import run_training
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = small_config(output={"dir": str(tmp_path / "out")})
+    result = run_training(cfg, stage="ranker", tracking=False, log=None)
+    assert result.run_id is None and result.model is None and result.tracking_uri is None
+    assert result.metrics["ranker.ctr_auc"] > 0.5  # the work was done ...
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()  # ... and nothing tracked
+    assert (tmp_path / "out" / "tiny" / "ranker" / "ranker" / "ranker.json").is_file()
+    off = config_from_dict({"tracking": {"enabled": False}})
+    from recsys.tracking.tracker import Tracker, make_tracker
+
+    assert type(make_tracker(off.tracking)) is Tracker and make_tracker(off.tracking, enabled=True).enabled
+
+
+def test_default_store_is_sqlite_in_the_working_directory(tmp_path, monkeypatch):
+    from recsys.tracking.tracker import MlflowTracker, resolve_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = TrackingConfig(experiment="t", artifact_location=str(tmp_path / "art"))
+    assert resolve_tracking_uri(cfg) == "sqlite:///mlflow.db"
+    tracker = MlflowTracker(cfg)
+    with tracker.start_run("probe"):
+        tracker.log_metrics({"recall@20": 0.5, "skip": "text", "nan": float("nan")}, step=1)
+    assert (tmp_path / "mlflow.db").is_file()
+    import mlflow
+
+    run = mlflow.MlflowClient("sqlite:///mlflow.db").get_run(tracker.run_id)
+    assert run.data.metrics == {"recall_at_20": 0.5}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/team.db")
+    assert resolve_tracking_uri(cfg) == f"sqlite:///{tmp_path}/team.db"
+    assert resolve_tracking_uri(TrackingConfig(tracking_uri="http://mlflow.example:5000")) == "http://mlflow.example:5000"
+
+
+def test_trainer_callback_logs_each_epoch():
+    from recsys.tracking.tracker import Tracker, TrackingCallback
+
+    class Recorder(Tracker):
+        def __init__(self):
+            self.calls = []
+
+        def log_metrics(self, metrics, step=None, prefix=""):
+            self.calls.append(({prefix + k: v for k, v in metrics.items()}, step))
+
+    rec = Recorder()
+    cb = TrackingCallback(rec)
+    cb.on_epoch_end(1, {"epoch": 1, "loss": 2.0, "recall@20": 0.1})
+    cb.on_train_end({"best_epoch": 1, "epochs_run": 1, "train_seconds": 3.0, "best_metrics": {"recall@20": 0.1}})
+    assert rec.calls[0] == ({"retrieval.loss": 2.0, "retrieval.recall@20": 0.1}, 1)
+    assert rec.calls[1][0]["retrieval.best_recall@20"] == 0.1 and rec.calls[1][0]["retrieval.best_epoch"] == 1
+
+
+def test_index_stage_needs_the_retrieval_stage(tmp_path):
+    from recsys.train_pipeline import run_training
+
+    cfg = small_config(output={"dir": str(tmp_path)})
+    with pytest.raises(ArtifactError, match="recsys train retrieval"):
+        run_training(cfg, stage="index", tracking=False, log=None)
