@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from recsys.evaluation.cli import evaluate_app
+from recsys.tracking.cli import train_app
 
 app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
                   no_args_is_help=True, add_completion=False)
@@ -20,6 +21,7 @@ benchmark_app = typer.Typer(help="Benchmarks that write JSON figures (see experi
 app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(benchmark_app, name="benchmark")
+app.add_typer(train_app, name="train")
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
 
@@ -132,6 +134,21 @@ def benchmark_evaluation(
     from recsys.bench.evaluation import run_evaluation_benchmark
 
     _echo_json(run_evaluation_benchmark(json_path, repeats=repeats), None)
+
+
+@benchmark_app.command("recommend")
+def benchmark_recommend(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size of the index.")] = 1_000_000,
+    requests: Annotated[int, typer.Option("--requests", help="Single recommend() calls timed.")] = 2000,
+    batch_users: Annotated[int, typer.Option("--batch-users", help="Users in the recommend_batch run.")] = 100_000,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
+        "experiments/recommend"),
+) -> None:
+    """In-process recommend() latency p50/p99 on one thread and recommend_batch throughput."""
+    from recsys.bench.recommend import run_recommend_benchmark
+
+    _echo_json(run_recommend_benchmark(n_items=items, n_requests=requests, n_batch_users=batch_users,
+                                       out_dir=out_dir), None)
 
 
 @benchmark_app.command("synthetic")

@@ -28,10 +28,10 @@ def test_cli_help_lists_every_command():
 
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for cmd in ("demo", "data", "evaluate", "benchmark", "version"):
+    for cmd in ("demo", "data", "evaluate", "benchmark", "train", "version"):
         assert cmd in result.output
     sub = CliRunner().invoke(app, ["benchmark", "--help"])
-    for cmd in ("retrieval", "index", "ranker", "synthetic"):
+    for cmd in ("retrieval", "index", "ranker", "synthetic", "recommend", "evaluation"):
         assert cmd in sub.output
 
 
