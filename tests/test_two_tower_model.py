@@ -88,3 +88,15 @@ def test_config_and_artifact_errors(tmp_path):
         "num_users": 3, "num_items": 2, "dim": 2}}))
     with pytest.raises(ArtifactError, match="does not match"):
         TwoTowerModel.load(tmp_path / "a")
+
+
+def test_item_bias_is_an_extra_coordinate_scored_by_a_constant_user_one():
+    torch.manual_seed(0)
+    model = TwoTowerModel(TwoTowerConfig(num_users=3, num_items=4, dim=4, history="none", item_bias=True))
+    with torch.no_grad():
+        model.item_bias.weight[:, 0] = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    u = model.user_embeddings({"user_id": torch.tensor([0])})
+    i = model.item_embeddings({"item_id": torch.arange(4)})
+    assert u.shape == (1, 5) and i.shape == (4, 5)
+    cos = u[0, :4] @ i[:, :4].T
+    assert torch.allclose(u[0] @ i.T, cos + torch.tensor([0.0, 1.0, 2.0, 3.0]))

@@ -43,6 +43,7 @@ class RetrievalBenchConfig:
     history_dropout: float = 0.0
     history_holdout: float = 0.0  # full_softmax: share of history hidden and predicted each step
     normalize: bool = True
+    item_bias: bool = False  # per-item score offset (one extra coordinate in the index)
     init_std: float = 0.1
     epochs: int = 30
     patience: int = 3
@@ -112,7 +113,7 @@ def build_task(cfg: RetrievalBenchConfig):
 
     if cfg.task == "full_softmax":
         return FullSoftmaxTask(temperature=cfg.temperature, exclude_other_positives=cfg.exclude_other_positives,
-                               bounded=cfg.normalize and cfg.temperature >= 0.02)
+                               bounded=cfg.normalize and not cfg.item_bias and cfg.temperature >= 0.02)
     if cfg.task == "sampled_softmax":
         return SampledSoftmaxTask(temperature=cfg.temperature)
     if cfg.task == "ccl":
@@ -128,6 +129,7 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
     return TwoTowerModel(TwoTowerConfig(num_users=n_users, num_items=n_items, dim=cfg.dim, history=cfg.history,
                                         use_user_id=cfg.use_user_id,
                                         share_history_embeddings=cfg.share_history_embeddings,
+                                        item_bias=cfg.item_bias,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 

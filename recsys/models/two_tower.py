@@ -46,6 +46,7 @@ class TwoTowerConfig:
     gate_init: float = 0.5
     learn_gate: bool = True
     normalize: bool = True
+    item_bias: bool = False
     item_id_dropout: float = 0.0
     item_oov_index: int | None = None
     init_std: float = 0.1
@@ -81,6 +82,10 @@ class TwoTowerModel(nn.Module):
         self.user_tower = UserTower(num_users=c.num_users, dim=c.dim, use_id=c.use_user_id,
                                     categorical=c.user_features, history=c.history, history_len=c.history_len,
                                     gate_init=c.gate_init, learn_gate=c.learn_gate, init_std=c.init_std)
+        if c.item_bias:
+            # a per-item score offset, appended as one more coordinate (user side: a constant 1)
+            self.item_bias = nn.Embedding(c.num_items, 1)
+            nn.init.zeros_(self.item_bias.weight)
         if not c.share_history_embeddings and c.history != "none":
             # a separate "item as context" table (asymmetric item-item similarity, as in FISM/EASE)
             self.history_embedding = nn.Embedding(c.num_items, c.dim)
@@ -90,14 +95,20 @@ class TwoTowerModel(nn.Module):
         return F.normalize(x, dim=-1) if self.config.normalize else x
 
     def item_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Item embeddings [n, dim] for the item feature tensors ``feats``."""
-        return self._out(self.item_tower(feats))
+        """Item embeddings [n, dim] (``[n, dim + 1]`` with ``item_bias``: the bias comes last)."""
+        out = self._out(self.item_tower(feats))
+        if self.config.item_bias:
+            out = torch.cat([out, self.item_bias(feats["item_id"])], dim=1)
+        return out
 
     def user_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """User embeddings [B, dim]; history items use the item id table unless a separate one is configured."""
         table = self.history_embedding.weight if hasattr(self, "history_embedding") else \
             self.item_tower.id_embedding.weight
-        return self._out(self.user_tower(feats, table))
+        out = self._out(self.user_tower(feats, table))
+        if self.config.item_bias:
+            out = torch.cat([out, out.new_ones(out.shape[0], 1)], dim=1)
+        return out
 
     @property
     def device(self) -> torch.device:
