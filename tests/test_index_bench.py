@@ -39,7 +39,7 @@ def test_benchmark_writes_figures(tmp_path):
     for r in rows.values():
         for f in r["filtered"].values():
             assert f["always_k"] and f["recall@100"] >= 0.9
-        assert r["p50_ms"] > 0 and r["batch_qps"] > 0 and r["memory_mb"] > 0
+        assert r["p50_ms"] > 0 and r["batch_qps"] > 0 and r["memory_mb"] > 0 and r["speedup_vs_exact_p50"] > 0
     saved = json.loads((tmp_path / "index_6000.json").read_text())
     assert saved["n_items"] == 6000 and saved["indexes"][0]["factory"] == "Flat"
     readme = (tmp_path / "README.md").read_text()

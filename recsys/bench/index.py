@@ -59,25 +59,39 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
-def _latency_ms(idx, queries: np.ndarray, filters=None) -> dict:
-    """One query at a time, one thread for FAISS (OpenMP) and numpy (BLAS) alike."""
+def _latency_ms(idx, queries: np.ndarray, filters=None, exact=None, n_exact: int = 0) -> dict:
+    """One query at a time, one thread for FAISS (OpenMP) and numpy (BLAS) alike.
+
+    With ``exact``, exact search is timed on the first ``n_exact`` queries interleaved with the
+    index (query by query), so the speed-up compares both under the same load on a shared machine.
+    """
+    from threadpoolctl import threadpool_limits
+
     from recsys.retrieval._faiss import import_faiss
 
     faiss = import_faiss()
-    from threadpoolctl import threadpool_limits
+
+    def timed(index, i: int) -> float:
+        t0 = time.perf_counter()
+        index.search(queries[i:i + 1], K, filters)
+        return (time.perf_counter() - t0) * 1000
 
     faiss.omp_set_num_threads(1)
     try:
         with threadpool_limits(limits=1):
             idx.search(queries[:1], K, filters)  # warm-up (filter resolution is cached per snapshot)
-            times = []
+            times, exact_times = [], []
             for i in range(len(queries)):
-                t0 = time.perf_counter()
-                idx.search(queries[i:i + 1], K, filters)
-                times.append((time.perf_counter() - t0) * 1000)
+                times.append(timed(idx, i))
+                if exact is not None and i < n_exact:
+                    exact_times.append(timed(exact, i))
     finally:
         faiss.omp_set_num_threads(os.cpu_count() or 1)
-    return {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+    out = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99))}
+    if exact_times:
+        ex, own = float(np.median(exact_times)), float(np.median(times[:len(exact_times)]))
+        out.update(exact_p50_ms_paired=ex, speedup_vs_exact_p50=ex / own, n_paired_queries=len(exact_times))
+    return out
 
 
 def _rss_mb() -> float:
@@ -87,7 +101,8 @@ def _rss_mb() -> float:
 
 
 def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: dict, filt: list,
-                 recall_target: float, n_latency: int) -> dict:
+                 recall_target: float, n_latency: int, exact=None):
+    """One index type: its row, and the index itself when it is the exact one (kept for pairing)."""
     from recsys.retrieval import FaissIndex
 
     gc.collect()
@@ -105,9 +120,10 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
     row["batch_qps"] = len(q["eval"]) / (time.perf_counter() - t0)
     row["recall@10"] = _recall(found[:, :10], truth["eval"][:, :10])
     row["recall@100"] = _recall(found, truth["eval"])
-    if factory == "Flat":  # exact search takes ~1 s a query at 10M: fewer timed queries there
-        n_latency = min(n_latency, max(30, int(3e7 // len(x))))
-    row.update(_latency_ms(idx, q["eval"][:n_latency]))
+    n_exact = min(n_latency, max(30, int(3e7 // len(x))))  # exact takes ~1 s a query at 10M: fewer there
+    if factory == "Flat":
+        n_latency = n_exact
+    row.update(_latency_ms(idx, q["eval"][:n_latency], exact=exact, n_exact=n_exact))
     row["filtered"] = {}
     for frac, f, ftruth in filt:
         from recsys.retrieval.filters import plan_search
@@ -117,9 +133,12 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
         row["filtered"][f"{frac:.0%}"] = {
             "allow_items": len(f.allow), "strategy": plan.strategy, "recall@100": _recall(ffound, ftruth),
             "always_k": bool((ffound >= 0).all()), **_latency_ms(idx, q["eval"][:min(100, n_latency)], f)}
+    if factory == "Flat":
+        row["speedup_vs_exact_p50"] = 1.0
+        return row, idx
     del idx
     gc.collect()
-    return row
+    return row, None
 
 
 def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, data_dir: str | Path | None = None,
@@ -162,20 +181,20 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
     plan = default_factories(n_items, x.shape[1], memory_budget_mb)
     if factories is not None:
         plan = [(f, None) for f in factories]
-    rows = []
+    rows, exact = [], None
     for factory, skip in plan:
         if skip:
             rows.append({"factory": factory, "skipped": skip})
             print(f"[index {n_items:,}] {factory}: skipped ({skip})", file=sys.stderr)
             continue
         t0 = time.perf_counter()
-        rows.append(_bench_index(factory, x, ids, q, truth, filt, recall_target, n_latency))
+        row, kept = _bench_index(factory, x, ids, q, truth, filt, recall_target, n_latency, exact)
+        rows.append(row)
+        exact = kept if kept is not None else exact
         print(f"[index {n_items:,}] {factory}: {time.perf_counter() - t0:.0f}s "
               f"recall@100={rows[-1]['recall@100']:.3f} p50={rows[-1]['p50_ms']:.3f}ms", file=sys.stderr)
-    exact = next((r for r in rows if r["factory"] == "Flat" and "p50_ms" in r), None)
-    for r in rows:
-        if exact and "p50_ms" in r:
-            r["speedup_vs_exact_p50"] = exact["p50_ms"] / r["p50_ms"]
+    del exact
+    gc.collect()
     result = {
         "benchmark": "index", "n_items": n_items, "dim": int(x.shape[1]), "k": K, "metric": "ip",
         "data": {"source": f"implicit ALS factors of {data_dir.name} train (dim 64); items beyond the "

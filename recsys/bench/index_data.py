@@ -80,11 +80,11 @@ class ClusteredGenerator:
             self.norms_.append(norms[assign == c].astype(np.float32))
         return self
 
-    def sample(self, n: int, seed: int = 0, chunk: int = 1_000_000) -> np.ndarray:
-        """``n`` vectors (float32), cluster by cluster weights, generated chunk by chunk."""
+    def sample(self, n: int, seed: int = 0, chunk: int = 1_000_000, out: np.ndarray | None = None) -> np.ndarray:
+        """``n`` vectors (float32), cluster by cluster weights, generated chunk by chunk (into ``out`` if given)."""
         rng = np.random.default_rng(seed)
         d = self.means_.shape[1]
-        out = np.empty((n, d), np.float32)
+        out = np.empty((n, d), np.float32) if out is None else out
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             comp = rng.choice(len(self.weights_), size=m, p=self.weights_)
@@ -110,7 +110,7 @@ def catalogue(n: int, real_items: np.ndarray, generator: ClusteredGenerator, see
         return np.ascontiguousarray(real_items[np.sort(rng.choice(len(real_items), n, replace=False))])
     out = np.empty((n, real_items.shape[1]), np.float32)
     out[:len(real_items)] = real_items
-    out[len(real_items):] = generator.sample(n - len(real_items), seed=seed + 1)
+    generator.sample(n - len(real_items), seed=seed + 1, out=out[len(real_items):])  # in place: no 2nd copy
     return out
 
 

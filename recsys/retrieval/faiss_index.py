@@ -206,7 +206,16 @@ class FaissIndex(IndexBase):
         meta = st.alive.nbytes + st.in_stock.nbytes + st.seg_code.nbytes + st.ids.external.nbytes
         if st.ids.keys is not None:
             meta += st.ids.keys.nbytes + st.ids.key_labels.nbytes
-        return int(_faiss().serialize_index(st.engine).nbytes) + meta
+        faiss, size = _faiss(), [0]
+
+        def count(chunk: bytes) -> int:  # count the serialized bytes without holding a copy
+            size[0] += len(chunk)
+            return len(chunk)
+
+        writer = faiss.PyCallbackIOWriter(count)
+        faiss.write_index(st.engine, writer)
+        del writer
+        return size[0] + meta
 
     def raw_search(self, queries: np.ndarray, k: int, params: dict | None = None):
         """Unfiltered ANN search on internal labels with explicit knobs (for tuning and benchmarks)."""
