@@ -152,3 +152,24 @@ def test_index_stage_needs_the_retrieval_stage(tmp_path):
     cfg = small_config(output={"dir": str(tmp_path)})
     with pytest.raises(ArtifactError, match="recsys train retrieval"):
         run_training(cfg, stage="index", tracking=False, log=None)
+
+
+def test_stages_run_alone_from_the_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from recsys.tracking.cli import train_app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text("name: tiny\ndata:\n  n_events: 8000\noutput:\n  dir: out\n")
+    runner = CliRunner()
+    args = ["-c", str(cfg), "--no-tracking", *[x for s in SMALL for x in ("--set", s)], "--set", "retrieval.epochs=1"]
+    for stage in ("retrieval", "index", "ranker"):
+        res = runner.invoke(train_app, [stage, *args])
+        assert res.exit_code == 0, res.output
+        assert f"done ({stage})" in res.output and "tracking off: nothing recorded" in res.output
+    out = tmp_path / "out" / "tiny"
+    assert (out / "retrieval" / "model").is_dir() and (out / "index" / "manifest.json").is_file()
+    assert (out / "ranker" / "ranker" / "ranker.json").is_file() and (out / "plots" / "ann_recall_latency.png").is_file()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()

@@ -1,0 +1,10 @@
+"""Thin entry point for ``recsys train`` (the logic lives in recsys.train_pipeline):
+
+    python training/train.py -c experiments/synthetic-demo.yaml
+    python training/train.py retrieval -c experiments/gowalla.yaml --no-tracking
+"""
+
+from recsys.tracking.cli import train_app
+
+if __name__ == "__main__":
+    train_app(prog_name="recsys train")
