@@ -111,11 +111,20 @@ def write_report(out_dir: str | Path) -> Path:
              "Recall is measured against exact search (filtered recall against exact *filtered* search); "
              "latency is one query at a time on one thread through `FaissIndex.search` (Python overhead "
              "included); `x exact` = median exact latency / median index latency, both timed query by query "
-             "interleaved on the same queries (30 to 300 of them), so load from other jobs hits both alike; `K` = every filtered query returned K=100 items; "
+             "interleaved on the same queries (30 to 300 of them), so load from other jobs hits both alike; `memory MB` = the FAISS index (its serialized size) plus the id map and per-item arrays (the JSON also has the process RSS growth during the build); `K` = every filtered query returned K=100 items; "
              "`via` = filter strategy (subset = exact scoring of the eligible items, selector = FAISS "
              "IDSelector, postfilter = over-fetch and backfill). The machine is shared with other jobs, so "
              "timings are noisy.", "", TARGETS, "", *_verdicts(results), "", *_table(results), "",
              "![growth](growth.png)", ""]
+    if results:
+        fid = results[-1]["data"].get("generator_fidelity")
+        if fid:
+            r, g = fid["real"], fid["generated"]
+            at = lines.index(TARGETS)
+            lines[at:at] = [f"Generator check (the real items vs as many generated ones, 500 real queries): norm mean/std "
+                            f"{r['norm_mean']:.3f}/{r['norm_std']:.3f} vs {g['norm_mean']:.3f}/{g['norm_std']:.3f}; "
+                            f"mean top-1 score {r['top1_score_mean']:.3f} vs {g['top1_score_mean']:.3f}; mean 100th "
+                            f"score {r['top100_score_mean']:.3f} vs {g['top100_score_mean']:.3f}.", ""]
     (out_dir / "README.md").write_text("\n".join(lines))
     if results:
         _plot(results, out_dir / "growth.png")
