@@ -91,13 +91,15 @@ class RetrievalConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     """Item index: ``exact`` (brute force), ``faiss`` (``factory`` string, knobs tuned to ``recall_target``
-    at ``tune_k`` on user queries) or ``auto`` (the preferred type that fits ``memory_budget_mb``)."""
+    at ``tune_k`` on user queries) or ``auto`` (the preferred type that fits ``memory_budget_mb``).
+    ``curve_k``: the k of the logged recall-against-latency sweep over the index's search settings."""
 
     kind: str = choice("faiss", ("exact", "faiss", "auto"))
     factory: str = "HNSW32"
     recall_target: float = bounded(0.95, low=0.0, high=1.0)
     tune_k: int = bounded(100, low=1)
     tune_queries: int = bounded(256, low=1)
+    curve_k: int = bounded(10, low=1)
     memory_budget_mb: float = bounded(1024.0, low=1.0)
 
 

@@ -105,7 +105,7 @@ def _retrieval(run: _Run, tables, split):
     cfg = run.cfg
     run.step("features and two-tower training")
     pipeline = fit_features(cfg, tables, split)
-    res = train_retrieval(cfg, pipeline, tables, split, callbacks=[TrackingCallback(run.tracker)],
+    res = train_retrieval(cfg, pipeline, tables, split, callbacks=[TrackingCallback(run.tracker), _EpochLog(run.log)],
                           progress=run.progress)
     hist = res.summary["history"]
     run.log(f"   {res.summary['epochs_run']} epochs, loss {hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, "
@@ -125,6 +125,20 @@ def _retrieval(run: _Run, tables, split):
     pipeline.save(out / "pipeline.json")
     res.model.save(out / "model")
     return pipeline, res
+
+
+class _EpochLog:
+    """Trainer hook: one console line per epoch (loss, validation metrics, elapsed seconds)."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+        self.log("   epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in metrics.items() if k != "epoch") + f"  (epoch {epoch})")
+
+    def on_train_end(self, summary: dict) -> None:
+        pass
 
 
 def _load_retrieval(run: _Run, tables, split):
@@ -163,10 +177,10 @@ def _index(run: _Run, tables, pipeline, res):
     run.log(f"   {record.get('factory', 'exact')}: recall@{k} vs exact {record['recall']:.3f} at "
             f"{record.get('params')} ({record.get('ms_per_query', float('nan')):.3f} ms/query)")
     run.metrics({f"recall@{k}": record["recall"], "ms_per_query": record.get("ms_per_query", float("nan"))}, "index.")
-    run.result.evaluation["index"] = {k2: v for k2, v in record.items() if k2 != "grid"} | {"grid": record["grid"]}
-    if record["grid"]:
-        run.plot(ann_curve(record["grid"], run.plots / "ann_recall_latency.png", k=k, factory=record["factory"],
-                           target=cfg.index.recall_target))
+    run.result.evaluation["index"] = record
+    if record.get("curve"):
+        run.plot(ann_curve(record["curve"], run.plots / "ann_recall_latency.png", k=record["curve_k"],
+                           factory=record["factory"], target=cfg.index.recall_target))
     return index, emb
 
 

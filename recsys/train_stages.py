@@ -174,7 +174,41 @@ def build_index(cfg: IndexConfig, item_emb: np.ndarray, item_ids: np.ndarray, qu
                  key=lambda g: g["ms_per_query_batch"], default={"ms_per_query_batch": float("nan")})
     return index, {"kind": cfg.kind, "factory": index.factory, "k": k, "recall": record["recall"],
                    "ms_per_query": chosen["ms_per_query_batch"], "params": record["params"],
-                   "met_target": record["met_target"], "grid": record["grid"]}
+                   "met_target": record["met_target"], "grid": record["grid"],
+                   "curve_k": min(cfg.curve_k, len(item_ids)),
+                   "curve": ann_sweep(index, q, item_emb, min(cfg.curve_k, len(item_ids)))}
+
+
+def _knob_grid(factory: str) -> list[dict]:
+    import re
+
+    if "HNSW" in factory:
+        return [{"efSearch": e} for e in (4, 8, 16, 32, 64, 128, 256, 512)]
+    m = re.search(r"IVF(\d+)", factory)
+    if m:
+        nlist = int(m.group(1))
+        return [{"nprobe": p} for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if p <= nlist]
+    return [{}]
+
+
+def ann_sweep(index: Any, queries: np.ndarray, reference: np.ndarray, k: int) -> list[dict]:
+    """Recall@k against exact search and ms per query for each search setting of a FAISS index (the
+    ANN-recall-against-latency curve; the tuned setting serves, this only measures)."""
+    import time
+
+    from recsys.retrieval.tuning import exact_labels, recall_at_k
+
+    truth = exact_labels(reference, queries, k)
+    out = []
+    for params in _knob_grid(index.factory):
+        index.raw_search(queries[:8], k, params=params)  # warm-up
+        t0, reps = time.perf_counter(), 0
+        while reps < 3 or (time.perf_counter() - t0 < 0.2 and reps < 50):
+            _, labels = index.raw_search(queries, k, params=params)
+            reps += 1
+        ms = (time.perf_counter() - t0) * 1000 / (reps * len(queries))
+        out.append({"params": params, "recall": recall_at_k(labels, truth), "ms_per_query_batch": ms})
+    return out
 
 
 def _ranker_object(cfg: RankerConfig, seed: int):

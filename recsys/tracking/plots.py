@@ -89,7 +89,8 @@ def ann_curve(grid: Sequence[Mapping], path: str | Path, *, k: int, factory: str
                             textcoords="offset points", xytext=(3, -9))
     if target is not None:
         ax.axhline(target, color="grey", ls="--", label=f"target {target}")
-    ax.set(xlabel="ms per query (batched)", ylabel=f"recall@{k} vs exact", title="ANN recall against latency")
+    ax.set(xlabel="ms per query (batched, log scale)", ylabel=f"recall@{k} vs exact", title="ANN recall against latency")
+    ax.set_xscale("log")
     ax.legend(loc="lower right")
     out = _save(fig, path)
     plt.close(fig)
