@@ -205,10 +205,10 @@ def load_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES):
 
 
 def load_mlflow_uri(uri: str):
-    """Hook for the MLflow adapter: resolve a ``models:/`` or ``runs:/`` URI to a bundle and load it."""
-    raise ArtifactError(f"cannot load {uri!r}: this recsys has no MLflow model loader yet. Download the "
-                        "model's bundle artifact (mlflow artifacts download ...) and pass its directory to "
-                        "recsys.load(path)")
+    """Resolve a ``models:/``, ``runs:/`` or ``mlflow-artifacts:/`` URI to its bundle and load it (no pickle)."""
+    from recsys.tracking.mlflow_model import load_recommender
+
+    return load_recommender(uri)
 
 
 def load(uri: str | os.PathLike):
