@@ -132,7 +132,8 @@ def _zoo(quick: bool, cvr_columns: list[str], ablation: bool) -> dict[str, Calla
     from recsys.models.rankers.gbdt import GBDTRanker
 
     g = {"max_iter": 30, "max_leaf_nodes": 15} if quick else {}
-    e = {"epochs": 1, "hidden": (32,), "embedding_dim": 8} if quick else {"epochs": 3}
+    e = ({"epochs": 1, "hidden": (32,), "embedding_dim": 8} if quick else
+         {"epochs": 1, "hidden": (128, 64), "embedding_dim": 16, "learning_rate": 2e-3})
     zoo: dict[str, Callable[[], CalibratedRanker]] = {
         "popularity-price": PopularityPriceRanker,
         "gbdt": lambda: GBDTRanker(num_threads=1, **g),
@@ -166,7 +167,8 @@ def _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth=None) ->
     clicks, buys = max(frame["click"].mean(), 1e-12), max(frame["purchase"].mean(), 1e-12)
     m.update({"ctr_pred_over_observed": float(p["pctr"].mean() / clicks),
               "ctcvr_pred_over_observed": float(p["pctcvr"].mean() / buys),
-              "train": fit.as_dict(), "predict": pred.as_dict()})
+              "train": fit.as_dict(), "predict": pred.as_dict(),
+              "params": model._params() if hasattr(model, "_params") else {}})
     if truth is not None:  # synthetic: the generating probabilities, free of label noise
         m.update({"ctr_pred_over_truth": float(p["pctr"].mean() / truth["click"].mean()),
                   "ctcvr_pred_over_truth": float(p["pctcvr"].mean() / truth["purchase"].mean())})
@@ -221,6 +223,7 @@ def _synthetic(n_events: int, quick: bool, seed: int = 0) -> dict:
     for name, factory in _zoo(quick, cvr_cols, ablation=n_events <= 2_000_000).items():
         result["models"][name], models[name] = _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth)
     del X_tr
+    result["logged_value"] = _logged_value(world, models, X_te, rows_te, seed=seed)
     result["value"] = _value_per_mille(world, builder, models, rows_te, n_requests=300 if quick else 2000, seed=seed)
     _plots(models, X_te, y_te, n_events)
     return result
@@ -252,7 +255,7 @@ def _leakage_demo(X: pd.DataFrame, y: pd.DataFrame, check) -> dict:
             check(frame, y)
             out[case] = "passed"
         except LeakageError as exc:
-            out[case] = "LeakageError: " + str(exc).split("\n")[0][:160]
+            out[case] = "LeakageError: " + str(exc).split("\n")[0][:300]
     return out
 
 
@@ -308,6 +311,49 @@ def _value_per_mille(world, builder, models: dict, rows_te, *, n_requests: int, 
         out["policies"][name] = {
             f"{v}_per_1000": round(1000 * float(truth.expected_value(su, si, v, position=pos, media=sm).mean()), 4)
             for v in ("clicks", "purchases", "gmv", "commission")}
+    return out
+
+
+def _logged_value(world, models: dict, X_te: pd.DataFrame, rows_te: pd.DataFrame, *, seed: int, k: int = 3) -> dict:
+    """Replay on logged test sessions that hold a purchase: re-rank each session's shown items and measure
+    the share of its purchased commission in the top ``k`` (``recsys.evaluation.expected_commission_at_k``)."""
+    import scipy.sparse as sp
+
+    from recsys.evaluation import expected_commission_at_k
+    from recsys.models.rankers.objectives import score_rows, top_k_per_group
+
+    order = np.lexsort((rows_te["timestamp"].to_numpy(), rows_te["media_id"].astype(str).to_numpy(),
+                        rows_te["user_id"].to_numpy()))
+    r = rows_te.iloc[order]
+    new = (r["position"].to_numpy() == 0) | (r["user_id"].to_numpy() != np.roll(r["user_id"].to_numpy(), 1)) | (
+        r["media_id"].to_numpy() != np.roll(r["media_id"].to_numpy(), 1))
+    session = pd.Series(np.cumsum(new), index=r.index).reindex(rows_te.index).to_numpy()
+    bought = np.unique(session[rows_te["purchase"].to_numpy() == 1])
+    keep = np.isin(session, bought)
+    rows, X, sess = rows_te.loc[keep], X_te.loc[keep], pd.factorize(session[keep])[0]
+    items = world.items.set_index("item_id")
+    price = items["price"].reindex(np.arange(len(items))).to_numpy()
+    rate = items["commission_rate"].reindex(np.arange(len(items))).to_numpy()
+    rows = rows.assign(price=price[rows["item_id"].to_numpy()], commission_rate=rate[rows["item_id"].to_numpy()])
+    n_s = int(sess.max()) + 1 if len(sess) else 0
+    buys = rows["purchase"].to_numpy() == 1
+    test = sp.csr_matrix((np.ones(int(buys.sum())), (sess[buys], rows["item_id"].to_numpy()[buys])), shape=(n_s, len(items)))
+    policies = {"random": np.random.default_rng(seed).random(len(rows))}
+    for name, model in models.items():
+        if not name.endswith("-no-cvr"):
+            preds = model.predict_proba(X)
+            for obj in ("clicks", "commission"):
+                policies[f"{name} / {obj}"] = score_rows(preds, rows, obj)
+    out = {"sessions": n_s, "k": k, "policies": {}}
+    for name, score in policies.items():
+        top = top_k_per_group(sess, score, k)
+        recs = np.full((n_s, k), -1, dtype=np.int64)
+        sub = pd.DataFrame({"s": sess[top], "i": rows["item_id"].to_numpy()[top], "v": score[top]})
+        sub = sub.sort_values(["s", "v"], ascending=[True, False])
+        slot = sub.groupby("s").cumcount().to_numpy()
+        recs[sub["s"].to_numpy(), slot] = sub["i"].to_numpy()
+        m = expected_commission_at_k(recs, test, k, commission_rate=rate, price=price)
+        out["policies"][name] = {f"commission_share@{k}": round(m[f"commission_share@{k}"], 4)}
     return out
 
 
@@ -561,6 +607,14 @@ def _md_synthetic(r: dict) -> list[str]:
     for name, p in v["policies"].items():
         out.append(f"| {name} | {p['clicks_per_1000']:.2f} | {p['purchases_per_1000']:.3f} | {p['gmv_per_1000']:.2f} "
                    f"| {p['commission_per_1000']:.3f} |")
+    lv = r.get("logged_value")
+    if lv:
+        out += ["", f"Replay on the {lv['sessions']:,} logged test sessions that hold a purchase: each session's shown "
+                f"items re-ranked, share of its purchased commission in the top {lv['k']} "
+                "(`recsys.evaluation.expected_commission_at_k`; few sessions, so noisy):", "",
+                f"| policy | commission share@{lv['k']} |", "|---|---:|"]
+        key = f"commission_share@{lv['k']}"
+        out += [f"| {n} | {p[key]:.4f} |" for n, p in lv["policies"].items()]
     out += ["", "Leakage check (`check_feature_leakage`, run by every ranker's fit):", ""]
     out += [f"- {case}: {res}" for case, res in r["leakage_check"].items()]
     return out + [""]
