@@ -100,10 +100,20 @@ def _data(run: _Run):
 def _retrieval(run: _Run, tables, split):
     from recsys.tracking.plots import loss_curve, recall_curve
     from recsys.tracking.tracker import TrackingCallback
-    from recsys.train_stages import evaluate_retrieval, fit_features, test_matrix, train_retrieval
+    from recsys.train_stages import (
+        evaluate_retrieval,
+        fit_features,
+        retrieval_settings,
+        test_matrix,
+        train_retrieval,
+    )
 
     cfg = run.cfg
     run.step("features and two-tower training")
+    if cfg.retrieval.bench_config:  # the settings that train come from the benchmark file: record them too
+        from dataclasses import asdict
+
+        run.tracker.log_params({f"retrieval.bench.{k}": v for k, v in asdict(retrieval_settings(cfg)).items()})
     pipeline = fit_features(cfg, tables, split)
     res = train_retrieval(cfg, pipeline, tables, split, callbacks=[TrackingCallback(run.tracker), _EpochLog(run.log)],
                           progress=run.progress)

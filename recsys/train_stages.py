@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,8 @@ from recsys.config import IndexConfig, RankerConfig, TrainConfig
 from recsys.configs.data import ENGAGED, Split, Tables
 
 __all__ = ["RetrievalResult", "RankerResult", "fit_features", "train_retrieval", "evaluate_retrieval",
-           "build_index", "train_ranker", "test_matrix"]
+           "build_index", "train_ranker", "test_matrix",
+           "retrieval_settings", "ann_sweep"]
 
 
 @dataclass
@@ -60,7 +62,7 @@ def fit_features(cfg: TrainConfig, tables: Tables, split: Split):
     return pipe.fit(split.train, tables.items, tables.users)
 
 
-def _bench_settings(cfg: TrainConfig):
+def retrieval_settings(cfg: TrainConfig):
     """The retrieval settings as a :class:`RetrievalBenchConfig`: the referenced file, or this config's keys."""
     from recsys.bench.retrieval import RetrievalBenchConfig, load_config
 
@@ -68,7 +70,9 @@ def _bench_settings(cfg: TrainConfig):
     if r.bench_config == "default":  # the benchmark's travelling configuration (no --config)
         return RetrievalBenchConfig()
     if r.bench_config:
-        return load_config(r.bench_config)
+        path = Path(r.bench_config)
+        repo_path = Path(__file__).resolve().parents[1] / path
+        return load_config(path if path.exists() or path.is_absolute() or not repo_path.exists() else repo_path)
     return RetrievalBenchConfig(dim=r.dim, task=r.task, temperature=r.temperature, history=r.history,
                                 use_user_id=r.use_user_id, history_dropout=r.history_dropout, epochs=r.epochs,
                                 patience=r.patience, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
@@ -76,25 +80,44 @@ def _bench_settings(cfg: TrainConfig):
                                 validation_fraction=r.validation_fraction or 0.1, seed=cfg.seed, baselines=False)
 
 
-def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
-                    progress: bool) -> RetrievalResult:
-    """Train the two-tower model; with a validation share, pick the best epoch on it (early stopping)."""
+def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
     import torch
 
-    from recsys.bench.retrieval import build_task, carve_validation
-    from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.models.trainer import RetrievalData, Trainer, encode_all
     from recsys.models.two_tower import TwoTowerModel
 
-    bc = _bench_settings(cfg)
+    torch.manual_seed(bc.seed)
+    extra = {k: getattr(bc, k) for k in ("share_history_embeddings", "item_bias") if hasattr(bc, k)}
+    return TwoTowerModel(pipeline.model_config(
+        dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
+        normalize=bc.normalize, init_std=bc.init_std, **extra,
+        item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
+
+
+def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool):
+    from recsys.bench.retrieval import build_task
+    from recsys.models.trainer import Trainer
+
+    negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
+    extra = {"history_holdout": bc.history_holdout} if getattr(bc, "history_holdout", 0) else {}
+    return Trainer(model, build_task(bc), epochs=epochs, batch_size=bc.batch_size, lr=bc.lr,
+                   weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
+                   num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
+                   seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
+                   progress=progress, **extra)
+
+
+def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
+                    progress: bool) -> RetrievalResult:
+    """Train the two-tower model; with a validation share, pick the best epoch on it (early stopping), and
+    with the benchmark's ``retrain_full`` train again on all training data for that many epochs."""
+    from recsys.bench.retrieval import carve_validation
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.trainer import RetrievalData, encode_all
+
+    bc = retrieval_settings(cfg)
     validate_share = bc.validation_fraction if cfg.retrieval.bench_config else cfg.retrieval.validation_fraction
     data = pipeline.training_data(split.train, tables.items, tables.users)
-    torch.manual_seed(bc.seed)
-    model = TwoTowerModel(pipeline.model_config(dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id,
-                                                gate_init=bc.gate_init, learn_gate=bc.learn_gate,
-                                                normalize=bc.normalize, init_std=bc.init_std,
-                                                item_id_dropout=0.0 if tables.interaction_only
-                                                else cfg.retrieval.item_id_dropout))
+    model = _model(bc, pipeline, cfg, tables.interaction_only)
     fit_data, validate = data, None
     if validate_share > 0:
         fit, valid = carve_validation(data.positives, validate_share, bc.validation_users, bc.seed)
@@ -106,13 +129,11 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
             return evaluate_topk(EmbeddingScorer(users, items), fit, valid, (20,), metrics=("recall", "ndcg"),
                                  check_leakage=False)
 
-    negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
-    trainer = Trainer(model, build_task(bc), epochs=bc.epochs, batch_size=bc.batch_size, lr=bc.lr,
-                      weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
-                      num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
-                      seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
-                      progress=progress)
-    summary = trainer.fit(fit_data)
+    summary = _trainer(bc, model, fit_data, bc.epochs, validate, callbacks, progress).fit(fit_data)
+    if validate is not None and cfg.retrieval.bench_config and getattr(bc, "retrain_full", False):
+        model = _model(bc, pipeline, cfg, tables.interaction_only)
+        _trainer(bc, model, data, summary["best_epoch"], None, [], progress).fit(data)
+        summary = {**summary, "retrained_epochs": summary["best_epoch"]}
     users, items = encode_all(model, data)
     return RetrievalResult(model=model, data=data, summary=summary, user_emb=users, item_emb=items)
 
