@@ -116,11 +116,12 @@ def benchmark_ranker(
     data: Annotated[str, typer.Option("--data", help="synthetic | taobao-multibehavior | ali-ccp")] = "synthetic",
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory of the real data.")] = None,
     json_path: JsonOpt = None,
+    n_events: Annotated[int, typer.Option("--n-events", help="Synthetic world size (or Ali-CCP row cap).")] = 1_000_000,
 ) -> None:
     """Rankers against baselines: AUCs, calibration, value per 1,000 impressions, time and memory."""
     from recsys.bench.ranker import run_ranker_benchmark
 
-    result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path)
+    result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path, n_events=n_events)
     if json_path is None:
         _echo_json(result, None)
 
