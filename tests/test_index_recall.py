@@ -82,7 +82,7 @@ def test_cosine_matches_exact_and_ignores_norms():
 def test_candidate_factories_follow_size_and_budget():
     first = lambda n, mb: next(c["factory"] for c in candidate_factories(n, 64, mb) if c["fits"])  # noqa: E731
     assert first(20_000, 2048) == "Flat"
-    assert first(1_000_000, 2048) == "HNSW32"
+    assert first(1_000_000, 2048) == "HNSW48"
     assert first(1_000_000, 300) == "IVF1024,Flat"
     assert first(10_000_000, 2048) == "IVF4096,PQ64x4fs,Refine(SQ8)"
     assert first(10_000_000, 900) == "IVF4096,PQ64x4fs"

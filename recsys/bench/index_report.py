@@ -110,8 +110,8 @@ def write_report(out_dir: str | Path) -> Path:
              "Data: " + (results[0]["data"]["source"] if results else "") + "; queries: real ALS user factors.",
              "Recall is measured against exact search (filtered recall against exact *filtered* search); "
              "latency is one query at a time on one thread through `FaissIndex.search` (Python overhead "
-             "included); `x exact` = median exact latency / median index latency, both timed query by query "
-             "interleaved on the same queries (30 to 300 of them), so load from other jobs hits both alike; `memory MB` = the FAISS index (its serialized size) plus the id map and per-item arrays (the JSON also has the process RSS growth during the build); `K` = every filtered query returned K=100 items; "
+             "included); `x exact` = median exact latency / median index latency, timed in alternating blocks in the same run "
+             "(30-300 exact queries, 300 index queries), so load from other jobs hits both alike; `memory MB` = the FAISS index (its serialized size) plus the id map and per-item arrays (the JSON also has the process RSS growth during the build); `K` = every filtered query returned K=100 items; "
              "`via` = filter strategy (subset = exact scoring of the eligible items, selector = FAISS "
              "IDSelector, postfilter = over-fetch and backfill). The machine is shared with other jobs, so "
              "timings are noisy.", "", TARGETS, "", *_verdicts(results), "", *_table(results), "",
