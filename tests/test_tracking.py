@@ -64,8 +64,9 @@ def test_tracking_on_records_the_run():
                 "ranker.ctr_auc", "ranker.ctr_ece", "index.recall_at_100", "data.rows.events", "seconds_total"):
         assert key in metrics, key
     assert metrics["data.rows.events"] == result["metrics"]["data.rows.events"] > 10_000
-    losses = client.get_metric_history(run.info.run_id, "retrieval.loss")
+    losses = client.get_metric_history(run.info.run_id, "retrieval.train_loss")
     assert [m.step for m in losses] == [1, 2] and losses[-1].value < losses[0].value
+    assert len(client.get_metric_history(run.info.run_id, "retrieval.recall_at_20")) == 1  # test, not per epoch
     assert tags["recsys.version"] and tags.get("data.hash", "").startswith("sha256:")
     assert len(tags.get("mlflow.source.git.commit", "")) == 40 or "mlflow.source.git.commit" not in tags
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -142,8 +143,9 @@ def test_trainer_callback_logs_each_epoch():
     cb = TrackingCallback(rec)
     cb.on_epoch_end(1, {"epoch": 1, "loss": 2.0, "recall@20": 0.1})
     cb.on_train_end({"best_epoch": 1, "epochs_run": 1, "train_seconds": 3.0, "best_metrics": {"recall@20": 0.1}})
-    assert rec.calls[0] == ({"retrieval.loss": 2.0, "retrieval.recall@20": 0.1}, 1)
-    assert rec.calls[1][0]["retrieval.best_recall@20"] == 0.1 and rec.calls[1][0]["retrieval.best_epoch"] == 1
+    assert rec.calls[0] == ({"retrieval.train_loss": 2.0, "retrieval.validation.recall@20": 0.1}, 1)
+    end = rec.calls[1][0]
+    assert end["retrieval.best_validation.recall@20"] == 0.1 and end["retrieval.best_epoch"] == 1
 
 
 def test_index_stage_needs_the_retrieval_stage(tmp_path):

@@ -184,17 +184,26 @@ class MlflowTracker(Tracker):
 
 
 class TrackingCallback(Callback):
-    """Trainer hook: each epoch's loss and validation metrics at step = epoch; the best epoch at the end."""
+    """Trainer hook: per epoch (step = epoch) ``<prefix>train_loss``, ``<prefix>elapsed_seconds`` and the
+    validation metrics as ``<prefix>validation.<name>`` (kept apart from the final test metrics); the best
+    epoch and its validation metrics at the end."""
+
+    NAMES = {"loss": "train_loss", "seconds": "elapsed_seconds"}
 
     def __init__(self, tracker: Tracker, prefix: str = "retrieval.") -> None:
         self.tracker = tracker
         self.prefix = prefix
 
+    def _name(self, key: str) -> str:
+        return self.NAMES.get(key, f"validation.{key}")
+
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch, prefix=self.prefix)
+        self.tracker.log_metrics({self._name(k): v for k, v in metrics.items() if k != "epoch"}, step=epoch,
+                                 prefix=self.prefix)
 
     def on_train_end(self, summary: dict[str, Any]) -> None:
-        best = {f"best_{k}": v for k, v in (summary.get("best_metrics") or {}).items() if k != "epoch"}
+        best = {f"best_{self._name(k)}": v for k, v in (summary.get("best_metrics") or {}).items()
+                if k not in ("epoch", "seconds", "loss")}
         self.tracker.log_metrics({"best_epoch": summary.get("best_epoch", 0), "epochs_run": summary.get("epochs_run", 0),
                                   "train_seconds": summary.get("train_seconds", 0.0), **best}, prefix=self.prefix)
 
