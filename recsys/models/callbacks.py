@@ -62,8 +62,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
 
 
 def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    best_state: dict[str, torch.Tensor] | None, trainer_state: dict[str, Any]) -> None:
-    """Write a resumable checkpoint atomically (files first, ``state.json`` last)."""
+                    best_state: dict[str, torch.Tensor] | None, trainer_state: dict[str, Any],
+                    rank_rng_states: list[torch.Tensor] | None = None) -> None:
+    """Write a resumable checkpoint atomically (files first, ``state.json`` last).
+
+    ``rank_rng_states`` (data-parallel training): every rank's torch RNG state, index = rank.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -75,6 +79,9 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     save_file(opt_tensors, str(path / "optimizer.safetensors.tmp"))
     rng = {"torch": torch.get_rng_state()}
+    for r, state in enumerate(rank_rng_states or []):
+        if r > 0:
+            rng[f"torch.rank{r}"] = state
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{i}"] = s
@@ -88,9 +95,13 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     os.replace(path / "state.json.tmp", path / "state.json")
 
 
-def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
-    """Restore model, optimizer and RNG states in place; return (trainer state, best weights or None)."""
+def load_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    rank: int = 0) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+    """Restore model, optimizer and RNG states in place; return (trainer state, best weights or None).
+
+    ``rank`` > 0 (data-parallel training) restores that rank's RNG state if the checkpoint has one,
+    else keeps the RNG as it is (a job resumed with more processes than it was saved with).
+    """
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -103,7 +114,9 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module,
     opt = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors"), device=device), state.pop("optimizer"))
     optimizer.load_state_dict(opt)
     rng = load_file(str(path / "rng.safetensors"))
-    torch.set_rng_state(rng["torch"])
+    key = "torch" if rank == 0 else f"torch.rank{rank}"
+    if key in rng:
+        torch.set_rng_state(rng[key])
     cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)

@@ -21,6 +21,7 @@ import torch
 from recsys.errors import ConfigError, DataValidationError
 from recsys.features.sequences import history_tensors
 from recsys.models.callbacks import Callback, StopTraining, load_checkpoint, progress_enabled, save_checkpoint
+from recsys.models.distributed import DataParallel
 from recsys.models.tasks import (
     BPRTask,
     Candidates,
@@ -111,7 +112,9 @@ class Trainer:
     selects the best epoch (higher is better) and drives early stopping after ``patience``
     epochs without improvement. Data order comes from ``(seed, epoch)`` and torch's RNG is saved in
     each checkpoint, so a run resumed from ``checkpoint_dir`` ends with the same weights as one
-    that never stopped.
+    that never stopped. Under ``torchrun`` the same loop trains data-parallel (DDP, see
+    :mod:`recsys.models.distributed`): ``batch_size`` is the global batch, rank 0 validates, calls
+    the callbacks and writes the checkpoints, and every rank stops at the same epoch.
     """
 
     def __init__(self, model: TwoTowerModel, task: Any, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
@@ -155,6 +158,12 @@ class Trainer:
             order = rng.permutation(data.positives.nnz)
         for start in range(0, len(order), self.batch_size):
             yield order[start:start + self.batch_size]
+
+    def _terms(self, data: RetrievalData, batch: np.ndarray) -> int:
+        """How many terms the batch's mean loss averages (positives for the full softmax, else rows)."""
+        if isinstance(self.task, FullSoftmaxTask):  # (with history_holdout: the expected share of them)
+            return int((data.positives.indptr[batch + 1] - data.positives.indptr[batch]).sum())
+        return len(batch)
 
     def _loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
         model, task = self.model, self.task
@@ -224,7 +233,16 @@ class Trainer:
     # ----- loop ----------------------------------------------------------------------------------
     def fit(self, data: RetrievalData, *, resume: bool = True) -> dict[str, Any]:
         """Train; returns a summary with ``best_epoch``, ``best_metrics``, ``history`` and ``train_seconds``."""
-        torch.manual_seed(self.seed)
+        self._dp = DataParallel.from_env(self.device)  # one process unless started by torchrun
+        try:
+            return self._fit(data, resume)
+        finally:
+            self._dp.close()
+
+    def _fit(self, data: RetrievalData, resume: bool) -> dict[str, Any]:
+        dp = self._dp
+        self.device = dp.device(self.device)
+        torch.manual_seed(dp.seed(self.seed))
         self.model.to(self.device)
         # the fused kernel is ~10x faster than the per-tensor loop on CPU (and exists on CUDA)
         fused = self.device.type in ("cpu", "cuda")
@@ -234,20 +252,21 @@ class Trainer:
               "seconds": 0.0, "epoch_loss": 0.0}
         best = None
         if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "state.json").exists():
-            st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt)
+            st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, rank=dp.rank)
+        dp.wrap(self.model, self._loss, self._terms)
         t_start = time.perf_counter() - st["seconds"]
         while st["epoch"] < self.epochs:
             self.model.train()
             batches = list(self._batches(data, st["epoch"]))
-            bar = self._bar(len(batches), st)
+            bar = self._bar(len(batches), st) if dp.main else None
             for i, batch in enumerate(batches):
                 if i < st["step"]:
                     continue
                 opt.zero_grad(set_to_none=True)
-                loss = self._loss(data, batch)
+                loss, batch_loss = dp.step_loss(data, batch)
                 loss.backward()
                 opt.step()
-                st["epoch_loss"] += float(loss.detach())
+                st["epoch_loss"] += batch_loss
                 st["step"] = i + 1
                 if bar is not None:
                     bar.update(len(batch))
@@ -258,7 +277,8 @@ class Trainer:
                 bar.close()
             best = self._end_epoch(st, len(batches), best, t_start)
             self._checkpoint(opt, best, st, t_start)
-            if self._notify(st) or (self.validate is not None and st["bad_epochs"] >= self.patience):
+            stop = dp.from_main(self._notify(st) if dp.main else None)  # a callback's stop holds for all ranks
+            if stop or (self.validate is not None and st["bad_epochs"] >= self.patience):
                 break
         return self._finish(st, best, t_start)
 
@@ -273,9 +293,7 @@ class Trainer:
     def _end_epoch(self, st: dict, n_batches: int, best, t_start: float):
         metrics = {"epoch": st["epoch"] + 1, "loss": st["epoch_loss"] / max(n_batches, 1)}
         if self.validate is not None:
-            self.model.eval()
-            with torch.no_grad():
-                metrics.update(self.validate(self.model))
+            metrics.update(self._dp.from_main(self._validation() if self._dp.main else None))
             if self.monitor not in metrics:
                 raise ConfigError(f"monitor {self.monitor!r} is not among the validation metrics {sorted(metrics)}")
             if st["best_metric"] is None or metrics[self.monitor] > st["best_metric"]:
@@ -288,10 +306,19 @@ class Trainer:
         st.update(epoch=st["epoch"] + 1, step=0, epoch_loss=0.0)
         return best
 
+    def _validation(self) -> dict[str, float]:
+        self.model.eval()
+        with torch.no_grad():
+            metrics = self.validate(self.model)
+        return metrics if self._dp.size == 1 else {k: float(v) for k, v in metrics.items()}
+
     def _checkpoint(self, opt, best, st: dict, t_start: float) -> None:
         st["seconds"] = time.perf_counter() - t_start
         if self.checkpoint_dir is not None:
-            save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, best_state=best, trainer_state=st)
+            rng = self._dp.rng_states() if self._dp.size > 1 else None  # collective: every rank calls it
+            if self._dp.main:
+                save_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, best_state=best,
+                                trainer_state=st, rank_rng_states=rng)
 
     def _notify(self, st: dict) -> bool:
         try:
@@ -309,6 +336,6 @@ class Trainer:
                    "best_metrics": next((h for h in st["history"] if h["epoch"] == st["best_epoch"]),
                                         st["history"][-1] if st["history"] else {}),
                    "history": st["history"], "train_seconds": time.perf_counter() - t_start}
-        for cb in self.callbacks:
+        for cb in self.callbacks if self._dp.main else []:
             cb.on_train_end(summary)
         return summary
