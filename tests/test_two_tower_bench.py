@@ -65,3 +65,18 @@ def test_validation_is_carved_from_training_rows_only():
     assert (fit + valid - train).nnz == 0 and fit.multiply(valid).nnz == 0
     assert 0 < valid.nnz < 0.2 * train.nnz
     assert np.count_nonzero(np.diff(valid.indptr)) < 40  # only about half of the users give validation items
+
+
+def test_popularity_prior_is_chosen_on_validation_from_the_grid(tmp_path):
+    data = _write_lightgcn(tmp_path / "blocks")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("dim: 8\nepochs: 3\nbatch_size: 16\nlr: 0.05\ntemperature: 0.2\nbaselines: false\n"
+                   "popularity_prior: [0.0, 0.05, 0.5]\n")
+    result = run_retrieval_benchmark(data, cfg, None)
+    assert result["popularity_prior"] in (0.0, 0.05, 0.5)
+    for h in result["validation_history"]:  # the served recall is the best of the grid, no-prior included
+        assert h["recall@20"] >= h["recall@20_no_prior"] and h["popularity_prior"] in (0.0, 0.05, 0.5)
+    assert result["popularity_prior"] == result["validation"]["popularity_prior"]
+    with pytest.raises(ConfigError, match="popularity_prior"):
+        RetrievalBenchConfig(popularity_prior=[])
+    assert RetrievalBenchConfig(popularity_prior=0.1).popularity_prior == (0.1,)

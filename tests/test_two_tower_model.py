@@ -100,3 +100,21 @@ def test_item_bias_is_an_extra_coordinate_scored_by_a_constant_user_one():
     assert u.shape == (1, 5) and i.shape == (4, 5)
     cos = u[0, :4] @ i[:, :4].T
     assert torch.allclose(u[0] @ i.T, cos + torch.tensor([0.0, 1.0, 2.0, 3.0]))
+
+
+def test_item_prior_adds_a_fixed_offset_and_survives_save_load(tmp_path):
+    torch.manual_seed(0)
+    model = TwoTowerModel(_rich_config()).eval()
+    users, items = _inputs()
+    prior = torch.linspace(0.0, 0.8, 9)
+    with_prior = model.with_item_prior(prior)
+    with torch.no_grad():
+        base = model.user_embeddings(users) @ model.item_embeddings(items).T
+        scored = with_prior.user_embeddings(users) @ with_prior.item_embeddings(items).T
+        assert torch.allclose(scored, base + prior[None, :], atol=1e-6)
+        assert not model.config.item_bias  # the original is untouched
+        with_prior.save(tmp_path / "p")
+        loaded = TwoTowerModel.load(tmp_path / "p")
+        assert torch.equal(loaded.item_embeddings(items), with_prior.item_embeddings(items))
+    with pytest.raises(ConfigError, match="one offset per item"):
+        model.with_item_prior(torch.zeros(3))

@@ -7,7 +7,7 @@ Saved as a directory with ``config.json`` (the :class:`TwoTowerConfig`) and ``mo
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -109,6 +109,24 @@ class TwoTowerModel(nn.Module):
         if self.config.item_bias:
             out = torch.cat([out, out.new_ones(out.shape[0], 1)], dim=1)
         return out
+
+    def with_item_prior(self, prior: torch.Tensor) -> TwoTowerModel:
+        """A copy (eval mode) whose scores add the fixed per-item offset ``prior`` [num_items].
+
+        E.g. ``beta * log1p(training count)``, a popularity prior chosen on validation. It lives in the
+        item-bias coordinate (added to a learned bias if there is one), so index, save and load are
+        unchanged: item vectors get one more coordinate, user vectors a constant 1.
+        """
+        prior = torch.as_tensor(prior, dtype=torch.float32).reshape(-1)
+        if prior.numel() != self.config.num_items:
+            raise ConfigError(f"with_item_prior: expected one offset per item ({self.config.num_items}), "
+                              f"got {prior.numel()}")
+        out = TwoTowerModel(replace(self.config, item_bias=True)).to(self.device)
+        out.load_state_dict(self.state_dict(), strict=False)
+        with torch.no_grad():
+            base = self.item_bias.weight if self.config.item_bias else torch.zeros_like(out.item_bias.weight)
+            out.item_bias.weight.copy_(base + prior.to(base)[:, None])
+        return out.eval()
 
     @property
     def device(self) -> torch.device:
