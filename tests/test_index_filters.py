@@ -58,7 +58,7 @@ filters = st.builds(SearchFilters, exclude=id_lists,
                     segments=st.frozensets(st.sampled_from(["vip", "kids", "other"])), require_in_stock=st.booleans())
 
 
-@pytest.mark.parametrize("factory", ["exact", "Flat", "HNSW16", "IVF8,Flat"])
+@pytest.mark.parametrize("factory", ["exact", "Flat", "HNSW16", "IVF8,Flat", "IVF8,PQ8x4fs,Refine(SQ8)"])
 @pytest.mark.parametrize("strategy", list(CONFIGS))
 @settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(f=filters, k=st.integers(1, 60), row=st.integers(0, len(QUERIES) - 1))

@@ -98,7 +98,7 @@ def test_auto_index_records_choice_recall_and_factory(tmp_path):
     from recsys.retrieval import read_manifest
 
     manifest = read_manifest(idx.save(tmp_path / "auto"))
-    assert manifest["factory"] == idx.factory
+    assert manifest["factory"] == idx.factory and manifest["tuning"]["auto"]["chosen"] == idx.factory
     assert manifest["tuning"]["recall"] == pytest.approx(idx.tuning["recall"])
     assert manifest["search_params"] == idx.effective_params()
     small = auto_index(items[:500], ids[:500], memory_budget_mb=100)

@@ -43,7 +43,7 @@ def test_add_remove_replace_semantics(factory):
     assert sorted(idx.ids.tolist()) == sorted(set(range(2000)) - {3, 4, 5})
 
 
-@pytest.mark.parametrize("factory", ["HNSW16", "IVF16,Flat", "exact"])
+@pytest.mark.parametrize("factory", ["HNSW16", "IVF16,Flat", "IVF16,PQ16x4fs,Refine(SQ8)", "exact"])
 def test_readers_keep_searching_during_updates(factory):
     items = clustered(4000, d=16, n_clusters=10, seed=6)
     idx = _make(factory).build(items[:2000], np.arange(2000))
