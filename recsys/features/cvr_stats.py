@@ -75,6 +75,23 @@ class EventIndex:
         return (hi - lo).astype(np.int64)
 
 
+    def count_windows(self, keys: np.ndarray, times: np.ndarray, windows: Sequence[int | None]) -> list[np.ndarray]:
+        """:meth:`count` for several windows at once (the upper bound is searched once)."""
+        base = self._compress(np.asarray(keys, dtype=np.int64)) * self.stride
+        times = np.asarray(times, dtype=np.int64)
+        hi = np.searchsorted(self.sorted, base + np.searchsorted(self.uniq_times, times, "left"), "left")
+        out, lo_all = [], None
+        for window in windows:
+            if window is None:
+                if lo_all is None:
+                    lo_all = np.searchsorted(self.sorted, base, "left")
+                lo = lo_all
+            else:
+                lo = np.searchsorted(self.sorted, base + np.searchsorted(self.uniq_times, times - window, "left"), "left")
+            out.append((hi - lo).astype(np.int64))
+        return out
+
+
 def point_in_time_counts(event_keys, event_times, query_keys, query_times, window: int | None = None) -> np.ndarray:
     """One-shot :class:`EventIndex` count: events of the same key in ``[t - window, t)`` for each query."""
     return EventIndex(event_keys, event_times).count(query_keys, query_times, window)

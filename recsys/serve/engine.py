@@ -8,14 +8,16 @@ frame and one ranker call for every (request, candidate) row, one ablation call 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recsys.models.rankers.objectives import objective_arrays
 from recsys.serve.fallback import cold_start_path
-from recsys.serve.reasons import choose_reasons, reason_contributions, reason_text
+from recsys.serve.reasons import choose_reasons, matrix_contributions, reason_contributions, reason_text
 from recsys.serve.rules import RequestScope, apply_rules, eligible
 from recsys.serve.state import ServingState, objective_scores_by_partner
 
@@ -83,7 +85,8 @@ def _user_vectors(state: ServingState, reqs: list[Request]) -> np.ndarray:
     feats = state.users.tower_inputs(np.asarray([r.user_id for r in reqs], dtype=object),
                                      np.asarray([r.row for r in reqs], dtype=np.int64),
                                      [r.media_id for r in reqs], [r.context for r in reqs])
-    state.model.eval()
+    if state.model.training:
+        state.model.eval()
     with torch.no_grad():
         return state.model.user_embeddings(feats).cpu().numpy().astype(np.float32)
 
@@ -117,7 +120,7 @@ def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScop
     if not idx:
         return out, np.zeros((0, state.item_emb.shape[1]), np.float32)
     q = _user_vectors(state, [reqs[i] for i in idx])
-    n_cand, n_index = state.config.n_candidates, len(state.index)
+    n_cand, n_index = state.config.n_candidates, state.index_size()
     groups: dict[tuple, list[int]] = {}
     for j, i in enumerate(idx):
         groups.setdefault((reqs[i].media_id, reqs[i].segment), []).append(j)
@@ -143,125 +146,199 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
     return pos[ok][:n], score[ok][:n]
 
 
-def _rank(state: ServingState, rows: pd.DataFrame, fallback_scores: np.ndarray, clock: _Clock):
-    """Objective scores (and pctr, pcvr, the feature frame) for every candidate row."""
-    if state.ranker is None or state.builder is None or not len(rows):
-        nan = np.full(len(rows), np.nan)
-        return fallback_scores, nan, nan, None
+@dataclass
+class _Candidates:
+    """One row per (request, candidate), as arrays grouped by request then tier: request number, tier,
+    catalogue position, the score to use without a ranker, the two-tower score and rank within the tier."""
+
+    req: np.ndarray
+    tier: np.ndarray
+    pos: np.ndarray
+    base: np.ndarray
+    two_tower: np.ndarray
+    rank: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+@dataclass
+class _Ranked:
+    """Objective scores, pctr and pcvr per candidate row, and how to explain a subset of rows:
+    ``contributions(rows, scores) -> (evidence kinds, score lost per row and kind)``."""
+
+    scores: np.ndarray
+    pctr: np.ndarray
+    pcvr: np.ndarray
+    contributions: Callable[[np.ndarray, np.ndarray], tuple[list[str], np.ndarray]] | None = None
+
+
+def _candidates(state: ServingState, reqs: list[Request], tiers: list[list[tuple[np.ndarray, np.ndarray]]],
+                vectors: np.ndarray, vector_of: np.ndarray) -> _Candidates:
+    """Candidate rows of every request (``vector_of[i]``: the row of request i in ``vectors``, -1 for none)."""
+    blocks = [(i, t, p, s) for i, per_req in enumerate(tiers) for t, (p, s) in enumerate(per_req)]
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    req = cat([np.full(len(p), i) for i, _, p, _ in blocks], np.int64)
+    tier = cat([np.full(len(p), t) for _, t, p, _ in blocks], np.int64)
+    pos = cat([p for _, _, p, _ in blocks], np.int64)
+    base = cat([s for _, _, _, s in blocks], np.float64)
+    rank = cat([np.arange(1, len(p) + 1) for _, _, p, _ in blocks], np.float64)
+    two_tower = np.full(len(pos), np.nan)
+    q_row = vector_of[req] if len(req) else np.zeros(0, np.int64)
+    has_q = q_row >= 0
+    if has_q.any():
+        two_tower[has_q] = np.einsum("ij,ij->i", vectors[q_row[has_q]], state.item_emb[pos[has_q]]).astype(np.float64)
+    return _Candidates(req, tier, pos, np.where(np.isnan(two_tower), base, two_tower), two_tower, rank)
+
+
+def _timestamps(state: ServingState, reqs: list[Request]) -> np.ndarray:
+    return np.array([pd.Timestamp((r.context or {}).get("timestamp", state.as_of)).to_datetime64() for r in reqs],
+                    dtype="datetime64[ns]")
+
+
+def _rows_frame(state: ServingState, reqs: list[Request], cand: _Candidates) -> pd.DataFrame:
+    """The feature builder's input rows (user, item, time, partner, two-tower score and rank, price, rate)."""
+    req = cand.req
+    return pd.DataFrame({
+        "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req] if len(req) else [],
+        "item_id": state.catalogue.ids[cand.pos],
+        "timestamp": _timestamps(state, reqs)[req] if len(req) else np.zeros(0, "datetime64[ns]"),
+        "media_id": np.asarray([r.media_id for r in reqs], dtype=object)[req] if len(req) else [],
+        "two_tower_score": cand.two_tower, "two_tower_rank": cand.rank,
+        "price": state.catalogue.price[cand.pos], "commission_rate": state.catalogue.commission_rate[cand.pos]})
+
+
+def _rank(state: ServingState, reqs: list[Request], cand: _Candidates, clock: _Clock) -> _Ranked:
+    """Objective scores (and pctr, pcvr) of every candidate row; arrays only when the state allows it."""
+    if state.ranker is None or state.builder is None or not len(cand):
+        nan = np.full(len(cand), np.nan)
+        return _Ranked(cand.base, nan, nan)
+    features = state.candidate_features()
+    if features is not None and all(t == state.as_of_ns for t in _timestamps(state, reqs).astype(np.int64)):
+        return _rank_arrays(state, reqs, cand, features, clock)
+    rows = _rows_frame(state, reqs, cand)
     frame = state.builder.transform(rows)
     clock.lap("features")
     preds = state.ranker.predict_proba(frame)
     scores = objective_scores_by_partner(preds, rows, state.objectives, state.config.default_objective)
     clock.lap("ranker")
-    return scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), frame
+
+    def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
+        sub_rows, sub = rows.iloc[idx].reset_index(drop=True), frame.iloc[idx].reset_index(drop=True)
+
+        def scorer(f: pd.DataFrame, source_rows: np.ndarray) -> np.ndarray:
+            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)),
+                                               sub_rows.iloc[source_rows].reset_index(drop=True),
+                                               state.objectives, state.config.default_objective)
+
+        part = reason_contributions(sub, scorer, base)
+        return list(part.columns), part.to_numpy(dtype=np.float64)
+
+    return _Ranked(scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), contributions)
 
 
-def _candidate_rows(state: ServingState, reqs: list[Request], tiers: list[list[tuple[np.ndarray, np.ndarray]]],
-                    vectors: dict[int, np.ndarray]) -> pd.DataFrame:
-    """One row per (request, candidate): the ranker's input columns plus bookkeeping (``_req``, ``_tier``,
-    ``_pos``, ``_base``: the score used when there is no ranker)."""
-    req_i, tier_i, pos, base = [], [], [], []
-    for i, per_req in enumerate(tiers):
-        for t, (p, s) in enumerate(per_req):
-            req_i.append(np.full(len(p), i))
-            tier_i.append(np.full(len(p), t))
-            pos.append(p)
-            base.append(s)
-    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    req_i, tier_i, pos, base = cat(req_i, np.int64), cat(tier_i, np.int64), cat(pos, np.int64), cat(base, np.float64)
-    ts = np.array([pd.Timestamp((r.context or {}).get("timestamp", state.as_of)).to_datetime64()
-                   for r in reqs], dtype="datetime64[ns]")
-    rank_in_tier = pd.Series(np.arange(len(pos))).groupby([req_i, tier_i]).cumcount().to_numpy() + 1
-    two_tower = np.full(len(pos), np.nan)
-    if vectors:
-        has_q = np.isin(req_i, list(vectors))
-        if has_q.any():
-            qs = np.stack([vectors[i] for i in req_i[has_q]])
-            two_tower[has_q] = np.einsum("ij,ij->i", qs, state.item_emb[pos[has_q]]).astype(np.float64)
-    return pd.DataFrame({
-        "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req_i] if len(req_i) else [],
-        "item_id": state.catalogue.ids[pos], "timestamp": ts[req_i] if len(req_i) else np.zeros(0, "datetime64[ns]"),
-        "media_id": np.asarray([r.media_id for r in reqs], dtype=object)[req_i] if len(req_i) else [],
-        "two_tower_score": two_tower, "two_tower_rank": rank_in_tier.astype(np.float64),
-        "price": state.catalogue.price[pos], "commission_rate": state.catalogue.commission_rate[pos],
-        "_req": req_i, "_tier": tier_i, "_pos": pos, "_base": np.where(np.isnan(two_tower), base, two_tower)})
+def _rank_arrays(state: ServingState, reqs: list[Request], cand: _Candidates, features, clock: _Clock) -> _Ranked:
+    """:func:`_rank` on arrays: the feature matrix from :class:`~recsys.features.candidate_features.CandidateFeatures`
+    (the same values as the builder's frame) and the ranker's ``predict_arrays``."""
+    ranker = state.ranker
+    n_rank = len(ranker.columns_)
+    columns = state.ranking_columns()
+    users = np.asarray([r.user_id for r in reqs], dtype=object)
+    media = np.asarray([r.media_id for r in reqs], dtype=object)
+    X = features.matrix(users, media, cand.req, cand.pos, cand.two_tower, cand.rank, columns)
+    clock.lap("features")
+    objective = np.asarray([state.objectives.get(m, state.config.default_objective) for m in media],
+                           dtype=object)[cand.req]
+    price, rate = state.catalogue.price[cand.pos], state.catalogue.commission_rate[cand.pos]
+
+    def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])
+        return objective_arrays(pctr, pctcvr, objective[rows], price[rows], rate[rows]), pctr, pcvr
+
+    scores, pctr, pcvr = score(X, np.arange(len(cand)))
+    clock.lap("ranker")
+
+    def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
+        return matrix_contributions(X[idx], columns, lambda x, rows: score(x, idx[rows])[0], base)
+
+    return _Ranked(scores, pctr, pcvr, contributions)
 
 
 def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
-              with_request: bool = False) -> pd.DataFrame:
+              with_request: bool = False, cpu_timings: dict[str, float] | None = None) -> pd.DataFrame:
     """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS).
 
     ``timings`` (optional) accumulates the seconds spent per stage: retrieve, features, ranker,
-    rules, reasons (benchmarks read it); ``with_request`` adds ``_request``, each row's request number.
+    rules, reasons (benchmarks read it), ``cpu_timings`` this thread's CPU seconds per stage;
+    ``with_request`` adds ``_request``, each row's request number.
     """
-    clock = _Clock(timings)
+    clock = _Clock(timings, cpu_timings)
     _resolve(state, reqs)
     scopes = [_scope(state, r) for r in reqs]
     n_cand = state.config.n_candidates
     ret_idx = [i for i, r in enumerate(reqs) if r.path != "popular"]
     retrieved, q = _retrieve(state, reqs, scopes, ret_idx)
-    vectors = {i: q[j] for j, i in enumerate(ret_idx)}
+    vector_of = np.full(len(reqs), -1, np.int64)
+    vector_of[ret_idx] = np.arange(len(ret_idx))
     clock.lap("retrieve")
     tiers: list[list[tuple[np.ndarray, np.ndarray]]] = []
     for i, r in enumerate(reqs):
         first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
         # backfill tier: the partner's popular items, twice k so that it can also restore category variety
         tiers.append([first, _popular(state, r, scopes[i], 2 * r.k, first[0])])
-    rows = _candidate_rows(state, reqs, tiers, vectors)
-    scores, pctr, pcvr, frame = _rank(state, rows.drop(columns=["_req", "_tier", "_pos", "_base"]),
-                                      rows["_base"].to_numpy(), clock)
-    rows["score"], rows["pctr"], rows["pcvr"] = scores, pctr, pcvr
-    req_i, tier_i = rows["_req"].to_numpy(), rows["_tier"].to_numpy()
-    pos_all, score_all = rows["_pos"].to_numpy(), rows["score"].to_numpy(dtype=np.float64)
-    bounds = np.searchsorted(req_i, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
+    cand = _candidates(state, reqs, tiers, q, vector_of)
+    ranked = _rank(state, reqs, cand, clock)
+    bounds = np.searchsorted(cand.req, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
     picked = []
     for i, r in enumerate(reqs):
         sl = slice(bounds[i], bounds[i + 1])
-        t = tier_i[sl]
-        tier_parts = [(pos_all[sl][t == j], score_all[sl][t == j]) for j in range(2)]
+        t, pos, score = cand.tier[sl], cand.pos[sl], ranked.scores[sl]
+        tier_parts = [(pos[t == j], score[t == j]) for j in range(2)]
         sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, tier_parts)
         if len(sel.positions) < r.k:
             r.notes.append(f"only {len(sel.positions)} eligible items for this request (asked for {r.k}): the "
                            "partner's pool, stock, segment and exclusions leave no more")
         picked.append((i, sel))
     clock.lap("rules")
-    out = _assemble(state, reqs, rows, frame, picked, with_request)
+    out = _assemble(state, reqs, cand, ranked, picked, with_request)
     clock.lap("reasons")
     return out
 
 
 class _Clock:
-    """Stage timer that costs nothing when no ``timings`` dict is given."""
+    """Stage timer (wall seconds into ``timings``, this thread's CPU seconds into ``cpu``) that costs nothing
+    when neither dict is given."""
 
-    def __init__(self, timings: dict[str, float] | None) -> None:
+    def __init__(self, timings: dict[str, float] | None, cpu: dict[str, float] | None = None) -> None:
         import time
 
-        self.timings, self._now = timings, time.perf_counter
+        self.timings, self.cpu, self._now, self._cpu_now = timings, cpu, time.perf_counter, time.thread_time
         self.t = self._now() if timings is not None else 0.0
+        self.c = self._cpu_now() if cpu is not None else 0.0
 
     def lap(self, stage: str) -> None:
         if self.timings is not None:
             t = self._now()
             self.timings[stage] = self.timings.get(stage, 0.0) + t - self.t
             self.t = t
+        if self.cpu is not None:
+            c = self._cpu_now()
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + c - self.c
+            self.c = c
 
 
-def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None, picked,
+def _assemble(state: ServingState, reqs: list[Request], cand: _Candidates, ranked: _Ranked, picked,
               with_request: bool = False) -> pd.DataFrame:
     """Output rows for the selections, with reasons (arrays first, one DataFrame at the end)."""
     stride = np.int64(len(state.catalogue) + 1)
-    keys = rows["_req"].to_numpy(np.int64) * stride + rows["_pos"].to_numpy(np.int64)
+    keys = cand.req * stride + cand.pos
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    req_parts, pos_parts, tier_parts, score_parts = [], [], [], []
-    for i, sel in picked:
-        req_parts.append(np.full(len(sel.positions), i, np.int64))
-        pos_parts.append(sel.positions.astype(np.int64))
-        tier_parts.append(sel.tiers)
-        score_parts.append(sel.scores.astype(np.float64))
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    req_i, pos, tier, score = (cat(req_parts, np.int64), cat(pos_parts, np.int64), cat(tier_parts, np.int64),
-                               cat(score_parts, np.float64))
+    req_i = cat([np.full(len(sel.positions), i, np.int64) for i, sel in picked], np.int64)
+    pos = cat([sel.positions for _, sel in picked], np.int64)
+    tier = cat([sel.tiers for _, sel in picked], np.int64)
+    score = cat([sel.scores for _, sel in picked], np.float64)
     want = req_i * stride + pos
     hit = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
     has_row = sorted_keys[hit] == want if len(sorted_keys) else np.zeros(len(want), bool)
@@ -269,9 +346,10 @@ def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, fram
     popular_path = np.array([r.path == "popular" for r in reqs], bool)[req_i] if len(req_i) else np.zeros(0, bool)
     source = np.where(tier == 0, np.where(popular_path, "popular", "retrieval"),
                       np.where(tier == 1, "popular", "backfill")).astype(object)
-    pctr = np.where(has_row, rows["pctr"].to_numpy(np.float64)[safe], np.nan) if len(rows) else np.full(len(pos), np.nan)
-    pcvr = np.where(has_row, rows["pcvr"].to_numpy(np.float64)[safe], np.nan) if len(rows) else np.full(len(pos), np.nan)
-    codes, anchor = _reason_codes(state, reqs, rows, frame, req_i, pos, score, source, safe, has_row)
+    empty = not len(cand)
+    pctr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pctr.astype(np.float64)[safe], np.nan)
+    pcvr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pcvr.astype(np.float64)[safe], np.nan)
+    codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row)
     reasons = [_text(state, reqs[i], code, p, a) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
     starts = np.r_[0, np.flatnonzero(np.diff(req_i)) + 1] if len(req_i) else np.zeros(0, np.int64)
     rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.r_[starts, len(req_i)])) + 1
@@ -284,9 +362,9 @@ def _assemble(state: ServingState, reqs: list[Request], rows: pd.DataFrame, fram
     return pd.DataFrame(out)
 
 
-def _reason_codes(state: ServingState, reqs: list[Request], rows: pd.DataFrame, frame: pd.DataFrame | None,
-                  req_i: np.ndarray, pos: np.ndarray, score: np.ndarray, source: np.ndarray, safe: np.ndarray,
-                  has_row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _reason_codes(state: ServingState, reqs: list[Request], ranked: _Ranked, req_i: np.ndarray, pos: np.ndarray,
+                  score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Reason code and the named viewed item (position, -1 for none) of every output row."""
     n = len(pos)
     default = np.where(source == "retrieval", "for_you", "popular").astype(object)
@@ -302,20 +380,13 @@ def _reason_codes(state: ServingState, reqs: list[Request], rows: pd.DataFrame, 
             s[pos[m][:, None] == hist[None, :]] = -np.inf
             best = s.argmax(axis=1)
             sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
-    contrib = pd.DataFrame(index=range(n))
-    if frame is not None and has_row.any():
-        sub_rows = rows.iloc[safe[has_row]].reset_index(drop=True)
-        sub = frame.iloc[safe[has_row]].reset_index(drop=True)
-
-        def scorer(f: pd.DataFrame, source_rows: np.ndarray) -> np.ndarray:
-            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)),
-                                               sub_rows.iloc[source_rows].reset_index(drop=True),
-                                               state.objectives, state.config.default_objective)
-
-        part = reason_contributions(sub, scorer, score[has_row])
-        contrib = pd.DataFrame(np.nan, index=range(n), columns=part.columns)
-        contrib.loc[np.flatnonzero(has_row), :] = part.to_numpy()
-    return choose_reasons(contrib, score, similarity=sim, default=default), anchor
+    names: list[str] = []
+    values = np.zeros((n, 0))
+    if ranked.contributions is not None and has_row.any():
+        names, part = ranked.contributions(safe[has_row], score[has_row])
+        values = np.full((n, len(names)), np.nan)
+        values[has_row] = part
+    return choose_reasons((names, values), score, similarity=sim, default=default), anchor
 
 
 def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:

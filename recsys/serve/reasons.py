@@ -23,7 +23,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["REASON_CODES", "ablation_plan", "ablated_frames", "reason_contributions", "reason_text", "choose_reasons"]
+__all__ = ["REASON_CODES", "ablation_plan", "ablated_frames", "reason_contributions", "matrix_contributions",
+           "reason_text", "choose_reasons"]
 
 REASON_CODES = ("viewed", "friends", "trending", "popular", "for_you")
 _WINDOWED = re.compile(r"^(item|user_category)_(.+)_(log_imp|log_clk|log_buy|ctr|cvr)$")
@@ -53,6 +54,20 @@ def ablation_plan(columns: list[str]) -> dict[str, list[tuple[str, str | None]]]
     return plan
 
 
+def _ablate(x: np.ndarray, where: dict[str, int], plan: dict) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Stacked ablated copies of the rows of ``x`` (one block per evidence kind, changed rows only) and the
+    rows each block holds."""
+    blocks, rows = [], []
+    for ops in plan.values():
+        b = x.copy()
+        for col, src in ops:
+            b[:, where[col]] = 0.0 if src is None else x[:, where[src]]
+        changed = np.flatnonzero((b != x).any(axis=1))
+        blocks.append(b[changed])
+        rows.append(changed)
+    return np.concatenate(blocks), rows
+
+
 def ablated_frames(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[np.ndarray]]:
     """The evidence kinds present in ``frame``, one stacked frame of ablated rows, and per kind the rows
     (of ``frame``) it holds: only rows the ablation changes, since an unchanged row loses nothing."""
@@ -63,16 +78,8 @@ def ablated_frames(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[n
     numeric = [c for c, dt in zip(columns, frame.dtypes, strict=True)
                if isinstance(dt, np.dtype) and dt.kind in "fiu"]
     where = {c: j for j, c in enumerate(numeric)}
-    x = frame[numeric].to_numpy(dtype=np.float64)
-    blocks, rows = [], []
-    for ops in plan.values():
-        b = x.copy()
-        for col, src in ops:
-            b[:, where[col]] = 0.0 if src is None else x[:, where[src]]
-        changed = np.flatnonzero((b != x).any(axis=1))
-        blocks.append(b[changed])
-        rows.append(changed)
-    stacked = pd.DataFrame(np.concatenate(blocks), columns=numeric)
+    blocks, rows = _ablate(frame[numeric].to_numpy(dtype=np.float64), where, plan)
+    stacked = pd.DataFrame(blocks, columns=numeric)
     other = [c for c in columns if c not in where]
     if other:
         rest = pd.concat([frame[other].iloc[r] for r in rows], ignore_index=True)
@@ -101,6 +108,23 @@ def reason_contributions(frame: pd.DataFrame, score: Callable[[pd.DataFrame, np.
     return pd.DataFrame(out, index=frame.index)
 
 
+def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                         base: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """:func:`reason_contributions` on a numeric feature matrix (``columns`` name its columns): the evidence
+    kinds and the score lost per row and kind. ``score(stacked_matrix, row_of_each_stacked_row)``."""
+    plan = ablation_plan(list(columns))
+    if not plan:
+        return [], np.zeros((len(x), 0))
+    stacked, rows = _ablate(np.asarray(x, dtype=np.float64), {c: j for j, c in enumerate(columns)}, plan)
+    source = np.concatenate(rows)
+    scores = np.asarray(score(stacked, source), dtype=np.float64) if len(source) else np.zeros(0)
+    out, start = np.zeros((len(x), len(plan))), 0
+    for j, r in enumerate(rows):
+        out[r, j] = base[r] - scores[start:start + len(r)]
+        start += len(r)
+    return list(plan), out
+
+
 def reason_text(code: str, *, item_title: str | None = None, category: str | None = None,
                 media_id: str | None = None) -> str:
     """The sentence shown for a reason code."""
@@ -116,11 +140,13 @@ def reason_text(code: str, *, item_title: str | None = None, category: str | Non
     return "picked for you"
 
 
-def choose_reasons(contrib: pd.DataFrame, scores: np.ndarray, *, similarity: np.ndarray, default: np.ndarray,
-                   min_share: float = 0.02, min_similarity: float = 0.3) -> np.ndarray:
+def choose_reasons(contrib: pd.DataFrame | tuple[list[str], np.ndarray], scores: np.ndarray, *,
+                   similarity: np.ndarray, default: np.ndarray, min_share: float = 0.02,
+                   min_similarity: float = 0.3) -> np.ndarray:
     """Reason code per row.
 
-    ``contrib``: score lost per evidence kind (see :func:`reason_contributions`); ``similarity``: the
+    ``contrib``: score lost per evidence kind (see :func:`reason_contributions`), a frame or
+    ``(kinds, values)`` as :func:`matrix_contributions` gives them; ``similarity``: the
     best cosine between the item and a viewed item (NaN without history); ``default``: the code
     when nothing stands out ("popular" or "for_you", from the candidate's source).
     """
@@ -129,9 +155,9 @@ def choose_reasons(contrib: pd.DataFrame, scores: np.ndarray, *, similarity: np.
     sim = np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=-np.inf)
     by_similarity = sim >= min_similarity
     codes[by_similarity] = "viewed"
-    if contrib.shape[1]:
-        names = list(contrib.columns)
-        vals = contrib.to_numpy(dtype=np.float64)
+    names, vals = (list(contrib.columns), contrib.to_numpy(dtype=np.float64)) if isinstance(contrib, pd.DataFrame) \
+        else (list(contrib[0]), np.asarray(contrib[1], dtype=np.float64))
+    if len(names):
         vals = np.where(np.isfinite(vals), vals, -np.inf)
         if "viewed" in names:  # nothing to name without a viewed item
             vals[~np.isfinite(sim), names.index("viewed")] = -np.inf

@@ -84,9 +84,38 @@ class ServingState:
     vocab_to_pos: np.ndarray | None
     builder_params: dict | None = None
     filters_cache: dict = field(default_factory=dict)
+    arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
 
     def evolve(self, **changes) -> ServingState:
-        return replace(self, filters_cache={}, **changes)
+        same_items = "builder" not in changes and len(changes.get("catalogue", self.catalogue)) == len(self.catalogue)
+        return replace(self, filters_cache={}, arrays=self.arrays if same_items else None, **changes)
+
+    def index_size(self) -> int:
+        """Live items in the index (cached: every index update comes with a new state)."""
+        hit = self.filters_cache.get("index_size")
+        if hit is None:
+            hit = self.filters_cache["index_size"] = len(self.index)
+        return hit
+
+    @property
+    def as_of_ns(self) -> int:
+        """The serving time (``as_of``) in int64 nanoseconds."""
+        return int(np.array([self.as_of.to_datetime64()], dtype="datetime64[ns]").astype(np.int64)[0])
+
+    def _arrays(self):
+        if self.arrays is None:
+            self.arrays = _candidate_arrays(self.ranker, self.builder, self.catalogue.ids, self.as_of) or False
+        return self.arrays or None
+
+    def candidate_features(self):
+        """The ranker's features as arrays for requests at ``as_of``
+        (:class:`~recsys.features.candidate_features.CandidateFeatures`), or None when the ranker reads frames."""
+        hit = self._arrays()
+        return None if hit is None else hit[0]
+
+    def ranking_columns(self) -> list[str]:
+        """Columns of the serving feature matrix: the ranker's, then the reasons' ablation sources it lacks."""
+        return self._arrays()[1]
 
     def pool_positions(self, media: str) -> np.ndarray:
         """Catalogue positions in a partner's pool (cached until the next update)."""
@@ -99,6 +128,23 @@ class ServingState:
     @property
     def known_media(self) -> set:
         return set(self.pools) | set(self.objectives)
+
+
+def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp):
+    """(CandidateFeatures, matrix columns) when the ranker scores matrices and the builder's features can be
+    computed as arrays; None otherwise (those requests go through the builder's frames)."""
+    from recsys.features.candidate_features import CandidateFeatures
+    from recsys.features.ranking_features import RankingFeatureBuilder
+
+    if ranker is None or not hasattr(ranker, "predict_arrays") or not isinstance(builder, RankingFeatureBuilder):
+        return None
+    features = CandidateFeatures.build(builder, item_ids, as_of)
+    columns = list(ranker.columns_)
+    if not features.supports(columns):
+        return None
+    extra = sorted(c for c in features.names if c.startswith("category_") and c.endswith(("_ctr", "_cvr"))
+                   and c not in set(columns))
+    return features, columns + extra
 
 
 def item_embeddings(pipeline: Any, model: Any, items: pd.DataFrame, chunk: int = 65_536) -> np.ndarray:
@@ -206,9 +252,11 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
     popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
     as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
     tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
-    return ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
-                        catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
-                        users=user_state, pools=pool_masks(media_pools, catalogue), objectives=objectives,
-                        popular=popular, config=config, as_of=as_of,
-                        tables={k: v for k, v in tables.items() if v is not None},
-                        vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
+    state = ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
+                         catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
+                         users=user_state, pools=pool_masks(media_pools, catalogue), objectives=objectives,
+                         popular=popular, config=config, as_of=as_of,
+                         tables={k: v for k, v in tables.items() if v is not None},
+                         vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
+    state.candidate_features()  # built now, not on the first request
+    return state

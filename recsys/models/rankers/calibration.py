@@ -109,9 +109,14 @@ class RankerCalibration:
 
     def apply(self, raw_pctr: np.ndarray, raw_pctcvr: np.ndarray) -> pd.DataFrame:
         """Calibrated ``pctr``, ``pcvr``, ``pctcvr`` (pctcvr == pctr * pcvr, all in [0, 1])."""
+        pctr, pcvr, pctcvr = self.apply_arrays(raw_pctr, raw_pctcvr)
+        return pd.DataFrame({"pctr": pctr, "pcvr": pcvr, "pctcvr": pctcvr})
+
+    def apply_arrays(self, raw_pctr: np.ndarray, raw_pctcvr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`apply` as three arrays (serving's hot path skips the DataFrame)."""
         pctr = np.clip(self.ctr_.predict(raw_pctr), _EPS, 1.0)
         pcvr = np.clip(self.ctcvr_.predict(raw_pctcvr) / pctr, 0.0, 1.0)
-        return pd.DataFrame({"pctr": pctr, "pcvr": pcvr, "pctcvr": pctr * pcvr})
+        return pctr, pcvr, pctr * pcvr
 
     def to_dict(self) -> dict:
         """JSON-ready state."""

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from safetensors.numpy import load_file, save_file
 
-from recsys.errors import ArtifactError
+from recsys.errors import ArtifactError, ConfigError, DataValidationError
 from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
 
 _FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
@@ -108,7 +108,8 @@ class GBDTRanker(CalibratedRanker):
         self.num_threads = num_threads
 
     def _params(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items() if not k.endswith("_")}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
+                if not k.endswith("_") and not k.startswith("_")}
 
     def _classifier(self, early_stopping: bool):
         from sklearn.ensemble import HistGradientBoostingClassifier
@@ -139,9 +140,28 @@ class GBDTRanker(CalibratedRanker):
             return TreeEnsemble.from_sklearn(self._classifier(early).fit(X, y))
 
     def _predict_raw(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        X = numeric_matrix(frame, self.columns_, np.float64)
-        pctr = self.ctr_.predict_proba(X)
-        return pctr, pctr * self.cvr_.predict_proba(X)
+        return self._predict_raw_matrix(numeric_matrix(frame, self.columns_, np.float64))
+
+    def _predict_raw_matrix(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        forest = getattr(self, "_forest", None)
+        if forest is None or forest[0] is not self.ctr_ or forest[1] is not self.cvr_:
+            from recsys.models.rankers.forest import CompiledForest
+
+            forest = self._forest = (self.ctr_, self.cvr_, CompiledForest([self.ctr_, self.cvr_], len(self.columns_)))
+        ctr, cvr = forest[2].decision_functions(X)
+        pctr = 1.0 / (1.0 + np.exp(-ctr))
+        return pctr, pctr * (1.0 / (1.0 + np.exp(-cvr)))
+
+    def predict_arrays(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Calibrated ``(pctr, pcvr, pctcvr)`` for a matrix whose columns are ``columns_`` (float64, NaN = missing):
+        :meth:`predict_proba` without the DataFrames, for serving."""
+        if not hasattr(self, "calibration_"):
+            raise ConfigError("GBDTRanker.predict_arrays called before fit().")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.columns_):
+            raise DataValidationError(f"X has shape {X.shape}; expected (rows, {len(self.columns_)}) with the "
+                                      "columns in columns_ order")
+        return self.calibration_.apply_arrays(*self._predict_raw_matrix(X))
 
     def _save_model(self, path: Path) -> dict:
         for name, ens in (("ctr", self.ctr_), ("cvr", self.cvr_)):

@@ -53,6 +53,24 @@ def objective_scores(preds: pd.DataFrame, objective: str, *, price=None, commiss
     return score
 
 
+def objective_arrays(pctr: np.ndarray, pctcvr: np.ndarray, objective: np.ndarray, price: np.ndarray,
+                     commission_rate: np.ndarray) -> np.ndarray:
+    """:func:`objective_scores` on arrays (the same arithmetic), with an objective name per row."""
+    objective = np.asarray(objective, dtype=object)
+    out = np.zeros(len(pctr))
+    for name in dict.fromkeys(objective.tolist()):
+        canonical = normalise_objective(name)
+        m = objective == name
+        sel = slice(None) if m.all() else m
+        score = np.asarray(pctr if canonical == "clicks" else pctcvr, dtype=np.float64)[sel]
+        if canonical in ("gmv", "commission"):
+            score = score * np.asarray(price, dtype=np.float64)[sel]
+        if canonical == "commission":
+            score = score * np.asarray(commission_rate, dtype=np.float64)[sel]
+        out[sel] = score
+    return out
+
+
 def partner_objectives(media: pd.DataFrame, column: str = "objective") -> dict:
     """media_id -> canonical objective, from a media-partner table with an objective column."""
     if "media_id" not in media.columns or column not in media.columns:

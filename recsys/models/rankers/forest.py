@@ -1,0 +1,104 @@
+"""Several tree ensembles compiled into one flat layout, walked together with a few array gathers per level.
+
+:meth:`TreeEnsemble.decision_function <recsys.models.rankers.gbdt.TreeEnsemble.decision_function>` is
+the reference walk; this layout gives the same log-odds (bit for bit: the same leaves, summed in the
+same order) at a fraction of the cost on the few hundred rows of a request:
+
+* every tree's children sit side by side (``child`` is the left one, ``child + 1`` the right), so a
+  step is ``node = child[node] + (x > threshold[node])``;
+* a missing value goes where training sent it by reading the feature from one of two copies of the
+  row: NaN as -inf (goes left) or NaN as +inf (goes right), chosen per node;
+* a leaf loops onto itself (threshold +inf), and (row, tree) pairs that reached a leaf are dropped
+  from the walk once a quarter of them are done. Infinite split thresholds (a split of missing values
+  alone) and infinite feature values become the largest float, so only leaves hold +inf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["CompiledForest"]
+
+_BIG = float(np.finfo(np.float64).max)
+
+
+class CompiledForest:
+    """Ensembles (each: ``arrays`` of a TreeEnsemble) compiled for ``n_features`` columns; see the module docstring."""
+
+    def __init__(self, ensembles: Sequence, n_features: int) -> None:
+        self.n_features = int(n_features)
+        self.baselines = [float(e.arrays["baseline"][0]) for e in ensembles]
+        slots: list[tuple[int, int]] = []
+        bounds = [0]
+        for e, ens in enumerate(ensembles):
+            slots += [(e, int(r)) for r in ens.arrays["roots"]]
+            bounds.append(len(slots))
+        self.bounds = bounds
+        self.roots = np.arange(len(slots), dtype=np.int32)
+        child: dict[int, int] = {}
+        i = 0
+        while i < len(slots):  # breadth first: each internal node's two children get adjacent slots
+            e, n = slots[i]
+            a = ensembles[e].arrays
+            if not a["is_leaf"][n]:
+                child[i] = len(slots)
+                slots += [(e, int(a["left"][n])), (e, int(a["right"][n]))]
+            i += 1
+        size = len(slots)
+        self.threshold = np.full(size, np.inf)
+        self.feature = np.zeros(size, np.int32)
+        self.child = np.arange(size, dtype=np.int32)
+        self.value = np.zeros(size)
+        for i, (e, n) in enumerate(slots):
+            a = ensembles[e].arrays
+            if a["is_leaf"][n]:
+                self.value[i] = a["value"][n]
+            else:
+                self.threshold[i] = min(float(a["num_threshold"][n]), _BIG)
+                self.feature[i] = int(a["feature_idx"][n]) + (0 if a["missing_go_to_left"][n] else self.n_features)
+                self.child[i] = child[i]
+
+    def decision_functions(self, X: np.ndarray, chunk: int = 8192) -> list[np.ndarray]:
+        """Raw log-odds of every ensemble for the rows of X (float64, NaN = missing)."""
+        X = np.clip(np.asarray(X, dtype=np.float64), -_BIG, _BIG)  # NaN stays NaN
+        if len(X) <= chunk:
+            return self._walk(X)
+        parts = [self._walk(X[s:s + chunk]) for s in range(0, len(X), chunk)]
+        return [np.concatenate([p[e] for p in parts]) for e in range(len(self.baselines))]
+
+    def _walk(self, X: np.ndarray) -> list[np.ndarray]:
+        n, n_trees = len(X), len(self.roots)
+        if n_trees == 0 or n == 0:
+            return [np.full(n, b) for b in self.baselines]
+        nan = np.isnan(X)
+        both = np.concatenate([np.where(nan, -np.inf, X), np.where(nan, np.inf, X)], axis=1).ravel()
+        node = np.tile(self.roots, n)
+        offset = np.repeat(np.arange(n, dtype=np.int64) * (2 * self.n_features), n_trees)
+        final, where = node, None
+        while True:
+            thr = np.take(self.threshold, node)
+            at_leaf = thr == np.inf
+            done = np.count_nonzero(at_leaf)
+            if done == len(node):
+                break
+            if done > len(node) // 4:
+                if where is None:
+                    final, where = np.empty(n * n_trees, np.int32), np.arange(n * n_trees)
+                final[where[at_leaf]] = node[at_leaf]
+                keep = np.flatnonzero(~at_leaf)
+                node, offset, where, thr = node[keep], offset[keep], where[keep], thr[keep]
+            f = np.take(self.feature, node) + offset
+            node = np.take(self.child, node) + (np.take(both, f) > thr)
+        if where is None:
+            final = node
+        else:
+            final[where] = node
+        leaves = np.take(self.value, final).reshape(n, n_trees)
+        out = []
+        for e, base in enumerate(self.baselines):
+            raw = np.full(n, base)
+            raw += np.ascontiguousarray(leaves[:, self.bounds[e]:self.bounds[e + 1]]).sum(axis=1)
+            out.append(raw)
+        return out

@@ -1,0 +1,92 @@
+"""Serving on arrays equals serving on frames: the candidate feature matrix equals the builder's frame bit for
+bit, the compiled forest equals the reference tree walk, and feeds are identical with either path."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.rankers.forest import CompiledForest
+from recsys.models.rankers.gbdt import TreeEnsemble
+from tests.test_recommender import fitted
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(((a == b) | (np.isnan(a) & np.isnan(b))).all())
+
+
+def test_candidate_matrix_equals_the_builders_frame():
+    state = fitted()._state
+    features = state.candidate_features()
+    assert features is not None
+    columns = state.ranking_columns()
+    rng = np.random.default_rng(0)
+    users = np.array([0, 5, 42, 299, 10**6, "new-user"], dtype=object)
+    media = np.array(["guide-0", "app-1", None, "kol-2", "no-such-partner", "app-0"], dtype=object)
+    req = np.repeat(np.arange(len(users)), 80)
+    pos = rng.integers(0, len(state.catalogue), len(req))
+    score = rng.normal(size=len(req))
+    score[::7] = np.nan  # popular candidates have no two-tower score
+    rank = np.tile(np.arange(1, 81), len(users)).astype(np.float64)
+    rows = pd.DataFrame({"user_id": users[req], "item_id": state.catalogue.ids[pos],
+                         "timestamp": np.full(len(req), state.as_of.to_datetime64(), dtype="datetime64[ns]"),
+                         "media_id": media[req], "two_tower_score": score, "two_tower_rank": rank})
+    expected = state.builder.transform(rows)[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    got = features.matrix(users, media, req, pos, score, rank, columns)
+    assert got.shape == expected.shape and _same(got, expected)
+    assert (got[:, columns.index("user_1d_log_clk")] > 0).any()  # the check would notice a user column of zeros
+
+
+def _tree(threshold: float, miss_left: bool) -> TreeEnsemble:
+    """root: x0 <= threshold -> leaf 1.0, else -> node 2: x1 <= 0.5 -> leaf -2.0, else leaf 3.0."""
+    return TreeEnsemble({
+        "baseline": np.array([0.25]), "roots": np.array([0]),
+        "value": np.array([0.0, 1.0, 0.0, -2.0, 3.0]), "feature_idx": np.array([0, 0, 1, 0, 0]),
+        "num_threshold": np.array([threshold, 0.0, 0.5, 0.0, 0.0]),
+        "missing_go_to_left": np.array([miss_left, 0, 0, 0, 0]), "left": np.array([1, 0, 3, 0, 0]),
+        "right": np.array([2, 0, 4, 0, 0]), "is_leaf": np.array([0, 1, 0, 1, 1])})
+
+
+@pytest.mark.parametrize("threshold", [0.3, np.inf])
+@pytest.mark.parametrize("miss_left", [True, False])
+def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values(threshold, miss_left):
+    X = np.array([[0.1, 0.0], [0.9, 0.2], [0.9, 0.8], [np.nan, 0.8], [np.inf, 0.8], [-np.inf, np.nan]])
+    tree = _tree(threshold, miss_left)
+    (got,) = CompiledForest([tree], 2).decision_functions(X)
+    np.testing.assert_array_equal(got, tree.decision_function(X))
+
+
+def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predict_proba():
+    ranker = fitted()._state.ranker
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, len(ranker.columns_))) * rng.choice([0.01, 1.0, 10.0], len(ranker.columns_))
+    X[rng.random(X.shape) < 0.05] = np.nan
+    ctr, cvr = CompiledForest([ranker.ctr_, ranker.cvr_], X.shape[1]).decision_functions(X, chunk=700)
+    np.testing.assert_allclose(ctr, ranker.ctr_.decision_function(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cvr, ranker.cvr_.decision_function(X), rtol=0, atol=1e-12)
+    frame = pd.DataFrame(X, columns=ranker.columns_)
+    pctr, pcvr, pctcvr = ranker.predict_arrays(X)
+    ref = ranker.predict_proba(frame)
+    np.testing.assert_allclose(pctr, ref["pctr"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pcvr, ref["pcvr"], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pctcvr, ref["pctcvr"], rtol=0, atol=1e-12)
+
+
+def test_feeds_on_arrays_equal_feeds_on_frames():
+    from recsys.serve.engine import Request, run_batch
+
+    state = fitted()._state
+    frames = replace(state, arrays=False)  # the builder's frames and predict_proba, as before arrays
+    assert frames.candidate_features() is None and state.candidate_features() is not None
+
+    def requests():
+        return [Request(0, "guide-0", 12), Request(5, "app-1", 7, exclude=(41, 108)), Request(42, None, 20),
+                Request(10**6, "kol-0", 9), Request(299, "kol-2", 15, context={"segment": "vip"}),
+                Request("new", None, 5)]
+
+    fast, slow = run_batch(state, requests()), run_batch(frames, requests())
+    pd.testing.assert_frame_equal(fast, slow)
+    assert (fast["reason_code"] != "popular").any()
