@@ -152,6 +152,25 @@ def benchmark_recommend(
                                        out_dir=out_dir), None)
 
 
+@benchmark_app.command("distributed")
+def benchmark_distributed(
+    config: Annotated[Path, typer.Option("--config", "-c", help="A train config, e.g. experiments/distributed/gowalla.yaml.")],
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes of the torchrun run.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Total torch threads, split over the processes.")] = 2,
+    repeats: Annotated[int, typer.Option(help="Pairs of runs (alternating order); medians reported.")] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override (repeatable).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where results.json and the table go.")] = Path(
+        "experiments/distributed"),
+    tag: Annotated[str | None, typer.Option(help="Suffix of the output files (results-<tag>.json).")] = None,
+) -> None:
+    """The retrieval stage in one process against torchrun (DDP): test Recall/NDCG@20 and wall time."""
+    from recsys.bench.distributed import run_distributed_benchmark
+
+    result = run_distributed_benchmark(config, nproc=nproc, threads=threads, repeats=repeats, overrides=set_ or (),
+                                       out_dir=out_dir, tag=tag)
+    _echo_json({k: result[k] for k in ("summary", "ratios", "max_weight_difference_first_pair")}, None)
+
+
 @benchmark_app.command("synthetic")
 def benchmark_synthetic(
     sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",

@@ -11,6 +11,10 @@
 ``stage`` runs one part alone, each as its own tracked run: ``retrieval`` (features + two-tower,
 saved under ``<output.dir>/<name>/retrieval``), ``index`` (needs that retrieval output) and
 ``ranker``. The stages themselves live in :mod:`recsys.train_stages`.
+
+Under ``torchrun --nproc_per_node=N`` (see :mod:`recsys.models.distributed`) every process loads the
+same data and trains the two-tower model data-parallel; rank 0 alone logs, evaluates, builds the
+index and the ranker, saves and tracks. The other ranks print nothing and write nothing.
 """
 
 from __future__ import annotations
@@ -55,7 +59,10 @@ class _Run:
     """Shared state of one run: config, tracker, logging, timings, figures."""
 
     def __init__(self, cfg: TrainConfig, tracker: Any, log: Callable[[str], None], progress: bool) -> None:
+        from recsys.models.distributed import is_main_process
+
         self.cfg, self.tracker, self.log, self.progress = cfg, tracker, log, progress
+        self.main = is_main_process()  # rank 0 under torchrun, always true in one process
         self.out = cfg.output_dir
         self.plots = self.out / "plots"
         self.result = TrainResult(config=cfg, stage="", output_dir=self.out)
@@ -117,7 +124,14 @@ def _retrieval(run: _Run, tables, split):
     pipeline = fit_features(cfg, tables, split)
     res = train_retrieval(cfg, pipeline, tables, split, callbacks=[TrackingCallback(run.tracker), _EpochLog(run.log)],
                           progress=run.progress)
+    if not run.main:  # another torchrun rank: it helped train; rank 0 evaluates, saves and tracks
+        return pipeline, res
     hist = res.summary["history"]
+    from recsys.models.distributed import world_from_env
+
+    run.result.evaluation["training"] = {k: res.summary.get(k) for k in ("best_epoch", "epochs_run", "train_seconds",
+                                                                        "history")} | {
+        "processes": world_from_env().world_size}
     run.log(f"   {res.summary['epochs_run']} epochs, loss {hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, "
             f"{res.summary['train_seconds']:.0f} s")
     run.plot(loss_curve(hist, run.plots / "loss_curve.png"))
@@ -264,12 +278,17 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
     from recsys.models.callbacks import progress_enabled
+    from recsys.models.distributed import is_main_process
     from recsys.tracking.tracker import make_tracker
 
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)
+    if not is_main_process():  # a torchrun rank other than 0: it only helps train the two-tower model
+        if stage not in ("all", "retrieval"):
+            return TrainResult(config=cfg, stage=stage)
+        tracking, log, progress = False, None, False
     tracker = make_tracker(cfg.tracking, enabled=tracking)
     run = _Run(cfg, tracker, log or (lambda _msg: None), progress_enabled() if progress is None else progress)
     run.result.stage = stage
@@ -289,11 +308,12 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
             index.save(run.out / "index")
         else:
             pipeline, retr = _retrieval(run, tables, split)
-            if stage == "all":
+            if stage == "all" and run.main:
                 index, emb = _index(run, tables, pipeline, retr)
                 ranker = _ranker(run, tables, split)
                 rec, path = _bundle(run, tables, split, digest, pipeline, retr, index, emb, ranker)
-        _log_outputs(run, rec, path, _example(tables, split) if rec is not None else None)
+        if run.main:
+            _log_outputs(run, rec, path, _example(tables, split) if rec is not None else None)
         run.result.seconds = time.perf_counter() - run._t
         tracker.log_metrics({"seconds_total": run.result.seconds})
         run.result.run_id, run.result.experiment_id = tracker.run_id, tracker.experiment_id

@@ -134,6 +134,10 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
         model = _model(bc, pipeline, cfg, tables.interaction_only)
         _trainer(bc, model, data, summary["best_epoch"], None, [], progress).fit(data)
         summary = {**summary, "retrained_epochs": summary["best_epoch"]}
+    from recsys.models.distributed import is_main_process
+
+    if not is_main_process():  # another torchrun rank: rank 0 encodes, evaluates and saves
+        return RetrievalResult(model=model, data=data, summary=summary)
     users, items = encode_all(model, data)
     return RetrievalResult(model=model, data=data, summary=summary, user_emb=users, item_emb=items)
 

@@ -102,3 +102,31 @@ def test_one_process_is_a_no_op(monkeypatch):
     dp.wrap(torch.nn.Linear(2, 1), lambda data, batch: torch.tensor(float(len(batch))), lambda data, batch: 1)
     loss, value = dp.step_loss(None, np.arange(3))
     assert float(loss) == value == 3.0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this torch build has no gloo backend")
+def test_recsys_train_under_torchrun_tracks_and_saves_once(tmp_path):
+    """Every stage under torchrun: one MLflow run, one registered model, one summary printed (rank 0 only)."""
+    from tests.test_tracking import SMALL
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(f"name: tiny\ndata:\n  n_events: 8000\noutput:\n  dir: {tmp_path / 'out'}\n"
+                   f"tracking:\n  tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\n")
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV and k != "MLFLOW_TRACKING_URI"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "recsys",
+           "train", "-c", str(cfg), *[x for s in SMALL for x in ("--set", s)], "--set", "retrieval.validation_fraction=0.1"]
+    proc = subprocess.run(cmd, env=env | {"OMP_NUM_THREADS": "1", "CI": "true"}, capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("retrieval.recall@20:") == 1 and proc.stdout.count("== done (all)") == 1
+    assert proc.stdout.count("   epoch loss") == 2  # the per-epoch console hook ran on rank 0 only
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1 and runs[0].data.metrics["retrieval.recall@20"] > 0
+    assert len(client.get_metric_history(runs[0].info.run_id, "retrieval.train_loss")) == 2
+    assert client.get_model_version_by_alias("guess-you-like", "champion").version == "1"
+    assert (tmp_path / "out" / "tiny" / "bundle").is_dir()

@@ -44,7 +44,10 @@ def train_command(config: Path | None, stage: str = "all", no_tracking: bool = F
     except (RecsysError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
-    _summary(result)
+    from recsys.models.distributed import is_main_process
+
+    if is_main_process():  # under torchrun only rank 0 reports
+        _summary(result)
 
 
 def _summary(result) -> None:
