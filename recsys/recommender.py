@@ -222,8 +222,7 @@ class Recommender:
         """
         req = Request(user_id=_check_id(user_id, "user_id"), media_id=_check_media(media_id), k=_check_k(k),
                       exclude=_check_exclude(exclude), context=_check_context(context))
-        rows = run_batch(self._ready(), [req])
-        items = rows.drop(columns=["user_id", "media_id", "fallback"]).reset_index(drop=True)
+        items = run_batch(self._ready(), [req], drop=("user_id", "media_id", "fallback"))
         return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes)
 
     def recommend_batch(self, users: Any, k: int = 20, media_id: str | None = None, *,

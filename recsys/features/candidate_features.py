@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.features.cvr_stats import DEFAULT_HIERARCHY, _smooth
+from recsys.features.cvr_stats import _smooth
 
 __all__ = ["CandidateFeatures"]
 
-_ITEM_KEYS = ("category", "brand", "shop", "item")
 _STATS = ("log_imp", "log_clk", "log_buy", "ctr", "cvr")
+_ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share",
+                "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen")
 
 
 def _codes(index: pd.Index, values: np.ndarray) -> np.ndarray:
@@ -31,19 +32,42 @@ def _codes(index: pd.Index, values: np.ndarray) -> np.ndarray:
     return np.where(idx < 0, len(index), idx).astype(np.int64)
 
 
+def _counts(st: Any, key: str, codes: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(impressions, clicks, matured clicks, purchases) of ``codes`` before ``t``, each (windows, codes), counted
+    as ``ConversionRateStats.transform`` counts them."""
+    ns = [w.ns for w in st._windows]
+    imp = np.stack(st._index[(key, "impression")].count_windows(codes, t, ns))
+    clk = np.stack(st._index[(key, "click")].count_windows(codes, t, ns))
+    m_clk = np.stack(st._index[(key, "click")].count_windows(codes, t - st._delay, ns)) if st._delay else clk
+    buy = np.stack(st._index[(key, "purchase")].count_windows(codes, t - st._delay, ns))
+    return imp, clk, m_clk, buy
+
+
+def _rates(counts: tuple, p_ctr, p_cvr, s_ctr, s_cvr) -> tuple[np.ndarray, np.ndarray]:
+    imp, clk, m_clk, buy = counts
+    return _smooth(clk, imp, p_ctr, s_ctr), _smooth(buy, m_clk, p_cvr, s_cvr)
+
+
+def _block(counts: tuple, ctr: np.ndarray, cvr: np.ndarray) -> np.ndarray:
+    """float32 (codes, windows x 5): per window log_imp, log_clk, log_buy, ctr, cvr (the builder's column order)."""
+    imp, clk, _, buy = (np.broadcast_to(c, ctr.shape) for c in counts)
+    stacked = np.stack([np.log1p(imp), np.log1p(clk), np.log1p(buy), ctr, cvr], axis=-1)  # (W, m, 5)
+    return np.ascontiguousarray(stacked.transpose(1, 0, 2).reshape(ctr.shape[1], -1), dtype=np.float32)
+
+
 class CandidateFeatures:
-    """Per-position arrays and per-code statistics of a fitted builder at time ``as_of``; see the module docstring.
+    """Per-position arrays and per-code feature blocks of a fitted builder at time ``t`` (int64 ns); see the
+    module docstring. Build with :meth:`build`; :meth:`matrix` gives the matrix of (request, candidate) rows."""
 
-    Build with :meth:`build`; :meth:`matrix` gives the feature matrix of (request, candidate) rows.
-    """
-
-    def __init__(self, builder: Any, t: int, item: dict, tables: dict, names: frozenset) -> None:
+    def __init__(self, builder: Any, t: int, item: dict, blocks: dict, parents: dict, names: frozenset) -> None:
         self.builder = builder
         self.t = t
         self.item = item
-        self.tables = tables
+        self.blocks = blocks
+        self.parents = parents
         self.names = names
         self._memo: dict[str, dict] = {}
+        self._plans: dict[tuple, tuple] = {}
 
     @classmethod
     def build(cls, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp) -> CandidateFeatures:
@@ -56,44 +80,61 @@ class CandidateFeatures:
                 else np.zeros(len(price)),
                 "item_ix": _codes(builder._items_ix, np.asarray(item_ids)),
                 "brand_ix": _codes(builder._brands, items["brand"].to_numpy())}
-        names = {"price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share",
-                 "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen"}
-        names |= {f"friends_{n}" for n in builder._friends} | {f"user_item_log_{n}" for n in builder._own}
-        tables: dict = {}
+        names = set(_ROW_COLUMNS) | {f"friends_{n}" for n in builder._friends}
+        names |= {f"user_item_log_{n}" for n in builder._own}
+        blocks: dict = {}
+        parents: dict = {}
         if builder.include_cvr:
             st = builder.stats_
             frame = pd.DataFrame({"item_id": item_ids})
-            for key in _ITEM_KEYS:
+            for key in ("category", "brand", "shop", "item"):
                 if key in st._active:
                     item[f"code_{key}"] = st._codes(frame, key, grow=False)
-            tables = cls._item_tables(st, t)
+            blocks, parents = cls._item_blocks(st, t)
             names |= {f"{k}_{w.name}_{s}" for w in st._windows for k in st._active if k in st.keys for s in _STATS}
-        return cls(builder, t, item, tables, frozenset(names))
+        return cls(builder, t, item, blocks, parents, frozenset(names))
 
     @staticmethod
-    def _item_tables(st: Any, t: int) -> dict:
-        """Per window: the global rates and, per item-side key, counts (and rates where the parent is global)
-        of every code at time ``t`` (codes include the one for unseen values)."""
-        out: dict = {}
-        for w in st._windows:
-            g_ctr, g_cvr = st._global_rates(np.array([t], dtype=np.int64), w)
-            per: dict = {"global": (g_ctr, g_cvr)}
-            for key in _ITEM_KEYS:
-                if key not in st._active:
-                    continue
-                codes = np.arange(len(st._vocab[key]) + 1, dtype=np.int64)
-                counts = _counts(st, key, codes, np.full(len(codes), t, np.int64))[w.name]
-                if DEFAULT_HIERARCHY[key] == "global":
-                    imp, clk, m_clk, buy = counts
-                    counts = counts + (_smooth(clk, imp, g_ctr, st._strengths(key, "ctr", None)),
-                                       _smooth(buy, m_clk, g_cvr, st._strengths(key, "cvr", None)))
-                per[key] = counts
-            if "category" in st._active:
-                n_cat = np.arange(len(st._vocab["category"]) + 1, dtype=np.int64)
-                per["strength"] = {(k, r): st._strengths(k, r, n_cat) for k in ("item", "user_category")
-                                   if k in st._active for r in ("ctr", "cvr")}
-            out[w.name] = per
-        return out
+    def _item_blocks(st: Any, t: int) -> tuple[dict, dict]:
+        """Feature blocks per code of the item-side keys at time ``t`` and what child keys need (global and
+        category rates per window, strengths per category code)."""
+        t1 = np.array([t], dtype=np.int64)
+        glob = [st._global_rates(t1, w) for w in st._windows]
+        parents = {"global": (np.stack([g[0] for g in glob]), np.stack([g[1] for g in glob]))}  # (W, 1)
+        blocks: dict = {}
+        g_ctr, g_cvr = parents["global"]
+        for key in ("category", "brand", "shop"):
+            if key not in st._active:
+                continue
+            codes = np.arange(len(st._vocab[key]) + 1, dtype=np.int64)
+            counts = _counts(st, key, codes, np.full(len(codes), t, np.int64))
+            ctr, cvr = _rates(counts, g_ctr, g_cvr, st._strengths(key, "ctr", None), st._strengths(key, "cvr", None))
+            if key == "category":
+                parents["category"] = (ctr, cvr)  # (W, categories)
+                cat_codes = codes
+                parents["strength"] = {(k, r): st._strengths(k, r, codes) for k in ("item", "user_category")
+                                       if k in st._active for r in ("ctr", "cvr")}
+            if key in st.keys:
+                blocks[key] = _block(counts, ctr, cvr)
+        if "item" in st._active:
+            n_items = len(st._vocab["item"])
+            codes = np.arange(n_items + 1, dtype=np.int64)
+            counts = _counts(st, "item", codes, np.full(len(codes), t, np.int64))
+            # a seen item has its own category; the unseen-item code takes the candidate's category
+            cat_of = st._codes(pd.DataFrame({"item_id": st._vocab["item"]}), "category", grow=False)
+            seen = tuple(c[:, :n_items] for c in counts)
+            unseen = tuple(c[:, n_items:] for c in counts)
+            blocks["item"] = _block(seen, *CandidateFeatures._child_rates(parents, "item", cat_of, seen))
+            blocks["item_unseen"] = _block(unseen, *CandidateFeatures._child_rates(parents, "item", cat_codes, unseen))
+        return blocks, parents
+
+    @staticmethod
+    def _child_rates(parents: dict, key: str, cat: np.ndarray, counts: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """Rates of a key whose parent is the category (item, user x category), smoothed as in transform."""
+        p_ctr, p_cvr = parents["category"]
+        s = [parents["strength"][(key, r)] for r in ("ctr", "cvr")]
+        s = [v[cat] if isinstance(v, np.ndarray) else v for v in s]
+        return _rates(counts, p_ctr[:, cat], p_cvr[:, cat], s[0], s[1])
 
     def supports(self, columns) -> bool:
         """Whether every one of ``columns`` can be computed here."""
@@ -105,28 +146,95 @@ class CandidateFeatures:
 
         ``user_ids`` and ``media_ids`` (object arrays, None for no partner) hold one value per request.
         """
-        cols = _Columns(len(pos), req)
+        row_dest, block_dest = self._plan(tuple(columns))
         item, b = self.item, self.builder
         price, rate, coupon = item["price"][pos], item["rate"][pos], item["coupon"][pos]
-        cols.row.update({"price": price, "log_price": np.log1p(price), "commission_rate": rate,
-                         "log_commission_value": np.log1p(price * rate), "coupon": coupon,
-                         "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
-                         "two_tower_score": two_tower_score, "two_tower_rank": two_tower_rank})
+        row = {"price": price, "log_price": np.log1p(price), "commission_rate": rate,
+               "log_commission_value": np.log1p(price * rate), "coupon": coupon,
+               "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
+               "two_tower_score": two_tower_score, "two_tower_rank": two_tower_rank}
         t = np.array([self.t], dtype=np.int64)
         u = self._lookup("builder_user", b._users, user_ids)[req]
         ui = u * np.int64(len(b._items_ix) + 1) + item["item_ix"][pos]
         for name, index in b._friends.items():
             window = None if b.friend_window is None else int(pd.Timedelta(b.friend_window).value)
-            cols.row[f"friends_{name}"] = np.log1p(index.count(ui, t, window))
+            row[f"friends_{name}"] = np.log1p(index.count(ui, t, window))
         for name, index in b._own.items():
-            cols.row[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))
+            row[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))
         ub = u * np.int64(len(b._brands) + 1) + item["brand_ix"][pos]
         seen, engaged, bought = (b._stage[s].count(ub, t) for s in ("seen", "engaged", "bought"))
-        cols.row["brand_stage"] = np.select([bought >= 2, bought == 1, engaged > 0, seen > 0], [4, 3, 2, 1], 0)
-        cols.row["user_brand_log_seen"] = np.log1p(seen)
-        if self.tables:
-            self._stats(cols, user_ids, media_ids, req, pos)
-        return cols.matrix(columns)
+        row["brand_stage"] = np.select([bought >= 2, bought == 1, engaged > 0, seen > 0], [4, 3, 2, 1], 0)
+        row["user_brand_log_seen"] = np.log1p(seen)
+        # the builder stores every feature as float32; the ranker reads them as float64
+        out = np.empty((len(pos), len(columns)), dtype=np.float32)
+        for name, j in row_dest:
+            out[:, j] = row[name]
+        if block_dest:
+            blocks = self._request_blocks(user_ids, media_ids, req, pos)
+            for key, dest, src in block_dest:
+                out[:, dest] = blocks[key][:, src]
+        return out.astype(np.float64)
+
+    def _plan(self, columns: tuple) -> tuple[list, list]:
+        """Where each column comes from: a row column, or column j of a key's block."""
+        hit = self._plans.get(columns)
+        if hit is not None:
+            return hit
+        row_dest, by_key = [], {}
+        windows = [w.name for w in self.builder.stats_._windows] if self.blocks or self.parents else []
+        for j, name in enumerate(columns):
+            if not name.endswith(tuple(f"_{s}" for s in _STATS)) or name in _ROW_COLUMNS or \
+                    name.startswith(("friends_", "user_item_log_")):
+                row_dest.append((name, j))
+                continue
+            for key in ("user_category", "category", "brand", "shop", "media", "user", "item"):
+                prefix = f"{key}_"
+                rest = name[len(prefix):] if name.startswith(prefix) else None
+                w = next((w for w in windows if rest is not None and rest.startswith(f"{w}_")), None)
+                if w is not None and rest[len(w) + 1:] in _STATS:
+                    src = windows.index(w) * len(_STATS) + _STATS.index(rest[len(w) + 1:])
+                    by_key.setdefault(key, ([], []))
+                    by_key[key][0].append(j)
+                    by_key[key][1].append(src)
+                    break
+            else:
+                raise KeyError(f"no candidate feature named {name!r}")
+        block_dest = [(k, np.asarray(d), np.asarray(s)) for k, (d, s) in by_key.items()]
+        self._plans[columns] = (row_dest, block_dest)
+        return row_dest, block_dest
+
+    def _request_blocks(self, users, media, req: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
+        """Every statistics block gathered for the rows: item-side keys from the tables, the user's and the
+        partner's counted per request, user x category counted per distinct pair."""
+        st, item, parents = self.builder.stats_, self.item, self.parents
+        out = {k: self.blocks[k][item[f"code_{k}"][pos]] for k in ("category", "brand", "shop") if k in self.blocks}
+        if "item" in self.blocks:
+            n_items = len(self.blocks["item"])
+            code = item["code_item"][pos]
+            unseen = code >= n_items
+            block = self.blocks["item"][np.minimum(code, max(n_items - 1, 0))] if n_items else \
+                np.empty((len(pos), self.blocks["item_unseen"].shape[1]), np.float32)
+            if unseen.any():
+                block[unseen] = self.blocks["item_unseen"][item["code_category"][pos[unseen]]]
+            out["item"] = block
+        t_req = np.full(len(users), self.t, np.int64)
+        g_ctr, g_cvr = parents["global"]
+        codes = {}
+        for key, values in (("user", users), ("media", media)):
+            if key in st._active:
+                codes[key] = self._lookup(key, st._vocab[key], values)
+                if key in st.keys:
+                    counts = _counts(st, key, codes[key], t_req)
+                    rates = _rates(counts, g_ctr, g_cvr, st._strengths(key, "ctr", None),
+                                   st._strengths(key, "cvr", None))
+                    out[key] = _block(counts, *rates)[req]
+        if "user_category" in st.keys:
+            cat = item["code_category"][pos]
+            keys = codes["user"][req] * np.int64(len(st._vocab["category"]) + 1) + cat
+            uniq, inv = np.unique(keys, return_inverse=True)
+            counts = tuple(c[:, inv] for c in _counts(st, "user_category", uniq, t_req[:1]))
+            out["user_category"] = _block(counts, *self._child_rates(parents, "user_category", cat, counts))
+        return out
 
     def _lookup(self, name: str, index: pd.Index, values) -> np.ndarray:
         """Codes of ``values`` in ``index`` (len(index) when absent), as ``index.get_indexer`` gives them;
@@ -146,85 +254,3 @@ class CandidateFeatures:
                     pass
                 out[i] = code
         return out
-
-    def _stats(self, cols: _Columns, users, media, req: np.ndarray, pos: np.ndarray) -> None:
-        st, item = self.builder.stats_, self.item
-        t_req = np.full(len(users), self.t, np.int64)
-        req_codes = {}
-        if "user" in st._active:
-            req_codes["user"] = self._lookup("user", st._vocab["user"], users)
-        if "media" in st._active:
-            req_codes["media"] = self._lookup("media", st._vocab["media"], media)
-        cat = item["code_category"][pos] if "code_category" in item else None
-        counts = {k: _counts(st, k, c, t_req) for k, c in req_codes.items()}
-        uc_inv = None
-        if "user_category" in st._active:
-            keys = req_codes["user"][req] * np.int64(len(st._vocab["category"]) + 1) + cat
-            uniq, uc_inv = np.unique(keys, return_inverse=True)
-            counts["user_category"] = _counts(st, "user_category", uniq, t_req[:1])
-        for w in st._windows:
-            per = self.tables[w.name]
-            g_ctr, g_cvr = per["global"]
-            rates: dict[str, tuple] = {}
-            for key in st._active:
-                if key in req_codes:
-                    imp, clk, m_clk, buy = counts[key][w.name]
-                    ctr = _smooth(clk, imp, g_ctr, st._strengths(key, "ctr", None))
-                    cvr = _smooth(buy, m_clk, g_cvr, st._strengths(key, "cvr", None))
-                    target = cols.req
-                elif key == "user_category":
-                    imp, clk, m_clk, buy = (c[uc_inv] for c in counts[key][w.name])
-                    ctr, cvr = self._child_rates(per, rates, key, cat, imp, clk, m_clk, buy)
-                    target = cols.row
-                else:
-                    code = item[f"code_{key}"][pos]
-                    imp, clk, m_clk, buy = (c[code] for c in per[key][:4])
-                    if key == "item":
-                        ctr, cvr = self._child_rates(per, rates, key, cat, imp, clk, m_clk, buy)
-                    else:
-                        ctr, cvr = per[key][4][code], per[key][5][code]
-                    target = cols.row
-                rates[key] = (ctr, cvr)
-                if key in st.keys:
-                    p = f"{key}_{w.name}_"
-                    target.update({p + "log_imp": np.log1p(imp), p + "log_clk": np.log1p(clk),
-                                   p + "log_buy": np.log1p(buy), p + "ctr": ctr, p + "cvr": cvr})
-
-    @staticmethod
-    def _child_rates(per: dict, rates: dict, key: str, cat: np.ndarray, imp, clk, m_clk, buy) -> tuple:
-        """Rates of a key whose parent is the category (item, user x category), smoothed as in transform."""
-        p_ctr, p_cvr = rates["category"]
-        s_ctr, s_cvr = per["strength"][(key, "ctr")], per["strength"][(key, "cvr")]
-        s_ctr = s_ctr[cat] if isinstance(s_ctr, np.ndarray) else s_ctr
-        s_cvr = s_cvr[cat] if isinstance(s_cvr, np.ndarray) else s_cvr
-        return _smooth(clk, imp, p_ctr, s_ctr), _smooth(buy, m_clk, p_cvr, s_cvr)
-
-
-def _counts(st: Any, key: str, codes: np.ndarray, t: np.ndarray) -> dict[str, tuple]:
-    """Per window name: (impressions, clicks, matured clicks, purchases) of ``codes`` before ``t``, as transform
-    counts them."""
-    ns = [w.ns for w in st._windows]
-    imp = st._index[(key, "impression")].count_windows(codes, t, ns)
-    clk = st._index[(key, "click")].count_windows(codes, t, ns)
-    m_clk = st._index[(key, "click")].count_windows(codes, t - st._delay, ns) if st._delay else clk
-    buy = st._index[(key, "purchase")].count_windows(codes, t - st._delay, ns)
-    return {w.name: (imp[i], clk[i], m_clk[i], buy[i]) for i, w in enumerate(st._windows)}
-
-
-class _Columns:
-    """Named columns of a matrix being built: per row (``row``) or per request (``req``, spread to its rows)."""
-
-    def __init__(self, n: int, req_of_row: np.ndarray) -> None:
-        self.n, self.req_of_row = n, req_of_row
-        self.row: dict[str, np.ndarray] = {}
-        self.req: dict[str, np.ndarray] = {}
-
-    def matrix(self, columns) -> np.ndarray:
-        # the builder stores every feature as float32; the ranker reads them as float64
-        out = np.empty((self.n, len(columns)), dtype=np.float32)
-        for j, name in enumerate(columns):
-            if name in self.row:
-                out[:, j] = self.row[name]
-            else:
-                out[:, j] = np.asarray(self.req[name], dtype=np.float64).astype(np.float32)[self.req_of_row]
-        return out.astype(np.float64)

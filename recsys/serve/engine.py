@@ -265,12 +265,13 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: _Candidates, fe
 
 
 def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
-              with_request: bool = False, cpu_timings: dict[str, float] | None = None) -> pd.DataFrame:
+              with_request: bool = False, cpu_timings: dict[str, float] | None = None,
+              drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS).
 
     ``timings`` (optional) accumulates the seconds spent per stage: retrieve, features, ranker,
     rules, reasons (benchmarks read it), ``cpu_timings`` this thread's CPU seconds per stage;
-    ``with_request`` adds ``_request``, each row's request number.
+    ``with_request`` adds ``_request``, each row's request number; ``drop`` leaves out output columns.
     """
     clock = _Clock(timings, cpu_timings)
     _resolve(state, reqs)
@@ -300,7 +301,7 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
                            "partner's pool, stock, segment and exclusions leave no more")
         picked.append((i, sel))
     clock.lap("rules")
-    out = _assemble(state, reqs, cand, ranked, picked, with_request)
+    out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
     clock.lap("reasons")
     return out
 
@@ -328,7 +329,7 @@ class _Clock:
 
 
 def _assemble(state: ServingState, reqs: list[Request], cand: _Candidates, ranked: _Ranked, picked,
-              with_request: bool = False) -> pd.DataFrame:
+              with_request: bool = False, drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """Output rows for the selections, with reasons (arrays first, one DataFrame at the end)."""
     stride = np.int64(len(state.catalogue) + 1)
     keys = cand.req * stride + cand.pos
@@ -359,7 +360,7 @@ def _assemble(state: ServingState, reqs: list[Request], cand: _Candidates, ranke
            "reason_code": codes, "source": source, "fallback": obj([r.path or "" for r in reqs])}
     if with_request:
         out["_request"] = req_i
-    return pd.DataFrame(out)
+    return pd.DataFrame({k: v for k, v in out.items() if k not in drop})
 
 
 def _reason_codes(state: ServingState, reqs: list[Request], ranked: _Ranked, req_i: np.ndarray, pos: np.ndarray,

@@ -17,6 +17,7 @@ named is the history item most similar to the candidate.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -32,6 +33,11 @@ _WINDOWED = re.compile(r"^(item|user_category)_(.+)_(log_imp|log_clk|log_buy|ctr
 
 def ablation_plan(columns: list[str]) -> dict[str, list[tuple[str, str | None]]]:
     """For each evidence kind present in ``columns``: (column, replacement column or None for zero) pairs."""
+    return {k: list(v) for k, v in _plan(tuple(columns)).items()}
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(columns: tuple[str, ...]) -> dict[str, list[tuple[str, str | None]]]:
     cols = set(columns)
     plan: dict[str, list[tuple[str, str | None]]] = {}
     friends = [(c, None) for c in columns if c.startswith("friends_")]
@@ -112,7 +118,7 @@ def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.
                          base: np.ndarray) -> tuple[list[str], np.ndarray]:
     """:func:`reason_contributions` on a numeric feature matrix (``columns`` name its columns): the evidence
     kinds and the score lost per row and kind. ``score(stacked_matrix, row_of_each_stacked_row)``."""
-    plan = ablation_plan(list(columns))
+    plan = _plan(tuple(columns))
     if not plan:
         return [], np.zeros((len(x), 0))
     stacked, rows = _ablate(np.asarray(x, dtype=np.float64), {c: j for j, c in enumerate(columns)}, plan)

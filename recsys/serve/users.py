@@ -82,6 +82,13 @@ class UserState:
 
     def rows(self, user_ids) -> np.ndarray:
         """Row of each user id (-1: unknown)."""
+        ids = list(user_ids) if not isinstance(user_ids, (str, bytes)) else [user_ids]
+        if len(ids) <= 64 and all(isinstance(u, (int, str)) and not isinstance(u, bool) for u in ids):
+            # the serving path: a few ids as Python values, answered from a dict (same rows as get_indexer)
+            row_of = self.__dict__.get("_row_of")
+            if row_of is None:
+                row_of = self._row_of = {u: i for i, u in enumerate(self.ids.tolist())}
+            return np.array([row_of.get(u, -1) for u in ids], dtype=np.int64)
         return _lookup(self.ids, user_ids)
 
     def bought(self, row: int) -> np.ndarray:
