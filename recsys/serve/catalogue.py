@@ -7,6 +7,7 @@ candidate lists, pools and purchase sets are cheap integer arrays. Updates retur
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -68,6 +69,15 @@ class Catalogue:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @functools.cached_property
+    def category_code(self) -> np.ndarray:
+        """int64 code of each position's category (0..n_categories-1, in order of first appearance)."""
+        return pd.factorize(self.category)[0].astype(np.int64)
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.category_code.max(initial=-1)) + 1
 
     @property
     def n_alive(self) -> int:
@@ -135,7 +145,13 @@ class Catalogue:
             return self, 0
         alive = self.alive.copy()
         alive[pos] = False
-        return replace(self, alive=alive), len(np.unique(pos))
+        return self._same_items(replace(self, alive=alive)), len(np.unique(pos))
+
+    def _same_items(self, other: Catalogue) -> Catalogue:
+        """``other`` (a copy with the same items and categories) keeps this one's category codes."""
+        if "category_code" in self.__dict__:
+            other.__dict__["category_code"] = self.__dict__["category_code"]
+        return other
 
     def with_stock(self, item_ids, in_stock) -> Catalogue:
         """A catalogue with the stock flag of ``item_ids`` set (unknown ids ignored)."""
@@ -143,4 +159,4 @@ class Catalogue:
         vals = np.broadcast_to(np.asarray(in_stock, dtype=bool), pos.shape)
         stock = self.in_stock.copy()
         stock[pos[pos >= 0]] = vals[pos >= 0]
-        return replace(self, in_stock=stock)
+        return self._same_items(replace(self, in_stock=stock))

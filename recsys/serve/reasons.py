@@ -68,7 +68,7 @@ def _ablate(x: np.ndarray, where: dict[str, int], plan: dict) -> tuple[np.ndarra
         b = x.copy()
         for col, src in ops:
             b[:, where[col]] = 0.0 if src is None else x[:, where[src]]
-        changed = np.flatnonzero((b != x).any(axis=1))
+        changed = np.flatnonzero(((b != x) & ~(np.isnan(b) & np.isnan(x))).any(axis=1))
         blocks.append(b[changed])
         rows.append(changed)
     return np.concatenate(blocks), rows

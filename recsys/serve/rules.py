@@ -112,11 +112,12 @@ def eligible(catalogue: Catalogue, positions: np.ndarray, scope: RequestScope, r
 
 def _cap_order(categories: np.ndarray, k: int, cap: int | None) -> tuple[np.ndarray, int]:
     """Indices (into the walk order) of the feed, and how many respect the cap: first the walk under the
-    cap, then, only if that leaves the feed short, the best of the rest (the cap relaxed)."""
+    cap, then, only if that leaves the feed short, the best of the rest (the cap relaxed). ``categories``:
+    names or integer codes of the items' categories."""
     n = len(categories)
     if cap is None or n == 0:
         return np.arange(min(k, n)), min(k, n)
-    codes, _ = pd.factorize(categories)
+    codes = categories if categories.dtype.kind in "iu" else pd.factorize(categories)[0]
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.r_[0, np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1]
@@ -152,14 +153,14 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
     tier = np.concatenate(tier_parts) if tier_parts else np.zeros(0, np.int64)
     keep = np.sort(np.unique(pos, return_index=True)[1])
     pos, scores, tier = pos[keep], scores[keep], tier[keep]
-    idx, n_under = _cap_order(catalogue.category[pos], k, rules.max_per_category)
+    idx, n_under = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
     if n_under < k and scan_pool:
         extra = _scan(catalogue, scope, rules, pos, k)
         if len(extra):
             pos = np.concatenate([pos, extra])
             scores = np.concatenate([scores, np.full(len(extra), np.nan)])
             tier = np.concatenate([tier, np.full(len(extra), len(tiers), np.int64)])
-            idx, _ = _cap_order(catalogue.category[pos], k, rules.max_per_category)
+            idx, _ = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
     return Selection(pos[idx], scores[idx], tier[idx])
 
 
@@ -173,9 +174,10 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
     where = np.arange(len(catalogue)) if scope.pool is None else (
         scope.pool_positions if scope.pool_positions is not None else np.flatnonzero(scope.pool))
     per_category = rules.max_per_category or k
-    counts = pd.Series(catalogue.category[taken]).value_counts() if len(taken) else pd.Series(dtype=np.int64)
-    room = {c: per_category - int(n) for c, n in counts.items()}
-    need = k - sum(min(int(n), per_category) for n in counts.to_numpy())
+    codes = catalogue.category_code
+    taken_counts = np.bincount(codes[taken], minlength=catalogue.n_categories)
+    room = per_category - taken_counts  # may be negative: the cap was already relaxed for that category
+    need = k - int(np.minimum(taken_counts, per_category).sum())
     out = []
     for start in range(0, len(where), chunk):
         part = where[start:start + chunk]
@@ -183,13 +185,15 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
         if len(taken):
             ok &= ~np.isin(part, taken)
         part = part[ok]
-        cats = catalogue.category[part]
-        rank = pd.Series(cats).groupby(cats, sort=False).cumcount().to_numpy()
-        limit = np.array([room.get(c, per_category) for c in cats], dtype=np.int64)
-        keep = part[rank < limit]
+        cats = codes[part]
+        order = np.argsort(cats, kind="stable")  # rank of each item within its category, in pool order
+        sorted_cats = cats[order]
+        starts = np.r_[0, np.flatnonzero(sorted_cats[1:] != sorted_cats[:-1]) + 1] if len(cats) else np.zeros(0, int)
+        rank = np.empty(len(cats), np.int64)
+        rank[order] = np.arange(len(cats)) - np.repeat(starts, np.diff(np.r_[starts, len(cats)]))
+        keep = part[rank < room[cats]]
         out.append(keep)
-        for c, n in pd.Series(catalogue.category[keep]).value_counts().items():
-            room[c] = room.get(c, per_category) - int(n)
+        room -= np.bincount(codes[keep], minlength=len(room))
         need -= len(keep)
         if need <= 0:
             break

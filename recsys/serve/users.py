@@ -83,7 +83,7 @@ class UserState:
     def rows(self, user_ids) -> np.ndarray:
         """Row of each user id (-1: unknown)."""
         ids = list(user_ids) if not isinstance(user_ids, (str, bytes)) else [user_ids]
-        if len(ids) <= 64 and all(isinstance(u, (int, str)) and not isinstance(u, bool) for u in ids):
+        if len(ids) <= 64 and all(isinstance(u, (int, str, np.integer)) and not isinstance(u, bool) for u in ids):
             # the serving path: a few ids as Python values, answered from a dict (same rows as get_indexer)
             row_of = self.__dict__.get("_row_of")
             if row_of is None:
@@ -108,6 +108,18 @@ class UserState:
             return str(context["segment"])
         return self.segments[row] if row >= 0 else ""
 
+    def _context_codes(self, media_ids: list) -> np.ndarray:
+        """The pipeline's context codes of partners (each distinct partner encoded once, then remembered)."""
+        memo = self.__dict__.setdefault("_context_memo", {})
+        missing = [m for m in dict.fromkeys(media_ids) if m not in memo]
+        if missing:
+            codes = np.asarray(self.pipeline.context_.transform(np.asarray(missing, dtype=object)))
+            if len(memo) > 100_000:
+                memo.clear()
+            memo.update(zip(missing, codes.tolist(), strict=True))
+            self._context_dtype = codes.dtype
+        return np.array([memo[m] for m in media_ids], dtype=self._context_dtype)
+
     def tower_inputs(self, user_ids: np.ndarray, rows: np.ndarray, media_ids: list, contexts: list) -> dict:
         """User-tower input tensors for a batch (known rows gathered, unknown users encoded from the request)."""
         import torch
@@ -128,7 +140,7 @@ class UserState:
         if self.context_key is not None:
             given = np.array([m is not None for m in media_ids])
             if given.any():
-                codes = self.pipeline.context_.transform(np.asarray(media_ids, dtype=object)[given])
+                codes = self._context_codes([m for m in media_ids if m is not None])
                 out[self.context_key][torch.from_numpy(np.flatnonzero(given))] = torch.from_numpy(codes)
         from recsys.features.sequences import history_tensors
 
