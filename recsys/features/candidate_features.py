@@ -32,14 +32,16 @@ def _codes(index: pd.Index, values: np.ndarray) -> np.ndarray:
     return np.where(idx < 0, len(index), idx).astype(np.int64)
 
 
-def _counts(st: Any, key: str, codes: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, ...]:
+def _counts(st: Any, key: str, codes: np.ndarray, t: np.ndarray, key_range: tuple[int, int] | None = None
+            ) -> tuple[np.ndarray, ...]:
     """(impressions, clicks, matured clicks, purchases) of ``codes`` before ``t``, each (windows, codes), counted
-    as ``ConversionRateStats.transform`` counts them."""
+    as ``ConversionRateStats.transform`` counts them (``key_range``: see ``EventIndex.count_windows``)."""
     ns = [w.ns for w in st._windows]
-    imp = np.stack(st._index[(key, "impression")].count_windows(codes, t, ns))
-    clk = np.stack(st._index[(key, "click")].count_windows(codes, t, ns))
-    m_clk = np.stack(st._index[(key, "click")].count_windows(codes, t - st._delay, ns)) if st._delay else clk
-    buy = np.stack(st._index[(key, "purchase")].count_windows(codes, t - st._delay, ns))
+    index = st._index
+    imp = np.stack(index[(key, "impression")].count_windows(codes, t, ns, key_range))
+    clk = np.stack(index[(key, "click")].count_windows(codes, t, ns, key_range))
+    m_clk = np.stack(index[(key, "click")].count_windows(codes, t - st._delay, ns, key_range)) if st._delay else clk
+    buy = np.stack(index[(key, "purchase")].count_windows(codes, t - st._delay, ns, key_range))
     return imp, clk, m_clk, buy
 
 
@@ -62,11 +64,15 @@ class CandidateFeatures:
     def __init__(self, builder: Any, t: int, item: dict, blocks: dict, parents: dict, names: frozenset) -> None:
         self.builder = builder
         self.t = t
-        self.item = item
+        # one gather per candidate: attributes and codes packed row by row (a cache line, not one per array)
+        self.attrs = np.stack([item.pop("price"), item.pop("rate"), item.pop("coupon")], axis=1)
+        self.code_names = list(item)
+        self.codes = np.stack([item[k] for k in self.code_names], axis=1)
         self.blocks = blocks
         self.parents = parents
         self.names = names
         self._memo: dict[str, dict] = {}
+        self.friend_window = None if builder.friend_window is None else int(pd.Timedelta(builder.friend_window).value)
         self._plans: dict[tuple, tuple] = {}
 
     @classmethod
@@ -147,33 +153,40 @@ class CandidateFeatures:
         ``user_ids`` and ``media_ids`` (object arrays, None for no partner) hold one value per request.
         """
         row_dest, block_dest = self._plan(tuple(columns))
-        item, b = self.item, self.builder
-        price, rate, coupon = item["price"][pos], item["rate"][pos], item["coupon"][pos]
+        b = self.builder
+        attrs, codes = self.attrs[pos], self.codes[pos]
+        price, rate, coupon = attrs[:, 0], attrs[:, 1], attrs[:, 2]
+        item = {k: codes[:, j] for j, k in enumerate(self.code_names)}
         row = {"price": price, "log_price": np.log1p(price), "commission_rate": rate,
                "log_commission_value": np.log1p(price * rate), "coupon": coupon,
                "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
                "two_tower_score": two_tower_score, "two_tower_rank": two_tower_rank}
         t = np.array([self.t], dtype=np.int64)
-        u = self._lookup("builder_user", b._users, user_ids)[req]
-        ui = u * np.int64(len(b._items_ix) + 1) + item["item_ix"][pos]
+        u = self._lookup("builder_user", b._users, user_ids)
+        n_items, n_brands = np.int64(len(b._items_ix) + 1), np.int64(len(b._brands) + 1)
+        ui = u[req] * n_items + item["item_ix"]
+        ub = u[req] * n_brands + item["brand_ix"]
+        one = len(u) == 1  # one user: search only that user's block of each index
+        ui_range = (int(u[0] * n_items), int((u[0] + 1) * n_items)) if one else None
+        ub_range = (int(u[0] * n_brands), int((u[0] + 1) * n_brands)) if one else None
+        window = self.friend_window
         for name, index in b._friends.items():
-            window = None if b.friend_window is None else int(pd.Timedelta(b.friend_window).value)
-            row[f"friends_{name}"] = np.log1p(index.count(ui, t, window))
+            row[f"friends_{name}"] = np.log1p(index.count_windows(ui, t, [window], ui_range)[0])
         for name, index in b._own.items():
-            row[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))
-        ub = u * np.int64(len(b._brands) + 1) + item["brand_ix"][pos]
-        seen, engaged, bought = (b._stage[s].count(ub, t) for s in ("seen", "engaged", "bought"))
+            row[f"user_item_log_{name}"] = np.log1p(index.count_windows(ui, t, [None], ui_range)[0])
+        seen, engaged, bought = (b._stage[s].count_windows(ub, t, [None], ub_range)[0]
+                                 for s in ("seen", "engaged", "bought"))
         row["brand_stage"] = np.select([bought >= 2, bought == 1, engaged > 0, seen > 0], [4, 3, 2, 1], 0)
         row["user_brand_log_seen"] = np.log1p(seen)
         # the builder stores every feature as float32; the ranker reads them as float64
-        out = np.empty((len(pos), len(columns)), dtype=np.float32)
+        out = np.empty((len(columns), len(pos)), dtype=np.float32)  # column by column: contiguous writes
         for name, j in row_dest:
-            out[:, j] = row[name]
+            out[j] = row[name]
         if block_dest:
-            blocks = self._request_blocks(user_ids, media_ids, req, pos)
+            blocks = self._request_blocks(user_ids, media_ids, req, item)
             for key, dest, src in block_dest:
-                out[:, dest] = blocks[key][:, src]
-        return out.astype(np.float64)
+                out[dest] = blocks[key].T[src]
+        return out.T.astype(np.float64)
 
     def _plan(self, columns: tuple) -> tuple[list, list]:
         """Where each column comes from: a row column, or column j of a key's block."""
@@ -203,19 +216,20 @@ class CandidateFeatures:
         self._plans[columns] = (row_dest, block_dest)
         return row_dest, block_dest
 
-    def _request_blocks(self, users, media, req: np.ndarray, pos: np.ndarray) -> dict[str, np.ndarray]:
-        """Every statistics block gathered for the rows: item-side keys from the tables, the user's and the
-        partner's counted per request, user x category counted per distinct pair."""
-        st, item, parents = self.builder.stats_, self.item, self.parents
-        out = {k: self.blocks[k][item[f"code_{k}"][pos]] for k in ("category", "brand", "shop") if k in self.blocks}
+    def _request_blocks(self, users, media, req: np.ndarray, item: dict) -> dict[str, np.ndarray]:
+        """Every statistics block gathered for the rows (``item``: the rows' codes): item-side keys from the
+        tables, the user's and the partner's counted per request, user x category per distinct pair."""
+        st, parents = self.builder.stats_, self.parents
+        n = len(req)
+        out = {k: self.blocks[k][item[f"code_{k}"]] for k in ("category", "brand", "shop") if k in self.blocks}
         if "item" in self.blocks:
             n_items = len(self.blocks["item"])
-            code = item["code_item"][pos]
+            code = item["code_item"]
             unseen = code >= n_items
             block = self.blocks["item"][np.minimum(code, max(n_items - 1, 0))] if n_items else \
-                np.empty((len(pos), self.blocks["item_unseen"].shape[1]), np.float32)
+                np.empty((n, self.blocks["item_unseen"].shape[1]), np.float32)
             if unseen.any():
-                block[unseen] = self.blocks["item_unseen"][item["code_category"][pos[unseen]]]
+                block[unseen] = self.blocks["item_unseen"][item["code_category"][unseen]]
             out["item"] = block
         t_req = np.full(len(users), self.t, np.int64)
         g_ctr, g_cvr = parents["global"]
@@ -229,28 +243,31 @@ class CandidateFeatures:
                                    st._strengths(key, "cvr", None))
                     out[key] = _block(counts, *rates)[req]
         if "user_category" in st.keys:
-            cat = item["code_category"][pos]
-            keys = codes["user"][req] * np.int64(len(st._vocab["category"]) + 1) + cat
+            cat = item["code_category"]
+            n_cat = np.int64(len(st._vocab["category"]) + 1)
+            keys = codes["user"][req] * n_cat + cat
             uniq, inv = np.unique(keys, return_inverse=True)
-            counts = tuple(c[:, inv] for c in _counts(st, "user_category", uniq, t_req[:1]))
+            u = codes["user"]
+            key_range = (int(u[0] * n_cat), int((u[0] + 1) * n_cat)) if len(u) == 1 else None
+            counts = tuple(c[:, inv] for c in _counts(st, "user_category", uniq, t_req[:1], key_range))
             out["user_category"] = _block(counts, *self._child_rates(parents, "user_category", cat, counts))
         return out
 
     def _lookup(self, name: str, index: pd.Index, values) -> np.ndarray:
-        """Codes of ``values`` in ``index`` (len(index) when absent), as ``index.get_indexer`` gives them;
-        each distinct value is looked up once and remembered (ids and partners recur from request to request)."""
-        memo = self._memo.setdefault(name, {})
+        """Codes of ``values`` in ``index`` (len(index) when absent), as ``index.get_indexer`` gives them: ints
+        and strings from a dict of the index (built on first use), anything else from the index itself."""
+        memo = self._memo.get(name)
+        if memo is None:  # every value of the index: an int or str query matches what the index's hash table would
+            memo = self._memo[name] = {}
+            for i, v in enumerate(index.tolist()):
+                try:
+                    memo.setdefault(v, i)
+                except TypeError:
+                    pass
         out = np.empty(len(values), np.int64)
         for i, v in enumerate(values):
-            try:
-                out[i] = memo[v]
-            except (KeyError, TypeError):
-                code = int(_codes(index, np.asarray([v], dtype=object))[0])
-                try:
-                    if len(memo) > 1_000_000:
-                        memo.clear()
-                    memo[v] = code
-                except TypeError:  # unhashable: just not remembered
-                    pass
-                out[i] = code
+            if isinstance(v, (int, str, np.integer)) and not isinstance(v, (bool, np.bool_)):
+                out[i] = memo.get(v, len(index))
+            else:  # None, floats, other types: the index itself decides
+                out[i] = int(_codes(index, np.asarray([v], dtype=object))[0])
         return out
