@@ -60,7 +60,7 @@ class CompiledForest:
                 self.feature[i] = int(a["feature_idx"][n]) + (0 if a["missing_go_to_left"][n] else self.n_features)
                 self.child[i] = child[i]
 
-    def decision_functions(self, X: np.ndarray, chunk: int = 8192) -> list[np.ndarray]:
+    def decision_functions(self, X: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
         """Raw log-odds of every ensemble for the rows of X (float64, NaN = missing)."""
         X = np.clip(np.asarray(X, dtype=np.float64), -_BIG, _BIG)  # NaN stays NaN
         if len(X) <= chunk:
