@@ -50,21 +50,25 @@ def _tree(threshold: float, miss_left: bool) -> TreeEnsemble:
         "right": np.array([2, 0, 4, 0, 0]), "is_leaf": np.array([0, 1, 0, 1, 1])})
 
 
+@pytest.mark.parametrize("engine", ["auto", "numpy"])
 @pytest.mark.parametrize("threshold", [0.3, np.inf])
 @pytest.mark.parametrize("miss_left", [True, False])
-def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values(threshold, miss_left):
+def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values(threshold, miss_left, engine):
     X = np.array([[0.1, 0.0], [0.9, 0.2], [0.9, 0.8], [np.nan, 0.8], [np.inf, 0.8], [-np.inf, np.nan]])
     tree = _tree(threshold, miss_left)
-    (got,) = CompiledForest([tree], 2).decision_functions(X)
+    (got,) = CompiledForest([tree], 2, engine=engine).decision_functions(X)
     np.testing.assert_array_equal(got, tree.decision_function(X))
 
 
-def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predict_proba():
+@pytest.mark.parametrize("engine", ["auto", "numpy"])
+def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predict_proba(engine):
     ranker = fitted()._state.ranker
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3000, len(ranker.columns_))) * rng.choice([0.01, 1.0, 10.0], len(ranker.columns_))
     X[rng.random(X.shape) < 0.05] = np.nan
-    ctr, cvr = CompiledForest([ranker.ctr_, ranker.cvr_], X.shape[1]).decision_functions(X, chunk=700)
+    forest = CompiledForest([ranker.ctr_, ranker.cvr_], X.shape[1], engine=engine)
+    assert forest.engine == "numpy" if engine == "numpy" else forest.engine in ("sklearn", "numpy")
+    ctr, cvr = forest.decision_functions(X, chunk=700)
     np.testing.assert_allclose(ctr, ranker.ctr_.decision_function(X), rtol=0, atol=1e-12)
     np.testing.assert_allclose(cvr, ranker.cvr_.decision_function(X), rtol=0, atol=1e-12)
     frame = pd.DataFrame(X, columns=ranker.columns_)
