@@ -1,0 +1,80 @@
+"""Validation-only probe: train a benchmark config on the fit split, print validation R@20 per epoch
+for several popularity-prior weights (``r<beta>``), never touching test.
+
+    python experiments/retrieval/probe_validation.py DATA_DIR EPOCHS JSON_OVERRIDES [THREADS]
+
+JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score) and ``_ccl``
+(``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
+negative, on user batches, instead of the config's task). Used for the probes in README.md, e.g.
+``'{"use_user_id": true, "_betas": [0.0, 0.01, 0.02, 0.04, 0.08]}'``.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+from recsys.bench import retrieval as R
+from recsys.datasets.lightgcn import load_lightgcn
+from recsys.evaluation import EmbeddingScorer, evaluate_topk
+from recsys.models.callbacks import Callback
+from recsys.models.tasks import FullSoftmaxTask
+from recsys.models.trainer import RetrievalData, Trainer, encode_all
+
+data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
+betas = over.pop("_betas", [0.0, 0.01, 0.02, 0.04, 0.08])
+ccl = over.pop("_ccl", None)  # {"margin":..., "weight":...}: full-catalogue CCL on user batches
+cfg = R.RetrievalBenchConfig.from_dict(over)
+ds = load_lightgcn(data_dir)
+train = ds.train_matrix()
+fit, valid = R.carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+pop = np.log1p(np.bincount(fit.indices, minlength=fit.shape[1])).astype(np.float32)
+
+
+class FullCCL(FullSoftmaxTask):
+    def __init__(self, margin, weight):
+        super().__init__(temperature=1.0)
+        self.margin, self.weight = margin, weight
+
+    def __call__(self, user, items, rows, cols, known=None):
+        s = user @ items.T
+        pos = s[rows, cols]
+        r = torch.relu(s - self.margin)
+        r = r.index_put((rows, cols), torch.zeros_like(pos))
+        n_pos = torch.bincount(rows, minlength=user.shape[0]).to(s.dtype)
+        neg_mean = r.sum(1) / (items.shape[0] - n_pos)
+        return ((1 - pos).sum() + self.weight * (n_pos * neg_mean).sum()) / rows.numel()
+
+
+data = RetrievalData(fit)
+torch.manual_seed(cfg.seed)
+model = R._make_model(cfg, *fit.shape)
+
+
+def validate(m):
+    users, items = encode_all(m, data)
+    out = {}
+    for b in betas:
+        u = np.hstack([users, np.ones((len(users), 1), np.float32)])
+        it = np.hstack([items, b * pop[:, None]])
+        r = evaluate_topk(EmbeddingScorer(u, it), fit, valid, (20,), metrics=("recall", "ndcg"), check_leakage=False)
+        if b == 0:
+            out.update(r)
+        out[f"r{b}"] = r["recall@20"]
+    return out
+
+
+class Log(Callback):
+    def on_epoch_end(self, epoch, metrics):
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
+
+
+task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else R.build_task(cfg)
+t0 = time.time()
+tr = Trainer(model, task, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+             optimizer=cfg.optimizer, history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,
+             seed=cfg.seed, patience=99, validate=validate, callbacks=[Log()], progress=False)
+s = tr.fit(data)
+print("done", time.time() - t0, "best", s["best_epoch"], flush=True)
