@@ -2,13 +2,14 @@
 :meth:`~recsys.features.ranking_features.RankingFeatureBuilder.transform` for rows at one time.
 
 A live request scores a few hundred candidates for one user on one partner, all at the same time
-(the end of the serving log). Everything that depends on the item alone -- its attributes, its key
-codes, the item / category / brand / shop statistics at that time -- is computed once for every
-catalogue position by :meth:`CandidateFeatures.build`; a request then gathers rows and counts only
-what involves its user (the user's and partner's statistics, user x category, the user's own and
-friends' history with each candidate, the brand lifecycle stage). The values are bit for bit those
-``transform`` gives (``tests/test_candidate_features.py``); rows at any other time go through
-``transform``.
+(the end of the serving log). Everything that depends on one key alone -- an item's attributes and
+codes, the item / category / brand / shop / user / partner statistics at that time -- is computed
+once by :meth:`CandidateFeatures.build` (per catalogue position, or per key code); a request then
+gathers rows and counts only what involves a pair: user x category, the user's own and friends'
+history with each candidate, the user's lifecycle stage with each brand (searching only that user's
+block of each event index). The values are bit for bit those ``transform`` gives
+(``tests/test_candidate_features.py``); rows at any other time go through ``transform``. The arrays
+belong to the builder as fitted: a refitted or updated builder needs new ones (a new serving state).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from recsys.features.cvr_stats import _smooth
 __all__ = ["CandidateFeatures"]
 
 _STATS = ("log_imp", "log_clk", "log_buy", "ctr", "cvr")
+_MAX_REQUEST_CODES = 5_000_000  # users (partners) with statistics precomputed; beyond, counted per request
 _ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share",
                 "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen")
 
@@ -102,15 +104,17 @@ class CandidateFeatures:
 
     @staticmethod
     def _item_blocks(st: Any, t: int) -> tuple[dict, dict]:
-        """Feature blocks per code of the item-side keys at time ``t`` and what child keys need (global and
-        category rates per window, strengths per category code)."""
+        """Feature blocks per code of the single-key statistics at time ``t`` (item, category, brand, shop, and
+        user and partner unless there are too many) and what child keys need (global and category rates per
+        window, strengths per category code)."""
         t1 = np.array([t], dtype=np.int64)
         glob = [st._global_rates(t1, w) for w in st._windows]
         parents = {"global": (np.stack([g[0] for g in glob]), np.stack([g[1] for g in glob]))}  # (W, 1)
         blocks: dict = {}
         g_ctr, g_cvr = parents["global"]
-        for key in ("category", "brand", "shop"):
-            if key not in st._active:
+        for key in ("category", "brand", "shop", "user", "media"):
+            if key not in st._active or (key in ("user", "media") and (key not in st.keys or
+                                                                      len(st._vocab[key]) > _MAX_REQUEST_CODES)):
                 continue
             codes = np.arange(len(st._vocab[key]) + 1, dtype=np.int64)
             counts = _counts(st, key, codes, np.full(len(codes), t, np.int64))
@@ -237,7 +241,9 @@ class CandidateFeatures:
         for key, values in (("user", users), ("media", media)):
             if key in st._active:
                 codes[key] = self._lookup(key, st._vocab[key], values)
-                if key in st.keys:
+                if key in self.blocks:  # the user's and the partner's statistics, computed at load
+                    out[key] = self.blocks[key][codes[key]][req]
+                elif key in st.keys:
                     counts = _counts(st, key, codes[key], t_req)
                     rates = _rates(counts, g_ctr, g_cvr, st._strengths(key, "ctr", None),
                                    st._strengths(key, "cvr", None))
