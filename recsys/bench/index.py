@@ -118,7 +118,8 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
            "rss_delta_mb": _rss_mb() - rss0}
     if factory != "Flat":
         tuning = idx.tune(q["tune"], k=K, recall_target=recall_target, reference_vectors=x)
-        row.update(params=tuning["params"], tuned_recall=tuning["recall"], tune_met_target=tuning["met_target"])
+        row.update(params=tuning["params"], tuned_recall=tuning["recall"], tune_met_target=tuning["met_target"],
+                   tuning_grid=[{"params": g["params"], "recall": g["recall"]} for g in tuning["grid"]])
     t0 = time.perf_counter()
     _, found = idx.search(q["eval"], K)
     row["batch_qps"] = len(q["eval"]) / (time.perf_counter() - t0)
@@ -161,7 +162,7 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
     from recsys.datasets.paths import require_shared
     from recsys.retrieval import SearchFilters
 
-    t_start = time.perf_counter()
+    t_start, load_start = time.perf_counter(), os.getloadavg()
     if embeddings is not None:
         data_dir = Path("given-embeddings")
         data = {"users": embeddings[0], "items": embeddings[1],
@@ -208,7 +209,8 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
                  "n_latency_queries": n_latency, "n_filtered_queries": n_filtered,
                  "generator_fidelity": fidelity(data["items"], data["generator"], q["eval"][:500], seed)},
         "recall_target": recall_target, "memory_budget_mb": memory_budget_mb,
-        "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "python": sys.version.split()[0]},
+        "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "python": sys.version.split()[0],
+                    "load_average": {"start": list(load_start), "end": list(os.getloadavg())}},
         "command": f"recsys benchmark index --items {n_items}", "total_s": time.perf_counter() - t_start,
         "indexes": rows,
     }
