@@ -94,3 +94,19 @@ def test_feeds_on_arrays_equal_feeds_on_frames():
     fast, slow = run_batch(state, requests()), run_batch(frames, requests())
     pd.testing.assert_frame_equal(fast, slow)
     assert (fast["reason_code"] != "popular").any()
+
+
+def test_ranking_the_backfill_only_when_needed_gives_the_same_feeds(monkeypatch):
+    import recsys.serve.engine as engine
+
+    state = fitted()._state
+
+    def requests():
+        return [engine.Request(u, m, k) for u, m, k in ((0, "guide-0", 12), (5, "app-1", 30), (42, None, 20),
+                                                         (3, "kol-2", 40), (10**6, "kol-0", 9), ("new", None, 5))]
+
+    lazy = engine.run_batch(state, requests())
+    monkeypatch.setattr(engine, "first_tier_feed", lambda *args, **kwargs: None)  # always rank both tiers
+    eager = engine.run_batch(state, requests())
+    pd.testing.assert_frame_equal(lazy, eager)
+    assert (eager.loc[eager["fallback"] == "", "source"] != "retrieval").any()  # a feed uses the backfill tier

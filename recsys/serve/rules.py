@@ -28,7 +28,7 @@ from recsys.errors import ConfigError
 from recsys.serve.catalogue import Catalogue
 
 __all__ = ["BusinessRules", "RequestScope", "Selection", "eligible", "apply_rules", "apply_rules_batch",
-           "feed_violations"]
+           "first_tier_feed", "feed_violations"]
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,32 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
     first. With ``scan_pool``, when the tiers cannot fill ``k`` slots under the category cap, the rest
     of the pool is scanned (catalogue order, score NaN, last tier): that is what makes ``k`` a promise.
     """
+    pos, scores, tier, idx, n_under = _walk(catalogue, scope, rules, k, tiers)
+    if n_under < k and scan_pool:
+        extra = _scan(catalogue, scope, rules, pos, k)
+        if len(extra):
+            pos = np.concatenate([pos, extra])
+            scores = np.concatenate([scores, np.full(len(extra), np.nan)])
+            tier = np.concatenate([tier, np.full(len(extra), len(tiers), np.int64)])
+            idx, _ = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
+    return Selection(pos[idx], scores[idx], tier[idx])
+
+
+def first_tier_feed(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: int,
+                    positions: np.ndarray, scores: np.ndarray) -> Selection | None:
+    """:func:`apply_rules`'s feed when the first tier alone fills ``k`` slots under the category cap, else None.
+
+    Later tiers come after every first-tier item in the walk, so they cannot change such a feed: serving
+    scores the backfill tier only for the requests where this returns None.
+    """
+    pos, sc, tier, idx, n_under = _walk(catalogue, scope, rules, k, [(positions, scores)])
+    return Selection(pos[idx], sc[idx], tier[idx]) if n_under >= k else None
+
+
+def _walk(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: int,
+          tiers: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple:
+    """Eligible, deduplicated candidates in walk order (positions, scores, tiers), the feed's indices into
+    them and how many of those respect the category cap."""
     pos_parts, score_parts, tier_parts = [], [], []
     for t, (p, s) in enumerate(tiers):
         p = np.asarray(p, dtype=np.int64).reshape(-1)
@@ -154,14 +180,7 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
     keep = np.sort(np.unique(pos, return_index=True)[1])
     pos, scores, tier = pos[keep], scores[keep], tier[keep]
     idx, n_under = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
-    if n_under < k and scan_pool:
-        extra = _scan(catalogue, scope, rules, pos, k)
-        if len(extra):
-            pos = np.concatenate([pos, extra])
-            scores = np.concatenate([scores, np.full(len(extra), np.nan)])
-            tier = np.concatenate([tier, np.full(len(extra), len(tiers), np.int64)])
-            idx, _ = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
-    return Selection(pos[idx], scores[idx], tier[idx])
+    return pos, scores, tier, idx, n_under
 
 
 def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken: np.ndarray, k: int,
