@@ -66,6 +66,17 @@ def test_tuning_raises_knobs_until_target(data):
     assert recalls == sorted(recalls)
 
 
+def test_tuning_picks_the_least_work_among_settings_that_reach_the_target(data):
+    """With a refine stage, more probes and fewer re-ranked candidates can be the cheaper way to the target."""
+    items, ids, tune_q, _, _ = data
+    idx = FaissIndex("IVF64,PQ32x4fs,Refine(SQ8)", metric="ip").build(items, ids)
+    record = idx.tune(tune_q, k=100, recall_target=0.95, reference_vectors=items)
+    meeting = [g for g in record["grid"] if g["recall"] >= 0.95]
+    chosen = next(g for g in record["grid"] if g["params"] == record["params"])
+    assert record["met_target"] and chosen["work"] == min(g["work"] for g in meeting)
+    assert {g["params"]["k_factor"] for g in record["grid"]} == {64, 32, 16, 8, 4}  # every re-ranking depth tried
+
+
 def test_cosine_matches_exact_and_ignores_norms():
     items, queries = clustered(3000, n_queries=50, seed=2)
     ids = [f"sku-{i}" for i in range(len(items))]
