@@ -117,3 +117,16 @@ def test_ranking_the_backfill_only_when_needed_gives_the_same_feeds(monkeypatch)
     monkeypatch.setattr(engine, "first_tier_feed", lambda *args, **kwargs: None)  # always rank both tiers
     eager = engine.run_batch(state, requests())
     pd.testing.assert_frame_equal(lazy, eager)
+
+
+def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
+    import recsys.serve.engine as engine
+
+    state = fitted()._state
+
+    def requests():
+        return [engine.Request(u, m, 10) for u, m in ((0, "guide-0"), (5, "app-1"), (42, None), (7, "kol-0"))]
+
+    whole = engine.run_batch(state, requests())
+    monkeypatch.setattr(engine, "_MATRIX_ROWS", 97)  # slices that cut through requests
+    pd.testing.assert_frame_equal(engine.run_batch(state, requests()), whole)

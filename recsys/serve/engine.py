@@ -259,29 +259,49 @@ def _rank(state: ServingState, reqs: list[Request], cand: _Candidates, clock: _C
     return _Ranked(scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), contributions)
 
 
+_MATRIX_ROWS = 32_768  # rows of the feature matrix held at once (a batch chunk is ranked in slices of this)
+
+
 def _rank_arrays(state: ServingState, reqs: list[Request], cand: _Candidates, features, clock: _Clock) -> _Ranked:
     """:func:`_rank` on arrays: the feature matrix from :class:`~recsys.features.candidate_features.CandidateFeatures`
-    (the same values as the builder's frame) and the ranker's ``predict_arrays``."""
+    (the same values as the builder's frame) and the ranker's ``predict_arrays``. Large batches are ranked in
+    slices of rows, and the rows to explain get their features again (rows are independent)."""
     ranker = state.ranker
     n_rank = len(ranker.columns_)
     columns = state.ranking_columns()
     users = np.asarray([r.user_id for r in reqs], dtype=object)
     media = np.asarray([r.media_id for r in reqs], dtype=object)
-    X = features.matrix(users, media, cand.req, cand.pos, cand.two_tower, cand.rank, columns)
-    clock.lap("features")
     objective = np.asarray([state.objectives.get(m, state.config.default_objective) for m in media],
                            dtype=object)[cand.req]
     price, rate = state.catalogue.price[cand.pos], state.catalogue.commission_rate[cand.pos]
+
+    def matrix(rows: np.ndarray | slice) -> np.ndarray:
+        return features.matrix(users, media, cand.req[rows], cand.pos[rows], cand.two_tower[rows], cand.rank[rows],
+                               columns)
 
     def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])
         return objective_arrays(pctr, pctcvr, objective[rows], price[rows], rate[rows]), pctr, pcvr
 
-    scores, pctr, pcvr = score(X, np.arange(len(cand)))
-    clock.lap("ranker")
+    if len(cand) <= _MATRIX_ROWS:
+        X = matrix(slice(None))
+        clock.lap("features")
+        scores, pctr, pcvr = score(X, np.arange(len(cand)))
+        clock.lap("ranker")
+    else:
+        X = None
+        parts = []
+        for start in range(0, len(cand), _MATRIX_ROWS):
+            rows = np.arange(start, min(start + _MATRIX_ROWS, len(cand)))
+            x = matrix(rows)
+            clock.lap("features")
+            parts.append(score(x, rows))
+            clock.lap("ranker")
+        scores, pctr, pcvr = (np.concatenate([p[j] for p in parts]) for j in range(3))
 
     def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
-        return matrix_contributions(X[idx], columns, lambda x, rows: score(x, idx[rows])[0], base)
+        x = X[idx] if X is not None else matrix(idx)
+        return matrix_contributions(x, columns, lambda xs, rows: score(xs, idx[rows])[0], base)
 
     return _Ranked(scores, pctr, pcvr, contributions)
 

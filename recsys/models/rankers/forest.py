@@ -77,8 +77,10 @@ class CompiledForest:
 
     def decision_functions(self, X: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
         """Raw log-odds of every ensemble for the rows of X (float64, NaN = missing)."""
-        if self._native is not None:
-            return self._sum(self._native_leaves(np.ascontiguousarray(X, dtype=np.float64)))
+        if self._native is not None:  # a cache-sized block of rows through every tree, block by block
+            leaves = [self._native_leaves(np.ascontiguousarray(X[s:s + chunk], dtype=np.float64))
+                      for s in range(0, max(len(X), 1), chunk)]
+            return self._sum(np.concatenate(leaves) if len(leaves) > 1 else leaves[0])
         X = np.clip(np.asarray(X, dtype=np.float64), -_BIG, _BIG)  # NaN stays NaN
         if len(X) <= chunk:
             return self._walk(X)
