@@ -3,9 +3,10 @@ for several popularity-prior weights (``r<beta>``), never touching test.
 
     python experiments/retrieval/probe_validation.py DATA_DIR EPOCHS JSON_OVERRIDES [THREADS]
 
-JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score) and ``_ccl``
+JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score), ``_ccl``
 (``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
-negative, on user batches, instead of the config's task). Used for the probes in README.md, e.g.
+negative, on user batches, instead of the config's task) and ``_decay`` (``{"start": e, "gamma": g}``:
+lr multiplied by g after each epoch >= e). Used for the probes in README.md, e.g.
 ``'{"use_user_id": true, "_betas": [0.0, 0.01, 0.02, 0.04, 0.08]}'``.
 """
 import json
@@ -15,6 +16,7 @@ import time
 import numpy as np
 import torch
 
+import recsys.models.trainer as T
 from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
@@ -25,7 +27,8 @@ from recsys.models.trainer import RetrievalData, Trainer, encode_all
 data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
 betas = over.pop("_betas", [0.0, 0.01, 0.02, 0.04, 0.08])
-ccl = over.pop("_ccl", None)  # {"margin":..., "weight":...}: full-catalogue CCL on user batches
+ccl = over.pop("_ccl", None)
+decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after each epoch >= start  # {"margin":..., "weight":...}: full-catalogue CCL on user batches
 cfg = R.RetrievalBenchConfig.from_dict(over)
 ds = load_lightgcn(data_dir)
 train = ds.train_matrix()
@@ -66,8 +69,25 @@ def validate(m):
     return out
 
 
+_opts = []
+_base = T.OPTIMIZERS["adam"]
+
+
+def _adam(*a, **k):
+    o = _base(*a, **k)
+    _opts.append(o)
+    return o
+
+
+T.OPTIMIZERS["adam"] = _adam
+
+
 class Log(Callback):
     def on_epoch_end(self, epoch, metrics):
+        if decay and epoch >= decay["start"]:
+            for g in _opts[-1].param_groups:
+                g["lr"] *= decay["gamma"]
+            metrics["next_lr"] = _opts[-1].param_groups[0]["lr"]
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
 
 
