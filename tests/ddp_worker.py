@@ -1,6 +1,6 @@
 """One rank of the data-parallel test (tests/test_distributed.py starts two with torchrun).
 
-    torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py OUT_DIR [--epochs N] [--stop-after K] [--ckpt DIR]
+    torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py OUT [--epochs N] [--stop-after K] [--ckpt DIR] [--fail-at K]
 
 Trains the full-softmax two-tower model on a small seeded block dataset; after every optimizer step
 all ranks compare their weights (max |difference| recorded). Each rank writes ``rank<r>.json``
@@ -61,12 +61,20 @@ class Record(Callback):
         self.ended += 1
 
 
-def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None) -> tuple[TwoTowerModel, dict, Record]:
-    """Train the reference configuration; returns (model, summary, callback record)."""
+def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
+          fail_at: int = 0) -> tuple[TwoTowerModel, dict, Record]:
+    """Train the reference configuration; returns (model, summary, callback record).
+
+    ``fail_at`` > 0: validation (rank 0 only) raises at that epoch, to check that no rank hangs.
+    """
     train_m, held = block_data()
     data = RetrievalData(train_m)
+    calls = []
 
     def validate(m):
+        calls.append(1)
+        if len(calls) == fail_at:
+            raise RuntimeError("validation failed on purpose")
         u, i = encode_all(m, data)
         s = u @ i.T
         s[train_m.nonzero()] = -np.inf
@@ -88,6 +96,7 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--stop-after", type=int, default=0)
     p.add_argument("--ckpt", default=None)
+    p.add_argument("--fail-at", type=int, default=0)
     a = p.parse_args()
     torch.set_num_threads(1)
     import torch.distributed as dist
@@ -102,7 +111,7 @@ def main() -> None:
         diffs.append(max(float((o - out[0]).abs().max()) for o in out))
 
     register_optimizer_step_post_hook(compare)
-    model, summary, record = train(a.epochs, a.stop_after, a.ckpt)
+    model, summary, record = train(a.epochs, a.stop_after, a.ckpt, a.fail_at)
     rank = int(os.environ["RANK"])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -212,11 +212,23 @@ class DataParallel:
         dist.all_gather(out, state.to(self._comm))
         return [t.cpu() for t in out]
 
-    def close(self) -> None:
-        """Leave the process group if this object joined it."""
+    def close(self, clean: bool = True) -> None:
+        """Release the DDP wrapper; leave the process group if this object joined it.
+
+        The wrapper's reducer holds the group: destroyed only at interpreter exit, its gloo threads
+        could abort the process (``terminate called without an active exception``), so it goes first.
+        ``clean``: every rank got here (they leave together after a barrier); after an error, leave at
+        once so that the error ends this process and torchrun stops the others.
+        """
+        self._ddp = None
         if self.owns_group:
+            import gc
+
             import torch.distributed as dist
 
+            gc.collect()
             if dist.is_initialized():
+                if clean:
+                    dist.barrier()
                 dist.destroy_process_group()
             self.owns_group = False

@@ -235,9 +235,12 @@ class Trainer:
         """Train; returns a summary with ``best_epoch``, ``best_metrics``, ``history`` and ``train_seconds``."""
         self._dp = DataParallel.from_env(self.device)  # one process unless started by torchrun
         try:
-            return self._fit(data, resume)
-        finally:
-            self._dp.close()
+            summary = self._fit(data, resume)
+        except BaseException:
+            self._dp.close(clean=False)
+            raise
+        self._dp.close()
+        return summary
 
     def _fit(self, data: RetrievalData, resume: bool) -> dict[str, Any]:
         dp = self._dp
