@@ -96,29 +96,6 @@ def test_feeds_on_arrays_equal_feeds_on_frames():
     assert (fast["reason_code"] != "popular").any()
 
 
-def test_ranking_the_backfill_only_when_needed_gives_the_same_feeds(monkeypatch):
-    import recsys.serve.engine as engine
-
-    state = fitted()._state
-
-    def requests():
-        return [engine.Request(u, m, k) for u, m, k in ((0, "guide-0", 12), (5, "app-1", 30), (42, None, 20),
-                                                         (3, "kol-2", 40), (10**6, "kol-0", 9), ("new", None, 5))]
-
-    original, outcomes = engine.first_tier_feed, []
-
-    def recording(*args, **kwargs):
-        outcomes.append(original(*args, **kwargs))
-        return outcomes[-1]
-
-    monkeypatch.setattr(engine, "first_tier_feed", recording)
-    lazy = engine.run_batch(state, requests())
-    assert any(o is None for o in outcomes) and any(o is not None for o in outcomes)  # both branches taken
-    monkeypatch.setattr(engine, "first_tier_feed", lambda *args, **kwargs: None)  # always rank both tiers
-    eager = engine.run_batch(state, requests())
-    pd.testing.assert_frame_equal(lazy, eager)
-
-
 def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
     import recsys.serve.engine as engine
 

@@ -209,7 +209,9 @@ def _markdown(r: dict) -> str:
         "wall times include waiting for a core; CPU time (``time.thread_time``, this thread only) is the cost "
         "of a request without the wait.", "",
         f"Catalogue {r['n_items']:,} items ({r['index_factory']}, {r.get('index_params', {})}), "
-        f"{r['n_candidates']} candidates ranked per request, k={r['k']}.", "",
+        f"{r['n_candidates']} candidates ranked per request, k={r['k']}. Ranking features computed as "
+        f"{r.get('serving', {}).get('ranking_features')}, GBDT trees walked by "
+        f"{r.get('serving', {}).get('forest_engine')}.", "",
         "| recommend latency | p50 ms | p90 ms | p99 ms | mean ms | target p99 |",
         "|---|---|---|---|---|---|",
         f"| one request, in process: wall | {lat['p50_ms']:.2f} | {lat['p90_ms']:.2f} | {lat['p99_ms']:.2f} | "
@@ -272,6 +274,9 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
     finally:
         limits.restore_original_limits()
     index = rec._state.index
+    forest = getattr(rec._state.ranker, "_forest", None)
+    serving = {"ranking_features": "arrays" if rec._state.candidate_features() is not None else "frames",
+               "forest_engine": forest[2].engine if forest else None}
     result = {"command": f"run_recommend_benchmark(n_items={n_items}, n_requests={n_requests}, "
                          f"n_batch_users={n_batch_users}, batch_measured_users={batch_measured_users}, k={k}, "
                          f"n_events={n_events}, index_factory={index_factory!r})",
@@ -284,7 +289,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "index_params": index.effective_params() if hasattr(index, "effective_params") else {},
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],
-              "index_recall": recall, "batch": batch, "matmul_limit": mm,
+              "index_recall": recall, "batch": batch, "matmul_limit": mm, "serving": serving,
               "seconds": time.perf_counter() - t_start}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

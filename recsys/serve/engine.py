@@ -18,7 +18,7 @@ import pandas as pd
 from recsys.models.rankers.objectives import objective_arrays
 from recsys.serve.fallback import cold_start_path
 from recsys.serve.reasons import choose_reasons, matrix_contributions, reason_contributions, reason_text
-from recsys.serve.rules import RequestScope, apply_rules, eligible, first_tier_feed
+from recsys.serve.rules import RequestScope, apply_rules, eligible
 from recsys.serve.state import ServingState, objective_scores_by_partner
 
 __all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
@@ -191,28 +191,6 @@ def _candidates(state: ServingState, blocks: list[tuple[int, int, np.ndarray, np
     return _Candidates(req, tier, pos, np.where(np.isnan(two_tower), base, two_tower), two_tower, rank)
 
 
-def _merge(first: tuple[_Candidates, _Ranked], second: tuple[_Candidates, _Ranked]) -> tuple[_Candidates, _Ranked]:
-    """Rows ranked in two passes as one set (the second's rows after the first's)."""
-    (c0, r0), (c1, r1) = first, second
-    if not len(c1) or not len(c0):
-        return first if len(c0) else second
-    cand = _Candidates(*(np.concatenate([getattr(c0, f), getattr(c1, f)])
-                         for f in ("req", "tier", "pos", "base", "two_tower", "rank")))
-    n0 = len(c0)
-    contributions = None
-    if r0.contributions is not None and r1.contributions is not None:
-        def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
-            parts = [(m, fn(idx[m] - off, base[m])) for m, fn, off in ((idx < n0, r0.contributions, 0),
-                                                                        (idx >= n0, r1.contributions, n0)) if m.any()]
-            names = parts[0][1][0]
-            out = np.zeros((len(idx), len(names)))
-            for m, (_, values) in parts:
-                out[m] = values
-            return names, out
-    return cand, _Ranked(np.concatenate([r0.scores, r1.scores]), np.concatenate([r0.pctr, r1.pctr]),
-                         np.concatenate([r0.pcvr, r1.pcvr]), contributions)
-
-
 def _timestamps(state: ServingState, reqs: list[Request]) -> np.ndarray:
     return np.array([pd.Timestamp((r.context or {}).get("timestamp", state.as_of)).to_datetime64() for r in reqs],
                     dtype="datetime64[ns]")
@@ -324,36 +302,24 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     vector_of = np.full(len(reqs), -1, np.int64)
     vector_of[ret_idx] = np.arange(len(ret_idx))
     clock.lap("retrieve")
-    first = [retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
-             for i, r in enumerate(reqs)]
-    cand = _candidates(state, [(i, 0, p, sc) for i, (p, sc) in enumerate(first)], q, vector_of)
+    blocks = []
+    for i, r in enumerate(reqs):
+        first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
+        # backfill tier: the partner's popular items, twice k so that it can also restore category variety
+        blocks += [(i, 0, *first), (i, 1, *_popular(state, r, scopes[i], 2 * r.k, first[0]))]
+    cand = _candidates(state, blocks, q, vector_of)
     ranked = _rank(state, reqs, cand, clock)
     bounds = np.searchsorted(cand.req, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
-    picked: list = [None] * len(reqs)
-    short = []
+    picked = []
     for i, r in enumerate(reqs):
         sl = slice(bounds[i], bounds[i + 1])
-        picked[i] = first_tier_feed(state.catalogue, scopes[i], state.config.rules, r.k, cand.pos[sl],
-                                    ranked.scores[sl])
-        if picked[i] is None:
-            short.append(i)
-    if short:
-        clock.lap("rules")
-        # backfill tier, ranked only where the first cannot fill the feed: the partner's popular items, twice k
-        # so that it can also restore category variety
-        backfill = [(i, 1, *_popular(state, reqs[i], scopes[i], 2 * reqs[i].k, first[i][0])) for i in short]
-        extra = _candidates(state, backfill, q, vector_of)
-        cand, ranked = _merge((cand, ranked), (extra, _rank(state, reqs, extra, clock)))
-        for i in short:
-            rows = np.flatnonzero(cand.req == i)
-            t, pos, score = cand.tier[rows], cand.pos[rows], ranked.scores[rows]
-            picked[i] = apply_rules(state.catalogue, scopes[i], state.config.rules, reqs[i].k,
-                                    [(pos[t == j], score[t == j]) for j in range(2)])
-    for i, r in enumerate(reqs):
-        if len(picked[i].positions) < r.k:
-            r.notes.append(f"only {len(picked[i].positions)} eligible items for this request (asked for {r.k}): the "
+        t, pos, score = cand.tier[sl], cand.pos[sl], ranked.scores[sl]
+        sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, [(pos[t == j], score[t == j])
+                                                                                 for j in range(2)])
+        if len(sel.positions) < r.k:
+            r.notes.append(f"only {len(sel.positions)} eligible items for this request (asked for {r.k}): the "
                            "partner's pool, stock, segment and exclusions leave no more")
-    picked = list(enumerate(picked))
+        picked.append((i, sel))
     clock.lap("rules")
     out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
     clock.lap("reasons")

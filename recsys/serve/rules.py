@@ -28,7 +28,7 @@ from recsys.errors import ConfigError
 from recsys.serve.catalogue import Catalogue
 
 __all__ = ["BusinessRules", "RequestScope", "Selection", "eligible", "apply_rules", "apply_rules_batch",
-           "first_tier_feed", "feed_violations"]
+           "feed_violations"]
 
 
 @dataclass(frozen=True)
@@ -147,17 +147,6 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
             tier = np.concatenate([tier, np.full(len(extra), len(tiers), np.int64)])
             idx, _ = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
     return Selection(pos[idx], scores[idx], tier[idx])
-
-
-def first_tier_feed(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: int,
-                    positions: np.ndarray, scores: np.ndarray) -> Selection | None:
-    """:func:`apply_rules`'s feed when the first tier alone fills ``k`` slots under the category cap, else None.
-
-    Later tiers come after every first-tier item in the walk, so they cannot change such a feed: serving
-    scores the backfill tier only for the requests where this returns None.
-    """
-    pos, sc, tier, idx, n_under = _walk(catalogue, scope, rules, k, [(positions, scores)])
-    return Selection(pos[idx], sc[idx], tier[idx]) if n_under >= k else None
 
 
 def _walk(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: int,
