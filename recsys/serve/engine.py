@@ -140,10 +140,14 @@ def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScop
 def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, skip: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
     pos, score = state.popular.top(state.catalogue, req.media_id, req.segment or None)
-    ok = eligible(state.catalogue, pos, scope, state.config.rules)
-    if len(skip):
-        ok &= ~np.isin(pos, skip)
-    return pos[ok][:n], score[ok][:n]
+    head = 4 * n + len(skip)  # the best-ranked usually suffice: check those first, the rest only if short
+    for part in (slice(0, head), slice(0, len(pos))) if head < len(pos) else (slice(0, len(pos)),):
+        ok = eligible(state.catalogue, pos[part], scope, state.config.rules)
+        if len(skip):
+            ok &= ~np.isin(pos[part], skip)
+        if ok.sum() >= n or part.stop >= len(pos):
+            break
+    return pos[part][ok][:n], score[part][ok][:n]
 
 
 @dataclass

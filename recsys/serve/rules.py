@@ -173,11 +173,13 @@ def _walk(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: in
 
 
 def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken: np.ndarray, k: int,
-          chunk: int = 16_384) -> np.ndarray:
+          chunk: int = 2048) -> np.ndarray:
     """Eligible pool items not in ``taken`` (catalogue order), at most ``cap`` (or ``k``) per category.
 
-    Reads the pool chunk by chunk and stops as soon as the feed can be filled under the cap, so a large
-    catalogue is only read to the end when the pool really is short of eligible items.
+    Reads the pool chunk by chunk (each four times the last) and stops as soon as the feed can be filled
+    under the cap, so a large catalogue is only read to the end when the pool really is short of
+    eligible items. The feed takes the first of these items in catalogue order, so where the chunks
+    end does not change it.
     """
     where = np.arange(len(catalogue)) if scope.pool is None else (
         scope.pool_positions if scope.pool_positions is not None else np.flatnonzero(scope.pool))
@@ -187,8 +189,10 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
     room = per_category - taken_counts  # may be negative: the cap was already relaxed for that category
     need = k - int(np.minimum(taken_counts, per_category).sum())
     out = []
-    for start in range(0, len(where), chunk):
+    start = 0
+    while start < len(where):
         part = where[start:start + chunk]
+        start, chunk = start + chunk, chunk * 4
         ok = eligible(catalogue, part, scope, rules)
         if len(taken):
             ok &= ~np.isin(part, taken)
