@@ -162,12 +162,13 @@ def benchmark_distributed(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where results.json and the table go.")] = Path(
         "experiments/distributed"),
     tag: Annotated[str | None, typer.Option(help="Suffix of the output files (results-<tag>.json).")] = None,
+    single_threads: Annotated[int | None, typer.Option(help="Threads of the one process (default: --threads).")] = None,
 ) -> None:
     """The retrieval stage in one process against torchrun (DDP): test Recall/NDCG@20 and wall time."""
     from recsys.bench.distributed import run_distributed_benchmark
 
     result = run_distributed_benchmark(config, nproc=nproc, threads=threads, repeats=repeats, overrides=set_ or (),
-                                       out_dir=out_dir, tag=tag)
+                                       out_dir=out_dir, tag=tag, single_threads=single_threads)
     _echo_json({k: result[k] for k in ("summary", "ratios", "max_weight_difference_first_pair")}, None)
 
 

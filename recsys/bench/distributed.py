@@ -36,7 +36,8 @@ def _command(config: Path, out: Path, nproc: int, overrides: Sequence[str]) -> l
 
 
 def _one_run(config: Path, name: str, out: Path, nproc: int, threads: int, overrides: Sequence[str]) -> dict:
-    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": str(max(1, threads // nproc))}
+    """``threads``: torch threads of each process."""
+    env = {**os.environ, "CI": "true", "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.run(_command(config, out, nproc, overrides), capture_output=True, text=True, env=env,
                           check=False)
@@ -45,7 +46,7 @@ def _one_run(config: Path, name: str, out: Path, nproc: int, threads: int, overr
         raise RuntimeError(f"{nproc}-process run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     ev = json.loads((out / name / "evaluation.json").read_text())
     tt, tr = ev["retrieval"]["two-tower"], ev["training"]
-    return {"processes": tr["processes"], "threads_per_process": max(1, threads // nproc),
+    return {"processes": tr["processes"], "threads_per_process": threads,
             "recall@20": tt["recall@20"], "ndcg@20": tt["ndcg@20"], "best_epoch": tr["best_epoch"],
             "epochs_run": tr["epochs_run"], "train_seconds": round(tr["train_seconds"], 2),
             "command_seconds": round(wall, 2), "loadavg_after": os.getloadavg()[0],
@@ -66,8 +67,12 @@ def _median(runs: list[dict], key: str) -> float:
 
 def run_distributed_benchmark(config: str | Path, *, nproc: int = 2, threads: int = 2, repeats: int = 1,
                               overrides: Sequence[str] = (), out_dir: str | Path | None = "experiments/distributed",
-                              tag: str | None = None) -> dict:
-    """Median quality and time of 1 process vs ``nproc`` processes on ``config``'s retrieval stage."""
+                              tag: str | None = None, single_threads: int | None = None) -> dict:
+    """Median quality and time of 1 process vs ``nproc`` processes on ``config``'s retrieval stage.
+
+    The ``nproc`` processes get ``threads // nproc`` threads each; the one process gets ``single_threads``
+    (default ``threads``: the same budget).
+    """
     from recsys.config import load_config
 
     if nproc < 2:
@@ -78,7 +83,8 @@ def run_distributed_benchmark(config: str | Path, *, nproc: int = 2, threads: in
     with tempfile.TemporaryDirectory(prefix="recsys-ddp-") as tmp:
         for rep in range(max(1, repeats)):
             for n in ((1, nproc) if rep % 2 == 0 else (nproc, 1)):  # alternate so drifting load hits both
-                runs[n].append(_one_run(config, name, Path(tmp) / f"{n}-{rep}", n, threads, overrides))
+                per = (single_threads or threads) if n == 1 else max(1, threads // nproc)
+                runs[n].append(_one_run(config, name, Path(tmp) / f"{n}-{rep}", n, per, overrides))
         gap = _weight_gap(runs[1][0]["model"], runs[nproc][0]["model"])
     for rs in runs.values():
         for r in rs:
@@ -87,6 +93,7 @@ def run_distributed_benchmark(config: str | Path, *, nproc: int = 2, threads: in
                | {"best_epoch": rs[0]["best_epoch"], "epochs_run": rs[0]["epochs_run"]} for n, rs in runs.items()}
     one, many = summary["1"], summary[str(nproc)]
     result = {"config": str(config), "overrides": list(overrides), "nproc": nproc, "threads_total": threads,
+              "threads_single_process": single_threads or threads,
               "repeats": repeats, "summary": summary, "runs": {str(n): rs for n, rs in runs.items()},
               "max_weight_difference_first_pair": gap,
               "ratios": {"recall@20": round(many["recall@20"] / one["recall@20"], 4),
@@ -112,7 +119,10 @@ def markdown(result: dict) -> str:
     rows = [("Recall@20 (test)", "recall@20"), ("NDCG@20 (test)", "ndcg@20"),
             ("training wall seconds (median)", "train_seconds"), ("whole command wall seconds", "command_seconds"),
             ("epoch chosen / epochs run", None)]
-    lines = [f"| `{Path(result['config']).name}` | 1 process | torchrun, {n} processes | ratio |", "|---|---|---|---|"]
+    t1 = result.get("threads_single_process", result["threads_total"])
+    tn = max(1, result["threads_total"] // n)
+    lines = [f"| `{Path(result['config']).name}` {' '.join(result['overrides'])} | 1 process x {t1} thread(s) | "
+             f"torchrun, {n} processes x {tn} thread(s) | ratio |", "|---|---|---|---|"]
     for label, key in rows:
         if key is None:
             lines.append(f"| {label} | {one['best_epoch']} / {one['epochs_run']} | "
