@@ -98,6 +98,7 @@ def test_feeds_on_arrays_equal_feeds_on_frames():
 
 def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
     import recsys.serve.engine as engine
+    import recsys.serve.ranking as ranking
 
     state = fitted()._state
 
@@ -105,5 +106,5 @@ def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
         return [engine.Request(u, m, 10) for u, m in ((0, "guide-0"), (5, "app-1"), (42, None), (7, "kol-0"))]
 
     whole = engine.run_batch(state, requests())
-    monkeypatch.setattr(engine, "_MATRIX_ROWS", 97)  # slices that cut through requests
+    monkeypatch.setattr(ranking, "MATRIX_ROWS", 97)  # slices that cut through requests
     pd.testing.assert_frame_equal(engine.run_batch(state, requests()), whole)

@@ -8,18 +8,17 @@ frame and one ranker call for every (request, candidate) row, one ablation call 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.models.rankers.objectives import objective_arrays
 from recsys.serve.fallback import cold_start_path
-from recsys.serve.reasons import choose_reasons, matrix_contributions, reason_contributions, reason_text
+from recsys.serve.ranking import Candidates, Ranked, candidates, rank
+from recsys.serve.reasons import choose_reasons, reason_text
 from recsys.serve.rules import RequestScope, apply_rules, eligible
-from recsys.serve.state import ServingState, objective_scores_by_partner
+from recsys.serve.state import ServingState
 
 __all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
 
@@ -150,144 +149,6 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
     return pos[part][ok][:n], score[part][ok][:n]
 
 
-@dataclass
-class _Candidates:
-    """One row per (request, candidate), as arrays grouped by request then tier: request number, tier,
-    catalogue position, the score to use without a ranker, the two-tower score and rank within the tier."""
-
-    req: np.ndarray
-    tier: np.ndarray
-    pos: np.ndarray
-    base: np.ndarray
-    two_tower: np.ndarray
-    rank: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.pos)
-
-
-@dataclass
-class _Ranked:
-    """Objective scores, pctr and pcvr per candidate row, and how to explain a subset of rows:
-    ``contributions(rows, scores) -> (evidence kinds, score lost per row and kind)``."""
-
-    scores: np.ndarray
-    pctr: np.ndarray
-    pcvr: np.ndarray
-    contributions: Callable[[np.ndarray, np.ndarray], tuple[list[str], np.ndarray]] | None = None
-
-
-def _candidates(state: ServingState, blocks: list[tuple[int, int, np.ndarray, np.ndarray]], vectors: np.ndarray,
-                vector_of: np.ndarray) -> _Candidates:
-    """Candidate rows from ``blocks`` (request, tier, positions, scores), kept in that order
-    (``vector_of[i]``: the row of request i in ``vectors``, -1 for none)."""
-    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    req = cat([np.full(len(p), i) for i, _, p, _ in blocks], np.int64)
-    tier = cat([np.full(len(p), t) for _, t, p, _ in blocks], np.int64)
-    pos = cat([p for _, _, p, _ in blocks], np.int64)
-    base = cat([s for _, _, _, s in blocks], np.float64)
-    rank = cat([np.arange(1, len(p) + 1) for _, _, p, _ in blocks], np.float64)
-    two_tower = np.full(len(pos), np.nan)
-    q_row = vector_of[req] if len(req) else np.zeros(0, np.int64)
-    has_q = q_row >= 0
-    if has_q.any():
-        two_tower[has_q] = np.einsum("ij,ij->i", vectors[q_row[has_q]], state.item_emb[pos[has_q]]).astype(np.float64)
-    return _Candidates(req, tier, pos, np.where(np.isnan(two_tower), base, two_tower), two_tower, rank)
-
-
-def _timestamps(state: ServingState, reqs: list[Request]) -> np.ndarray:
-    return np.array([pd.Timestamp((r.context or {}).get("timestamp", state.as_of)).to_datetime64() for r in reqs],
-                    dtype="datetime64[ns]")
-
-
-def _rows_frame(state: ServingState, reqs: list[Request], cand: _Candidates) -> pd.DataFrame:
-    """The feature builder's input rows (user, item, time, partner, two-tower score and rank, price, rate)."""
-    req = cand.req
-    return pd.DataFrame({
-        "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req] if len(req) else [],
-        "item_id": state.catalogue.ids[cand.pos],
-        "timestamp": _timestamps(state, reqs)[req] if len(req) else np.zeros(0, "datetime64[ns]"),
-        "media_id": np.asarray([r.media_id for r in reqs], dtype=object)[req] if len(req) else [],
-        "two_tower_score": cand.two_tower, "two_tower_rank": cand.rank,
-        "price": state.catalogue.price[cand.pos], "commission_rate": state.catalogue.commission_rate[cand.pos]})
-
-
-def _rank(state: ServingState, reqs: list[Request], cand: _Candidates, clock: _Clock) -> _Ranked:
-    """Objective scores (and pctr, pcvr) of every candidate row; arrays only when the state allows it."""
-    if state.ranker is None or state.builder is None or not len(cand):
-        nan = np.full(len(cand), np.nan)
-        return _Ranked(cand.base, nan, nan)
-    features = state.candidate_features()
-    if features is not None and all(t == state.as_of_ns for t in _timestamps(state, reqs).astype(np.int64)):
-        return _rank_arrays(state, reqs, cand, features, clock)
-    rows = _rows_frame(state, reqs, cand)
-    frame = state.builder.transform(rows)
-    clock.lap("features")
-    preds = state.ranker.predict_proba(frame)
-    scores = objective_scores_by_partner(preds, rows, state.objectives, state.config.default_objective)
-    clock.lap("ranker")
-
-    def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
-        sub_rows, sub = rows.iloc[idx].reset_index(drop=True), frame.iloc[idx].reset_index(drop=True)
-
-        def scorer(f: pd.DataFrame, source_rows: np.ndarray) -> np.ndarray:
-            return objective_scores_by_partner(state.ranker.predict_proba(f.reset_index(drop=True)),
-                                               sub_rows.iloc[source_rows].reset_index(drop=True),
-                                               state.objectives, state.config.default_objective)
-
-        part = reason_contributions(sub, scorer, base)
-        return list(part.columns), part.to_numpy(dtype=np.float64)
-
-    return _Ranked(scores, preds["pctr"].to_numpy(), preds["pcvr"].to_numpy(), contributions)
-
-
-_MATRIX_ROWS = 32_768  # rows of the feature matrix held at once (a batch chunk is ranked in slices of this)
-
-
-def _rank_arrays(state: ServingState, reqs: list[Request], cand: _Candidates, features, clock: _Clock) -> _Ranked:
-    """:func:`_rank` on arrays: the feature matrix from :class:`~recsys.features.candidate_features.CandidateFeatures`
-    (the same values as the builder's frame) and the ranker's ``predict_arrays``. Large batches are ranked in
-    slices of rows, and the rows to explain get their features again (rows are independent)."""
-    ranker = state.ranker
-    n_rank = len(ranker.columns_)
-    columns = state.ranking_columns()
-    users = np.asarray([r.user_id for r in reqs], dtype=object)
-    media = np.asarray([r.media_id for r in reqs], dtype=object)
-    objective = np.asarray([state.objectives.get(m, state.config.default_objective) for m in media],
-                           dtype=object)[cand.req]
-    price, rate = state.catalogue.price[cand.pos], state.catalogue.commission_rate[cand.pos]
-
-    def matrix(rows: np.ndarray | slice) -> np.ndarray:
-        return features.matrix(users, media, cand.req[rows], cand.pos[rows], cand.two_tower[rows], cand.rank[rows],
-                               columns)
-
-    def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])
-        return objective_arrays(pctr, pctcvr, objective[rows], price[rows], rate[rows]), pctr, pcvr
-
-    if len(cand) <= _MATRIX_ROWS:
-        X = matrix(slice(None))
-        clock.lap("features")
-        scores, pctr, pcvr = score(X, np.arange(len(cand)))
-        clock.lap("ranker")
-    else:
-        X = None
-        parts = []
-        for start in range(0, len(cand), _MATRIX_ROWS):
-            rows = np.arange(start, min(start + _MATRIX_ROWS, len(cand)))
-            x = matrix(rows)
-            clock.lap("features")
-            parts.append(score(x, rows))
-            clock.lap("ranker")
-        scores, pctr, pcvr = (np.concatenate([p[j] for p in parts]) for j in range(3))
-
-    def contributions(idx: np.ndarray, base: np.ndarray) -> tuple[list[str], np.ndarray]:
-        x = X[idx] if X is not None else matrix(idx)
-        return matrix_contributions(x, columns, lambda xs, rows: score(xs, idx[rows])[0], base)
-
-    return _Ranked(scores, pctr, pcvr, contributions)
-
-
 def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
               with_request: bool = False, cpu_timings: dict[str, float] | None = None,
               drop: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -311,8 +172,8 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
         first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
         # backfill tier: the partner's popular items, twice k so that it can also restore category variety
         blocks += [(i, 0, *first), (i, 1, *_popular(state, r, scopes[i], 2 * r.k, first[0]))]
-    cand = _candidates(state, blocks, q, vector_of)
-    ranked = _rank(state, reqs, cand, clock)
+    cand = candidates(state, blocks, q, vector_of)
+    ranked = rank(state, reqs, cand, clock)
     bounds = np.searchsorted(cand.req, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
     picked = []
     for i, r in enumerate(reqs):
@@ -352,7 +213,7 @@ class _Clock:
             self.c = c
 
 
-def _assemble(state: ServingState, reqs: list[Request], cand: _Candidates, ranked: _Ranked, picked,
+def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked: Ranked, picked,
               with_request: bool = False, drop: tuple[str, ...] = ()) -> pd.DataFrame:
     """Output rows for the selections, with reasons (arrays first, one DataFrame at the end)."""
     stride = np.int64(len(state.catalogue) + 1)
@@ -387,7 +248,7 @@ def _assemble(state: ServingState, reqs: list[Request], cand: _Candidates, ranke
     return pd.DataFrame({k: v for k, v in out.items() if k not in drop})
 
 
-def _reason_codes(state: ServingState, reqs: list[Request], ranked: _Ranked, req_i: np.ndarray, pos: np.ndarray,
+def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_i: np.ndarray, pos: np.ndarray,
                   score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Reason code and the named viewed item (position, -1 for none) of every output row."""
