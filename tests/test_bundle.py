@@ -150,9 +150,21 @@ def test_catalogue_updates_survive_a_round_trip(tmp_path):
     assert loaded.info["items"] == len(w.items) + 2 - 2
 
 
-def test_mlflow_uris_dispatch_to_the_mlflow_hook():
-    with pytest.raises(ArtifactError, match="MLflow"):
-        recsys.load("models:/guess-you-like@champion")
+def test_mlflow_uris_dispatch_to_the_mlflow_hook(tmp_path, monkeypatch):
+    import mlflow
+
+    # an empty store of its own: the checkout's ./mlflow.db may hold a real guess-you-like@champion (make demo)
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", empty)
+    mlflow.set_tracking_uri(empty)
+    mlflow.set_registry_uri(empty)
+    try:
+        with pytest.raises(ArtifactError, match="MLflow"):
+            recsys.load("models:/guess-you-like@champion")
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
     with pytest.raises(ArtifactError, match="bundle path or a model URI"):
         recsys.load(42)
 
