@@ -140,6 +140,9 @@ def write_report(out_dir: str | Path) -> Path:
              "IDSelector, postfilter = over-fetch and backfill). The machine is shared with other jobs, so "
              "timings are noisy.", "", TARGETS, "", *_verdicts(results), "", *_table(results), "",
              "![growth](growth.png)", ""]
+    notes = out_dir / "NOTES.md"
+    if notes.exists():  # hand-written reading of the figures, kept across regenerations
+        lines += [notes.read_text().rstrip(), ""]
     if results:
         fid = results[-1]["data"].get("generator_fidelity")
         if fid:
