@@ -19,7 +19,6 @@ save it with :meth:`save` and load it with :func:`recsys.load`.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +36,31 @@ __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 _ID_TYPES = (int, np.integer, str)
 
 
-@dataclass
 class Feed:
     """One feed: ``items`` (rank, item_id, score, pctr, pcvr, reason, reason_code, source) in feed order.
 
     ``fallback`` is None for the normal path, else ``"cold_user_features"`` (user tower from profile
     and partner) or ``"popular"`` (popular with the partner's audience and segment); ``notes`` says
-    why in words (unknown user id, unknown partner, ...).
+    why in words (unknown user id, unknown partner, ...). ``items`` may be given as a mapping of column
+    arrays: the DataFrame is then built on first use (``item_ids`` and ``len`` do not need it).
     """
 
-    user_id: Any
-    media_id: str | None
-    items: pd.DataFrame
-    fallback: str | None = None
-    notes: list[str] = field(default_factory=list)
+    def __init__(self, user_id: Any, media_id: str | None, items: pd.DataFrame | Mapping[str, Any],
+                 fallback: str | None = None, notes: list[str] | None = None) -> None:
+        self.user_id, self.media_id, self.fallback = user_id, media_id, fallback
+        self.notes = notes if notes is not None else []
+        self._frame = items if isinstance(items, pd.DataFrame) else None
+        self._columns = None if isinstance(items, pd.DataFrame) else dict(items)
+
+    @property
+    def items(self) -> pd.DataFrame:
+        if self._frame is None:
+            self._frame = pd.DataFrame(self._columns)
+        return self._frame
+
+    @items.setter
+    def items(self, value: pd.DataFrame) -> None:
+        self._frame, self._columns = value, None
 
     @property
     def used_fallback(self) -> bool:
@@ -58,10 +68,18 @@ class Feed:
 
     @property
     def item_ids(self) -> list:
-        return self.items["item_id"].tolist()
+        if self._frame is None:
+            return np.asarray(self._columns["item_id"]).tolist()
+        return self._frame["item_id"].tolist()
 
     def __len__(self) -> int:
-        return len(self.items)
+        if self._frame is None:
+            return len(self._columns["item_id"])
+        return len(self._frame)
+
+    def __repr__(self) -> str:
+        return (f"Feed(user_id={self.user_id!r}, media_id={self.media_id!r}, items=<{len(self)} rows>, "
+                f"fallback={self.fallback!r}, notes={self.notes!r})")
 
     def to_frame(self) -> pd.DataFrame:
         return self.items.copy()
@@ -222,7 +240,7 @@ class Recommender:
         """
         req = Request(user_id=_check_id(user_id, "user_id"), media_id=_check_media(media_id), k=_check_k(k),
                       exclude=_check_exclude(exclude), context=_check_context(context))
-        items = run_batch(self._ready(), [req], drop=("user_id", "media_id", "fallback"))
+        items = run_batch(self._ready(), [req], drop=("user_id", "media_id", "fallback"), as_columns=True)
         return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes)
 
     def recommend_batch(self, users: Any, k: int = 20, media_id: str | None = None, *,

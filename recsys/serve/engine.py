@@ -151,12 +151,14 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
 
 def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
               with_request: bool = False, cpu_timings: dict[str, float] | None = None,
-              drop: tuple[str, ...] = ()) -> pd.DataFrame:
+              drop: tuple[str, ...] = (), as_columns: bool = False) -> pd.DataFrame | dict[str, Any]:
     """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS).
 
     ``timings`` (optional) accumulates the seconds spent per stage: retrieve, features, ranker,
     rules, reasons (benchmarks read it), ``cpu_timings`` this thread's CPU seconds per stage;
-    ``with_request`` adds ``_request``, each row's request number; ``drop`` leaves out output columns.
+    ``with_request`` adds ``_request``, each row's request number; ``drop`` leaves out output columns;
+    ``as_columns`` returns the columns as a dict of arrays instead of a DataFrame (one feed's few rows:
+    the frame is the larger cost, and a caller may never need it).
     """
     clock = _Clock(timings, cpu_timings)
     _resolve(state, reqs)
@@ -187,6 +189,8 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
         picked.append((i, sel))
     clock.lap("rules")
     out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
+    if not as_columns:
+        out = pd.DataFrame(out)
     clock.lap("reasons")
     return out
 
@@ -214,8 +218,8 @@ class _Clock:
 
 
 def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked: Ranked, picked,
-              with_request: bool = False, drop: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Output rows for the selections, with reasons (arrays first, one DataFrame at the end)."""
+              with_request: bool = False, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Output columns for the selections, with reasons (arrays; the caller makes the DataFrame)."""
     stride = np.int64(len(state.catalogue) + 1)
     keys = cand.req * stride + cand.pos
     order = np.argsort(keys, kind="stable")
@@ -245,7 +249,7 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
            "reason_code": codes, "source": source, "fallback": obj([r.path or "" for r in reqs])}
     if with_request:
         out["_request"] = req_i
-    return pd.DataFrame({k: v for k, v in out.items() if k not in drop})
+    return {k: v for k, v in out.items() if k not in drop}
 
 
 def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_i: np.ndarray, pos: np.ndarray,
