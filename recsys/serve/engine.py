@@ -78,7 +78,30 @@ def _in_context_vocab(state: ServingState, media_id: str) -> bool:
     return ctx is not None and int(ctx.transform(np.asarray([media_id], dtype=object))[0]) < ctx.num_known
 
 
+USER_VECTOR_MEMO = 100_000  # (known user, partner) vectors a serving state remembers before starting over
+
+
 def _user_vectors(state: ServingState, reqs: list[Request]) -> np.ndarray:
+    """User-tower vectors of the requests. A single known user's vector is remembered per partner (the tower's
+    inputs for a known user are fixed until the state changes, and a new state starts with an empty memo), so a
+    returning user skips the tower; the memo holds the very vector the tower gave for that one request."""
+    memo = None
+    if len(reqs) == 1 and reqs[0].row >= 0:
+        memo = state.filters_cache.setdefault("user_vectors", {})
+        key = (reqs[0].row, reqs[0].media_id)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+    vecs = _tower(state, reqs)
+    if memo is not None:
+        if len(memo) >= USER_VECTOR_MEMO:
+            memo.clear()
+        vecs.setflags(write=False)
+        memo[key] = vecs
+    return vecs
+
+
+def _tower(state: ServingState, reqs: list[Request]) -> np.ndarray:
     import torch
 
     feats = state.users.tower_inputs(np.asarray([r.user_id for r in reqs], dtype=object),
