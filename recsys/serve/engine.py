@@ -104,12 +104,12 @@ def _user_vectors(state: ServingState, reqs: list[Request]) -> np.ndarray:
 def _tower(state: ServingState, reqs: list[Request]) -> np.ndarray:
     import torch
 
-    feats = state.users.tower_inputs(np.asarray([r.user_id for r in reqs], dtype=object),
-                                     np.asarray([r.row for r in reqs], dtype=np.int64),
-                                     [r.media_id for r in reqs], [r.context for r in reqs])
     if state.model.training:
         state.model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd bookkeeping at all: the same kernels, less dispatch than no_grad
+        feats = state.users.tower_inputs(np.asarray([r.user_id for r in reqs], dtype=object),
+                                         np.asarray([r.row for r in reqs], dtype=np.int64),
+                                         [r.media_id for r in reqs], [r.context for r in reqs])
         return state.model.user_embeddings(feats).cpu().numpy().astype(np.float32)
 
 
