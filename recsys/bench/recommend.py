@@ -155,6 +155,7 @@ def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed
     stages: dict[str, float] = {}
     stages_cpu: dict[str, float] = {}
     n_stage = min(300, n_requests)
+    rec._state.filters_cache.pop("user_vectors", None)  # these users were just served: start as cold as above
     for u, m in picks[:n_stage]:
         run_batch(rec._state, [Request(u, m, k)], timings=stages, cpu_timings=stages_cpu,
                   drop=("user_id", "media_id", "fallback"), as_columns=True)  # as recommend runs it

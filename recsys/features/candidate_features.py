@@ -73,7 +73,7 @@ class CandidateFeatures:
         self.blocks = blocks
         self.parents = parents
         self.names = names
-        self._memo: dict[str, dict] = {}
+        self._memo: dict = {}  # name -> {value: code}; (name, None) -> the code of None
         self.friend_window = None if builder.friend_window is None else int(pd.Timedelta(builder.friend_window).value)
         self._plans: dict[tuple, tuple] = {}
 
@@ -274,6 +274,11 @@ class CandidateFeatures:
         for i, v in enumerate(values):
             if isinstance(v, (int, str, np.integer)) and not isinstance(v, (bool, np.bool_)):
                 out[i] = memo.get(v, len(index))
-            else:  # None, floats, other types: the index itself decides
+            elif v is None:  # no partner: the index's answer for None, asked once
+                hit = self._memo.get((name, None))
+                if hit is None:
+                    hit = self._memo[(name, None)] = int(_codes(index, np.asarray([None], dtype=object))[0])
+                out[i] = hit
+            else:  # floats, other types: the index itself decides
                 out[i] = int(_codes(index, np.asarray([v], dtype=object))[0])
         return out
