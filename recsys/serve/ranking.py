@@ -94,7 +94,9 @@ def rank(state: ServingState, reqs: list[Request], cand: Candidates, clock: Any)
         nan = np.full(len(cand), np.nan)
         return Ranked(cand.base, nan, nan)
     features = state.candidate_features()
-    if features is not None and all(t == state.as_of_ns for t in _timestamps(state, reqs).astype(np.int64)):
+    at_as_of = all((r.context or {}).get("timestamp") is None for r in reqs) or \
+        all(t == state.as_of_ns for t in _timestamps(state, reqs).astype(np.int64))  # no timestamp given: as_of
+    if features is not None and at_as_of:
         return _rank_arrays(state, reqs, cand, features, clock)
     rows = _rows_frame(state, reqs, cand)
     frame = state.builder.transform(rows)
