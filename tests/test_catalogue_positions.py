@@ -33,3 +33,10 @@ def test_positions_of_str_and_foreign_ids_still_use_the_index():
 def test_category_count_is_cached_per_catalogue():
     cat = _cat(np.arange(6, dtype=np.int64))
     assert cat.n_categories == 2 and cat.n_categories == 2
+
+
+def test_positions_of_consecutive_int_ids():
+    cat = _cat(np.arange(1000, 1010, dtype=np.int64))
+    query = np.array([1000, 1009, 999, 1010, -5, 1004], dtype=np.int64)
+    assert cat.positions(query).tolist() == pd.Index(cat.ids).get_indexer(query).tolist() == [0, 9, -1, -1, -1, 4]
+    assert cat.positions(query.astype(np.int32)).dtype == np.int64

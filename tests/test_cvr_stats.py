@@ -121,3 +121,19 @@ def test_bad_configuration_and_input_are_clear():
     stats = ConversionRateStats().fit(_log(n=50), _items())
     with pytest.raises(DataValidationError, match="media_id"):
         stats.transform(pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": [T0]}))
+
+
+def test_count_windows_in_a_key_range_equal_count_also_for_ranges_without_events():
+    from recsys.features.cvr_stats import EventIndex
+
+    keys = np.array([3, 3, 5, 12, 12, 12, 40])
+    times = np.array([1, 4, 2, 3, 5, 9, 2])
+    for big in (0, 2**61):  # dense keys, then keys sparse enough to be compressed into a vocabulary
+        idx = EventIndex(keys + big, times)
+        assert (idx.key_vocab is not None) == bool(big)
+        for lo, hi, query in ((0, 10, [3, 5, 7]), (10, 20, [12, 15]), (20, 40, [21, 39]), (41, 50, [45])):
+            q = np.asarray(query) + big
+            got = idx.count_windows(q, np.array([6]), [None, 3], (lo + big, hi + big))
+            assert [g.tolist() for g in got] == [idx.count(q, np.full(len(q), 6), w).tolist() for w in (None, 3)]
+    assert EventIndex(keys, times).count_windows(np.array([3, 5]), np.array([6]), [None], (0, 10))[0].tolist() == [2, 1]
+    assert EventIndex(keys, times).count_windows(np.array([25]), np.array([6]), [None], (20, 30))[0].tolist() == [0]

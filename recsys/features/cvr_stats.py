@@ -87,6 +87,9 @@ class EventIndex:
             codes, events = self._compress(keys), self.sorted
         else:
             codes, events = self._restrict(keys, *key_range)
+            if not len(events):  # no event of any key in the range: every count is 0
+                shape = np.broadcast_shapes(keys.shape, np.shape(times))
+                return [np.zeros(shape, np.int64) for _ in windows]
         base = codes * self.stride
         times = np.asarray(times, dtype=np.int64)
         hi = np.searchsorted(events, base + np.searchsorted(self.uniq_times, times, "left"), "left")
@@ -108,6 +111,8 @@ class EventIndex:
             code_lo, code_hi, codes = key_lo, key_hi, keys
         else:
             code_lo, code_hi = (int(c) for c in np.searchsorted(self.key_vocab, [key_lo, key_hi]))
+            if code_lo == code_hi:  # no key of the range has events
+                return np.full(len(keys), len(self.key_vocab), np.int64), self.sorted[:0]
             vocab = self.key_vocab[code_lo:code_hi]
             pos = np.searchsorted(vocab, keys)
             hit = np.zeros(len(keys), bool) if not len(vocab) else vocab[np.minimum(pos, len(vocab) - 1)] == keys

@@ -81,14 +81,15 @@ class Catalogue:
         return int(self.category_code.max(initial=-1)) + 1
 
     @functools.cached_property
-    def _int_lookup(self) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """(ids sorted, their positions or None when ids are already increasing) for integer ids, else None."""
+    def _int_lookup(self) -> tuple[np.ndarray, np.ndarray | None, bool] | None:
+        """For integer ids: (ids sorted, their positions or None when ids already increase, whether they are
+        consecutive integers, so that a position is ``id - ids[0]``); None for other ids."""
         if self.ids.dtype.kind != "i" or not len(self.ids):
             return None
         if bool((self.ids[1:] > self.ids[:-1]).all()):
-            return self.ids, None
+            return self.ids, None, int(self.ids[-1]) - int(self.ids[0]) == len(self.ids) - 1
         order = np.argsort(self.ids, kind="stable")
-        return self.ids[order], order
+        return self.ids[order], order, False
 
     @property
     def n_alive(self) -> int:
@@ -103,7 +104,10 @@ class Catalogue:
             return np.zeros(0, np.int64)
         lookup = self._int_lookup if arr.dtype.kind == "i" else None
         if lookup is not None:  # integer ids: a binary search, not a pandas indexer (same answer, less overhead)
-            keys, order = lookup
+            keys, order, consecutive = lookup
+            if consecutive:
+                at = arr.astype(np.int64) - keys[0]
+                return np.where((at >= 0) & (at < len(keys)), at, -1)
             at = np.minimum(np.searchsorted(keys, arr), len(keys) - 1)
             hit = keys[at] == arr
             return np.where(hit, at if order is None else order[at], -1).astype(np.int64)
