@@ -134,6 +134,48 @@ def _with_prior(users, items, prior):
             np.hstack([items, prior[:, None].astype(items.dtype)]))
 
 
+def make_validator(data: Any, validation: sp.csr_matrix, priors: tuple[float, ...] = (0.0,)):
+    """``validate(model)``: recall@20 / ndcg@20 on ``validation`` (items held out of ``data.positives``).
+
+    With several popularity-prior weights every weight is scored and the best one's figures are returned
+    (the served scores), with ``popularity_prior`` (the weight) and ``recall@20_no_prior`` beside them.
+    """
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.trainer import encode_all
+
+    train = data.positives
+    log_counts = popularity_log_counts(train)
+
+    def validate(m) -> dict[str, float]:
+        users, items = encode_all(m, data)
+        best: dict[str, float] = {}
+        for beta in priors:
+            u, i = _with_prior(users, items, beta * log_counts) if beta else (users, items)
+            r = evaluate_topk(EmbeddingScorer(u, i), train, validation, (20,), metrics=("recall", "ndcg"),
+                              check_leakage=False)
+            if len(priors) > 1:
+                r["popularity_prior"] = beta
+                if beta == 0.0:
+                    best["recall@20_no_prior"] = r["recall@20"]
+            if r["recall@20"] > best.get("recall@20", -1.0):
+                best.update(r)
+        return best
+
+    return validate
+
+
+def apply_chosen_prior(model: Any, summary: dict, train: sp.csr_matrix, log=None) -> tuple[Any, float]:
+    """The model with the popularity prior validation chose (``summary["best_metrics"]``), and its weight."""
+    import torch
+
+    prior = float(summary.get("best_metrics", {}).get("popularity_prior", 0.0))
+    if prior:
+        if log is not None:
+            log(f"popularity prior chosen on validation: {prior} * log1p(training count)")
+        model = model.with_item_prior(torch.from_numpy(prior * popularity_log_counts(train)))
+    return model, prior
+
+
 def build_task(cfg: RetrievalBenchConfig):
     """The task object a config names (unknown names are errors)."""
     from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask
@@ -165,31 +207,12 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
            log) -> tuple[Any, dict]:
     import torch
 
-    from recsys.evaluation import EmbeddingScorer, evaluate_topk
     from recsys.models.callbacks import Callback
-    from recsys.models.trainer import RetrievalData, Trainer, encode_all
+    from recsys.models.trainer import RetrievalData, Trainer
 
     data = RetrievalData(train)
     torch.manual_seed(cfg.seed)
     model = _make_model(cfg, *train.shape)
-
-    log_counts = popularity_log_counts(train)
-
-    def validate(m) -> dict[str, float]:
-        # with several prior weights: the served scores (best weight) give recall@20 / ndcg@20
-        users, items = encode_all(m, data)
-        best: dict[str, float] = {}
-        for beta in cfg.popularity_prior:
-            u, i = _with_prior(users, items, beta * log_counts) if beta else (users, items)
-            r = evaluate_topk(EmbeddingScorer(u, i), train, validation, (20,), metrics=("recall", "ndcg"),
-                              check_leakage=False)
-            if len(cfg.popularity_prior) > 1:
-                r["popularity_prior"] = beta
-                if beta == 0.0:
-                    best["recall@20_no_prior"] = r["recall@20"]
-            if r["recall@20"] > best.get("recall@20", -1.0):
-                best.update(r)
-        return best
 
     class Log(Callback):
         def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
@@ -200,7 +223,8 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
                       weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, negatives=cfg.negatives,
                       num_negatives=cfg.num_negatives, history_dropout=cfg.history_dropout,
                       history_holdout=cfg.history_holdout, seed=cfg.seed,
-                      patience=cfg.patience, validate=validate if validation is not None else None,
+                      patience=cfg.patience,
+                      validate=None if validation is None else make_validator(data, validation, cfg.popularity_prior),
                       callbacks=[Log()])
     return model, trainer.fit(data)
 
@@ -233,10 +257,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     if cfg.retrain_full:
         log(f"retrain on all training data for the chosen {best_epoch} epochs")
         model, _ = _train(cfg, train, best_epoch, None, log)
-    prior = float(summary["best_metrics"].get("popularity_prior", 0.0))
-    if prior:
-        log(f"popularity prior chosen on validation: {prior} * log1p(training count)")
-        model = model.with_item_prior(torch.from_numpy(prior * popularity_log_counts(train)))
+    model, prior = apply_chosen_prior(model, summary, train, log)
     train_seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     users, items = encode_all(model, RetrievalData(train))
