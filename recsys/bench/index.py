@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.index_data import ClusteredGenerator, als_factors, catalogue, fidelity
+from recsys.retrieval.tuning import recall_at_k
 
 DEFAULT_OUT = Path("experiments/index")
 K = 100
@@ -53,10 +54,6 @@ def _data(data_dir: Path, seed: int) -> dict:
         gen = ClusteredGenerator(seed=seed).fit(items)
         _CACHE[key] = {"users": users, "items": items, "generator": gen}
     return _CACHE[key]
-
-
-def _recall(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(f, t)) / len(t) for f, t in zip(found, truth, strict=True)]))
 
 
 def _latency_ms(idx, queries: np.ndarray, filters=None, exact=None, n_exact: int = 0, rounds: int = 3) -> dict:
@@ -123,8 +120,8 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
     t0 = time.perf_counter()
     _, found = idx.search(q["eval"], K)
     row["batch_qps"] = len(q["eval"]) / (time.perf_counter() - t0)
-    row["recall@10"] = _recall(found[:, :10], truth["eval"][:, :10])
-    row["recall@100"] = _recall(found, truth["eval"])
+    row["recall@10"] = recall_at_k(found[:, :10], truth["eval"][:, :10])
+    row["recall@100"] = recall_at_k(found, truth["eval"])
     n_exact = min(n_latency, max(30, int(6e7 // len(x))))  # exact takes ~1 s a query at 10M: fewer there
     if factory == "Flat":
         n_latency = n_exact
@@ -136,7 +133,7 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
         _, ffound = idx.search(q["eval"][:len(ftruth)], K, f)
         plan = plan_search(idx._state, f, K, idx.filter_config)
         row["filtered"][f"{frac:.0%}"] = {
-            "allow_items": len(f.allow), "strategy": plan.strategy, "recall@100": _recall(ffound, ftruth),
+            "allow_items": len(f.allow), "strategy": plan.strategy, "recall@100": recall_at_k(ffound, ftruth),
             "always_k": bool((ffound >= 0).all()), **_latency_ms(idx, q["eval"][:min(100, n_latency)], f)}
     if factory == "Flat":
         row["speedup_vs_exact_p50"] = 1.0
@@ -225,8 +222,3 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def index_command(items: int, json: Path | None = None) -> dict:
-    """CLI body of ``recsys benchmark index --items N [--json PATH]``."""
-    return run_index_benchmark(items, json_path=json)
