@@ -26,11 +26,9 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
 
 import numpy as np
 import pandas as pd
-import typer
 
 from recsys.errors import ConfigError, LeakageError
 from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
@@ -536,21 +534,6 @@ def run_ranker_benchmark(data: str = "synthetic", data_dir: str | Path | None = 
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(text)
     return result
-
-
-def ranker_command(
-    data: Annotated[str, typer.Option("--data", help="synthetic | taobao-multibehavior | ali-ccp")] = "synthetic",
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Directory of the real data.")] = None,  # noqa: UP045
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the figures here.")] = None,  # noqa: UP045
-    n_events: Annotated[int, typer.Option("--n-events", help="Synthetic world size (or Ali-CCP rows cap).")] = 1_000_000,
-) -> None:
-    """Rankers against baselines: AUCs, calibration, value per 1,000 impressions, time and memory.
-
-    Typer-ready: ``benchmark_app.command("ranker")(ranker_command)``.
-    """
-    result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path, n_events=n_events)
-    if json_path is None:
-        print(json.dumps(result, indent=2, default=str))
 
 
 # ---------------------------------------------------------------------------------------------- report
