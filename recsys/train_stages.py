@@ -149,9 +149,8 @@ def test_matrix(pipeline: Any, split: Split, train_positives: sp.csr_matrix) -> 
     i = pipeline.items_.transform(test["item_id"].to_numpy())
     known = (u != pipeline.users_.oov_index) & (i != pipeline.items_.oov_index)
     m = sp.csr_matrix((np.ones(int(known.sum()), np.float32), (u[known], i[known])), shape=train_positives.shape)
-    m.data[:] = 1.0
     m.sum_duplicates()
-    m.data[:] = 1.0
+    m.data[:] = 1.0  # a pair engaged twice counts once
     seen = m.multiply(train_positives > 0)
     out = (m - seen).tocsr()
     out.eliminate_zeros()

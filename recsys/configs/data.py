@@ -174,5 +174,5 @@ def data_digest(tables: Tables) -> str:
     """sha256 over every table (the bundle manifest's ``training_data_hash`` uses the same function)."""
     from recsys.bundle import data_hash
 
-    return data_hash({n: df for n, df in tables.frames().items()})
+    return data_hash(tables.frames())
 

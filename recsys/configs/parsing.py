@@ -23,14 +23,14 @@ __all__ = ["choice", "bounded", "parse", "flatten", "apply_overrides", "read_yam
 T = TypeVar("T")
 
 
-def choice(default: Any, values: tuple, doc: str = "") -> Any:
+def choice(default: Any, values: tuple) -> Any:
     """A field whose value must be one of ``values``."""
-    return dataclasses.field(default=default, metadata={"choices": tuple(values), "doc": doc})
+    return dataclasses.field(default=default, metadata={"choices": tuple(values)})
 
 
-def bounded(default: Any, low: float | None = None, high: float | None = None, doc: str = "") -> Any:
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
     """A numeric field within ``[low, high]`` (None: unbounded on that side)."""
-    return dataclasses.field(default=default, metadata={"low": low, "high": high, "doc": doc})
+    return dataclasses.field(default=default, metadata={"low": low, "high": high})
 
 
 def _where(path: str, source: str | None) -> str:
