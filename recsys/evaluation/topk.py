@@ -152,8 +152,8 @@ def _chunk_sums(scorer, batch, train, test, ks, metrics, state, index) -> tuple[
     buf, scratch = state
     kmax = max(ks)
     exact_ids = topk_block(scorer, batch, train, kmax, scratch)
-    n_test = np.diff(test.indptr)[batch]
     test_rows = test[batch]
+    n_test = np.diff(test_rows.indptr)  # the chunk's rows only, not a diff over every user per chunk
     exact_sums: dict[str, float] = {}
     index_sums: dict[str, float] = {}
     _accumulate(exact_sums, _lookup(buf, test_rows, exact_ids), n_test, ks, metrics)
