@@ -110,6 +110,19 @@ def eligible(catalogue: Catalogue, positions: np.ndarray, scope: RequestScope, r
     return ok
 
 
+def _occurrence(codes: np.ndarray) -> np.ndarray:
+    """How many earlier entries of ``codes`` share each entry's code (0 for the first of its category)."""
+    n = len(codes)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    starts = np.r_[0, np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1]
+    occurrence = np.empty(n, np.int64)
+    occurrence[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    return occurrence
+
+
 def _cap_order(categories: np.ndarray, k: int, cap: int | None) -> tuple[np.ndarray, int]:
     """Indices (into the walk order) of the feed, and how many respect the cap: first the walk under the
     cap, then, only if that leaves the feed short, the best of the rest (the cap relaxed). ``categories``:
@@ -118,11 +131,7 @@ def _cap_order(categories: np.ndarray, k: int, cap: int | None) -> tuple[np.ndar
     if cap is None or n == 0:
         return np.arange(min(k, n)), min(k, n)
     codes = categories if categories.dtype.kind in "iu" else pd.factorize(categories)[0]
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.r_[0, np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1]
-    occurrence = np.empty(n, np.int64)
-    occurrence[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    occurrence = _occurrence(codes)
     under = np.flatnonzero(occurrence < cap)[:k]
     if len(under) == k:
         return under, k
@@ -198,12 +207,7 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
             ok &= ~np.isin(part, taken)
         part = part[ok]
         cats = codes[part]
-        order = np.argsort(cats, kind="stable")  # rank of each item within its category, in pool order
-        sorted_cats = cats[order]
-        starts = np.r_[0, np.flatnonzero(sorted_cats[1:] != sorted_cats[:-1]) + 1] if len(cats) else np.zeros(0, int)
-        rank = np.empty(len(cats), np.int64)
-        rank[order] = np.arange(len(cats)) - np.repeat(starts, np.diff(np.r_[starts, len(cats)]))
-        keep = part[rank < room[cats]]
+        keep = part[_occurrence(cats) < room[cats]]  # rank of each item within its category, in pool order
         out.append(keep)
         room -= np.bincount(codes[keep], minlength=len(room))
         need -= len(keep)
