@@ -103,15 +103,7 @@ def reason_contributions(frame: pd.DataFrame, score: Callable[[pd.DataFrame, np.
     names, stacked, rows = ablated_frames(frame)
     if not names:
         return pd.DataFrame(index=frame.index)
-    source = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    scores = np.asarray(score(stacked, source), dtype=np.float64) if len(source) else np.zeros(0)
-    out, start = {}, 0
-    for name, r in zip(names, rows, strict=True):
-        lost = np.zeros(len(frame))
-        lost[r] = base[r] - scores[start:start + len(r)]
-        out[name] = lost
-        start += len(r)
-    return pd.DataFrame(out, index=frame.index)
+    return pd.DataFrame(_losses(stacked, rows, score, base, len(frame)), columns=names, index=frame.index)
 
 
 def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -122,13 +114,19 @@ def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.
     if not plan:
         return [], np.zeros((len(x), 0))
     stacked, rows = _ablate(np.asarray(x, dtype=np.float64), {c: j for j, c in enumerate(columns)}, plan)
+    return list(plan), _losses(stacked, rows, score, base, len(x))
+
+
+def _losses(stacked, rows: list[np.ndarray], score: Callable, base: np.ndarray, n: int) -> np.ndarray:
+    """(n, kinds) score lost per row and kind: ``stacked`` (the ablated rows, block j = ``rows[j]``) scored in
+    one call; rows a kind's ablation leaves unchanged lose 0."""
     source = np.concatenate(rows)
     scores = np.asarray(score(stacked, source), dtype=np.float64) if len(source) else np.zeros(0)
-    out, start = np.zeros((len(x), len(plan))), 0
+    out, start = np.zeros((n, len(rows))), 0
     for j, r in enumerate(rows):
         out[r, j] = base[r] - scores[start:start + len(r)]
         start += len(r)
-    return list(plan), out
+    return out
 
 
 def reason_text(code: str, *, item_title: str | None = None, category: str | None = None,
