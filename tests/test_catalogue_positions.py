@@ -32,7 +32,9 @@ def test_positions_of_str_and_foreign_ids_still_use_the_index():
 
 def test_category_count_is_cached_per_catalogue():
     cat = _cat(np.arange(6, dtype=np.int64))
-    assert cat.n_categories == 2 and cat.n_categories == 2
+    assert "n_categories" not in cat.__dict__
+    assert cat.n_categories == 2
+    assert cat.__dict__["n_categories"] == 2  # stored on the catalogue: the next call reads it, no new max
 
 
 def test_positions_of_consecutive_int_ids():
