@@ -86,10 +86,10 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
     from recsys.models.two_tower import TwoTowerModel
 
     torch.manual_seed(bc.seed)
-    extra = {k: getattr(bc, k) for k in ("share_history_embeddings", "item_bias") if hasattr(bc, k)}
     return TwoTowerModel(pipeline.model_config(
         dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
-        normalize=bc.normalize, init_std=bc.init_std, **extra,
+        normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
+        item_bias=bc.item_bias,
         item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
 
 
@@ -98,20 +98,18 @@ def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: l
     from recsys.models.trainer import Trainer
 
     negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
-    extra = {"history_holdout": bc.history_holdout} if getattr(bc, "history_holdout", 0) else {}
     return Trainer(model, build_task(bc), epochs=epochs, batch_size=bc.batch_size, lr=bc.lr,
                    weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
                    num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
                    seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
-                   progress=progress, **extra)
+                   progress=progress, history_holdout=bc.history_holdout)
 
 
 def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
                     progress: bool) -> RetrievalResult:
     """Train the two-tower model; with a validation share, pick the best epoch on it (early stopping), and
     with the benchmark's ``retrain_full`` train again on all training data for that many epochs."""
-    from recsys.bench.retrieval import carve_validation
-    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.bench.retrieval import apply_chosen_prior, carve_validation, make_validator
     from recsys.models.trainer import RetrievalData, encode_all
 
     bc = retrieval_settings(cfg)
@@ -123,17 +121,14 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
         fit, valid = carve_validation(data.positives, validate_share, bc.validation_users, bc.seed)
         fit_data = RetrievalData(fit, history=fit, impressions=data.impressions, user_features=data.user_features,
                                  item_features=data.item_features)
-
-        def validate(m) -> dict[str, float]:
-            users, items = encode_all(m, fit_data)
-            return evaluate_topk(EmbeddingScorer(users, items), fit, valid, (20,), metrics=("recall", "ndcg"),
-                                 check_leakage=False)
+        validate = make_validator(fit_data, valid, bc.popularity_prior)
 
     summary = _trainer(bc, model, fit_data, bc.epochs, validate, callbacks, progress).fit(fit_data)
-    if validate is not None and cfg.retrieval.bench_config and getattr(bc, "retrain_full", False):
+    if validate is not None and cfg.retrieval.bench_config and bc.retrain_full:
         model = _model(bc, pipeline, cfg, tables.interaction_only)
         _trainer(bc, model, data, summary["best_epoch"], None, [], progress).fit(data)
         summary = {**summary, "retrained_epochs": summary["best_epoch"]}
+    model, _ = apply_chosen_prior(model, summary, data.positives)
     from recsys.models.distributed import is_main_process
 
     if not is_main_process():  # another torchrun rank: rank 0 encodes, evaluates and saves

@@ -80,3 +80,20 @@ def test_popularity_prior_is_chosen_on_validation_from_the_grid(tmp_path):
     with pytest.raises(ConfigError, match="popularity_prior"):
         RetrievalBenchConfig(popularity_prior=[])
     assert RetrievalBenchConfig(popularity_prior=0.1).popularity_prior == (0.1,)
+
+
+def test_recsys_train_serves_the_popularity_prior_its_bench_config_chose(tmp_path):
+    # the train pipeline validates with the same prior grid as the benchmark and keeps the chosen weight
+    from recsys.config import config_from_dict
+    from recsys.train_pipeline import run_training
+
+    bench = tmp_path / "bench.yaml"
+    bench.write_text("dim: 8\nepochs: 2\nbatch_size: 64\npopularity_prior: [0.5]\nvalidation_users: 1.0\n")
+    cfg = config_from_dict({"name": "prior", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "blocks"))},
+                            "split": {"method": "published"}, "retrieval": {"bench_config": str(bench)},
+                            "index": {"kind": "exact"}, "ranker": {"kind": "none"},
+                            "output": {"dir": str(tmp_path / "runs")}})
+    result = run_training(cfg, tracking=False, progress=False, log=None)
+    model_config = json.loads((result.bundle_dir / "model" / "config.json").read_text())
+    assert '"item_bias": true' in json.dumps(model_config)  # the prior lives in the item-bias coordinate
+    assert len(result.recommender.recommend(0, k=3)) == 3

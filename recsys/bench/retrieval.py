@@ -153,7 +153,7 @@ def make_validator(data: Any, validation: sp.csr_matrix, priors: tuple[float, ..
             u, i = _with_prior(users, items, beta * log_counts) if beta else (users, items)
             r = evaluate_topk(EmbeddingScorer(u, i), train, validation, (20,), metrics=("recall", "ndcg"),
                               check_leakage=False)
-            if len(priors) > 1:
+            if tuple(priors) != (0.0,):  # any prior in play: record the weight (a one-weight grid too)
                 r["popularity_prior"] = beta
                 if beta == 0.0:
                     best["recall@20_no_prior"] = r["recall@20"]
