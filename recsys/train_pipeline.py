@@ -177,10 +177,6 @@ def _load_retrieval(run: _Run, tables, split):
         raise ArtifactError(f"no retrieval output in {out}: run `recsys train retrieval -c <config>` (same config) "
                             "first; the index stage indexes that model's item embeddings")
     pipeline = FeaturePipeline.load(out / "pipeline.json")
-    if getattr(pipeline.items_, "values_", None) is not None and pipeline.items_.values_.name is None:
-        # a vocabulary read from JSON has an unnamed index, and FeaturePipeline.catalogue() then returns
-        # its ids in a column called "index"; name it until catalogue() names the column itself
-        pipeline.items_.values_ = pipeline.items_.values_.rename("item_id")
     model = TwoTowerModel.load(out / "model")
     data = pipeline.training_data(split.train, tables.items, tables.users)
     users, items = encode_all(model, data)

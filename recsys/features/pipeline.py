@@ -142,7 +142,8 @@ class FeaturePipeline:
         if not isinstance(self.items_, Vocabulary):
             raise DataValidationError("catalogue() needs an id vocabulary; hashed item ids have no fixed order")
         frame = items.drop_duplicates("item_id").set_index("item_id")
-        return frame.reindex(self.items_.values_).reset_index()
+        # named here: a vocabulary read from JSON has an unnamed index, which reset_index would call "index"
+        return frame.reindex(pd.Index(self.items_.values_, name="item_id")).reset_index()
 
     def training_data(self, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None):
         """A :class:`recsys.models.trainer.RetrievalData` from training tables (same encoders as inference)."""
