@@ -89,7 +89,7 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
     return TwoTowerModel(pipeline.model_config(
         dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
         normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
-        item_bias=bc.item_bias,
+        item_bias=bc.item_bias, item_audience=bc.item_audience, share_audience_embeddings=bc.share_audience_embeddings,
         item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
 
 
@@ -128,6 +128,7 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
         model = _model(bc, pipeline, cfg, tables.interaction_only)
         _trainer(bc, model, data, summary["best_epoch"], None, [], progress).fit(data)
         summary = {**summary, "retrained_epochs": summary["best_epoch"]}
+    model.set_item_audience(data.positives)  # item_audience: served with every training interaction
     model, _ = apply_chosen_prior(model, summary, data.positives)
     from recsys.models.distributed import is_main_process
 

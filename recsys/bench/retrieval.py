@@ -44,6 +44,10 @@ class RetrievalBenchConfig:
     history_holdout: float = 0.0  # full_softmax: share of history hidden and predicted each step
     normalize: bool = True
     item_bias: bool = False  # per-item score offset (one extra coordinate in the index)
+    # item-side behaviour pooling: none | mean | degree (the item's audience of users, gated in; see
+    # recsys.models.audience); the audience is the training data the model sees (fit split, then all)
+    item_audience: str = "none"
+    share_audience_embeddings: bool = True  # pool the user-id table (needs use_user_id) or a table of its own
     # candidate weights beta of a fixed popularity prior beta * log1p(training count) added to every
     # score; chosen on validation together with the epoch ((0.0,) = off)
     popularity_prior: tuple[float, ...] = (0.0,)
@@ -198,7 +202,8 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
     return TwoTowerModel(TwoTowerConfig(num_users=n_users, num_items=n_items, dim=cfg.dim, history=cfg.history,
                                         use_user_id=cfg.use_user_id,
                                         share_history_embeddings=cfg.share_history_embeddings,
-                                        item_bias=cfg.item_bias,
+                                        item_bias=cfg.item_bias, item_audience=cfg.item_audience,
+                                        share_audience_embeddings=cfg.share_audience_embeddings,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 
@@ -257,6 +262,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     if cfg.retrain_full:
         log(f"retrain on all training data for the chosen {best_epoch} epochs")
         model, _ = _train(cfg, train, best_epoch, None, log)
+    model.set_item_audience(train)  # item_audience: test is scored with every training interaction
     model, prior = apply_chosen_prior(model, summary, train, log)
     train_seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

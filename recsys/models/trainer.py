@@ -114,7 +114,8 @@ class Trainer:
     each checkpoint, so a run resumed from ``checkpoint_dir`` ends with the same weights as one
     that never stopped. Under ``torchrun`` the same loop trains data-parallel (DDP, see
     :mod:`recsys.models.distributed`): ``batch_size`` is the global batch, rank 0 validates, calls
-    the callbacks and writes the checkpoints, and every rank stops at the same epoch.
+    the callbacks and writes the checkpoints, and every rank stops at the same epoch. A model with
+    ``item_audience`` gets its item audiences from ``data.positives`` when ``fit`` starts.
     """
 
     def __init__(self, model: TwoTowerModel, task: Any, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
@@ -247,6 +248,7 @@ class Trainer:
         self.device = dp.device(self.device)
         torch.manual_seed(dp.seed(self.seed))
         self.model.to(self.device)
+        self.model.set_item_audience(data.positives)  # item_audience: the audience is the data being fitted
         # the fused kernel is ~10x faster than the per-tensor loop on CPU (and exists on CUDA)
         fused = self.device.type in ("cpu", "cuda")
         opt = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,

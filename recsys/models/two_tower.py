@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.errors import ArtifactError, ConfigError
+from recsys.models.audience import AUDIENCE_MODES, AudiencePooling
 from recsys.models.towers import ItemTower, UserTower
 
 __all__ = ["TwoTowerConfig", "TwoTowerModel"]
@@ -30,6 +31,9 @@ class TwoTowerConfig:
     ``num_users``/``num_items`` count id-embedding rows including out-of-vocabulary rows;
     ``item_oov_index`` is the row a never-seen item id maps to (used by ``item_id_dropout``).
     ``user_features``/``item_features`` map feature names to cardinalities.
+    ``item_audience`` (``none`` | ``mean`` | ``degree``) blends into each item vector the pooled
+    user embeddings of its audience (:mod:`recsys.models.audience`), from the user-id table when
+    ``share_audience_embeddings`` (needs ``use_user_id``), else from a table of its own.
     """
 
     num_users: int
@@ -47,6 +51,8 @@ class TwoTowerConfig:
     learn_gate: bool = True
     normalize: bool = True
     item_bias: bool = False
+    item_audience: str = "none"
+    share_audience_embeddings: bool = True
     item_id_dropout: float = 0.0
     item_oov_index: int | None = None
     init_std: float = 0.1
@@ -59,6 +65,11 @@ class TwoTowerConfig:
                               f"{self.num_users}, {self.num_items}")
         if not 0.0 < self.gate_init < 1.0:
             raise ConfigError(f"gate_init must lie in (0, 1), got {self.gate_init}")
+        if self.item_audience not in AUDIENCE_MODES:
+            raise ConfigError(f"item_audience must be one of {AUDIENCE_MODES}, got {self.item_audience!r}")
+        if self.item_audience != "none" and self.share_audience_embeddings and not self.use_user_id:
+            raise ConfigError("item_audience with share_audience_embeddings pools the user-id table, but "
+                              "use_user_id is false: set use_user_id: true or share_audience_embeddings: false")
 
     @classmethod
     def from_dict(cls, d: dict) -> TwoTowerConfig:
@@ -90,13 +101,22 @@ class TwoTowerModel(nn.Module):
             # a separate "item as context" table (asymmetric item-item similarity, as in FISM/EASE)
             self.history_embedding = nn.Embedding(c.num_items, c.dim)
             nn.init.normal_(self.history_embedding.weight, std=c.init_std)
+        self.audience = None
+        if c.item_audience != "none":
+            self.audience = AudiencePooling(num_items=c.num_items, dim=c.dim, mode=c.item_audience,
+                                            table_rows=0 if c.share_audience_embeddings else c.num_users,
+                                            gate_init=c.gate_init, learn_gate=c.learn_gate, init_std=c.init_std)
 
     def _out(self, x: torch.Tensor) -> torch.Tensor:
         return F.normalize(x, dim=-1) if self.config.normalize else x
 
     def item_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """Item embeddings [n, dim] (``[n, dim + 1]`` with ``item_bias``: the bias comes last)."""
-        out = self._out(self.item_tower(feats))
+        out = self.item_tower(feats)
+        if self.audience is not None:
+            table = self.user_tower.id_embedding.weight if self.config.share_audience_embeddings else None
+            out = self.audience(feats["item_id"], out, table)
+        out = self._out(out)
         if self.config.item_bias:
             out = torch.cat([out, self.item_bias(feats["item_id"])], dim=1)
         return out
@@ -109,6 +129,13 @@ class TwoTowerModel(nn.Module):
         if self.config.item_bias:
             out = torch.cat([out, out.new_ones(out.shape[0], 1)], dim=1)
         return out
+
+    def set_item_audience(self, positives) -> TwoTowerModel:
+        """Record each item's audience from ``positives`` (users x items sparse matrix) when
+        ``item_audience`` is on (a no-op otherwise); it is saved with the model. Returns ``self``."""
+        if self.audience is not None:
+            self.audience.set_graph(positives, self.config.num_users)
+        return self
 
     def with_item_prior(self, prior: torch.Tensor) -> TwoTowerModel:
         """A copy (eval mode) whose scores add the fixed per-item offset ``prior`` [num_items].
