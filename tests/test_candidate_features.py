@@ -9,9 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.models.rankers import forest as forest_module
 from recsys.models.rankers.forest import CompiledForest
 from recsys.models.rankers.gbdt import TreeEnsemble
 from tests.test_recommender import fitted
+
+ENGINES = ["auto", "compiled", "sklearn", "numpy"]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -50,7 +53,7 @@ def _tree(threshold: float, miss_left: bool) -> TreeEnsemble:
         "right": np.array([2, 0, 4, 0, 0]), "is_leaf": np.array([0, 1, 0, 1, 1])})
 
 
-@pytest.mark.parametrize("engine", ["auto", "numpy"])
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("threshold", [0.3, np.inf])
 @pytest.mark.parametrize("miss_left", [True, False])
 def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values(threshold, miss_left, engine):
@@ -60,14 +63,17 @@ def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values
     np.testing.assert_array_equal(got, tree.decision_function(X))
 
 
-@pytest.mark.parametrize("engine", ["auto", "numpy"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predict_proba(engine):
     ranker = fitted()._state.ranker
     rng = np.random.default_rng(1)
     X = rng.normal(size=(3000, len(ranker.columns_))) * rng.choice([0.01, 1.0, 10.0], len(ranker.columns_))
     X[rng.random(X.shape) < 0.05] = np.nan
     forest = CompiledForest([ranker.ctr_, ranker.cvr_], X.shape[1], engine=engine)
-    assert forest.engine == "numpy" if engine == "numpy" else forest.engine in ("sklearn", "numpy")
+    assert forest.engine == ("compiled" if engine == "auto" else engine)
+    if forest.engine != "numpy":  # the same leaf in every tree as scikit-learn's own walk
+        sklearn_walk = CompiledForest([ranker.ctr_, ranker.cvr_], X.shape[1], engine="sklearn")
+        np.testing.assert_array_equal(forest._native_leaves(X), sklearn_walk._native_leaves(X))
     ctr, cvr = forest.decision_functions(X, chunk=700)
     np.testing.assert_allclose(ctr, ranker.ctr_.decision_function(X), rtol=0, atol=1e-12)
     np.testing.assert_allclose(cvr, ranker.cvr_.decision_function(X), rtol=0, atol=1e-12)
@@ -77,6 +83,26 @@ def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predic
     np.testing.assert_allclose(pctr, ref["pctr"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(pcvr, ref["pcvr"], rtol=0, atol=1e-12)
     np.testing.assert_allclose(pctcvr, ref["pctcvr"], rtol=0, atol=1e-12)
+
+
+def test_the_compiled_walk_is_built_and_chosen_by_default():
+    assert forest_module._compiled_walk() is not None, (
+        "recsys/models/rankers/_walk.c was not built: reinstall with a C compiler (`make install`)")
+    assert CompiledForest([_tree(0.3, True)], 2).engine == "compiled"
+
+
+def test_compiled_forest_refuses_bad_input_clearly(monkeypatch):
+    forest = CompiledForest([_tree(0.3, True)], 2, engine="compiled")
+    with pytest.raises(ValueError, match=r"compiled for 2 columns"):
+        forest.decision_functions(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"feature 1, outside the 1 columns"):
+        CompiledForest([_tree(0.3, True)], 1)
+    with pytest.raises(ValueError, match=r"out holds 8 bytes, expected 16"):  # the C side checks buffer sizes
+        forest._native(np.zeros((2, 2)), 2, 2, *forest._flat, np.zeros(1))
+    monkeypatch.setattr(forest_module, "_compiled_walk", lambda: None)
+    with pytest.raises(ValueError, match=r"was not built at install"):
+        CompiledForest([_tree(0.3, True)], 2, engine="compiled")
+    assert CompiledForest([_tree(0.3, True)], 2).engine == "sklearn"  # auto falls back
 
 
 def test_feeds_on_arrays_equal_feeds_on_frames():

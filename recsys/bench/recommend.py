@@ -137,12 +137,17 @@ def _warm(rec, medias: list) -> None:
             state.popular.top(state.catalogue, m, seg)
 
 
+def _picks(users: np.ndarray, medias: list, n_requests: int, seed: int) -> list[tuple]:
+    """The benchmark's (user, partner) requests, drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
+
+
 def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed: int) -> tuple[dict, dict, dict]:
     """Wall and CPU (this thread) percentiles of single recommend calls, and per-stage means (wall and CPU)."""
     from recsys.serve.engine import Request, run_batch
 
-    rng = np.random.default_rng(seed)
-    picks = [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
+    picks = _picks(users, medias, n_requests, seed)
     _warm(rec, medias)
     for u, m in picks[:50]:  # warm-up: caches, lazy imports, first FAISS calls
         rec.recommend(u, k=k, media_id=m)
@@ -161,6 +166,41 @@ def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed
                   drop=("user_id", "media_id", "fallback"), as_columns=True)  # as recommend runs it
     per = lambda d: {name: 1000 * v / n_stage for name, v in d.items()}  # noqa: E731
     return _percentiles(wall), _percentiles(cpu), {"wall_ms": per(stages), "cpu_ms": per(stages_cpu)}
+
+
+def _forest_engines(rec, picks: list, k: int, n: int = 100, repeats: int = 5) -> dict:
+    """CPU ms per request of each GBDT tree walk, side by side (round robin, median of ``repeats``), on the very
+    feature matrices ``n`` requests hand the ranker (the candidates, then the reasons' ablated rows)."""
+    from recsys.models.rankers.forest import ENGINES, CompiledForest
+
+    ranker = rec._state.ranker
+    if not hasattr(ranker, "ctr_"):
+        return {}
+    seen: list[np.ndarray] = []
+    predict = ranker.predict_arrays
+    ranker.predict_arrays = lambda X: (seen.append(np.array(X, dtype=np.float64)), predict(X))[1]
+    try:
+        for u, m in picks[:n]:
+            rec.recommend(u, k=k, media_id=m)
+    finally:
+        del ranker.predict_arrays
+    forests = {}
+    for engine in ENGINES[1:]:
+        try:
+            forests[engine] = CompiledForest([ranker.ctr_, ranker.cvr_], len(ranker.columns_), engine=engine)
+        except ValueError:
+            continue
+    times: dict[str, list[float]] = {e: [] for e in forests}
+    for _ in range(repeats):
+        for engine, forest in forests.items():
+            c = time.thread_time()
+            for X in seen:
+                forest.decision_functions(X)
+            times[engine].append(1000 * (time.thread_time() - c) / n)
+    ms = {e: float(np.median(t)) for e, t in times.items()}
+    return {"requests": n, "matrices": len(seen), "rows_per_request": sum(len(X) for X in seen) / n,
+            "cpu_ms_per_request": ms, "repeats": repeats,
+            "ratio_to_compiled": {e: v / ms["compiled"] for e, v in ms.items()} if "compiled" in ms else {}}
 
 
 def _index_recall(rec, vecs: np.ndarray, k: int, nprobes=(4, 8, 16, 32)) -> dict:
@@ -230,6 +270,15 @@ def _markdown(r: dict) -> str:
                   "|---|---|---|"]
         lines += [f"| {n} | {v['recall']:.3f} | {v['cpu_ms_per_query']:.2f} |" for n, v in rec["by_nprobe"].items()]
         lines.append("")
+    fe = r.get("forest_engines") or {}
+    if fe.get("cpu_ms_per_request"):
+        lines += [f"GBDT tree walks side by side on the feature matrices of {fe['requests']} requests "
+                  f"({fe['rows_per_request']:.0f} rows per request: candidates, then the reasons' ablated rows), "
+                  f"CPU ms per request, median of {fe['repeats']} round-robin repeats:", "",
+                  "| tree walk | CPU ms per request | ratio to compiled |", "|---|---|---|"]
+        lines += [f"| {e} | {v:.3f} | {fe['ratio_to_compiled'].get(e, float('nan')):.2f} |"
+                  for e, v in fe["cpu_ms_per_request"].items()]
+        lines.append("")
     lines += [
         "| batch scoring | users | seconds | users/s | ratio to matmul limit |", "|---|---|---|---|---|",
         f"| recommend_batch (retrieve + rank + rules + reasons) | {thr['users']:,} | {thr['seconds']:.1f}"
@@ -268,6 +317,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
         users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
         medias = ["guide-0", "app-0", "app-1", "kol-0", None]
         latency, latency_cpu, stages = _latency(rec, users, medias, n_requests, k, seed)
+        engines = _forest_engines(rec, _picks(users, medias, n_requests, seed), k)
         measured = min(n_batch_users, batch_measured_users or n_batch_users)
         batch = _throughput(rec, users, n_batch_users, measured, k, batch_chunk, "app-0")
         vecs = _user_vectors(rec, users[:256])
@@ -291,7 +341,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "index_params": index.effective_params() if hasattr(index, "effective_params") else {},
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],
-              "index_recall": recall, "batch": batch, "matmul_limit": mm, "serving": serving,
+              "index_recall": recall, "forest_engines": engines, "batch": batch, "matmul_limit": mm, "serving": serving,
               "seconds": time.perf_counter() - t_start}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

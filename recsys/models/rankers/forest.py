@@ -12,11 +12,18 @@ same order) at a fraction of the cost on the few hundred rows of a request:
   from the walk once a quarter of them are done. Infinite split thresholds (a split of missing values
   alone) and infinite feature values become the largest float, so only leaves hold +inf.
 
-Where scikit-learn's compiled tree walk can be used (its nodes layout and ``_predict_from_raw_data``
-routine, the one ``HistGradientBoosting*.predict`` runs), each tree is walked there instead, about
-twice as fast again on a request's rows; that routine is private to scikit-learn, so it is used only
-after it has given the same leaves as the array walk on a test matrix when the forest is compiled,
-and the array walk remains the fallback (``engine`` says which is in use).
+Three walks give these leaves; ``engine`` says which one a forest uses:
+
+* ``"compiled"``: this package's C walk (``_walk.c``, built at install, optional): every tree for
+  every row in one call, blocks of 8 rows stepping together; several times faster than
+  scikit-learn's on a request's few hundred rows (one call, not one per tree: the figures are in
+  ``experiments/recommend``);
+* ``"sklearn"``: scikit-learn's compiled walk (its nodes layout and ``_predict_from_raw_data``, the
+  routine ``HistGradientBoosting*.predict`` runs), called once per tree; private to scikit-learn;
+* ``"numpy"``: the array walk above, always available.
+
+``"auto"`` takes the first of these that is available and gives the array walk's leaves on a seeded
+test matrix with missing and extreme values when the forest is compiled.
 """
 
 from __future__ import annotations
@@ -25,20 +32,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["CompiledForest"]
+__all__ = ["CompiledForest", "ENGINES"]
 
+ENGINES = ("auto", "compiled", "sklearn", "numpy")
 _BIG = float(np.finfo(np.float64).max)
 
 
 class CompiledForest:
     """Ensembles (each: ``arrays`` of a TreeEnsemble) compiled for ``n_features`` columns; see the module docstring.
 
-    ``engine``: "auto" (scikit-learn's walk when it agrees, else arrays) or "numpy" (arrays only).
+    ``engine``: "auto" (the first of "compiled", "sklearn", "numpy" that is available and agrees with the
+    array walk), or one of those three to insist on it (ValueError when it is unavailable or disagrees).
     """
 
     def __init__(self, ensembles: Sequence, n_features: int, engine: str = "auto") -> None:
-        if engine not in ("auto", "numpy"):
-            raise ValueError(f"engine must be 'auto' or 'numpy', got {engine!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         self.n_features = int(n_features)
         self.baselines = [float(e.arrays["baseline"][0]) for e in ensembles]
         slots: list[tuple[int, int]] = []
@@ -62,21 +71,45 @@ class CompiledForest:
         self.feature = np.zeros(size, np.int32)
         self.child = np.arange(size, dtype=np.int32)
         self.value = np.zeros(size)
+        raw_threshold = np.full(size, np.inf)  # the compiled walk's copy: unclipped, NaN routed by a flag
+        missing_left = np.ones(size, np.uint8)
         for i, (e, n) in enumerate(slots):
             a = ensembles[e].arrays
             if a["is_leaf"][n]:
                 self.value[i] = a["value"][n]
             else:
-                self.threshold[i] = min(float(a["num_threshold"][n]), _BIG)
-                self.feature[i] = int(a["feature_idx"][n]) + (0 if a["missing_go_to_left"][n] else self.n_features)
+                f = int(a["feature_idx"][n])
+                if not 0 <= f < self.n_features:
+                    raise ValueError(f"tree node splits on feature {f}, outside the {self.n_features} columns")
+                raw_threshold[i] = float(a["num_threshold"][n])
+                self.threshold[i] = min(raw_threshold[i], _BIG)
+                missing_left[i] = bool(a["missing_go_to_left"][n])
+                self.feature[i] = f + (0 if missing_left[i] else self.n_features)
                 self.child[i] = child[i]
-        self._native = _native_trees(ensembles) if engine == "auto" else None
-        if self._native is not None and not self._native_agrees(n_features):
-            self._native = None
-        self.engine = "numpy" if self._native is None else "sklearn"
+        self._flat = ((self.feature % max(self.n_features, 1)).astype(np.int32), raw_threshold, self.child, missing_left, self.value,
+                      self.roots)
+        self.engine = self._choose(engine, ensembles)
+
+    def _choose(self, engine: str, ensembles: Sequence) -> str:
+        """The first engine of the request that is available and gives the array walk's leaves."""
+        for name in (("compiled", "sklearn") if engine == "auto" else (engine,)):
+            if name == "numpy":
+                break
+            self._native = _compiled_walk() if name == "compiled" else _native_trees(ensembles)
+            self._kind = name
+            if self._native is not None and self._native_agrees(self.n_features):
+                return name
+            if engine != "auto":
+                raise ValueError(f"the {name!r} tree walk is unavailable here or disagrees with the array walk"
+                                 + (" (recsys/models/rankers/_walk.c was not built at install: is a C compiler"
+                                    " available?)" if name == "compiled" and self._native is None else ""))
+        self._native = None
+        return "numpy"
 
     def decision_functions(self, X: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
         """Raw log-odds of every ensemble for the rows of X (float64, NaN = missing)."""
+        if self._native is not None and self._kind == "compiled":
+            return self._sum(self._compiled_leaves(X))
         if self._native is not None:  # a cache-sized block of rows through every tree, block by block
             leaves = [self._native_leaves(np.ascontiguousarray(X[s:s + chunk], dtype=np.float64))
                       for s in range(0, max(len(X), 1), chunk)]
@@ -97,7 +130,18 @@ class CompiledForest:
             out.append(raw)
         return out
 
+    def _compiled_leaves(self, X: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X has shape {X.shape}; the forest was compiled for {self.n_features} columns")
+        out = np.empty((len(X), len(self.roots)))
+        if len(self.roots) and len(X):
+            self._native(X, len(X), self.n_features, *self._flat, out)
+        return out
+
     def _native_leaves(self, X: np.ndarray) -> np.ndarray:
+        if self._kind == "compiled":
+            return self._compiled_leaves(X)
         predict, nodes, bitsets, cat_map = self._native
         out = np.empty((len(nodes), len(X)))
         for t, tree in enumerate(nodes):
@@ -105,13 +149,16 @@ class CompiledForest:
         return out.T
 
     def _native_agrees(self, n_features: int) -> bool:
-        """Whether scikit-learn's walk gives the array walk's leaves on a seeded matrix with missing values."""
+        """Whether the chosen compiled walk gives the array walk's leaves on a seeded matrix with missing and
+        infinite values."""
         rng = np.random.default_rng(0)
         X = rng.normal(size=(64, n_features)) * rng.choice([0.01, 1.0, 100.0], n_features)
         X[rng.random(X.shape) < 0.1] = np.nan
+        X[rng.random(X.shape) < 0.02] = np.inf
+        X[rng.random(X.shape) < 0.02] = -np.inf
         try:
             native = self._sum(self._native_leaves(np.ascontiguousarray(X)))
-        except (TypeError, ValueError):  # another scikit-learn signature
+        except (TypeError, ValueError):  # e.g. another scikit-learn signature
             return False
         return all(np.array_equal(a, b) for a, b in zip(native, self._walk(np.clip(X, -_BIG, _BIG)), strict=True))
 
@@ -143,6 +190,15 @@ class CompiledForest:
         else:
             final[where] = node
         return self._sum(np.take(self.value, final).reshape(n, n_trees))
+
+
+def _compiled_walk():
+    """This package's C walk (``_walk.walk``), or None when the extension was not built."""
+    try:
+        from recsys.models.rankers._walk import walk
+    except ImportError:
+        return None
+    return walk
 
 
 def _native_trees(ensembles: Sequence):

@@ -1,0 +1,109 @@
+/* One compiled walk over every tree of a flat forest (see recsys/models/rankers/forest.py).
+ *
+ * walk(X, n_rows, n_features, feature, threshold, left, missing_left, value, roots, out)
+ *
+ *   X            float64 [n_rows, n_features], C order, NaN = missing
+ *   feature      int32   [nodes]  feature index of a split (0 at a leaf)
+ *   threshold    float64 [nodes]  split threshold, x <= threshold goes left (+inf at a leaf)
+ *   left         int32   [nodes]  left child; the right child is left + 1; a leaf holds its own index
+ *   missing_left uint8   [nodes]  where NaN goes: 1 left, 0 right (1 at a leaf)
+ *   value        float64 [nodes]  leaf value
+ *   roots        int32   [trees]  root node of each tree
+ *   out          float64 [n_rows, trees], written: the leaf value each row reaches in each tree
+ *
+ * The rule at a node is scikit-learn's (HistGradientBoosting's predictor): NaN goes where
+ * missing_left says, otherwise x <= threshold goes left. A leaf loops onto itself, so a block of
+ * rows steps together until none moves; several rows in flight hide the latency of each step.
+ * The caller (CompiledForest) checks shapes, dtypes and that every index is in range; this file
+ * checks the buffer sizes against the counts it is given.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+#define BLOCK 8
+
+static void walk_all(const double *X, Py_ssize_t n_rows, Py_ssize_t n_features, const int32_t *feature,
+                     const double *threshold, const int32_t *left, const uint8_t *missing_left,
+                     const double *value, const int32_t *roots, Py_ssize_t n_trees, double *out)
+{
+    for (Py_ssize_t t = 0; t < n_trees; t++) {
+        const int32_t root = roots[t];
+        for (Py_ssize_t i0 = 0; i0 < n_rows; i0 += BLOCK) {
+            const int m = (int)(n_rows - i0 < BLOCK ? n_rows - i0 : BLOCK);
+            const double *rows = X + i0 * n_features;
+            int32_t node[BLOCK];
+            for (int j = 0; j < m; j++)
+                node[j] = root;
+            for (;;) {
+                int moved = 0;
+                for (int j = 0; j < m; j++) {
+                    const int32_t n = node[j];
+                    const double x = rows[j * n_features + feature[n]];
+                    const int go_right = (x > threshold[n]) | ((x != x) & (missing_left[n] ^ 1));
+                    const int32_t next = left[n] + go_right;
+                    moved |= next != n;
+                    node[j] = next;
+                }
+                if (!moved)
+                    break;
+            }
+            for (int j = 0; j < m; j++)
+                out[(i0 + j) * n_trees + t] = value[node[j]];
+        }
+    }
+}
+
+static int check(const Py_buffer *b, Py_ssize_t count, Py_ssize_t item, const char *name)
+{
+    if (b->len != count * item) {
+        PyErr_Format(PyExc_ValueError, "_walk.walk: %s holds %zd bytes, expected %zd (%zd x %zd)", name, b->len,
+                     count * item, count, item);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *walk(PyObject *self, PyObject *args)
+{
+    Py_buffer X, feature, threshold, left, missing_left, value, roots, out;
+    Py_ssize_t n_rows, n_features;
+    if (!PyArg_ParseTuple(args, "y*nny*y*y*y*y*y*w*", &X, &n_rows, &n_features, &feature, &threshold, &left,
+                          &missing_left, &value, &roots, &out))
+        return NULL;
+    const Py_ssize_t nodes = feature.len / 4, n_trees = roots.len / 4;
+    PyObject *result = NULL;
+    if (n_rows >= 0 && n_features > 0 && check(&X, n_rows * n_features, 8, "X") && check(&feature, nodes, 4, "feature") &&
+        check(&threshold, nodes, 8, "threshold") && check(&left, nodes, 4, "left") &&
+        check(&missing_left, nodes, 1, "missing_left") && check(&value, nodes, 8, "value") &&
+        check(&roots, n_trees, 4, "roots") && check(&out, n_rows * n_trees, 8, "out")) {
+        Py_BEGIN_ALLOW_THREADS
+        walk_all((const double *)X.buf, n_rows, n_features, (const int32_t *)feature.buf,
+                 (const double *)threshold.buf, (const int32_t *)left.buf, (const uint8_t *)missing_left.buf,
+                 (const double *)value.buf, (const int32_t *)roots.buf, n_trees, (double *)out.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "_walk.walk: n_rows must be >= 0 and n_features > 0");
+    }
+    PyBuffer_Release(&X);
+    PyBuffer_Release(&feature);
+    PyBuffer_Release(&threshold);
+    PyBuffer_Release(&left);
+    PyBuffer_Release(&missing_left);
+    PyBuffer_Release(&value);
+    PyBuffer_Release(&roots);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"walk", walk, METH_VARARGS, "Leaf value of every row in every tree of a flat forest (see the C source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", "Compiled tree walk for CompiledForest.", -1,
+                                    methods};
+
+PyMODINIT_FUNC PyInit__walk(void) { return PyModule_Create(&module); }
