@@ -142,6 +142,7 @@ def benchmark_recommend(
     items: Annotated[int, typer.Option("--items", help="Catalogue size of the index.")] = 1_000_000,
     requests: Annotated[int, typer.Option("--requests", help="Single recommend() calls timed.")] = 2000,
     batch_users: Annotated[int, typer.Option("--batch-users", help="Users in the recommend_batch run.")] = 100_000,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of --requests calls; medians reported.")] = 3,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
         "experiments/recommend"),
 ) -> None:
@@ -149,7 +150,7 @@ def benchmark_recommend(
     from recsys.bench.recommend import run_recommend_benchmark
 
     _echo_json(run_recommend_benchmark(n_items=items, n_requests=requests, n_batch_users=batch_users,
-                                       out_dir=out_dir), None)
+                                       latency_rounds=rounds, out_dir=out_dir), None)
 
 
 @benchmark_app.command("distributed")
