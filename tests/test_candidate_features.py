@@ -134,3 +134,17 @@ def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
     whole = engine.run_batch(state, requests())
     monkeypatch.setattr(ranking, "MATRIX_ROWS", 97)  # slices that cut through requests
     pd.testing.assert_frame_equal(engine.run_batch(state, requests()), whole)
+
+
+def test_feature_arrays_survive_stock_updates_but_not_a_changed_items_table():
+    from recsys.serve.updates import set_in_stock
+
+    state = fitted()._state
+    arrays = state.candidate_features()
+    item = state.catalogue.ids[3]
+    after_stock = set_in_stock(state, (item,), False)
+    assert after_stock.candidate_features() is arrays  # stock flags do not touch the features: kept
+    frame = state.catalogue.frame.copy()
+    frame.loc[3, "price"] = frame.loc[3, "price"] * 10  # same length, another price
+    repriced = state.evolve(catalogue=replace(state.catalogue, frame=frame))
+    assert repriced.arrays is None  # rebuilt on first use, never the old prices

@@ -87,7 +87,10 @@ class ServingState:
     arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
 
     def evolve(self, **changes) -> ServingState:
-        same_items = "builder" not in changes and len(changes.get("catalogue", self.catalogue)) == len(self.catalogue)
+        """A copy with ``changes``. The ranking feature arrays carry over only while the items' attributes do:
+        same builder and the very same items table (stock flags and removals keep it; added or replaced items
+        make a new one), so an update that changes a price can never serve stale features."""
+        same_items = "builder" not in changes and changes.get("catalogue", self.catalogue).frame is self.catalogue.frame
         return replace(self, filters_cache={}, arrays=self.arrays if same_items else None, **changes)
 
     def index_size(self) -> int:
