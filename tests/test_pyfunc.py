@@ -60,10 +60,21 @@ def test_pyfunc_predict_equals_bundle_recommend(store, bundle):
 
 
 def test_recsys_load_takes_the_model_uri(store, bundle):
+    import mlflow
+
     from recsys.tracking.mlflow_model import load_recommender
 
     df = requests_for(store[0])
-    rec = load_recommender(URI, tracking_uri=store[0]["tracking_uri"])
+    own = store[0]["tracking_uri"]
+    elsewhere = "sqlite:///" + str(Path(own.removeprefix("sqlite:///")).parent / "elsewhere.db")
+    mlflow.set_tracking_uri(elsewhere)  # the process points at another (empty) store
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        rec = load_recommender(URI, tracking_uri=own)
+        assert mlflow.get_tracking_uri() == elsewhere == mlflow.get_registry_uri()  # left alone
+    finally:
+        mlflow.set_tracking_uri(own)
+        mlflow.set_registry_uri(own)
     assert rec.recommend_batch(df[["user_id", "media_id"]], k=5).equals(bundle.recommend_batch(
         df[["user_id", "media_id"]], k=5))
     import recsys
@@ -105,3 +116,28 @@ def test_bad_requests_are_refused(bundle):
         predict_feeds(bundle, pd.DataFrame({"user_id": [1], "kk": [3]}))
     empty = predict_feeds(bundle, pd.DataFrame({"user_id": pd.Series([], dtype="int64")}))
     assert len(empty) == 0 and "request" in empty.columns
+
+
+def test_a_store_given_for_one_load_leaves_mlflows_uris_and_environment_as_they_were(tmp_path, monkeypatch):
+    import os
+
+    import mlflow
+
+    from recsys.tracking.mlflow_model import _store
+
+    a, b = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    try:
+        for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):  # monkeypatch puts them back afterwards
+            monkeypatch.delenv(k, raising=False)
+        mlflow.set_tracking_uri(a)
+        mlflow.set_registry_uri(None)  # the registry follows the tracking URI
+        env = dict(os.environ)
+        with _store(mlflow, b):
+            assert mlflow.get_tracking_uri() == b == mlflow.get_registry_uri()
+        assert mlflow.get_tracking_uri() == a == mlflow.get_registry_uri() and dict(os.environ) == env
+        mlflow.set_tracking_uri(a + "2")
+        assert mlflow.get_registry_uri() == a + "2"  # still follows, not pinned by the restore
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1] if previous[1] != previous[0] else None)

@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -129,10 +130,41 @@ def _bundle_in(model_dir: Path) -> Path:
     return path
 
 
+_STORE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _store(mlflow, tracking_uri: str | None):
+    """MLflow's tracking and registry URIs set to ``tracking_uri`` inside the block, restored after it."""
+    if not tracking_uri:
+        yield
+        return
+    keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")  # MLflow's setters also export these
+    with _STORE_LOCK:
+        env = {k: os.environ.get(k) for k in keys}
+        tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        registry_set = env["MLFLOW_REGISTRY_URI"] is not None or registry != tracking  # else it follows tracking
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(tracking)
+            mlflow.set_registry_uri(registry if registry_set else None)
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
 def load_recommender(uri: str, *, tracking_uri: str | None = None):
     """``recsys.load`` for ``models:/``, ``runs:/`` and ``mlflow-artifacts:/`` URIs: download, verify, load.
 
     The store is ``tracking_uri``, else MLflow's current one (``$MLFLOW_TRACKING_URI`` or ./mlflow.db).
+    MLflow resolves a registered model's alias or version from its process-wide registry URI only, so
+    with ``tracking_uri`` both URIs point at that store during the download and are restored after it
+    (calls here are serialised; other threads using MLflow at that moment would see the switch).
     """
     try:
         import mlflow
@@ -142,16 +174,13 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None):
         raise MissingDependencyError(f"loading {uri!r} needs mlflow: pip install 'mlflow>=3'") from e
     from recsys.bundle import load_bundle
 
-    if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))
     try:
         try:
-            with quiet_downloads():
+            with quiet_downloads(), _store(mlflow, tracking_uri):
                 local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
         except mlflow.exceptions.MlflowException as e:
-            raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {mlflow.get_tracking_uri()}: "
+            raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {tracking_uri or mlflow.get_tracking_uri()}: "
                                 f"{e.message}. Check the model name and alias (mlflow ui lists them) or set "
                                 "MLFLOW_TRACKING_URI to the store that holds it") from None
         return load_bundle(_bundle_in(local))
