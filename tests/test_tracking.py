@@ -79,6 +79,8 @@ def test_tracking_on_records_the_run():
     dtags = {t.key: t.value for t in train.tags}
     assert dtags["data_hash"] == tags["data.hash"] and int(dtags["rows"]) == metrics["data.rows.train_events"]
     assert dtags["mlflow.data.context"] == "training" and "synthetic-demo-test-events" in inputs
+    digests = {d.dataset.digest for d in inputs.values()}  # each table its own digest, none the run's hash
+    assert len(digests) == len(inputs) == 3 and tags["data.hash"].split(":")[1][:32] not in digests
     assert (root / "mlartifacts").is_dir()
 
 

@@ -84,7 +84,8 @@ class Tracker:
         """A JSON/YAML document (``name`` ends in .json or .yaml)."""
 
     def log_dataset(self, df: Any, *, name: str, context: str, digest: str, source: str) -> None:
-        """A dataset input: its name, schema, row count and the data hash."""
+        """A dataset input: its name, schema, row count, its own digest, and the hash of all the run's tables
+        (``digest``) as a tag."""
 
     def log_recommender(self, bundle_dir: Path, input_example: Any, cfg: TrackingConfig,
                         recommender: Any = None) -> dict | None:
@@ -161,7 +162,11 @@ class MlflowTracker(Tracker):
         import mlflow
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
-        short = digest.split(":", 1)[-1][:32]
+        from recsys.bundle import data_hash
+
+        # the dataset's own digest (MLflow's dataset view tells tables apart by it); ``digest``, the hash of all
+        # the run's tables, goes in its tags
+        short = data_hash({name: df}).split(":", 1)[-1][:32]
         with warnings.catch_warnings():  # MLflow's hint about integer columns and missing values
             warnings.simplefilter("ignore", UserWarning)
             ds = mlflow.data.from_pandas(df, source=CodeDatasetSource({"source": source}), name=name, digest=short)
