@@ -90,6 +90,7 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
         dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
         normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
         item_bias=bc.item_bias, item_audience=bc.item_audience, share_audience_embeddings=bc.share_audience_embeddings,
+        history_audience=bc.history_audience,
         item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
 
 

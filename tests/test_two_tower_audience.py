@@ -48,6 +48,19 @@ def test_degree_pooling_is_the_lightgcn_normalised_sum():
     assert torch.allclose(pooled[0], want0) and torch.allclose(pooled[2], want2)
 
 
+def test_history_audience_is_a_second_hop():
+    model = _model(history="mean", history_audience=True, gate_init=0.5).set_item_audience(POSITIVES)
+    users, items = model.user_tower.id_embedding.weight, model.item_tower.id_embedding.weight
+    with torch.no_grad():
+        u = model.user_embeddings({"user_id": torch.tensor([1]), "history": torch.tensor([0, 1]),
+                                   "history_offsets": torch.tensor([0])})
+    item0 = 0.5 * items[0] + 0.5 * (users[0] + users[1] + users[2]) / 3  # item 0 blended with its audience
+    hist = (item0 + items[1]) / 2  # item 1 has no audience: its id vector
+    assert torch.allclose(u[0], 0.5 * users[1] + 0.5 * hist, atol=1e-6)
+    with pytest.raises(ConfigError, match="history_audience"):
+        TwoTowerConfig(num_users=2, num_items=2, history_audience=True)
+
+
 def test_own_audience_table_when_not_shared():
     model = _model(use_user_id=False, history="mean", share_audience_embeddings=False).set_item_audience(POSITIVES)
     table = model.audience.table.weight

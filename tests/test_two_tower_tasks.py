@@ -147,3 +147,27 @@ def test_known_positives_are_neither_targets_nor_negatives():
     g_only_user0 = torch.autograd.grad(FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(
         u[:1], v, rows[:1] * 0, cols[:1], (known[0][:2], known[1][:2])), v)[0]
     assert torch.all(g_only_user0[1:3] == 0)
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_full_softmax_user_weight_power_is_a_weighted_mean_with_matching_gradients(exclude):
+    # p = 1: a user with 3 positives weighs each 1/3, so every user counts once; checked against autograd
+    torch.manual_seed(0)
+    u = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    it = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    rows, cols = torch.tensor([0, 0, 0, 1, 2]), torch.tensor([1, 2, 3, 0, 5])
+    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, user_weight_power=1.0)(u, it, rows, cols)
+    s = (u / 0.5) @ it.T
+    if exclude:
+        mask = torch.zeros_like(s, dtype=torch.bool)
+        mask[rows, cols] = True
+        per = F.softplus(torch.logsumexp(s.masked_fill(mask, float("-inf")), 1)[rows] - s[rows, cols])
+    else:
+        per = torch.logsumexp(s, 1)[rows] - s[rows, cols]
+    w = torch.tensor([1 / 3, 1 / 3, 1 / 3, 1.0, 1.0], dtype=torch.float64)
+    ref = (w * per).sum() / w.sum()
+    assert torch.allclose(loss, ref)
+    for g, r in zip(torch.autograd.grad(loss, (u, it)), torch.autograd.grad(ref, (u, it)), strict=True):
+        assert torch.allclose(g, r)
+    with pytest.raises(ConfigError, match="user_weight_power"):
+        FullSoftmaxTask(user_weight_power=2.0)

@@ -35,6 +35,7 @@ class RetrievalBenchConfig:
     task: str = "full_softmax"  # full_softmax | sampled_softmax | ccl | bpr
     temperature: float = 0.1
     exclude_other_positives: bool = True
+    user_weight_power: float = 0.0  # full_softmax: each positive weighs n_u ** -p (1 = every user counts once)
     history: str = "mean"  # none | mean | attention | mean+attention
     use_user_id: bool = False  # the user tower is the pooled history alone (ids-only data)
     share_history_embeddings: bool = True
@@ -48,6 +49,7 @@ class RetrievalBenchConfig:
     # recsys.models.audience); the audience is the training data the model sees (fit split, then all)
     item_audience: str = "none"
     share_audience_embeddings: bool = True  # pool the user-id table (needs use_user_id) or a table of its own
+    history_audience: bool = False  # the user's history pools audience-blended item vectors (a second hop)
     # candidate weights beta of a fixed popularity prior beta * log1p(training count) added to every
     # score; chosen on validation together with the epoch ((0.0,) = off)
     popularity_prior: tuple[float, ...] = (0.0,)
@@ -186,7 +188,8 @@ def build_task(cfg: RetrievalBenchConfig):
 
     if cfg.task == "full_softmax":
         return FullSoftmaxTask(temperature=cfg.temperature, exclude_other_positives=cfg.exclude_other_positives,
-                               bounded=cfg.normalize and not cfg.item_bias and cfg.temperature >= 0.02)
+                               bounded=cfg.normalize and not cfg.item_bias and cfg.temperature >= 0.02,
+                               user_weight_power=cfg.user_weight_power)
     if cfg.task == "sampled_softmax":
         return SampledSoftmaxTask(temperature=cfg.temperature)
     if cfg.task == "ccl":
@@ -204,6 +207,7 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
                                         share_history_embeddings=cfg.share_history_embeddings,
                                         item_bias=cfg.item_bias, item_audience=cfg.item_audience,
                                         share_audience_embeddings=cfg.share_audience_embeddings,
+                                        history_audience=cfg.history_audience,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 

@@ -117,7 +117,8 @@ class _FullSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, user: torch.Tensor, items: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                exclude_other_positives: bool, bounded: bool, known: tuple[torch.Tensor, torch.Tensor] | None):
+                exclude_other_positives: bool, bounded: bool, known: tuple[torch.Tensor, torch.Tensor] | None,
+                weights: torch.Tensor | None = None):
         logits = user @ items.T  # user is pre-scaled by 1/temperature
         pos_logit = (user[rows] * items[cols]).sum(-1)
         shift = None
@@ -132,18 +133,25 @@ class _FullSoftmax(torch.autograd.Function):
             exp[known[0], known[1]] = 0.0
         z = exp.sum(dim=1)
         log_z = z.log() if shift is None else z.log() + shift.squeeze(1)
-        total = rows.numel()
+        total = rows.numel() if weights is None else weights.sum()  # a weighted mean over positives
         if exclude_other_positives:
             # each positive against negatives only: softplus(logZ_neg - s_i)
             miss = torch.sigmoid(log_z[rows] - pos_logit)  # 1 - p(positive beats the negatives)
-            loss = F.softplus(log_z[rows] - pos_logit).sum() / total
+            if weights is None:
+                loss = F.softplus(log_z[rows] - pos_logit).sum() / total
+            else:
+                loss = (weights * F.softplus(log_z[rows] - pos_logit)).sum() / total
+                miss = miss * weights
             coef = torch.zeros_like(z).index_add_(0, rows, miss)
             grad = exp.mul_((coef / (z * total))[:, None])
             grad[rows, cols] = -miss / total
         else:
-            loss = ((n_pos * log_z).sum() - pos_logit.sum()) / total
+            w = torch.ones_like(pos_logit) if weights is None else weights
+            if weights is not None:
+                n_pos = torch.zeros_like(n_pos).index_add_(0, rows, w)
+            loss = ((n_pos * log_z).sum() - (w * pos_logit).sum()) / total
             grad = exp.mul_((n_pos / (z * total))[:, None])
-            grad.index_put_((rows, cols), torch.full_like(pos_logit, -1.0 / total), accumulate=True)
+            grad.index_put_((rows, cols), -w / total, accumulate=True)
         ctx.save_for_backward(user, items, grad)
         return loss
 
@@ -152,17 +160,20 @@ class _FullSoftmax(torch.autograd.Function):
         user, items, grad = ctx.saved_tensors
         g_user = (grad @ items) * grad_out if ctx.needs_input_grad[0] else None
         g_items = (grad.T @ user) * grad_out if ctx.needs_input_grad[1] else None
-        return g_user, g_items, None, None, None, None, None
+        return g_user, g_items, None, None, None, None, None, None
 
 
 def full_softmax_loss(user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                       temperature: float, exclude_other_positives: bool = False, bounded: bool = False,
-                      known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                      known: tuple[torch.Tensor, torch.Tensor] | None = None,
+                      weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over positives (rows[k], cols[k]) of -log softmax over all items; see :class:`FullSoftmaxTask`.
 
     ``known`` (rows, cols): further positives of the same users that are neither targets nor negatives.
+    ``weights`` [len(rows)]: a weighted mean instead (``None``: every positive weighs 1).
     """
-    return _FullSoftmax.apply(user_emb / temperature, item_emb, rows, cols, exclude_other_positives, bounded, known)
+    return _FullSoftmax.apply(user_emb / temperature, item_emb, rows, cols, exclude_other_positives, bounded, known,
+                              weights)
 
 
 class FullSoftmaxTask:
@@ -172,21 +183,30 @@ class FullSoftmaxTask:
     ``exclude_other_positives`` each positive competes with the user's non-interacted items only
     (the user's other positives are accidental hits and are removed). ``bounded`` states that
     embeddings are L2-normalised, so logits are at most 1/temperature and need no max shift.
+    ``user_weight_power`` p weighs each positive by ``n_u ** -p`` (``n_u``: that user's positives in
+    the batch): 0 counts every interaction once, 1 every user once (as the per-user metrics do).
     """
 
     def __init__(self, *, temperature: float = 0.1, exclude_other_positives: bool = False,
-                 bounded: bool = False) -> None:
+                 bounded: bool = False, user_weight_power: float = 0.0) -> None:
         _check_temperature(temperature)
         if bounded and temperature < 0.02:
             raise ConfigError(f"bounded full softmax needs temperature >= 0.02 (exp overflow), got {temperature}")
+        if not 0.0 <= user_weight_power <= 1.0:
+            raise ConfigError(f"user_weight_power must lie in [0, 1], got {user_weight_power}")
         self.temperature = temperature
         self.exclude_other_positives = exclude_other_positives
         self.bounded = bounded
+        self.user_weight_power = user_weight_power
 
     def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        weights = None
+        if self.user_weight_power:
+            n_pos = torch.bincount(rows, minlength=user_emb.shape[0]).to(user_emb.dtype)
+            weights = n_pos.clamp_min(1.0).pow(-self.user_weight_power)[rows]
         return full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
-                                 self.exclude_other_positives, self.bounded, known)
+                                 self.exclude_other_positives, self.bounded, known, weights)
 
 
 class CosineContrastiveTask:

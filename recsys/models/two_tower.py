@@ -34,6 +34,8 @@ class TwoTowerConfig:
     ``item_audience`` (``none`` | ``mean`` | ``degree``) blends into each item vector the pooled
     user embeddings of its audience (:mod:`recsys.models.audience`), from the user-id table when
     ``share_audience_embeddings`` (needs ``use_user_id``), else from a table of its own.
+    ``history_audience`` makes the user's history pool those audience-blended item-id vectors
+    instead of the bare id table: a second hop (user <- items <- their users).
     """
 
     num_users: int
@@ -53,6 +55,7 @@ class TwoTowerConfig:
     item_bias: bool = False
     item_audience: str = "none"
     share_audience_embeddings: bool = True
+    history_audience: bool = False
     item_id_dropout: float = 0.0
     item_oov_index: int | None = None
     init_std: float = 0.1
@@ -70,6 +73,9 @@ class TwoTowerConfig:
         if self.item_audience != "none" and self.share_audience_embeddings and not self.use_user_id:
             raise ConfigError("item_audience with share_audience_embeddings pools the user-id table, but "
                               "use_user_id is false: set use_user_id: true or share_audience_embeddings: false")
+        if self.history_audience and (self.item_audience == "none" or not self.share_history_embeddings):
+            raise ConfigError("history_audience pools the audience-blended item-id table: it needs item_audience "
+                              "(mean or degree) and share_history_embeddings: true")
 
     @classmethod
     def from_dict(cls, d: dict) -> TwoTowerConfig:
@@ -114,8 +120,7 @@ class TwoTowerModel(nn.Module):
         """Item embeddings [n, dim] (``[n, dim + 1]`` with ``item_bias``: the bias comes last)."""
         out = self.item_tower(feats)
         if self.audience is not None:
-            table = self.user_tower.id_embedding.weight if self.config.share_audience_embeddings else None
-            out = self.audience(feats["item_id"], out, table)
+            out = self.audience(feats["item_id"], out, self._audience_users())
         out = self._out(out)
         if self.config.item_bias:
             out = torch.cat([out, self.item_bias(feats["item_id"])], dim=1)
@@ -123,12 +128,23 @@ class TwoTowerModel(nn.Module):
 
     def user_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """User embeddings [B, dim]; history items use the item id table unless a separate one is configured."""
-        table = self.history_embedding.weight if hasattr(self, "history_embedding") else \
-            self.item_tower.id_embedding.weight
-        out = self._out(self.user_tower(feats, table))
+        out = self._out(self.user_tower(feats, self._history_table()))
         if self.config.item_bias:
             out = torch.cat([out, out.new_ones(out.shape[0], 1)], dim=1)
         return out
+
+    def _audience_users(self) -> torch.Tensor | None:
+        return self.user_tower.id_embedding.weight if self.config.share_audience_embeddings else None
+
+    def _history_table(self) -> torch.Tensor:
+        """The item vectors a user's history pools (see ``history_audience``)."""
+        if hasattr(self, "history_embedding"):
+            return self.history_embedding.weight
+        table = self.item_tower.id_embedding.weight
+        if self.config.history_audience:
+            ids = torch.arange(table.shape[0], device=table.device)
+            table = self.audience(ids, table, self._audience_users())
+        return table
 
     def set_item_audience(self, positives) -> TwoTowerModel:
         """Record each item's audience from ``positives`` (users x items sparse matrix) when

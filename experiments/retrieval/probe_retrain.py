@@ -1,0 +1,41 @@
+"""Validation-only probe of ``retrain_full``: does retraining on all the data for the chosen number of
+epochs beat the selection run's weights? Nested, so test is never touched:
+
+    python experiments/retrieval/probe_retrain.py DATA_DIR CONFIG_YAML [THREADS]
+
+The benchmark's validation split (fit / valid) plays the role of (train / test): an inner validation
+split carved from fit (seed + 1) chooses the epoch and prior weight, then (A) the selection run's model
+and (B) a model retrained on all of fit for that many epochs are scored on valid, with fit as the
+history / audience and the inner-chosen prior (as the benchmark scores test with train).
+"""
+import json
+import sys
+from dataclasses import replace
+
+import torch
+
+from recsys.bench import retrieval as R
+from recsys.datasets.lightgcn import load_lightgcn
+from recsys.evaluation import EmbeddingScorer, evaluate_topk
+from recsys.models.trainer import RetrievalData, encode_all
+
+torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
+cfg = replace(R.load_config(sys.argv[2]), baselines=False)
+train = load_lightgcn(sys.argv[1]).train_matrix()
+fit, valid = R.carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+inner_fit, inner_valid = R.carve_validation(fit, cfg.validation_fraction, cfg.validation_users, cfg.seed + 1)
+
+
+def score(model):
+    model.set_item_audience(fit)
+    model, beta = R.apply_chosen_prior(model, summary, fit)
+    users, items = encode_all(model, RetrievalData(fit))
+    r = evaluate_topk(EmbeddingScorer(users, items), fit, valid, (20,), metrics=("recall", "ndcg"),
+                      check_leakage=False)
+    return {k: round(v, 4) for k, v in r.items()} | {"prior": beta}
+
+
+model, summary = R._train(cfg, inner_fit, cfg.epochs, inner_valid, print)
+print(json.dumps({"selection_run": score(model), "best_epoch": summary["best_epoch"]}), flush=True)
+model, _ = R._train(cfg, fit, summary["best_epoch"], None, print)
+print(json.dumps({"retrained": score(model)}), flush=True)
