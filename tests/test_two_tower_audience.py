@@ -110,3 +110,25 @@ def test_trainer_sets_the_audience_and_training_is_deterministic():
         assert torch.equal(va, vb), k
     users, items = encode_all(a, RetrievalData(train))
     assert np.isfinite(users).all() and np.isfinite(items).all()
+
+
+def test_recsys_train_serves_a_model_whose_audience_is_all_training_data(tmp_path):
+    import json
+
+    from recsys.config import config_from_dict
+    from recsys.train_pipeline import run_training
+    from tests.test_two_tower_bench import _write_lightgcn
+
+    bench = tmp_path / "bench.yaml"
+    bench.write_text("dim: 8\nepochs: 2\nbatch_size: 64\nuse_user_id: true\nitem_audience: mean\n"
+                     "validation_users: 1.0\n")
+    cfg = config_from_dict({"name": "aud", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "b"))},
+                            "split": {"method": "published"}, "retrieval": {"bench_config": str(bench)},
+                            "index": {"kind": "exact"}, "ranker": {"kind": "none"},
+                            "output": {"dir": str(tmp_path / "runs")}})
+    result = run_training(cfg, tracking=False, progress=False, log=None)
+    saved = TwoTowerModel.load(result.bundle_dir / "model")
+    assert json.loads((result.bundle_dir / "model" / "config.json").read_text())["config"]["item_audience"] == "mean"
+    # selection ran on the fit split, but the served model's audience is every training interaction
+    assert saved.audience.indices.numel() == 4 * 12 * 6
+    assert len(result.recommender.recommend(0, k=3)) == 3

@@ -171,3 +171,16 @@ def test_full_softmax_user_weight_power_is_a_weighted_mean_with_matching_gradien
         assert torch.allclose(g, r)
     with pytest.raises(ConfigError, match="user_weight_power"):
         FullSoftmaxTask(user_weight_power=2.0)
+
+
+def test_full_softmax_item_side_term_by_hand():
+    # 2 users, 3 items; user 0 holds items 0 and 1, user 1 holds item 1: for the positive (0, 1) user 1 is an
+    # accidental hit (it holds item 1 too), so that term is -log 1 = 0; (0, 0) and (1, 1) are 2-way softmaxes
+    u = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    it = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    rows, cols = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1])
+    base = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)
+    both = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True, item_side_weight=2.0)
+    t00 = -torch.log_softmax(torch.tensor([1.0, 0.0]) / 0.5, 0)[0]  # item 0 vs users (0, 1)
+    want = (t00 + 0.0 + 0.0) / 3  # (1, 1): user 0 also holds item 1 -> masked -> 0
+    assert torch.allclose(both(u, it, rows, cols) - base(u, it, rows, cols), 2.0 * want)

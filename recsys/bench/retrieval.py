@@ -36,6 +36,7 @@ class RetrievalBenchConfig:
     temperature: float = 0.1
     exclude_other_positives: bool = True
     user_weight_power: float = 0.0  # full_softmax: each positive weighs n_u ** -p (1 = every user counts once)
+    item_side_weight: float = 0.0  # full_softmax: weight of the reverse (item picks its user in the batch) term
     history: str = "mean"  # none | mean | attention | mean+attention
     use_user_id: bool = False  # the user tower is the pooled history alone (ids-only data)
     share_history_embeddings: bool = True
@@ -189,7 +190,7 @@ def build_task(cfg: RetrievalBenchConfig):
     if cfg.task == "full_softmax":
         return FullSoftmaxTask(temperature=cfg.temperature, exclude_other_positives=cfg.exclude_other_positives,
                                bounded=cfg.normalize and not cfg.item_bias and cfg.temperature >= 0.02,
-                               user_weight_power=cfg.user_weight_power)
+                               user_weight_power=cfg.user_weight_power, item_side_weight=cfg.item_side_weight)
     if cfg.task == "sampled_softmax":
         return SampledSoftmaxTask(temperature=cfg.temperature)
     if cfg.task == "ccl":

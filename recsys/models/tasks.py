@@ -185,10 +185,13 @@ class FullSoftmaxTask:
     embeddings are L2-normalised, so logits are at most 1/temperature and need no max shift.
     ``user_weight_power`` p weighs each positive by ``n_u ** -p`` (``n_u``: that user's positives in
     the batch): 0 counts every interaction once, 1 every user once (as the per-user metrics do).
+    ``item_side_weight`` w adds ``w`` x the reverse softmax: each positive item picks its user among
+    the batch's users (uniform in-batch negatives, so no logQ; the batch users who also hold that item
+    are accidental hits and are removed), which spreads user vectors apart as the main term does items.
     """
 
     def __init__(self, *, temperature: float = 0.1, exclude_other_positives: bool = False,
-                 bounded: bool = False, user_weight_power: float = 0.0) -> None:
+                 bounded: bool = False, user_weight_power: float = 0.0, item_side_weight: float = 0.0) -> None:
         _check_temperature(temperature)
         if bounded and temperature < 0.02:
             raise ConfigError(f"bounded full softmax needs temperature >= 0.02 (exp overflow), got {temperature}")
@@ -198,6 +201,9 @@ class FullSoftmaxTask:
         self.exclude_other_positives = exclude_other_positives
         self.bounded = bounded
         self.user_weight_power = user_weight_power
+        if item_side_weight < 0:
+            raise ConfigError(f"item_side_weight must be >= 0, got {item_side_weight}")
+        self.item_side_weight = item_side_weight
 
     def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -205,8 +211,22 @@ class FullSoftmaxTask:
         if self.user_weight_power:
             n_pos = torch.bincount(rows, minlength=user_emb.shape[0]).to(user_emb.dtype)
             weights = n_pos.clamp_min(1.0).pow(-self.user_weight_power)[rows]
-        return full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
+        loss = full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
                                  self.exclude_other_positives, self.bounded, known, weights)
+        if self.item_side_weight:
+            loss = loss + self.item_side_weight * self._item_side(user_emb, item_emb, rows, cols)
+        return loss
+
+    def _item_side(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
+                   cols: torch.Tensor) -> torch.Tensor:
+        """Mean over positives of -log softmax over the batch's users (other holders of the item masked)."""
+        logits = item_emb[cols] @ user_emb.T / self.temperature  # [P, B]
+        holds = torch.zeros(user_emb.shape[0], item_emb.shape[0], dtype=torch.bool, device=rows.device)
+        holds[rows, cols] = True
+        hit = holds[:, cols].T  # [P, B]: batch users who hold positive k's item
+        hit[torch.arange(len(rows), device=rows.device), rows] = False  # the positive itself stays
+        logits = logits.masked_fill(hit, float("-inf"))
+        return (torch.logsumexp(logits, dim=1) - logits[torch.arange(len(rows), device=rows.device), rows]).mean()
 
 
 class CosineContrastiveTask:
