@@ -146,12 +146,15 @@ class _FullSoftmax(torch.autograd.Function):
             grad = exp.mul_((coef / (z * total))[:, None])
             grad[rows, cols] = -miss / total
         else:
-            w = torch.ones_like(pos_logit) if weights is None else weights
-            if weights is not None:
-                n_pos = torch.zeros_like(n_pos).index_add_(0, rows, w)
-            loss = ((n_pos * log_z).sum() - (w * pos_logit).sum()) / total
+            if weights is None:
+                loss = ((n_pos * log_z).sum() - pos_logit.sum()) / total
+                step = torch.full_like(pos_logit, -1.0 / total)
+            else:
+                n_pos = torch.zeros_like(n_pos).index_add_(0, rows, weights)
+                loss = ((n_pos * log_z).sum() - (weights * pos_logit).sum()) / total
+                step = -weights / total
             grad = exp.mul_((n_pos / (z * total))[:, None])
-            grad.index_put_((rows, cols), -w / total, accumulate=True)
+            grad.index_put_((rows, cols), step, accumulate=True)
         ctx.save_for_backward(user, items, grad)
         return loss
 
