@@ -8,6 +8,7 @@ One small synthetic world (30k events) and one fitted Recommender are built once
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -237,11 +238,43 @@ def test_reasons_name_what_drove_the_score(rec):
     viewed = out[out["reason_code"] == "viewed"]
     assert len(viewed) and (out["reason_code"] == "trending").any()
     pos_ev = world().events[world().events["event_type"].astype(str) != "impression"]
-    for _, r in viewed.head(20).iterrows():
-        history_titles = set(titles.reindex(pos_ev.loc[pos_ev["user_id"] == r["user_id"], "item_id"]))
-        assert r["reason"].removeprefix("because you viewed ") in history_titles
+    cat = rec._state.catalogue
+    for _, r in viewed.iterrows():
+        history = pos_ev.loc[pos_ev["user_id"] == r["user_id"], "item_id"].unique()
+        named = history[titles.reindex(history).to_numpy() == r["reason"].removeprefix("because you viewed ")]
+        assert len(named)  # a viewed item of the user's own history ...
+        p_item, p_named = cat.positions([r["item_id"]])[0], cat.positions(named)
+        alike = rec._state.item_emb[p_named] @ rec._state.item_emb[p_item]
+        assert ((cat.category[p_named] == cat.category[p_item]) | (alike >= 0.3)).any()  # ... related to the item
     trending = out[out["reason_code"] == "trending"].iloc[0]
     assert trending["reason"].startswith("trending in ") and trending["reason"].endswith(" on guide-0")
+
+
+def test_a_viewed_reason_names_an_item_of_the_same_category_never_an_unrelated_one(rec):
+    from recsys.serve.engine import Request, _reason_codes, _resolve
+    from recsys.serve.ranking import Ranked
+
+    state = rec._state
+    cat = state.catalogue.category_code
+    row, hist = next((r, h[h >= 0]) for r in range(len(state.users.ids))
+                     for h in [state.vocab_to_pos[state.users.history_items(r)]] if len(np.unique(cat[h[h >= 0]])) >= 2)
+    seen = np.isin(cat, cat[hist])
+    seen[hist] = False  # candidates: not the history items themselves
+    same, unrelated = np.flatnonzero(seen)[0], np.flatnonzero(~np.isin(cat, cat[hist]))[0]
+    emb = state.item_emb.copy()  # this tiny world's items are all alike: make one unlike the user's history
+    away = -emb[hist].mean(axis=0)
+    emb[unrelated] = away / np.linalg.norm(away)
+    assert (emb[hist] @ emb[unrelated]).max() < 0.3
+    state = replace(state, item_emb=emb)
+    req = Request(state.users.ids[row], "app-0", 2)
+    _resolve(state, [req])
+    pos = np.array([same, unrelated])
+    ranked = Ranked(np.ones(2), np.ones(2), np.ones(2),  # history evidence drives both scores
+                    contributions=lambda idx, base: (["viewed"], np.ones((len(idx), 1))))
+    codes, anchor = _reason_codes(state, [req], ranked, np.zeros(2, np.int64), pos, np.ones(2),
+                                  np.array(["retrieval"] * 2, dtype=object), np.arange(2), np.ones(2, bool))
+    assert codes.tolist() == ["viewed", "for_you"]
+    assert anchor[0] in hist and cat[anchor[0]] == cat[same]
 
 
 def test_ablation_picks_the_evidence_the_score_depends_on():
@@ -262,6 +295,10 @@ def test_ablation_picks_the_evidence_the_score_depends_on():
     # without a viewed item to name, history evidence cannot be the reason
     codes = choose_reasons(contrib, base, similarity=np.full(3, np.nan), default=np.array(["for_you"] * 3))
     assert codes.tolist() == ["friends", "trending", "for_you"]
+    # a viewed item of another category and unlike the item is not named; one of its category is
+    unlike = dict(similarity=np.array([0.1, 0.1, 0.1]), default=np.array(["for_you"] * 3))
+    assert choose_reasons(contrib, base, **unlike, anchor_fits=np.zeros(3, bool)).tolist()[2] == "for_you"
+    assert choose_reasons(contrib, base, **unlike, anchor_fits=np.ones(3, bool)).tolist()[2] == "viewed"
 
 
 def test_added_items_enter_from_content_and_removed_items_vanish(rec):

@@ -278,11 +278,14 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
 def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_i: np.ndarray, pos: np.ndarray,
                   score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Reason code and the named viewed item (position, -1 for none) of every output row."""
+    """Reason code and the named viewed item (position, -1 for none) of every output row. The viewed item
+    named is the most similar one of the user's history in the item's own category, else the most similar
+    of all (then it must be alike enough to be named: :func:`choose_reasons`)."""
     n = len(pos)
     default = np.where(source == "retrieval", "for_you", "popular").astype(object)
-    sim, anchor = np.full(n, np.nan), np.full(n, -1, np.int64)
+    sim, anchor, same_category = np.full(n, np.nan), np.full(n, -1, np.int64), np.zeros(n, bool)
     if state.vocab_to_pos is not None:
+        cat = state.catalogue.category_code
         for i in np.unique(req_i):
             hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
             hist = hist[hist >= 0]
@@ -291,15 +294,18 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
             m = req_i == i
             s = state.item_emb[pos[m]] @ state.item_emb[hist].T
             s[pos[m][:, None] == hist[None, :]] = -np.inf
-            best = s.argmax(axis=1)
+            same = (cat[pos[m]][:, None] == cat[hist][None, :]) & np.isfinite(s)
+            has_same = same.any(axis=1)
+            best = np.where(has_same, np.where(same, s, -np.inf).argmax(axis=1), s.argmax(axis=1))
             sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
+            same_category[m] = has_same
     names: list[str] = []
     values = np.zeros((n, 0))
     if ranked.contributions is not None and has_row.any():
         names, part = ranked.contributions(safe[has_row], score[has_row])
         values = np.full((n, len(names)), np.nan)
         values[has_row] = part
-    return choose_reasons((names, values), score, similarity=sim, default=default), anchor
+    return choose_reasons((names, values), score, similarity=sim, default=default, anchor_fits=same_category), anchor
 
 
 def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:

@@ -146,13 +146,16 @@ def reason_text(code: str, *, item_title: str | None = None, category: str | Non
 
 def choose_reasons(contrib: pd.DataFrame | tuple[list[str], np.ndarray], scores: np.ndarray, *,
                    similarity: np.ndarray, default: np.ndarray, min_share: float = 0.02,
-                   min_similarity: float = 0.3) -> np.ndarray:
+                   min_similarity: float = 0.3, anchor_fits: np.ndarray | None = None) -> np.ndarray:
     """Reason code per row.
 
     ``contrib``: score lost per evidence kind (see :func:`reason_contributions`), a frame or
-    ``(kinds, values)`` as :func:`matrix_contributions` gives them; ``similarity``: the
-    best cosine between the item and a viewed item (NaN without history); ``default``: the code
-    when nothing stands out ("popular" or "for_you", from the candidate's source).
+    ``(kinds, values)`` as :func:`matrix_contributions` gives them; ``similarity``: the cosine
+    between the item and the viewed item the reason would name (NaN without history); ``default``:
+    the code when nothing stands out ("popular" or "for_you", from the candidate's source);
+    ``anchor_fits``: rows whose named viewed item is a fitting one (e.g. the same category); without
+    it, any viewed item fits. History evidence names a viewed item only where it fits or is at least
+    ``min_similarity`` alike, so an item is never explained by an unrelated one.
     """
     n = len(scores)
     codes = np.asarray(default, dtype=object).copy()
@@ -163,8 +166,9 @@ def choose_reasons(contrib: pd.DataFrame | tuple[list[str], np.ndarray], scores:
         else (list(contrib[0]), np.asarray(contrib[1], dtype=np.float64))
     if len(names):
         vals = np.where(np.isfinite(vals), vals, -np.inf)
-        if "viewed" in names:  # nothing to name without a viewed item
-            vals[~np.isfinite(sim), names.index("viewed")] = -np.inf
+        if "viewed" in names:  # nothing to name without a viewed item, or with an unrelated one
+            fits = np.isfinite(sim) if anchor_fits is None else (np.asarray(anchor_fits, bool) | by_similarity)
+            vals[~fits, names.index("viewed")] = -np.inf
         best = vals.argmax(axis=1)
         top = vals[np.arange(n), best]
         floor = min_share * np.abs(np.nan_to_num(np.asarray(scores, dtype=np.float64)))
