@@ -17,6 +17,8 @@ def test_recommend_benchmark_writes_latency_engines_and_throughput(tmp_path):
     assert saved["latency"]["n"] == 120 and 0 < saved["latency"]["p50_ms"] <= saved["latency"]["p99_ms"]
     p99s = sorted(x["wall"]["p99_ms"] for x in saved["latency_rounds"])
     assert len(p99s) == 3 and saved["latency"]["p99_ms"] == p99s[1]  # the median round's
+    steady = saved["latency_steady_cpu"]
+    assert steady["n"] == 40 and 0 < steady["p50_ms"] <= steady["p99_ms"]
     assert set(saved["latency_stages_ms"]) == {"retrieve", "features", "ranker", "rules", "reasons"}
     engines = saved["forest_engines"]
     assert set(engines["cpu_ms_per_request"]) == {"compiled", "sklearn", "numpy"}
@@ -24,4 +26,4 @@ def test_recommend_benchmark_writes_latency_engines_and_throughput(tmp_path):
     assert saved["serving"]["forest_engine"] == "compiled" == r["serving"]["forest_engine"]
     assert saved["batch"]["users"] == 400 and saved["batch"]["measured_users"] == 200
     md = (tmp_path / "recommend.md").read_text()
-    assert "| compiled |" in md and "| sklearn |" in md and "target p99" in md and "| round 3: wall / CPU |" in md
+    assert "| compiled |" in md and "| sklearn |" in md and "target p99" in md and "| round 3: wall / CPU |" in md and "median CPU over the rounds" in md
