@@ -86,31 +86,30 @@ class CompiledForest:
                 missing_left[i] = bool(a["missing_go_to_left"][n])
                 self.feature[i] = f + (0 if missing_left[i] else self.n_features)
                 self.child[i] = child[i]
-        self._flat = ((self.feature % max(self.n_features, 1)).astype(np.int32), raw_threshold, self.child, missing_left, self.value,
-                      self.roots)
-        self.engine = self._choose(engine, ensembles)
+        self._flat = ((self.feature % max(self.n_features, 1)).astype(np.int32), raw_threshold, self.child,
+                      missing_left, self.value, self.roots)
+        self._choose(engine, ensembles)
 
-    def _choose(self, engine: str, ensembles: Sequence) -> str:
-        """The first engine of the request that is available and gives the array walk's leaves."""
+    def _choose(self, engine: str, ensembles: Sequence) -> None:
+        """Set ``engine`` (and ``_native``, its walk) to the first engine asked for that is available and gives
+        the array walk's leaves."""
         for name in (("compiled", "sklearn") if engine == "auto" else (engine,)):
             if name == "numpy":
                 break
-            self._native = _compiled_walk() if name == "compiled" else _native_trees(ensembles)
-            self._kind = name
+            self.engine, self._native = name, _compiled_walk() if name == "compiled" else _native_trees(ensembles)
             if self._native is not None and self._native_agrees(self.n_features):
-                return name
+                return
             if engine != "auto":
                 raise ValueError(f"the {name!r} tree walk is unavailable here or disagrees with the array walk"
                                  + (" (recsys/models/rankers/_walk.c was not built at install: is a C compiler"
                                     " available?)" if name == "compiled" and self._native is None else ""))
-        self._native = None
-        return "numpy"
+        self.engine, self._native = "numpy", None
 
     def decision_functions(self, X: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
         """Raw log-odds of every ensemble for the rows of X (float64, NaN = missing)."""
-        if self._native is not None and self._kind == "compiled":
+        if self.engine == "compiled":
             return self._sum(self._compiled_leaves(X))
-        if self._native is not None:  # a cache-sized block of rows through every tree, block by block
+        if self.engine == "sklearn":  # a cache-sized block of rows through every tree, block by block
             leaves = [self._native_leaves(np.ascontiguousarray(X[s:s + chunk], dtype=np.float64))
                       for s in range(0, max(len(X), 1), chunk)]
             return self._sum(np.concatenate(leaves) if len(leaves) > 1 else leaves[0])
@@ -140,7 +139,7 @@ class CompiledForest:
         return out
 
     def _native_leaves(self, X: np.ndarray) -> np.ndarray:
-        if self._kind == "compiled":
+        if self.engine == "compiled":
             return self._compiled_leaves(X)
         predict, nodes, bitsets, cat_map = self._native
         out = np.empty((len(nodes), len(X)))
