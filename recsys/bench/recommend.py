@@ -143,13 +143,12 @@ def _picks(users: np.ndarray, medias: list, n_requests: int, seed: int) -> list[
     return [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
 
 
-def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed: int, rounds: int = 3
-             ) -> tuple[list[dict], dict]:
-    """Per round, wall and CPU (this thread) percentiles of ``n_requests`` single recommend calls (the same
-    requests each round, each round starting with no remembered user vectors); per-stage means (wall, CPU)."""
+def _latency(rec, picks: list[tuple], medias: list, k: int, rounds: int = 3) -> tuple[list[dict], dict, dict]:
+    """Per round, wall and CPU (this thread) percentiles of the single recommend calls ``picks`` (the same
+    requests each round, each round starting with no remembered user vectors); per-stage means (wall, CPU);
+    percentiles of each request's median CPU over the rounds."""
     from recsys.serve.engine import Request, run_batch
 
-    picks = _picks(users, medias, n_requests, seed)
     _warm(rec, medias)
     per_round, cpu_by_round = [], []
     for _ in range(rounds):
@@ -166,14 +165,14 @@ def _latency(rec, users: np.ndarray, medias: list, n_requests: int, k: int, seed
         cpu_by_round.append(cpu)
     stages: dict[str, float] = {}
     stages_cpu: dict[str, float] = {}
-    n_stage = min(300, n_requests)
+    n_stage = min(300, len(picks))
     rec._state.filters_cache.pop("user_vectors", None)  # these users were just served: start as cold as above
     for u, m in picks[:n_stage]:
         run_batch(rec._state, [Request(u, m, k)], timings=stages, cpu_timings=stages_cpu,
                   drop=("user_id", "media_id", "fallback"), as_columns=True)  # as recommend runs it
     per = lambda d: {name: 1000 * v / n_stage for name, v in d.items()}  # noqa: E731
-    steady = _percentiles(list(np.median(np.asarray(cpu_by_round), axis=0)))  # each request's median CPU
-    return per_round, {"wall_ms": per(stages), "cpu_ms": per(stages_cpu), "steady_cpu": steady}
+    steady = _percentiles(list(np.median(np.asarray(cpu_by_round), axis=0)))
+    return per_round, {"wall_ms": per(stages), "cpu_ms": per(stages_cpu)}, steady
 
 
 def _median_round(rounds: list[dict], kind: str) -> dict:
@@ -343,9 +342,10 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
         rec, w, setup = _build(n_events, n_items, index_factory, seed, progress)
         users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
         medias = ["guide-0", "app-0", "app-1", "kol-0", None]
-        rounds, stages = _latency(rec, users, medias, n_requests, k, seed, latency_rounds)
+        picks = _picks(users, medias, n_requests, seed)
+        rounds, stages, steady = _latency(rec, picks, medias, k, latency_rounds)
         latency, latency_cpu = _median_round(rounds, "wall"), _median_round(rounds, "cpu")
-        engines = _forest_engines(rec, _picks(users, medias, n_requests, seed), k)
+        engines = _forest_engines(rec, picks, k)
         measured = min(n_batch_users, batch_measured_users or n_batch_users)
         batch = _throughput(rec, users, n_batch_users, measured, k, batch_chunk, "app-0")
         vecs = _user_vectors(rec, users[:256])
@@ -370,7 +370,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "index_factory": index_factory,
               "index_params": index.effective_params() if hasattr(index, "effective_params") else {},
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
-              "latency_rounds": rounds, "latency_steady_cpu": stages["steady_cpu"],
+              "latency_rounds": rounds, "latency_steady_cpu": steady,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],
               "index_recall": recall, "forest_engines": engines, "batch": batch, "matmul_limit": mm, "serving": serving,
               "seconds": time.perf_counter() - t_start}
