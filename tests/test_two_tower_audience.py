@@ -46,6 +46,10 @@ def test_degree_pooling_is_the_lightgcn_normalised_sum():
     want0 = users[0] / np.sqrt(2 * 3) + (users[1] + users[2]) / np.sqrt(3)
     want2 = users[0] / np.sqrt(2 * 2) + users[3] / np.sqrt(2)
     assert torch.allclose(pooled[0], want0) and torch.allclose(pooled[2], want2)
+    model.set_item_audience(POSITIVES[:, :1])  # a new graph: the user degrees are counted again
+    with torch.no_grad():
+        pooled, _ = model.audience.pooled(torch.arange(6), users)
+    assert torch.allclose(pooled[0], (users[0] + users[1] + users[2]) / np.sqrt(3))  # deg(user 0) is now 1
 
 
 def test_history_audience_is_a_second_hop():

@@ -107,10 +107,18 @@ class AudiencePooling(nn.Module):
         flat, offsets, lens = self._bags(item_ids)
         if self.mode == "mean":
             return F.embedding_bag(flat, table, offsets, mode="mean"), lens
-        deg_user = torch.bincount(self.indices, minlength=table.shape[0]).to(table.dtype)
+        deg_user = self._user_degrees(table.shape[0]).to(table.dtype)
         deg_item = torch.repeat_interleave(lens, lens).to(table.dtype)
         w = (deg_user[flat] * deg_item).clamp_min(1.0).rsqrt()
         return F.embedding_bag(flat, table, offsets, mode="sum", per_sample_weights=w), lens
+
+    def _user_degrees(self, n_users: int) -> torch.Tensor:
+        """Each user's audience count, computed once per graph (``indices`` is replaced, never changed in
+        place, by :meth:`set_graph`, loading and moving the module), not on every forward."""
+        hit = self.__dict__.get("_degrees")
+        if hit is None or hit[0] is not self.indices or hit[1].numel() != n_users:
+            hit = self.__dict__["_degrees"] = (self.indices, torch.bincount(self.indices, minlength=n_users))
+        return hit[1]
 
     def forward(self, item_ids: torch.Tensor, static: torch.Tensor,
                 user_table: torch.Tensor | None = None) -> torch.Tensor:
