@@ -118,3 +118,29 @@ def test_item_prior_adds_a_fixed_offset_and_survives_save_load(tmp_path):
         assert torch.equal(loaded.item_embeddings(items), with_prior.item_embeddings(items))
     with pytest.raises(ConfigError, match="one offset per item"):
         model.with_item_prior(torch.zeros(3))
+
+
+def test_output_dropout_acts_in_training_only_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    model = TwoTowerModel(_rich_config(user_dropout=0.5, item_dropout=0.5))
+    users, items = _inputs()
+    model.train()
+    with torch.no_grad():
+        u1, u2 = model.user_embeddings(users), model.user_embeddings(users)
+        i1, i2 = model.item_embeddings(items), model.item_embeddings(items)
+    assert not torch.equal(u1, u2) and not torch.equal(i1, i2)  # a fresh mask each call
+    # p = 0.5 on 8 coordinates: some are zeroed, the vector is still unit length
+    assert (u1 == 0).any() and torch.allclose(u1.norm(dim=1), torch.ones(3))
+    model.eval()
+    with torch.no_grad():
+        e1, e2 = model.user_embeddings(users), model.user_embeddings(users)
+        f1, f2 = model.item_embeddings(items), model.item_embeddings(items)
+    assert torch.equal(e1, e2) and torch.equal(f1, f2)
+    plain = TwoTowerModel(_rich_config()).eval()
+    plain.load_state_dict(model.state_dict())  # no parameters of its own: eval output is the undropped model's
+    with torch.no_grad():
+        assert torch.equal(plain.user_embeddings(users), e1)
+    model.save(tmp_path / "m")
+    assert TwoTowerModel.load(tmp_path / "m").config.user_dropout == 0.5
+    with pytest.raises(ConfigError, match="user_dropout"):
+        _rich_config(user_dropout=1.0)

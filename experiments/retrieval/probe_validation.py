@@ -6,7 +6,9 @@ for several popularity-prior weights (``r<beta>``), never touching test.
 JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score), ``_ccl``
 (``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
 negative, on user batches, instead of the config's task) and ``_decay`` (``{"start": e, "gamma": g}``:
-lr multiplied by g after each epoch >= e). Used for the probes in README.md, e.g.
+lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
+average of the weights, updated after every step) and ``_au`` (``{"gamma": g}``: DirectAU's alignment +
+g * uniformity loss instead of the config's task). Used for the probes in README.md, e.g.
 ``'{"use_user_id": true, "_betas": [0.0, 0.01, 0.02, 0.04, 0.08]}'``.
 """
 import json
@@ -28,7 +30,9 @@ data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
 betas = over.pop("_betas", [0.0, 0.01, 0.02, 0.04, 0.08])
 ccl = over.pop("_ccl", None)
-decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after each epoch >= start  # {"margin":..., "weight":...}: full-catalogue CCL on user batches
+decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after each epoch >= start
+ema = over.pop("_ema", None)  # EMA decay per step; validation scores the averaged weights
+au = over.pop("_au", None)  # {"gamma": g}: DirectAU alignment + uniformity
 cfg = R.RetrievalBenchConfig.from_dict(over)
 ds = load_lightgcn(data_dir)
 train = ds.train_matrix()
@@ -51,12 +55,41 @@ class FullCCL(FullSoftmaxTask):
         return ((1 - pos).sum() + self.weight * (n_pos * neg_mean).sum()) / rows.numel()
 
 
+class AlignUniform(FullSoftmaxTask):
+    """DirectAU (Wang et al., KDD 2022): ||u - i||^2 over positives + gamma/2 * (uniformity(users) +
+    uniformity(items)), uniformity = log mean exp(-2 ||x - y||^2) over distinct pairs of the batch's users /
+    of its positive items (at most 4096 of them)."""
+
+    def __init__(self, gamma):
+        super().__init__(temperature=1.0)
+        self.gamma = gamma
+
+    @staticmethod
+    def _uniform(x):
+        return torch.pdist(x).pow(2).mul(-2).exp().mean().log()
+
+    def __call__(self, user, items, rows, cols, known=None):
+        align = (user[rows] - items[cols]).pow(2).sum(1).mean()
+        pos = torch.unique(cols)
+        if pos.numel() > 4096:
+            pos = pos[torch.randperm(pos.numel())[:4096]]
+        return align + self.gamma / 2 * (self._uniform(user) + self._uniform(items[pos]))
+
+
 data = RetrievalData(fit)
 torch.manual_seed(cfg.seed)
 model = R._make_model(cfg, *fit.shape)
 
 
+_ema = {}
+
+
 def validate(m):
+    if ema:
+        import copy
+
+        m = copy.deepcopy(m)
+        m.load_state_dict({**m.state_dict(), **_ema})
     users, items = encode_all(m, data)
     out = {}
     for b in betas:
@@ -70,16 +103,25 @@ def validate(m):
 
 
 _opts = []
-_base = T.OPTIMIZERS["adam"]
+_base = T.OPTIMIZERS[cfg.optimizer]
 
 
-def _adam(*a, **k):
+def _opt(*a, **k):
     o = _base(*a, **k)
     _opts.append(o)
+    if ema:
+        def _after(opt, args, kwargs):
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name not in _ema:
+                        _ema[name] = p.detach().clone()
+                    else:
+                        _ema[name].mul_(ema).add_(p.detach(), alpha=1 - ema)
+        o.register_step_post_hook(_after)
     return o
 
 
-T.OPTIMIZERS["adam"] = _adam
+T.OPTIMIZERS[cfg.optimizer] = _opt
 
 
 class Log(Callback):
@@ -91,7 +133,7 @@ class Log(Callback):
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
 
 
-task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else R.build_task(cfg)
+task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else R.build_task(cfg)
 t0 = time.time()
 tr = Trainer(model, task, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
              optimizer=cfg.optimizer, history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,

@@ -43,6 +43,8 @@ class RetrievalBenchConfig:
     gate_init: float = 0.5
     learn_gate: bool = True
     history_dropout: float = 0.0
+    user_dropout: float = 0.0  # dropout on the user / item tower output before normalisation (training only)
+    item_dropout: float = 0.0
     history_holdout: float = 0.0  # full_softmax: share of history hidden and predicted each step
     normalize: bool = True
     item_bias: bool = False  # per-item score offset (one extra coordinate in the index)
@@ -210,6 +212,7 @@ def _make_model(cfg: RetrievalBenchConfig, n_users: int, n_items: int):
                                         share_audience_embeddings=cfg.share_audience_embeddings,
                                         history_audience=cfg.history_audience,
                                         gate_init=cfg.gate_init, learn_gate=cfg.learn_gate,
+                                        user_dropout=cfg.user_dropout, item_dropout=cfg.item_dropout,
                                         normalize=cfg.normalize, init_std=cfg.init_std))
 
 

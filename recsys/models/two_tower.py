@@ -36,6 +36,8 @@ class TwoTowerConfig:
     ``share_audience_embeddings`` (needs ``use_user_id``), else from a table of its own.
     ``history_audience`` makes the user's history pool those audience-blended item-id vectors
     instead of the bare id table: a second hop (user <- items <- their users).
+    ``user_dropout``/``item_dropout``: dropout on each tower's output vector before normalisation
+    (training mode only; SimpleX's ``net_dropout`` on the user side); 0 = off.
     """
 
     num_users: int
@@ -57,6 +59,8 @@ class TwoTowerConfig:
     share_audience_embeddings: bool = True
     history_audience: bool = False
     item_id_dropout: float = 0.0
+    user_dropout: float = 0.0
+    item_dropout: float = 0.0
     item_oov_index: int | None = None
     init_std: float = 0.1
 
@@ -68,6 +72,9 @@ class TwoTowerConfig:
                               f"{self.num_users}, {self.num_items}")
         if not 0.0 < self.gate_init < 1.0:
             raise ConfigError(f"gate_init must lie in (0, 1), got {self.gate_init}")
+        for name in ("user_dropout", "item_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
         if self.item_audience not in AUDIENCE_MODES:
             raise ConfigError(f"item_audience must be one of {AUDIENCE_MODES}, got {self.item_audience!r}")
         if self.item_audience != "none" and self.share_audience_embeddings and not self.use_user_id:
@@ -113,7 +120,9 @@ class TwoTowerModel(nn.Module):
                                             table_rows=0 if c.share_audience_embeddings else c.num_users,
                                             gate_init=c.gate_init, learn_gate=c.learn_gate, init_std=c.init_std)
 
-    def _out(self, x: torch.Tensor) -> torch.Tensor:
+    def _out(self, x: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+        if dropout and self.training:
+            x = F.dropout(x, dropout)
         return F.normalize(x, dim=-1) if self.config.normalize else x
 
     def item_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -121,14 +130,14 @@ class TwoTowerModel(nn.Module):
         out = self.item_tower(feats)
         if self.audience is not None:
             out = self.audience(feats["item_id"], out, self._audience_users())
-        out = self._out(out)
+        out = self._out(out, self.config.item_dropout)
         if self.config.item_bias:
             out = torch.cat([out, self.item_bias(feats["item_id"])], dim=1)
         return out
 
     def user_embeddings(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """User embeddings [B, dim]; history items use the item id table unless a separate one is configured."""
-        out = self._out(self.user_tower(feats, self._history_table()))
+        out = self._out(self.user_tower(feats, self._history_table()), self.config.user_dropout)
         if self.config.item_bias:
             out = torch.cat([out, out.new_ones(out.shape[0], 1)], dim=1)
         return out
