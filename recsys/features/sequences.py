@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from recsys.errors import DataValidationError
 
-__all__ = ["sequence_matrix", "last_n_items", "append_to_history", "history_tensors"]
+__all__ = ["sequence_matrix", "last_n_items", "append_to_history", "history_tensors", "history_arrays"]
 
 
 def sequence_matrix(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray | None, *, n_users: int,
@@ -72,7 +72,16 @@ def history_tensors(csr: sp.csr_matrix, users: np.ndarray, drop: np.ndarray | No
     """
     import torch
 
+    return {k: torch.from_numpy(v) for k, v in history_arrays(csr, users, drop).items()}
+
+
+def history_arrays(csr: sp.csr_matrix, users: np.ndarray, drop: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """:func:`history_tensors` as int64 NumPy arrays."""
     users = np.asarray(users, dtype=np.int64)
+    if len(users) == 1 and drop is None:  # one user (the serving path): a slice of the CSR
+        r = int(users[0])
+        return {"history": csr.indices[csr.indptr[r]:csr.indptr[r + 1]].astype(np.int64),
+                "history_offsets": np.zeros(1, np.int64)}
     starts, ends = csr.indptr[users], csr.indptr[users + 1]
     lens = ends - starts
     rows = np.repeat(np.arange(len(users)), lens)
@@ -81,4 +90,4 @@ def history_tensors(csr: sp.csr_matrix, users: np.ndarray, drop: np.ndarray | No
     if drop is not None:
         rows, cols = rows[~drop], cols[~drop]
     offsets = np.searchsorted(rows, np.arange(len(users))).astype(np.int64)
-    return {"history": torch.from_numpy(cols), "history_offsets": torch.from_numpy(offsets)}
+    return {"history": cols, "history_offsets": offsets}

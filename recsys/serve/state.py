@@ -120,6 +120,15 @@ class ServingState:
         """Columns of the serving feature matrix: the ranker's, then the reasons' ablation sources it lacks."""
         return self._arrays()[1]
 
+    def folded_tower(self):
+        """The user tower in NumPy (:class:`~recsys.models.folded_tower.FoldedUserTower`), checked once per state
+        against the torch forward on a sample of known users and one unknown user; None when the tower cannot
+        be folded or the check fails (then the torch forward serves, and a warning says why)."""
+        hit = self.filters_cache.get("folded_tower")
+        if hit is None:
+            hit = self.filters_cache["folded_tower"] = _fold_user_tower(self) or False
+        return hit or None
+
     def pool_positions(self, media: str) -> np.ndarray:
         """Catalogue positions in a partner's pool (cached until the next update)."""
         key = ("pool_positions", media)
@@ -263,3 +272,39 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                          vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
     state.candidate_features()  # built now, not on the first request
     return state
+
+
+FOLD_CHECK_USERS = 64  # known users (plus one unknown) on which a folded tower must match the torch forward
+FOLD_TOLERANCE = 1e-5
+
+
+def _fold_user_tower(state: ServingState):
+    """A checked :class:`~recsys.models.folded_tower.FoldedUserTower` for ``state``'s model, or None."""
+    import torch
+
+    from recsys.models.folded_tower import FoldedUserTower
+
+    model = state.model
+    if model.training:
+        model.eval()
+    if not FoldedUserTower.supports(model):
+        return None
+    folded = FoldedUserTower(model)
+    users = state.users
+    rows = np.r_[np.arange(min(len(users.ids), FOLD_CHECK_USERS)), -1].astype(np.int64)
+    ids = np.asarray([*users.ids[rows[:-1]].tolist(), "__recsys_fold_check_unknown_user__"], dtype=object)
+    media = list(state.pools)[:1] or [None]
+    media_ids = [media[0] if i % 2 else None for i in range(len(rows))]
+    args = (ids, rows, media_ids, [None] * len(rows))
+    with torch.inference_mode():
+        want = model.user_embeddings(users.tower_inputs(*args)).cpu().numpy()
+    got = folded(users.tower_arrays(*args))
+    err = float(np.abs(got - want).max()) if want.size else 0.0
+    if got.shape != want.shape or not err <= FOLD_TOLERANCE:
+        import warnings
+
+        warnings.warn(f"the NumPy user tower differs from the torch forward by {err:.2e} (> {FOLD_TOLERANCE}); "
+                      "serving with the torch forward", RuntimeWarning, stacklevel=3)
+        return None
+    return folded
+

@@ -124,9 +124,17 @@ class UserState:
         """User-tower input tensors for a batch (known rows gathered, unknown users encoded from the request)."""
         import torch
 
+        return {k: torch.from_numpy(v) for k, v in self.tower_arrays(user_ids, rows, media_ids, contexts).items()}
+
+    def tower_arrays(self, user_ids: np.ndarray, rows: np.ndarray, media_ids: list, contexts: list
+                     ) -> dict[str, np.ndarray]:
+        """:meth:`tower_inputs` as NumPy arrays (what :class:`~recsys.models.folded_tower.FoldedUserTower` reads)."""
+        arrays = self.__dict__.get("_feat_arrays")
+        if arrays is None:  # NumPy views of the feature tensors (shared memory)
+            arrays = self._feat_arrays = {k: v.numpy() for k, v in self.feats.items()}
         known = rows >= 0
-        idx = torch.from_numpy(np.where(known, rows, 0))
-        out = {k: v[idx].clone() for k, v in self.feats.items()}
+        idx = np.where(known, rows, 0)
+        out = {k: v[idx] for k, v in arrays.items()}
         unknown = np.flatnonzero(~known)
         if len(unknown):
             prof = pd.DataFrame({"user_id": np.asarray(user_ids, dtype=object)[unknown]})
@@ -134,16 +142,15 @@ class UserState:
                 prof[c] = [(ctx or {}).get(c) for ctx in (contexts[i] for i in unknown)]
             enc = self.pipeline.encode_users(prof["user_id"].to_numpy(), users=prof if self.profile_keys else None,
                                              media_ids=None)
-            sel = torch.from_numpy(unknown)
             for k in out:
-                out[k][sel] = enc[k]
+                out[k][unknown] = np.asarray(enc[k])
         if self.context_key is not None:
             given = np.array([m is not None for m in media_ids])
             if given.any():
-                codes = self._context_codes([m for m in media_ids if m is not None])
-                out[self.context_key][torch.from_numpy(np.flatnonzero(given))] = torch.from_numpy(codes)
-        from recsys.features.sequences import history_tensors
+                out[self.context_key][np.flatnonzero(given)] = self._context_codes([m for m in media_ids
+                                                                                    if m is not None])
+        from recsys.features.sequences import history_arrays
 
         hist_rows = np.where(known, rows, len(self.ids))
-        out.update(history_tensors(self.history, hist_rows))
+        out.update(history_arrays(self.history, hist_rows))
         return out
