@@ -257,8 +257,10 @@ class CandidateFeatures:
             uniq, inv = np.unique(keys, return_inverse=True)
             u = codes["user"]
             key_range = (int(u[0] * n_cat), int((u[0] + 1) * n_cat)) if len(u) == 1 else None
-            counts = tuple(c[:, inv] for c in _counts(st, "user_category", uniq, t_req[:1], key_range))
-            out["user_category"] = _block(counts, *self._child_rates(parents, "user_category", cat, counts))
+            # one block row per distinct (user, category) pair, then gathered: a feed spans a few categories
+            counts = _counts(st, "user_category", uniq, t_req[:1], key_range)
+            block = _block(counts, *self._child_rates(parents, "user_category", uniq % n_cat, counts))
+            out["user_category"] = block[inv.reshape(-1)]
         return out
 
     def _lookup(self, name: str, index: pd.Index, values) -> np.ndarray:
