@@ -90,7 +90,7 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
         dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
         normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
         item_bias=bc.item_bias, item_audience=bc.item_audience, share_audience_embeddings=bc.share_audience_embeddings,
-        history_audience=bc.history_audience,
+        history_audience=bc.history_audience, user_dropout=bc.user_dropout, item_dropout=bc.item_dropout,
         item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
 
 
@@ -99,7 +99,7 @@ def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: l
     from recsys.models.trainer import Trainer
 
     negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
-    return Trainer(model, build_task(bc), epochs=epochs, batch_size=bc.batch_size, lr=bc.lr,
+    return Trainer(model, build_task(bc, data.positives), epochs=epochs, batch_size=bc.batch_size, lr=bc.lr,
                    weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
                    num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
                    seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",

@@ -97,3 +97,25 @@ def test_recsys_train_serves_the_popularity_prior_its_bench_config_chose(tmp_pat
     model_config = json.loads((result.bundle_dir / "model" / "config.json").read_text())
     assert '"item_bias": true' in json.dumps(model_config)  # the prior lives in the item-bias coordinate
     assert len(result.recommender.recommend(0, k=3)) == 3
+
+
+def test_train_prior_puts_the_fitted_counts_prior_into_the_training_task(tmp_path):
+    import scipy.sparse as sp
+
+    from recsys.bench.retrieval import build_task
+
+    train = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 0, 0]], dtype=np.float32))  # counts 3, 1, 0
+    task = build_task(RetrievalBenchConfig(train_prior=0.1), train)
+    assert np.allclose(task.item_prior.numpy(), 0.1 * np.log1p([3, 1, 0]))
+    assert build_task(RetrievalBenchConfig(), train).item_prior is None  # default: off
+    with pytest.raises(ConfigError, match="train_prior"):
+        build_task(RetrievalBenchConfig(train_prior=0.1))
+    with pytest.raises(ConfigError, match="train_prior"):
+        build_task(RetrievalBenchConfig(train_prior=0.1, task="bpr"), train)
+    data = _write_lightgcn(tmp_path / "blocks")  # end to end: trains, and the served prior comes from the grid
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("dim: 8\nepochs: 3\nbatch_size: 16\nlr: 0.05\ntemperature: 0.2\nbaselines: false\n"
+                   "train_prior: 0.05\npopularity_prior: [0.0, 0.05]\n")
+    result = run_retrieval_benchmark(data, cfg, None)
+    assert result["config"]["train_prior"] == 0.05 and result["popularity_prior"] in (0.0, 0.05)
+    assert result["recall@20"] > 0.5

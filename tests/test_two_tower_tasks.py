@@ -184,3 +184,32 @@ def test_full_softmax_item_side_term_by_hand():
     t00 = -torch.log_softmax(torch.tensor([1.0, 0.0]) / 0.5, 0)[0]  # item 0 vs users (0, 1)
     want = (t00 + 0.0 + 0.0) / 3  # (1, 1): user 0 also holds item 1 -> masked -> 0
     assert torch.allclose(both(u, it, rows, cols) - base(u, it, rows, cols), 2.0 * want)
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_full_softmax_item_prior_is_added_to_every_score_before_the_temperature(exclude):
+    torch.manual_seed(0)
+    u = F.normalize(torch.randn(3, 4, dtype=torch.float64), dim=1).requires_grad_()
+    it = F.normalize(torch.randn(6, 4, dtype=torch.float64), dim=1).requires_grad_()
+    rows, cols = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 0, 5])
+    prior = torch.tensor([0.0, 0.3, 0.1, 0.0, 0.5, 0.2])
+    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, bounded=True, item_prior=prior)(
+        u, it, rows, cols)
+    s = (u @ it.T + prior.double()[None, :]) / 0.5
+    if exclude:
+        mask = torch.zeros_like(s, dtype=torch.bool)
+        mask[rows, cols] = True
+        ref = F.softplus(torch.logsumexp(s.masked_fill(mask, float("-inf")), 1)[rows] - s[rows, cols]).mean()
+    else:
+        ref = (torch.logsumexp(s, 1)[rows] - s[rows, cols]).mean()
+    assert torch.allclose(loss, ref)
+    for g, r in zip(torch.autograd.grad(loss, (u, it)), torch.autograd.grad(ref, (u, it)), strict=True):
+        assert torch.allclose(g, r)
+    # a zero prior is no prior
+    plain = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude)
+    zero = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, item_prior=torch.zeros(6))
+    assert torch.equal(zero(u, it, rows, cols), plain(u, it, rows, cols))
+    with pytest.raises(ConfigError, match="item_prior has 5 offsets"):
+        FullSoftmaxTask(item_prior=torch.zeros(5))(u, it, rows, cols)
+    with pytest.raises(ConfigError, match="finite"):
+        FullSoftmaxTask(item_prior=torch.tensor([float("-inf")]))

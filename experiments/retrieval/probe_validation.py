@@ -8,7 +8,8 @@ JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to sco
 negative, on user batches, instead of the config's task) and ``_decay`` (``{"start": e, "gamma": g}``:
 lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
 average of the weights, updated after every step) and ``_au`` (``{"gamma": g}``: DirectAU's alignment +
-g * uniformity loss instead of the config's task). Used for the probes in README.md, e.g.
+g * uniformity loss instead of the config's task); ``_train_prior`` is the config key ``train_prior``.
+Used for the probes in README.md, e.g.
 ``'{"use_user_id": true, "_betas": [0.0, 0.01, 0.02, 0.04, 0.08]}'``.
 """
 import json
@@ -33,6 +34,8 @@ ccl = over.pop("_ccl", None)
 decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after each epoch >= start
 ema = over.pop("_ema", None)  # EMA decay per step; validation scores the averaged weights
 au = over.pop("_au", None)  # {"gamma": g}: DirectAU alignment + uniformity
+if "_train_prior" in over:  # the first probes' name of the config key train_prior
+    over["train_prior"] = over.pop("_train_prior")
 cfg = R.RetrievalBenchConfig.from_dict(over)
 ds = load_lightgcn(data_dir)
 train = ds.train_matrix()
@@ -133,7 +136,7 @@ class Log(Callback):
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
 
 
-task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else R.build_task(cfg)
+task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else R.build_task(cfg, fit)
 t0 = time.time()
 tr = Trainer(model, task, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
              optimizer=cfg.optimizer, history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,

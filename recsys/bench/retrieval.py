@@ -56,6 +56,10 @@ class RetrievalBenchConfig:
     # candidate weights beta of a fixed popularity prior beta * log1p(training count) added to every
     # score; chosen on validation together with the epoch ((0.0,) = off)
     popularity_prior: tuple[float, ...] = (0.0,)
+    # full_softmax: weight b of the same prior b * log1p(count of the data being fitted) in the training
+    # logits too, so the vectors need not encode popularity (0 = off); the served weight is still chosen
+    # from popularity_prior on validation
+    train_prior: float = 0.0
     init_std: float = 0.1
     epochs: int = 30
     patience: int = 3
@@ -185,14 +189,21 @@ def apply_chosen_prior(model: Any, summary: dict, train: sp.csr_matrix, log=None
     return model, prior
 
 
-def build_task(cfg: RetrievalBenchConfig):
-    """The task object a config names (unknown names are errors)."""
+def build_task(cfg: RetrievalBenchConfig, train: sp.csr_matrix | None = None):
+    """The task object a config names (unknown names are errors); ``train``: the data being fitted, which
+    ``train_prior`` needs (its item counts)."""
+    import torch
+
     from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask
 
+    if cfg.train_prior and (cfg.task != "full_softmax" or train is None):
+        raise ConfigError("train_prior needs task: full_softmax and the training matrix (build_task(cfg, train))")
     if cfg.task == "full_softmax":
+        prior = torch.from_numpy(cfg.train_prior * popularity_log_counts(train)) if cfg.train_prior else None
         return FullSoftmaxTask(temperature=cfg.temperature, exclude_other_positives=cfg.exclude_other_positives,
                                bounded=cfg.normalize and not cfg.item_bias and cfg.temperature >= 0.02,
-                               user_weight_power=cfg.user_weight_power, item_side_weight=cfg.item_side_weight)
+                               user_weight_power=cfg.user_weight_power, item_side_weight=cfg.item_side_weight,
+                               item_prior=prior)
     if cfg.task == "sampled_softmax":
         return SampledSoftmaxTask(temperature=cfg.temperature)
     if cfg.task == "ccl":
@@ -232,7 +243,7 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
             log("  epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in metrics.items()))
 
-    trainer = Trainer(model, build_task(cfg), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+    trainer = Trainer(model, build_task(cfg, train), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                       weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, negatives=cfg.negatives,
                       num_negatives=cfg.num_negatives, history_dropout=cfg.history_dropout,
                       history_holdout=cfg.history_holdout, seed=cfg.seed,

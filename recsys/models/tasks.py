@@ -191,10 +191,14 @@ class FullSoftmaxTask:
     ``item_side_weight`` w adds ``w`` x the reverse softmax: each positive item picks its user among
     the batch's users (uniform in-batch negatives, so no logQ; the batch users who also hold that item
     are accidental hits and are removed), which spreads user vectors apart as the main term does items.
+    ``item_prior`` [num_items]: a fixed per-item offset added to every score before the temperature
+    (``softmax((u.i + prior_i) / T)``), e.g. ``b * log1p(training count)``, the same popularity prior the
+    served scores get (:meth:`TwoTowerModel.with_item_prior`), so the vectors need not encode it.
     """
 
     def __init__(self, *, temperature: float = 0.1, exclude_other_positives: bool = False,
-                 bounded: bool = False, user_weight_power: float = 0.0, item_side_weight: float = 0.0) -> None:
+                 bounded: bool = False, user_weight_power: float = 0.0, item_side_weight: float = 0.0,
+                 item_prior: torch.Tensor | None = None) -> None:
         _check_temperature(temperature)
         if bounded and temperature < 0.02:
             raise ConfigError(f"bounded full softmax needs temperature >= 0.02 (exp overflow), got {temperature}")
@@ -207,6 +211,12 @@ class FullSoftmaxTask:
         if item_side_weight < 0:
             raise ConfigError(f"item_side_weight must be >= 0, got {item_side_weight}")
         self.item_side_weight = item_side_weight
+        self.item_prior = None
+        if item_prior is not None:
+            item_prior = torch.as_tensor(item_prior, dtype=torch.float32).reshape(-1)
+            if not torch.isfinite(item_prior).all():
+                raise ConfigError("item_prior must be finite (e.g. b * log1p(count), not log(count) of an unseen item)")
+            self.item_prior = item_prior
 
     def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -214,8 +224,17 @@ class FullSoftmaxTask:
         if self.user_weight_power:
             n_pos = torch.bincount(rows, minlength=user_emb.shape[0]).to(user_emb.dtype)
             weights = n_pos.clamp_min(1.0).pow(-self.user_weight_power)[rows]
-        loss = full_softmax_loss(user_emb, item_emb, rows, cols, self.temperature,
-                                 self.exclude_other_positives, self.bounded, known, weights)
+        user_in, item_in, bounded = user_emb, item_emb, self.bounded
+        if self.item_prior is not None:  # one more coordinate: user 1, item its prior
+            prior = self.item_prior.to(item_emb)
+            if prior.numel() != item_emb.shape[0]:
+                raise ConfigError(f"item_prior has {prior.numel()} offsets but the batch scores {item_emb.shape[0]} "
+                                  f"items; build it from the data being fitted")
+            user_in = torch.cat([user_emb, user_emb.new_ones(user_emb.shape[0], 1)], dim=1)
+            item_in = torch.cat([item_emb, prior[:, None]], dim=1)
+            bounded = bounded and (1.0 + float(prior.abs().max())) / self.temperature < 50.0  # exp stays finite
+        loss = full_softmax_loss(user_in, item_in, rows, cols, self.temperature,
+                                 self.exclude_other_positives, bounded, known, weights)
         if self.item_side_weight:
             loss = loss + self.item_side_weight * self._item_side(user_emb, item_emb, rows, cols)
         return loss
