@@ -55,7 +55,8 @@ def _eligible(f: SearchFilters) -> set:
 id_lists = st.lists(st.sampled_from(IDS + ["unknown-1", "unknown-2"]), max_size=80, unique=True)
 filters = st.builds(SearchFilters, exclude=id_lists,
                     allow=st.one_of(st.none(), st.lists(st.sampled_from(IDS), max_size=300, unique=True)),
-                    segments=st.frozensets(st.sampled_from(["vip", "kids", "other"])), require_in_stock=st.booleans())
+                    segments=st.frozensets(st.sampled_from(["vip", "kids", "other"])), require_in_stock=st.booleans(),
+                    widen=st.booleans())
 
 
 @pytest.mark.parametrize("factory", ["exact", "Flat", "HNSW16", "IVF8,Flat", "IVF8,PQ8x4fs,Refine(SQ8)"])
@@ -109,6 +110,28 @@ def test_selector_and_subset_agree_with_exact_on_a_partner_pool():
             assert (got >= 0).all(), "always K"
             rec = np.mean([len(np.intersect1d(a, b)) / 100 for a, b in zip(got, truth, strict=True)])
             assert rec >= 0.9, (factory, len(pool), rec)
+
+
+def test_an_unwidened_search_returns_the_best_eligible_items_of_the_lists_it_scans():
+    """widen=False: the index's own nprobe, and exactly the eligible items of the scanned lists, best first
+    (what over-fetching the unfiltered search and dropping the rest approximates), from one reused selector."""
+    idx = FaissIndex("IVF8,Flat", "ip", search_params={"nprobe": 2}).build(ITEMS, IDS)
+    idx.set_item_attributes(IDS, in_stock=IN_STOCK, eligibility=SEGMENT)
+    idx.filter_config = FilterConfig(subset_max=0)  # never the exact subset path (a 1M catalogue's case)
+    f = SearchFilters(segments={"vip"}, widen=False)
+    eligible = {item for i, item in enumerate(IDS) if IN_STOCK[i] and SEGMENT[i] in ("", "vip")}  # nothing removed
+    scanned_s, scanned = idx.raw_search(QUERIES, N)  # every vector of the 2 scanned lists, best first
+    for row in range(len(QUERIES)):
+        labels = scanned[row][scanned[row] >= 0]
+        best = [IDS[j] for j in labels if IDS[j] in eligible][:10]
+        assert len(best) == 10
+        s, ids = idx.search(QUERIES[row:row + 1], 10, f)
+        assert list(ids[0]) == best
+        assert np.all(np.diff(s[0]) <= 0)
+    # widened (the default), the same filter searches more lists: a superset of scanned candidates
+    _, wide = idx.search(QUERIES, 10, SearchFilters(segments={"vip"}))
+    assert all(set(w) <= eligible for w in wide.tolist())
+    assert sum(1 for k in idx._state.cache if k[0] == "bits") == 1  # the base filters' bitmap, built once
 
 
 def test_per_query_filters_and_validation():

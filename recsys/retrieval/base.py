@@ -56,12 +56,19 @@ class SearchFilters:
     * ``allow`` is None or the item is in ``allow`` (a partner's product pool, a category),
     * its eligibility segment is empty (everyone) or one of ``segments`` (the user's segments),
     * it is in stock, unless ``require_in_stock`` is False.
+
+    ``widen`` says how hard to search: True (the default) scales the ANN effort (``nprobe``,
+    ``efSearch``) by 1 / the eligible share, so the eligible items are found about as well as in an
+    unfiltered search; False keeps the index's own knobs (the cost of an unfiltered search) and returns
+    the best eligible items among those that search reaches, through an id selector, without over-fetching.
+    Pass a large allow-list as a ``frozenset`` and reuse the object: its hash is computed once.
     """
 
     exclude: Collection = ()
     allow: Collection | None = None
     segments: frozenset[str] = field(default_factory=frozenset)
     require_in_stock: bool = True
+    widen: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "exclude", _as_id_set(self.exclude, "exclude"))
@@ -73,6 +80,7 @@ class SearchFilters:
             raise DataValidationError(f"SearchFilters.segments must hold str segment names, got {sorted(map(repr, segs))}")
         object.__setattr__(self, "segments", segs)
         object.__setattr__(self, "require_in_stock", bool(self.require_in_stock))
+        object.__setattr__(self, "widen", bool(self.widen))
 
     @property
     def is_trivial(self) -> bool:

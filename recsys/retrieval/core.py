@@ -252,6 +252,8 @@ class IndexBase:
             s, lab = self._engine_search(st.engine, q, k)
             return keep_eligible(s, lab, plan, k)[:2]
         widen = min(self.filter_config.max_widen, 1.0 / plan.selectivity)
+        if f is not None and not f.widen:  # the index's own knobs: the selector returns the best eligible items of
+            widen, plan.strategy = 1.0, "selector"  # the lists it scans, which over-fetching could only approximate
         if plan.strategy == "postfilter":
             fetch = min(plan.n_total, int(np.ceil(k / plan.selectivity * 1.25)) + len(plan.excluded) + 8)
             while True:
@@ -263,7 +265,10 @@ class IndexBase:
         else:
             sel, _keep_alive = make_selector(plan)
             s, lab = self._engine_search(st.engine, q, k, selector=sel, widen=widen)
-            s, lab, found = keep_eligible(s, lab, plan, k)
+            if len(plan.excluded):
+                s, lab, found = keep_eligible(s, lab, plan, k)
+            else:  # the selector is the eligible set: every label it lets through is eligible, -1 pads the rest
+                found = (lab >= 0).sum(axis=1)
         short = np.flatnonzero(found < min(k, plan.count))
         if len(short):
             s[short], lab[short] = subset_search(plan, q[short], k, vectors_of)

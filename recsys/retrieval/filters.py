@@ -53,7 +53,7 @@ class FilterPlan:
     labels: np.ndarray | None = None  # allow-list labels that pass the base mask, sorted
     excluded: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # eligible but excluded
     cache: dict | None = None  # the snapshot's cache, for reusable pieces keyed by ``cache_key``
-    cache_key: tuple | None = None  # identifies ``labels`` (allow-list + base filters), independent of exclude
+    cache_key: tuple | None = None  # identifies the eligible set before ``exclude`` (allow-list and/or base filters)
 
     @property
     def selectivity(self) -> float:
@@ -132,6 +132,8 @@ def plan_search(state, f: SearchFilters | None, k: int, config: FilterConfig) ->
                 state.cache.clear()
             state.cache[cache_key] = labels
         count = len(labels)
+    elif mask is not None:  # the base filters alone (stock, segments): their selector bitmap is reusable too
+        cache_key = ("base", f.require_in_stock, frozenset(state.segment_codes(f.segments)))
     excluded = np.empty(0, np.int64)
     if f.exclude:
         excluded = state.ids.lookup_filter_ids(f.exclude)

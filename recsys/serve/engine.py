@@ -116,7 +116,13 @@ def _tower(state: ServingState, reqs: list[Request]) -> np.ndarray:
 
 
 def _filters(state: ServingState, media: str | None, segment: str):
-    """Cached SearchFilters for a (partner, segment) group and the pool share it leaves to post-filter."""
+    """Cached SearchFilters for a (partner, segment) group and the pool share it leaves to post-filter.
+
+    A pool smaller than ``allow_fraction`` of the live catalogue is an allow-list (searched exactly or with
+    widened ANN effort by the index); a larger one is over-fetched by 1 / its share and filtered here (its
+    ids would cost the index a lookup of most of the catalogue on every update). Stock and segments are the
+    index's filters, applied at its own knobs through a selector (``widen=False``): the best eligible items
+    of the lists the search scans, without over-fetching for them."""
     key = (media, segment)
     hit = state.filters_cache.get(key)
     if hit is not None:
@@ -124,15 +130,14 @@ def _filters(state: ServingState, media: str | None, segment: str):
     from recsys.retrieval import SearchFilters
 
     pool = state.pools.get(media) if media is not None else None
-    share = 1.0
-    allow = None
+    share, allow = 1.0, None
     if pool is not None:
         live = state.catalogue.alive
         share = max(float(pool[live].mean()) if live.any() else 1.0, 1e-6)
         if share < state.config.allow_fraction:
             allow, share = state.catalogue.ids[pool & live].tolist(), 1.0
     f = SearchFilters(allow=allow, segments=frozenset([segment]) if segment else frozenset(),
-                      require_in_stock=state.config.rules.require_in_stock)
+                      require_in_stock=state.config.rules.require_in_stock, widen=allow is not None)
     state.filters_cache[key] = (f, share)
     return f, share
 
@@ -150,7 +155,7 @@ def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScop
         groups.setdefault((reqs[i].media_id, reqs[i].segment), []).append(j)
     for (media, segment), js in groups.items():
         f, share = _filters(state, media, segment)
-        n_excl = max(len(scopes[idx[j]].excluded) for j in js)
+        n_excl = max(len(scopes[idx[j]].excluded) for j in js)  # the user's own exclusions are checked here
         fetch = max(1, min(n_index, math.ceil((n_cand + n_excl) / share * 1.1) + 8))
         scores, ids = state.index.search(q[js], fetch, f)
         pos = state.catalogue.positions(ids.reshape(-1)).reshape(ids.shape)
