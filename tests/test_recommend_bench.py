@@ -24,6 +24,9 @@ def test_recommend_benchmark_writes_latency_engines_and_throughput(tmp_path):
     assert set(engines["cpu_ms_per_request"]) == {"compiled", "sklearn", "numpy"}
     assert engines["ratio_to_compiled"]["compiled"] == 1.0 and engines["rows_per_request"] > 20
     assert saved["serving"]["forest_engine"] == "compiled" == r["serving"]["forest_engine"]
+    towers = saved["tower_engines"]  # the NumPy user tower beside torch's, on the same requests, same vectors
+    assert set(towers["cpu_ms_per_request"]) == {"numpy", "torch"} and towers["max_abs_difference"] < 1e-5
     assert saved["batch"]["users"] == 400 and saved["batch"]["measured_users"] == 200
     md = (tmp_path / "recommend.md").read_text()
     assert "| compiled |" in md and "| sklearn |" in md and "target p99" in md and "| round 3: wall / CPU |" in md and "median CPU over the rounds" in md
+    assert "| user tower | CPU ms per request |" in md

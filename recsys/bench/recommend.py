@@ -217,6 +217,40 @@ def _forest_engines(rec, picks: list, k: int, n: int = 100, repeats: int = 5) ->
             "ratio_to_compiled": {e: v / ms["compiled"] for e, v in ms.items()} if "compiled" in ms else {}}
 
 
+def _tower_engines(rec, picks: list, n: int = 300, repeats: int = 5) -> dict:
+    """CPU ms per request of the user tower (inputs and forward, one user at a time) in NumPy (the folded
+    tower serving uses) and through torch, side by side (round robin, median of ``repeats``), for ``n`` requests."""
+    import torch
+
+    from recsys.serve.engine import Request, _resolve
+
+    state = rec._state
+    folded = state.folded_tower()
+    if folded is None:
+        return {}
+    reqs = [Request(u, m, 20) for u, m in picks[:n]]
+    _resolve(state, reqs)
+    args = [(np.asarray([r.user_id], dtype=object), np.asarray([r.row], np.int64), [r.media_id], [r.context])
+            for r in reqs]
+
+    def with_torch(a):
+        with torch.inference_mode():
+            return state.model.user_embeddings(state.users.tower_inputs(*a)).numpy()
+
+    walks = {"numpy": lambda a: folded(state.users.tower_arrays(*a)), "torch": with_torch}
+    diff = max(float(np.abs(walks["numpy"](a) - walks["torch"](a)).max()) for a in args)
+    times: dict[str, list[float]] = {e: [] for e in walks}
+    for _ in range(repeats):
+        for engine, f in walks.items():
+            c = time.thread_time()
+            for a in args:
+                f(a)
+            times[engine].append(1000 * (time.thread_time() - c) / len(args))
+    ms = {e: float(np.median(t)) for e, t in times.items()}
+    return {"requests": len(args), "cpu_ms_per_request": ms, "repeats": repeats, "max_abs_difference": diff,
+            "ratio_to_numpy": {e: v / ms["numpy"] for e, v in ms.items()}}
+
+
 def _index_recall(rec, vecs: np.ndarray, k: int, nprobes=(4, 8, 16, 32)) -> dict:
     """Recall@k of the index's unfiltered search against exact scoring, and CPU ms per query, per nprobe
     (IVF indexes; the serving setting is marked)."""
@@ -301,6 +335,14 @@ def _markdown(r: dict) -> str:
         lines += [f"| {e} | {v:.3f} | {fe['ratio_to_compiled'].get(e, float('nan')):.2f} |"
                   for e, v in fe["cpu_ms_per_request"].items()]
         lines.append("")
+    te = r.get("tower_engines") or {}
+    if te.get("cpu_ms_per_request"):
+        lines += [f"User tower (inputs and forward, one user a call) side by side for {te['requests']} requests, CPU "
+                  f"ms per request, median of {te['repeats']} round-robin repeats; largest difference between the "
+                  f"two vectors {te['max_abs_difference']:.1e}:", "",
+                  "| user tower | CPU ms per request | ratio to numpy |", "|---|---|---|"]
+        lines += [f"| {e} | {v:.3f} | {te['ratio_to_numpy'][e]:.2f} |" for e, v in te["cpu_ms_per_request"].items()]
+        lines.append("")
     lines += [
         "| batch scoring | users | seconds | users/s | ratio to matmul limit |", "|---|---|---|---|---|",
         f"| recommend_batch (retrieve + rank + rules + reasons) | {thr['users']:,} | {thr['seconds']:.1f}"
@@ -346,6 +388,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
         rounds, stages, steady = _latency(rec, picks, medias, k, latency_rounds)
         latency, latency_cpu = _median_round(rounds, "wall"), _median_round(rounds, "cpu")
         engines = _forest_engines(rec, picks, k)
+        towers = _tower_engines(rec, picks)
         measured = min(n_batch_users, batch_measured_users or n_batch_users)
         batch = _throughput(rec, users, n_batch_users, measured, k, batch_chunk, "app-0")
         vecs = _user_vectors(rec, users[:256])
@@ -372,7 +415,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
               "latency_rounds": rounds, "latency_steady_cpu": steady,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],
-              "index_recall": recall, "forest_engines": engines, "batch": batch, "matmul_limit": mm, "serving": serving,
+              "index_recall": recall, "forest_engines": engines, "tower_engines": towers, "batch": batch, "matmul_limit": mm, "serving": serving,
               "seconds": time.perf_counter() - t_start}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

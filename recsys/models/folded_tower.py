@@ -4,12 +4,13 @@ With mean pooling (or none) the user tower is linear up to its final normalisati
 
     u = g * (E_id[user] + sum_k E_k[x_k]) + (1 - g) * W mean(T[history])
 
-so a request costs a few row gathers, one mean and one small matrix-vector product. In NumPy that is
-~20 microseconds; the same forward through torch's modules is ~0.1 ms plus ~0.1 ms of dispatch and
-conversions, which is a tenth of a serving request. :class:`FoldedUserTower` reads the model's live
-weights (views, no copies), so it always agrees with the model; it refuses (``supports`` is False)
-any tower it cannot evaluate exactly: attention pooling, weighted histories or a training-mode model.
-The result equals :meth:`TwoTowerModel.user_embeddings` up to float32 rounding
+so a request costs a few row gathers, one mean and one small matrix-vector product. With its inputs, that
+is about a third of what torch's forward costs one user at a time (the recommend benchmark times the two
+side by side: ``tower_engines`` in experiments/recommend/recommend.json). :class:`FoldedUserTower` reads
+the model's weights through NumPy views taken once (no copies: in-place updates show through; a model
+given new tensors needs a new fold). It refuses (``supports`` is False) any tower it cannot evaluate
+exactly: attention pooling, an audience-pooled history table or a training-mode model; a weighted history
+raises. The result equals :meth:`TwoTowerModel.user_embeddings` up to float32 rounding
 (``tests/test_folded_tower.py``).
 """
 
@@ -44,6 +45,15 @@ class FoldedUserTower:
         if why:
             raise ValueError(f"cannot fold this user tower: {why}; use model.user_embeddings")
         self.model = model
+        tower = model.user_tower
+        # NumPy views of the weights (shared memory: in-place updates show through), taken once
+        self._id = _view(tower.id_embedding.weight) if tower.use_id else None
+        self._categorical = [(key, _view(emb.weight)) for key, emb in tower.categorical.items()]
+        self._history = None
+        if tower.history != "none":
+            table = model.history_embedding.weight if hasattr(model, "history_embedding") else \
+                model.item_tower.id_embedding.weight
+            self._history = (_view(table), _view(tower.history_proj.weight), _view(tower.gate))
 
     @staticmethod
     def unsupported(model: TwoTowerModel) -> str | None:
@@ -66,28 +76,24 @@ class FoldedUserTower:
 
     def __call__(self, feats: dict[str, np.ndarray]) -> np.ndarray:
         """Embeddings of the users whose tower inputs are ``feats`` (arrays, not tensors)."""
-        model, tower = self.model, self.model.user_tower
+        model = self.model
         if "history_weights" in feats:
             raise ValueError("weighted histories are not folded; use model.user_embeddings")
-        static = None
-        if tower.use_id:
-            static = _view(tower.id_embedding.weight)[feats["user_id"]]
-        for key, emb in tower.categorical.items():
-            rows = _view(emb.weight)[feats[key]]
+        static = None if self._id is None else self._id[feats["user_id"]]
+        for key, table in self._categorical:
+            rows = table[feats[key]]
             static = rows if static is None else static + rows
-        if tower.history == "none":
+        if self._history is None:
             if static is None:
                 raise ValueError("user tower has no inputs: enable the user id, profile features or history")
             out = static
         else:
-            table = model.history_embedding.weight if hasattr(model, "history_embedding") else \
-                model.item_tower.id_embedding.weight
-            hist = self._mean_history(table, feats["history"], feats["history_offsets"])
-            hist = hist @ _view(tower.history_proj.weight).T
+            table, proj, gate = self._history
+            hist = self._mean_history(table, feats["history"], feats["history_offsets"]) @ proj.T
             if static is None:
                 out = hist
             else:
-                g = 1.0 / (1.0 + np.exp(-_view(tower.gate)))
+                g = 1.0 / (1.0 + np.exp(-gate))
                 out = g * static + (1 - g) * hist
         out = np.asarray(out, dtype=np.float32)
         if model.config.normalize:
@@ -98,9 +104,8 @@ class FoldedUserTower:
         return out.astype(np.float32, copy=False)
 
     @staticmethod
-    def _mean_history(table, flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    def _mean_history(table: np.ndarray, flat: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """EmbeddingBag-style mean of ``table`` rows per bag (an empty bag gives zeros)."""
-        table = _view(table)
         flat, offsets = np.asarray(flat, np.int64), np.asarray(offsets, np.int64)
         n = len(offsets)
         if n == 1:  # the serving path: one user
