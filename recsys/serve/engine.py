@@ -17,7 +17,7 @@ import pandas as pd
 from recsys.serve.fallback import cold_start_path
 from recsys.serve.ranking import Candidates, Ranked, candidates, rank
 from recsys.serve.reasons import choose_reasons, reason_text
-from recsys.serve.rules import RequestScope, apply_rules, eligible
+from recsys.serve.rules import RequestScope, apply_rules, eligible, in_sorted
 from recsys.serve.state import ServingState
 
 __all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
@@ -170,10 +170,11 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
              ) -> tuple[np.ndarray, np.ndarray]:
     pos, score = state.popular.top(state.catalogue, req.media_id, req.segment or None)
     head = 4 * n + len(skip)  # the best-ranked usually suffice: check those first, the rest only if short
+    skip_sorted = np.unique(skip)
     for part in (slice(0, head), slice(0, len(pos))) if head < len(pos) else (slice(0, len(pos)),):
         ok = eligible(state.catalogue, pos[part], scope, state.config.rules)
         if len(skip):
-            ok &= ~np.isin(pos[part], skip)
+            ok &= ~in_sorted(pos[part], skip_sorted)
         if ok.sum() >= n or part.stop >= len(pos):
             break
     return pos[part][ok][:n], score[part][ok][:n]

@@ -74,6 +74,20 @@ class RequestScope:
     excluded: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     pool_positions: np.ndarray | None = None  # np.flatnonzero(pool), when the caller has it cached
 
+    def __post_init__(self) -> None:
+        ex = np.asarray(self.excluded, dtype=np.int64).reshape(-1)
+        if len(ex) > 1 and not (ex[1:] > ex[:-1]).all():
+            ex = np.unique(ex)
+        object.__setattr__(self, "excluded", ex)  # sorted and unique: membership is a binary search
+
+
+def in_sorted(values: np.ndarray, sorted_unique: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_unique)`` for a sorted array without duplicates: one binary search per value."""
+    if not len(sorted_unique):
+        return np.zeros(np.shape(values), bool)
+    at = np.searchsorted(sorted_unique, values)
+    return sorted_unique[np.minimum(at, len(sorted_unique) - 1)] == values
+
 
 @dataclass
 class Selection:
@@ -106,7 +120,7 @@ def eligible(catalogue: Catalogue, positions: np.ndarray, scope: RequestScope, r
             mask[scope.excluded[scope.excluded < len(catalogue)]] = True
             ok &= ~mask[safe]
         else:
-            ok &= ~np.isin(safe, scope.excluded)
+            ok &= ~in_sorted(safe, scope.excluded)
     return ok
 
 
@@ -197,6 +211,7 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
     taken_counts = np.bincount(codes[taken], minlength=catalogue.n_categories)
     room = per_category - taken_counts  # may be negative: the cap was already relaxed for that category
     need = k - int(np.minimum(taken_counts, per_category).sum())
+    taken_sorted = np.unique(taken)
     out = []
     start = 0
     while start < len(where):
@@ -204,7 +219,7 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
         start, chunk = start + chunk, chunk * 4
         ok = eligible(catalogue, part, scope, rules)
         if len(taken):
-            ok &= ~np.isin(part, taken)
+            ok &= ~in_sorted(part, taken_sorted)
         part = part[ok]
         cats = codes[part]
         keep = part[_occurrence(cats) < room[cats]]  # rank of each item within its category, in pool order
