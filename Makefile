@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-BUILD_INPUTS := pyproject.toml constraints.txt setup.py recsys/models/rankers/_walk.c
+BUILD_INPUTS := pyproject.toml constraints.txt setup.py recsys/models/rankers/_walk.c recsys/features/_counts.c
 STAMP := $(VENV)/.installed-$(shell cat $(BUILD_INPUTS) | cksum | cut -d' ' -f1)
 
 .PHONY: demo test install lint clean

@@ -1,11 +1,14 @@
-"""Build hook for the one compiled piece: the GBDT tree walk used when serving (recsys/models/rankers/_walk.c).
+"""Build hook for the compiled pieces used when serving: the GBDT tree walk (recsys/models/rankers/_walk.c)
+and the point-in-time event counts of the ranking features (recsys/features/_counts.c).
 
-Everything else is in pyproject.toml. The extension is optional: where no C compiler is available
-the install still succeeds and ``CompiledForest`` falls back to scikit-learn's walk (its ``engine``
-attribute says which walk is in use).
+Everything else is in pyproject.toml. The extensions are optional: where no C compiler is available
+the install still succeeds, ``CompiledForest`` falls back to scikit-learn's walk (its ``engine``
+attribute says which walk is in use) and ``EventIndex`` counts with NumPy (``recsys.features.cvr_stats.COUNTS_ENGINE``).
 """
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("recsys.models.rankers._walk", ["recsys/models/rankers/_walk.c"],
+                             extra_compile_args=["-O3"], optional=True),
+                   Extension("recsys.features._counts", ["recsys/features/_counts.c"],
                              extra_compile_args=["-O3"], optional=True)])

@@ -39,6 +39,20 @@ DEFAULT_HIERARCHY: dict[str, str] = {
     "item": "category", "user_category": "category",
 }
 KEY_ORDER = ("category", "brand", "shop", "media", "user", "item", "user_category")
+
+
+def _compiled_counts():
+    """This package's C counts (``_counts.count``), or None when the extension was not built."""
+    try:
+        from recsys.features._counts import count
+    except ImportError:
+        return None
+    return count
+
+
+_COUNT = _compiled_counts()
+#: how :meth:`EventIndex.count_windows` counts for one query time: "compiled" (recsys/features/_counts.c) or "numpy"
+COUNTS_ENGINE = "compiled" if _COUNT is not None else "numpy"
 _TYPES = ("impression", "click", "purchase")
 
 
@@ -83,6 +97,19 @@ class EventIndex:
         index is searched -- a few cache lines instead of a walk down the whole sorted array.
         """
         keys = np.asarray(keys, dtype=np.int64)
+        if _COUNT is not None and self.key_vocab is None and keys.ndim == 1 and np.size(times) == 1 and \
+                len(windows) <= 64 and all(w is None or w >= 0 for w in windows):  # one time: one C call
+            win = np.array([-1 if w is None else w for w in windows], dtype=np.int64)
+            out = np.empty((len(win), len(keys)), dtype=np.int64)
+            lo, hi = key_range if key_range is not None else (-1, -1)
+            _COUNT(self.sorted, lo, hi, int(self.stride), self.uniq_times, np.ascontiguousarray(keys),
+                   int(np.asarray(times).reshape(-1)[0]), win, out)
+            return list(out)
+        return self._count_windows_numpy(keys, times, windows, key_range)
+
+    def _count_windows_numpy(self, keys: np.ndarray, times: np.ndarray, windows: Sequence[int | None],
+                             key_range: tuple[int, int] | None = None) -> list[np.ndarray]:
+        """:meth:`count_windows` with NumPy (any shapes of keys and times)."""
         if key_range is None:
             codes, events = self._compress(keys), self.sorted
         else:
