@@ -142,7 +142,7 @@ def benchmark_recommend(
     items: Annotated[int, typer.Option("--items", help="Catalogue size of the index.")] = 1_000_000,
     requests: Annotated[int, typer.Option("--requests", help="Single recommend() calls timed.")] = 2000,
     batch_users: Annotated[int, typer.Option("--batch-users", help="Users in the recommend_batch run.")] = 100_000,
-    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of --requests calls; medians reported.")] = 3,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of --requests calls; medians reported.")] = 5,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
         "experiments/recommend"),
 ) -> None:

@@ -118,3 +118,9 @@ def test_serving_uses_the_folded_tower_and_gives_the_torch_feeds(monkeypatch):
     with pytest.warns(RuntimeWarning, match="differs from the torch forward"):
         assert broken.folded_tower() is None
     pd.testing.assert_frame_equal(run_batch(broken, requests()), folded, check_exact=False, rtol=1e-5)
+    # a check that cannot even run (here: the inputs fail) warns and leaves serving to torch
+    monkeypatch.setattr(FoldedUserTower, "__call__", lambda self, feats: 1 / 0)
+    failing = replace(state, filters_cache={})
+    with pytest.warns(RuntimeWarning, match="could not be checked .ZeroDivisionError"):
+        assert failing.folded_tower() is None
+

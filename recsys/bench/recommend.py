@@ -367,7 +367,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
                             k: int = 20, n_events: int = 200_000, index_factory: str = "IVF1024,Flat",
                             batch_chunk: int = 2048, batch_measured_users: int | None = 8192, seed: int = 0,
                             out_dir: str | Path = "experiments/recommend", target_p99_ms: float = 5.0,
-                            latency_rounds: int = 3, progress: bool = False) -> dict:
+                            latency_rounds: int = 5, progress: bool = False) -> dict:
     """Measure ``recommend`` latency and ``recommend_batch`` throughput; write JSON + markdown; return the figures.
 
     Latency: ``latency_rounds`` rounds of ``n_requests`` calls; ``latency`` / ``latency_cpu`` hold each
