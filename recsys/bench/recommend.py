@@ -328,21 +328,16 @@ def _markdown(r: dict) -> str:
         lines.append("")
     fe = r.get("forest_engines") or {}
     if fe.get("cpu_ms_per_request"):
-        lines += [f"GBDT tree walks side by side on the feature matrices of {fe['requests']} requests "
-                  f"({fe['rows_per_request']:.0f} rows per request: candidates, then the reasons' ablated rows), "
-                  f"CPU ms per request, median of {fe['repeats']} round-robin repeats:", "",
-                  "| tree walk | CPU ms per request | ratio to compiled |", "|---|---|---|"]
-        lines += [f"| {e} | {v:.3f} | {fe['ratio_to_compiled'].get(e, float('nan')):.2f} |"
-                  for e, v in fe["cpu_ms_per_request"].items()]
-        lines.append("")
+        lines += _engine_table(f"GBDT tree walks side by side on the feature matrices of {fe['requests']} requests "
+                               f"({fe['rows_per_request']:.0f} rows per request: candidates, then the reasons' "
+                               f"ablated rows), CPU ms per request, median of {fe['repeats']} round-robin repeats:",
+                               "tree walk", fe, "compiled")
     te = r.get("tower_engines") or {}
     if te.get("cpu_ms_per_request"):
-        lines += [f"User tower (inputs and forward, one user a call) side by side for {te['requests']} requests, CPU "
-                  f"ms per request, median of {te['repeats']} round-robin repeats; largest difference between the "
-                  f"two vectors {te['max_abs_difference']:.1e}:", "",
-                  "| user tower | CPU ms per request | ratio to numpy |", "|---|---|---|"]
-        lines += [f"| {e} | {v:.3f} | {te['ratio_to_numpy'][e]:.2f} |" for e, v in te["cpu_ms_per_request"].items()]
-        lines.append("")
+        lines += _engine_table(f"User tower (inputs and forward, one user a call) side by side for {te['requests']} "
+                               f"requests, CPU ms per request, median of {te['repeats']} round-robin repeats; largest "
+                               f"difference between the two vectors {te['max_abs_difference']:.1e}:",
+                               "user tower", te, "numpy")
     lines += [
         "| batch scoring | users | seconds | users/s | ratio to matmul limit |", "|---|---|---|---|---|",
         f"| recommend_batch (retrieve + rank + rules + reasons) | {thr['users']:,} | {thr['seconds']:.1f}"
@@ -352,6 +347,13 @@ def _markdown(r: dict) -> str:
         f"{mm['seconds_for_all_users']:.1f} (extrapolated) | {mm['users_per_s']:,.0f} | 1 |", "",
         f"GEMM rate measured: {mm['gflops']:.1f} GFLOP/s.", ""]
     return "\n".join(lines)
+
+
+def _engine_table(title: str, label: str, d: dict, ref: str) -> list[str]:
+    """Markdown lines of a side-by-side timing (``d``: cpu_ms_per_request and ratio_to_<ref>)."""
+    ratio = d.get(f"ratio_to_{ref}", {})
+    return [title, "", f"| {label} | CPU ms per request | ratio to {ref} |", "|---|---|---|",
+            *[f"| {e} | {v:.3f} | {ratio.get(e, float('nan')):.2f} |" for e, v in d["cpu_ms_per_request"].items()], ""]
 
 
 def _uptime() -> str:
