@@ -102,25 +102,39 @@ def test_serving_uses_the_folded_tower_and_gives_the_torch_feeds(monkeypatch):
     from tests.test_recommender import fitted
 
     state = replace(fitted()._state, filters_cache={})
-    assert isinstance(state.folded_tower(), FoldedUserTower)
+    assert isinstance(state.folded, FoldedUserTower)  # built with the state, not on the first request
+    assert state.folded_tower() is state.folded
 
     def requests():
         return [Request(0, "guide-0", 12), Request(42, None, 20), Request(299, "kol-2", 15, context={"segment": "vip"}),
                 Request("new", "app-1", 5)]
 
     folded = run_batch(state, requests())
-    torch_state = replace(state, filters_cache={"folded_tower": False})  # the torch forward
+    torch_state = replace(state, filters_cache={}, folded=False)  # the torch forward
     assert torch_state.folded_tower() is None
     pd.testing.assert_frame_equal(run_batch(torch_state, requests()), folded, check_exact=False, rtol=1e-5)
     # a fold that disagrees with the torch forward is refused with a warning, and torch serves
     monkeypatch.setattr(FoldedUserTower, "__call__", lambda self, feats: _torch(self.model, feats) + 1e-3)
-    broken = replace(state, filters_cache={})
+    broken = replace(state, filters_cache={}, folded=None)
     with pytest.warns(RuntimeWarning, match="differs from the torch forward"):
         assert broken.folded_tower() is None
     pd.testing.assert_frame_equal(run_batch(broken, requests()), folded, check_exact=False, rtol=1e-5)
     # a check that cannot even run (here: the inputs fail) warns and leaves serving to torch
     monkeypatch.setattr(FoldedUserTower, "__call__", lambda self, feats: 1 / 0)
-    failing = replace(state, filters_cache={})
+    failing = replace(state, filters_cache={}, folded=None)
     with pytest.warns(RuntimeWarning, match="could not be checked .ZeroDivisionError"):
         assert failing.folded_tower() is None
+
+
+def test_the_fold_carries_over_updates_that_keep_the_model():
+
+    from recsys.serve.updates import set_in_stock
+    from tests.test_recommender import fitted
+
+    state = fitted()._state
+    fold = state.folded_tower()
+    assert fold is not None
+    updated = set_in_stock(state, (int(state.catalogue.ids[0]),), False)
+    assert updated.folded is fold  # a stock update: no second check against torch
+    assert state.evolve(model=state.model).folded is None  # a new model is folded and checked again
 

@@ -143,7 +143,7 @@ def _picks(users: np.ndarray, medias: list, n_requests: int, seed: int) -> list[
     return [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
 
 
-def _latency(rec, picks: list[tuple], medias: list, k: int, rounds: int = 3) -> tuple[list[dict], dict, dict]:
+def _latency(rec, picks: list[tuple], medias: list, k: int, rounds: int = 5) -> tuple[list[dict], dict, dict]:
     """Per round, wall and CPU (this thread) percentiles of the single recommend calls ``picks`` (the same
     requests each round, each round starting with no remembered user vectors); per-stage means (wall, CPU);
     percentiles of each request's median CPU over the rounds."""
@@ -204,17 +204,23 @@ def _forest_engines(rec, picks: list, k: int, n: int = 100, repeats: int = 5) ->
             forests[engine] = CompiledForest([ranker.ctr_, ranker.cvr_], len(ranker.columns_), engine=engine)
         except ValueError:
             continue
-    times: dict[str, list[float]] = {e: [] for e in forests}
-    for _ in range(repeats):
-        for engine, forest in forests.items():
-            c = time.thread_time()
-            for X in seen:
-                forest.decision_functions(X)
-            times[engine].append(1000 * (time.thread_time() - c) / n)
-    ms = {e: float(np.median(t)) for e, t in times.items()}
+    ms = _side_by_side({e: f.decision_functions for e, f in forests.items()}, seen, n, repeats)
     return {"requests": n, "matrices": len(seen), "rows_per_request": sum(len(X) for X in seen) / n,
             "cpu_ms_per_request": ms, "repeats": repeats,
             "ratio_to_compiled": {e: v / ms["compiled"] for e, v in ms.items()} if "compiled" in ms else {}}
+
+
+def _side_by_side(fns: dict, inputs: list, n_requests: int, repeats: int) -> dict[str, float]:
+    """CPU ms per request of each of ``fns`` called on every one of ``inputs`` (``n_requests`` requests' worth),
+    round robin, the median of ``repeats``."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            c = time.thread_time()
+            for x in inputs:
+                f(x)
+            times[name].append(1000 * (time.thread_time() - c) / n_requests)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _tower_engines(rec, picks: list, n: int = 300, repeats: int = 5) -> dict:
@@ -239,14 +245,7 @@ def _tower_engines(rec, picks: list, n: int = 300, repeats: int = 5) -> dict:
 
     walks = {"numpy": lambda a: folded(state.users.tower_arrays(*a)), "torch": with_torch}
     diff = max(float(np.abs(walks["numpy"](a) - walks["torch"](a)).max()) for a in args)
-    times: dict[str, list[float]] = {e: [] for e in walks}
-    for _ in range(repeats):
-        for engine, f in walks.items():
-            c = time.thread_time()
-            for a in args:
-                f(a)
-            times[engine].append(1000 * (time.thread_time() - c) / len(args))
-    ms = {e: float(np.median(t)) for e, t in times.items()}
+    ms = _side_by_side(walks, args, len(args), repeats)
     return {"requests": len(args), "cpu_ms_per_request": ms, "repeats": repeats, "max_abs_difference": diff,
             "ratio_to_numpy": {e: v / ms["numpy"] for e, v in ms.items()}}
 

@@ -6,6 +6,7 @@ a new one and swap it in, so a request never sees half an update.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -85,13 +86,16 @@ class ServingState:
     builder_params: dict | None = None
     filters_cache: dict = field(default_factory=dict)
     arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
+    folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
 
     def evolve(self, **changes) -> ServingState:
         """A copy with ``changes``. The ranking feature arrays carry over only while the items' attributes do:
         same builder and the very same items table (stock flags and removals keep it; added or replaced items
-        make a new one), so an update that changes a price can never serve stale features."""
+        make a new one), so an update that changes a price can never serve stale features. The folded user
+        tower carries over while the model does."""
         same_items = "builder" not in changes and changes.get("catalogue", self.catalogue).frame is self.catalogue.frame
-        return replace(self, filters_cache={}, arrays=self.arrays if same_items else None, **changes)
+        return replace(self, filters_cache={}, arrays=self.arrays if same_items else None,
+                       folded=self.folded if "model" not in changes else None, **changes)
 
     def index_size(self) -> int:
         """Live items in the index (cached: every index update comes with a new state)."""
@@ -121,13 +125,12 @@ class ServingState:
         return self._arrays()[1]
 
     def folded_tower(self):
-        """The user tower in NumPy (:class:`~recsys.models.folded_tower.FoldedUserTower`), checked once per state
+        """The user tower in NumPy (:class:`~recsys.models.folded_tower.FoldedUserTower`), checked once per model
         against the torch forward on a sample of known users and one unknown user; None when the tower cannot
         be folded or the check fails (then the torch forward serves, and a warning says why)."""
-        hit = self.filters_cache.get("folded_tower")
-        if hit is None:
-            hit = self.filters_cache["folded_tower"] = _fold_user_tower(self) or False
-        return hit or None
+        if self.folded is None:
+            self.folded = _fold_user_tower(self) or False
+        return self.folded or None
 
     def pool_positions(self, media: str) -> np.ndarray:
         """Catalogue positions in a partner's pool (cached until the next update)."""
@@ -271,6 +274,7 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                          tables={k: v for k, v in tables.items() if v is not None},
                          vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
     state.candidate_features()  # built now, not on the first request
+    state.folded_tower()
     return state
 
 
@@ -296,8 +300,6 @@ def _fold_user_tower(state: ServingState):
     media = list(state.pools)[:1] or [None]
     media_ids = [media[0] if i % 2 else None for i in range(len(rows))]
     args = (ids, rows, media_ids, [None] * len(rows))
-    import warnings
-
     try:
         with torch.inference_mode():
             want = model.user_embeddings(users.tower_inputs(*args)).cpu().numpy()
