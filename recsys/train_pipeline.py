@@ -130,7 +130,7 @@ def _retrieval(run: _Run, tables, split):
     from recsys.models.distributed import world_from_env
 
     run.result.evaluation["training"] = {k: res.summary.get(k) for k in ("best_epoch", "epochs_run", "train_seconds",
-                                                                        "history")} | {
+                                                                        "retrained_epochs", "history")} | {
         "processes": world_from_env().world_size}
     run.log(f"   {res.summary['epochs_run']} epochs, loss {hist[0]['loss']:.3f} -> {hist[-1]['loss']:.3f}, "
             f"{res.summary['train_seconds']:.0f} s")

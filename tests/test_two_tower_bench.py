@@ -119,3 +119,50 @@ def test_train_prior_puts_the_fitted_counts_prior_into_the_training_task(tmp_pat
     result = run_retrieval_benchmark(data, cfg, None)
     assert result["config"]["train_prior"] == 0.05 and result["popularity_prior"] in (0.0, 0.05)
     assert result["recall@20"] > 0.5
+
+
+def test_retrain_full_serves_a_model_retrained_on_all_training_data(tmp_path, monkeypatch):
+    # retrain_full: the selection run picks the epoch on validation, then a second run trains on every training
+    # interaction for exactly that many epochs, with no validation, and that model is the one scored on test
+    import recsys.bench.retrieval as R
+
+    calls = []
+    real_train = R._train
+
+    def spy(cfg, train, epochs, validation, log):
+        model, summary = real_train(cfg, train, epochs, validation, log)
+        calls.append({"nnz": train.nnz, "epochs": epochs, "validated": validation is not None,
+                      "epochs_run": summary["epochs_run"], "model": model})
+        return model, summary
+
+    monkeypatch.setattr(R, "_train", spy)
+    data = _write_lightgcn(tmp_path / "blocks")
+    cfg = tmp_path / "cfg.yaml"
+    body = "dim: 8\nepochs: 4\nbatch_size: 16\nlr: 0.05\ntemperature: 0.2\nbaselines: false\npatience: 9\n"
+    cfg.write_text(body + "retrain_full: true\n")
+    result = run_retrieval_benchmark(data, cfg, None)
+    n_train = 4 * 12 * 6
+    assert [c["validated"] for c in calls] == [True, False]
+    assert calls[0]["nnz"] < n_train and calls[1]["nnz"] == n_train  # the selection run misses its validation items
+    assert calls[1]["epochs"] == calls[1]["epochs_run"] == result["best_epoch"]
+    assert result["config"]["retrain_full"] is True and result["recall@20"] > 0.9
+    calls.clear()
+    cfg.write_text(body)  # off (the default): one run, the selection run's weights are served
+    run_retrieval_benchmark(data, cfg, None)
+    assert [c["validated"] for c in calls] == [True]
+
+
+def test_recsys_train_retrains_on_all_data_when_its_bench_config_says_so(tmp_path):
+    from recsys.config import config_from_dict
+    from recsys.train_pipeline import run_training
+
+    bench = tmp_path / "bench.yaml"
+    bench.write_text("dim: 8\nepochs: 2\nbatch_size: 64\nvalidation_users: 1.0\nretrain_full: true\npatience: 9\n")
+    cfg = config_from_dict({"name": "retrain", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "blocks"))},
+                            "split": {"method": "published"}, "retrieval": {"bench_config": str(bench)},
+                            "index": {"kind": "exact"}, "ranker": {"kind": "none"},
+                            "output": {"dir": str(tmp_path / "runs")}})
+    result = run_training(cfg, tracking=False, progress=False, log=None)
+    training = result.evaluation["training"]
+    assert training["retrained_epochs"] == training["best_epoch"] >= 1
+    assert len(result.recommender.recommend(0, k=3)) == 3

@@ -5,7 +5,8 @@ for several popularity-prior weights (``r<beta>``), never touching test.
 
 JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score), ``_ccl``
 (``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
-negative, on user batches, instead of the config's task) and ``_decay`` (``{"start": e, "gamma": g}``:
+negative, on user batches, instead of the config's task), ``_plateau`` (``{"factor": f, "patience": p}``:
+lr multiplied by f after p epochs in a row without a new best served recall) and ``_decay`` (``{"start": e, "gamma": g}``:
 lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
 average of the weights, updated after every step) and ``_au`` (``{"gamma": g}``: DirectAU's alignment +
 g * uniformity loss instead of the config's task); ``_train_prior`` is the config key ``train_prior``.
@@ -32,6 +33,7 @@ torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)
 betas = over.pop("_betas", [0.0, 0.01, 0.02, 0.04, 0.08])
 ccl = over.pop("_ccl", None)
 decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after each epoch >= start
+plateau = over.pop("_plateau", None)  # {"factor": f, "patience": p}: lr *= f after p epochs without a new best
 ema = over.pop("_ema", None)  # EMA decay per step; validation scores the averaged weights
 au = over.pop("_au", None)  # {"gamma": g}: DirectAU alignment + uniformity
 if "_train_prior" in over:  # the first probes' name of the config key train_prior
@@ -127,8 +129,22 @@ def _opt(*a, **k):
 T.OPTIMIZERS[cfg.optimizer] = _opt
 
 
+_plat = {"best": -1.0, "bad": 0}
+
+
 class Log(Callback):
     def on_epoch_end(self, epoch, metrics):
+        if plateau:  # on the served recall: the best prior weight's
+            served = max(metrics[f"r{b}"] for b in betas)
+            if served > _plat["best"]:
+                _plat.update(best=served, bad=0)
+            else:
+                _plat["bad"] += 1
+                if _plat["bad"] >= plateau["patience"]:
+                    _plat["bad"] = 0
+                    for g in _opts[-1].param_groups:
+                        g["lr"] *= plateau["factor"]
+            metrics["next_lr"] = _opts[-1].param_groups[0]["lr"]
         if decay and epoch >= decay["start"]:
             for g in _opts[-1].param_groups:
                 g["lr"] *= decay["gamma"]
