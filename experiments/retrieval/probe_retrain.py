@@ -1,7 +1,9 @@
 """Validation-only probe of ``retrain_full``: does retraining on all the data for the chosen number of
 epochs beat the selection run's weights? Nested, so test is never touched:
 
-    python experiments/retrieval/probe_retrain.py DATA_DIR CONFIG_YAML [THREADS]
+    python experiments/retrieval/probe_retrain.py DATA_DIR CONFIG_YAML [THREADS] [SEED]
+
+SEED (optional) replaces the config's seed: the splits, the initialisation and the data order.
 
 The benchmark's validation split (fit / valid) plays the role of (train / test): an inner validation
 split carved from fit (seed + 1) chooses the epoch and prior weight, then (A) the selection run's model
@@ -21,6 +23,8 @@ from recsys.models.trainer import RetrievalData, encode_all
 
 torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 cfg = replace(R.load_config(sys.argv[2]), baselines=False)
+if len(sys.argv) > 4:
+    cfg = replace(cfg, seed=int(sys.argv[4]))
 train = load_lightgcn(sys.argv[1]).train_matrix()
 fit, valid = R.carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
 inner_fit, inner_valid = R.carve_validation(fit, cfg.validation_fraction, cfg.validation_users, cfg.seed + 1)
