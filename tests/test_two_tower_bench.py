@@ -146,6 +146,19 @@ def test_retrain_full_serves_a_model_retrained_on_all_training_data(tmp_path, mo
     assert calls[0]["nnz"] < n_train and calls[1]["nnz"] == n_train  # the selection run misses its validation items
     assert calls[1]["epochs"] == calls[1]["epochs_run"] == result["best_epoch"]
     assert result["config"]["retrain_full"] is True and result["recall@20"] > 0.9
+    # the figures are the retrained model's, not the selection run's
+    from recsys.datasets.lightgcn import load_lightgcn
+    from recsys.evaluation import EmbeddingScorer, evaluate_topk
+    from recsys.models.trainer import RetrievalData, encode_all
+
+    ds = load_lightgcn(data)
+    train, test = ds.train_matrix(), ds.test_matrix()
+
+    def ndcg(model):
+        return evaluate_topk(EmbeddingScorer(*encode_all(model, RetrievalData(train))), train, test, (20,),
+                             metrics=("ndcg",))["ndcg@20"]
+
+    assert result["ndcg@20"] == round(ndcg(calls[1]["model"]), 6) != round(ndcg(calls[0]["model"]), 6)
     calls.clear()
     cfg.write_text(body)  # off (the default): one run, the selection run's weights are served
     run_retrieval_benchmark(data, cfg, None)
