@@ -1,8 +1,11 @@
 """One rank of the data-parallel test (tests/test_distributed.py starts two with torchrun).
 
     torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py OUT [--epochs N] [--stop-after K] [--ckpt DIR] [--fail-at K]
+        [--task full|sampled|mixed]
 
-Trains the full-softmax two-tower model on a small seeded block dataset; after every optimizer step
+Trains the full-softmax two-tower model (``--task sampled``: sampled softmax with in-batch negatives over
+the 196 training pairs, global batches of 15, so the last one has one row and rank 1 none) on a small
+seeded block dataset (``--task mixed``: the same plus 8 uniform negatives a step); after every optimizer step
 all ranks compare their weights (max |difference| recorded). Each rank writes ``rank<r>.json``
 (step differences, callback calls, summary); rank 0 also saves the final model under ``model/``.
 :func:`train` is also called in-process by the test as the one-process reference.
@@ -24,11 +27,12 @@ if __name__ == "__main__":  # run as a script by torchrun: make `recsys` importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys.models.callbacks import Callback, StopTraining  # noqa: E402
-from recsys.models.tasks import FullSoftmaxTask  # noqa: E402
+from recsys.models.tasks import FullSoftmaxTask, SampledSoftmaxTask  # noqa: E402
 from recsys.models.trainer import RetrievalData, Trainer, encode_all  # noqa: E402
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel  # noqa: E402
 
 N_USERS, N_ITEMS, BLOCKS, BATCH = 49, 30, 3, 16  # 49 users: the last global batch has one row (rank 1 gets none)
+PAIR_BATCH = 15  # sampled softmax: 196 pairs, the last global batch has one row
 
 
 def block_data(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -62,7 +66,7 @@ class Record(Callback):
 
 
 def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
-          fail_at: int = 0) -> tuple[TwoTowerModel, dict, Record]:
+          fail_at: int = 0, task: str = "full") -> tuple[TwoTowerModel, dict, Record]:
     """Train the reference configuration; returns (model, summary, callback record).
 
     ``fail_at`` > 0: validation (rank 0 only) raises at that epoch, to check that no rank hangs.
@@ -84,7 +88,10 @@ def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
     torch.manual_seed(0)
     model = TwoTowerModel(TwoTowerConfig(num_users=N_USERS, num_items=N_ITEMS, dim=8, history="mean"))
     record = Record(stop_after)
-    summary = Trainer(model, FullSoftmaxTask(temperature=0.2), epochs=epochs, batch_size=BATCH, lr=0.02, seed=3,
+    loss, batch = (FullSoftmaxTask(temperature=0.2), BATCH) if task == "full" else \
+        (SampledSoftmaxTask(temperature=0.2), PAIR_BATCH)
+    summary = Trainer(model, loss, epochs=epochs, batch_size=batch, lr=0.02, seed=3, num_negatives=8,
+                      negatives="mixed" if task == "mixed" else "in_batch",
                       patience=10, monitor="recall@5", validate=validate, callbacks=[record], checkpoint_dir=ckpt,
                       device="cpu", progress=False).fit(data)
     return model, summary, record
@@ -97,6 +104,7 @@ def main() -> None:
     p.add_argument("--stop-after", type=int, default=0)
     p.add_argument("--ckpt", default=None)
     p.add_argument("--fail-at", type=int, default=0)
+    p.add_argument("--task", choices=("full", "sampled", "mixed"), default="full")
     a = p.parse_args()
     torch.set_num_threads(1)
     import torch.distributed as dist
@@ -111,7 +119,7 @@ def main() -> None:
         diffs.append(max(float((o - out[0]).abs().max()) for o in out))
 
     register_optimizer_step_post_hook(compare)
-    model, summary, record = train(a.epochs, a.stop_after, a.ckpt, a.fail_at)
+    model, summary, record = train(a.epochs, a.stop_after, a.ckpt, a.fail_at, a.task)
     rank = int(os.environ["RANK"])
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

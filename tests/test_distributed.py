@@ -79,6 +79,33 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, monkeypa
 
 @pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
                     reason="this torch build has no gloo backend")
+def test_sampled_softmax_in_batch_negatives_span_the_global_batch(tmp_path, monkeypatch):
+    # each rank's rows are scored against the positives of *both* ranks' rows (gathered, with gradients
+    # flowing back to their owners), so two ranks give one process's weights, including the last global
+    # batch of one row, where rank 1 has none but must still join the gathers
+    for k in TORCHRUN_ENV:
+        monkeypatch.delenv(k, raising=False)
+    torch.set_num_threads(1)
+    from recsys.models.two_tower import TwoTowerModel
+    from tests.ddp_worker import train
+
+    r0, r1 = _torchrun(tmp_path / "run", "--epochs", "2", "--task", "sampled")
+    assert len(r0["step_max_diff"]) == 2 * 14 and max(r0["step_max_diff"]) == 0.0  # 196 pairs / 15: 14 steps
+    assert r0["history"] == r1["history"]
+    model, summary, _ = train(epochs=2, task="sampled")
+    two = TwoTowerModel.load(tmp_path / "run" / "model")
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(two.state_dict()[name].numpy(), value.numpy(), atol=1e-5, err_msg=name)
+    for mine, ref in zip(r0["history"], summary["history"], strict=True):
+        assert mine["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+    # mixed negatives: each rank adds its own uniform draws (so no exact parity), over the gathered batch
+    r0, r1 = _torchrun(tmp_path / "mixed", "--epochs", "2", "--task", "mixed")
+    assert max(r0["step_max_diff"]) == 0.0 and r0["history"] == r1["history"]
+    assert all(np.isfinite(h["loss"]) for h in r0["history"]) and r0["history"][1]["loss"] < r0["history"][0]["loss"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this torch build has no gloo backend")
 def test_an_error_on_rank_0_ends_the_job_instead_of_hanging(tmp_path):
     proc = _launch(tmp_path, "--epochs", "3", "--fail-at", "2")  # rank 1 waits for rank 0's metrics meanwhile
     assert proc.returncode != 0 and "validation failed on purpose" in proc.stderr

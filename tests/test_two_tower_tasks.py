@@ -28,6 +28,20 @@ def test_sampled_softmax_by_hand():
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
 
+def test_in_batch_candidates_can_span_a_larger_batch():
+    # data-parallel ranks pass the whole global batch as the in-batch candidates: rows 0-1 of a batch of
+    # three, scored against all three positives, give those rows' losses of the one-batch computation
+    torch.manual_seed(0)
+    u, i = F.normalize(torch.randn(3, 4), dim=1), F.normalize(torch.randn(3, 4), dim=1)
+    ids, log_q = torch.tensor([5, 7, 5]), torch.tensor([0.3, -0.2, 0.3])
+    task = SampledSoftmaxTask(temperature=0.5)
+    whole = torch.logsumexp(task.logits(u, i, ids, log_q), 1) - task.logits(u, i, ids, log_q)[:, 0]
+    part = task(u[:2], i[:2], ids[:2], None, batch=Candidates(i, ids, log_q), weights=torch.ones(2))
+    assert part.item() == pytest.approx(whole[:2].mean().item(), rel=1e-6)
+    assert task(u[:0], i[:0], ids[:0], None, batch=Candidates(i, ids, log_q), weights=torch.ones(0)).item() == 0.0
+    assert task(u, i, ids, log_q).item() == pytest.approx(task(u, i, ids, None, batch=Candidates(i, ids, log_q)).item())
+
+
 def test_logq_correction_lowers_popular_negatives_by_log_expected_count():
     torch.manual_seed(0)
     u, i = torch.randn(4, 8), torch.randn(4, 8)

@@ -9,7 +9,8 @@ gradients of every rank. The trainer's ``batch_size`` stays the *global* batch: 
 takes every W-th row of the same seeded batch (a deterministic, ``DistributedSampler``-like share,
 re-drawn each epoch from ``(seed, epoch)``), and each rank's loss is weighted by its share of the
 batch's loss terms, so the averaged gradient is the gradient one process would compute on the whole
-batch. Rank 0 validates, runs the callbacks and writes checkpoints; the other ranks follow its
+batch. Sampled-softmax tasks score each row against the positives of the *whole* global batch
+(:meth:`DataParallel.gather_rows`, differentiable), as one process does. Rank 0 validates, runs the callbacks and writes checkpoints; the other ranks follow its
 decisions (metrics and the stop flag are broadcast), so every rank stops at the same epoch.
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) everything here is a no-op.
 """
@@ -85,14 +86,18 @@ def _comm_device(world: WorldInfo) -> str:
 class _LossStep(nn.Module):
     """The loss of one local batch as a module's ``forward``, so that DDP sees (and syncs) the step."""
 
-    def __init__(self, model: nn.Module, loss: Callable[..., torch.Tensor]) -> None:
+    def __init__(self, model: nn.Module, loss: Callable[..., torch.Tensor], collective: bool = False) -> None:
         super().__init__()
         self.model = model
         self._loss = loss
+        self._collective = collective
 
     def forward(self, data: Any, batch: np.ndarray) -> torch.Tensor:
-        if len(batch) == 0:  # a rank with no rows in a short last batch still joins the gradient all-reduce
-            return sum(p.sum() for p in self.model.parameters()) * 0.0
+        # a rank with no rows in a short last batch still joins the gradient all-reduce, and a loss that
+        # gathers from the other ranks runs (on no rows: it must return 0) so that it joins their gathers
+        if len(batch) == 0:
+            zero = sum(p.sum() for p in self.model.parameters()) * 0.0
+            return self._loss(data, batch) + zero if self._collective else zero
         return self._loss(data, batch)
 
 
@@ -108,6 +113,7 @@ class DataParallel:
         self.world, self.owns_group = world, owns_group
         self._comm = torch.device(comm_device)  # where collective tensors live (nccl: this rank's GPU)
         self._ddp: nn.Module | None = None
+        self._shares: list[int] = [0] * world.world_size  # rows of the current global batch on each rank
 
     @classmethod
     def from_env(cls, device: torch.device, timeout_s: float = 1800.0) -> DataParallel:
@@ -153,8 +159,11 @@ class DataParallel:
         return seed if self.rank == 0 else int(np.random.SeedSequence([seed, self.rank]).generate_state(1)[0])
 
     def wrap(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor],
-             terms_fn: Callable[..., int]) -> None:
-        """Wrap the model for gradient all-reduce (parameters are broadcast from rank 0 here)."""
+             terms_fn: Callable[..., int], collective: bool = False) -> None:
+        """Wrap the model for gradient all-reduce (parameters are broadcast from rank 0 here).
+
+        ``collective``: ``loss_fn`` calls :meth:`gather_rows`, so every rank runs it on every step, also
+        on no rows (it must then return a zero that still depends on what it gathered)."""
         self._loss_fn, self._terms_fn = loss_fn, terms_fn
         if self.size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -162,7 +171,7 @@ class DataParallel:
             dev = next(model.parameters()).device
             ids = [dev.index] if dev.type == "cuda" else None
             # unused parameters (e.g. a feature table a task never touches) must not stall the reducer
-            self._ddp = DistributedDataParallel(_LossStep(model, loss_fn), device_ids=ids,
+            self._ddp = DistributedDataParallel(_LossStep(model, loss_fn, collective), device_ids=ids,
                                                 find_unused_parameters=True)
 
     def step_loss(self, data: Any, batch: np.ndarray) -> tuple[torch.Tensor, float]:
@@ -171,11 +180,39 @@ class DataParallel:
             loss = self._loss_fn(data, batch)
             return loss, float(loss.detach())
         local = rank_share(batch, self.rank, self.size)
+        self._shares = [len(rank_share(batch, r, self.size)) for r in range(self.size)]
         n = float(self._terms_fn(data, local)) if len(local) else 0.0
         loss = self._ddp(data, local if n > 0 else local[:0])  # no loss terms: a zero loss, same all-reduce
         total_n, total_loss = self.all_sum([n, float(loss.detach()) * n])
         # DDP averages gradients over ranks; weighting by n * W / N turns that into the global batch mean
         return loss * (n * self.size / max(total_n, 1e-12)), total_loss / max(total_n, 1e-12)
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Every rank's ``rows`` for the current global batch (one row per local batch row), concatenated
+        in rank order; ``rows`` itself with one process.
+
+        Differentiable when ``rows`` requires grad: each rank's rows get back the sum of the gradients
+        that every rank's loss put on them (``torch.distributed.nn.functional.all_gather``), so with
+        DDP's gradient average and :meth:`step_loss`'s weights the step equals one process's.
+        """
+        if self.size == 1:
+            return rows
+        import torch.distributed as dist
+
+        shares = self._shares
+        if rows.shape[0] != shares[self.rank]:
+            raise ValueError(f"gather_rows: this rank has {shares[self.rank]} rows in the batch, got {rows.shape[0]}")
+        pad = max(shares) - rows.shape[0]  # all_gather needs one shape on every rank
+        if pad:
+            rows = torch.cat([rows, rows.new_zeros((pad, *rows.shape[1:]))])
+        if rows.requires_grad:
+            from torch.distributed.nn.functional import all_gather
+
+            parts = list(all_gather(rows))
+        else:
+            parts = [torch.empty_like(rows) for _ in range(self.size)]
+            dist.all_gather(parts, rows)
+        return torch.cat([p[:n] for p, n in zip(parts, shares, strict=True)])
 
     def all_sum(self, values: list[float]) -> list[float]:
         """Element-wise sum of ``values`` over all ranks (float64)."""

@@ -53,7 +53,9 @@ class SampledSoftmaxTask:
     (b) optional shared ``extra`` candidates (e.g. uniform from the catalogue: mixed negatives) and
     (c) optional per-row ``row_negatives`` [B, K, d] such as impressions shown but not clicked
     (not sampled by us, so not corrected). A candidate with the same item id as the row's positive
-    is an accidental hit and is masked out (the row's own positive is kept).
+    is an accidental hit and is masked out (the row's own positive is kept). ``batch`` replaces the
+    in-batch candidates (a) when they are more than this batch's own rows: under data-parallel
+    training, the positives of the whole global batch, gathered from every rank.
     """
 
     def __init__(self, *, temperature: float = 0.1, logq_correction: bool = True,
@@ -67,14 +69,16 @@ class SampledSoftmaxTask:
     def logits(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
                pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
                row_negatives: torch.Tensor | None = None,
-               row_negative_mask: torch.Tensor | None = None) -> torch.Tensor:
+               row_negative_mask: torch.Tensor | None = None, batch: Candidates | None = None) -> torch.Tensor:
         """Corrected logits [B, 1 + C]; column 0 is each row's positive."""
         pos = (user_emb * pos_emb).sum(-1, keepdim=True)
         blocks, ids, log_qs = [pos], [], []
         if self.in_batch:
-            blocks.append(user_emb @ pos_emb.T)
-            ids.append(pos_ids)
-            log_qs.append(pos_log_q)
+            if batch is None:
+                batch = Candidates(pos_emb, pos_ids, pos_log_q)
+            blocks.append(user_emb @ batch.emb.T)
+            ids.append(batch.ids)
+            log_qs.append(batch.log_q)
         if extra is not None:
             blocks.append(user_emb @ extra.emb.T)
             ids.append(extra.ids)
@@ -100,8 +104,8 @@ class SampledSoftmaxTask:
     def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
                  pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
                  row_negatives: torch.Tensor | None = None, row_negative_mask: torch.Tensor | None = None,
-                 weights: torch.Tensor | None = None) -> torch.Tensor:
-        logits = self.logits(user_emb, pos_emb, pos_ids, pos_log_q, extra, row_negatives, row_negative_mask)
+                 weights: torch.Tensor | None = None, batch: Candidates | None = None) -> torch.Tensor:
+        logits = self.logits(user_emb, pos_emb, pos_ids, pos_log_q, extra, row_negatives, row_negative_mask, batch)
         loss = torch.logsumexp(logits, dim=1) - logits[:, 0]
         if weights is not None:
             return (loss * weights).sum() / weights.sum().clamp_min(1e-12)

@@ -21,7 +21,7 @@ import torch
 from recsys.errors import ConfigError, DataValidationError
 from recsys.features.sequences import history_tensors
 from recsys.models.callbacks import Callback, StopTraining, load_checkpoint, progress_enabled, save_checkpoint
-from recsys.models.distributed import DataParallel
+from recsys.models.distributed import DataParallel, WorldInfo
 from recsys.models.tasks import (
     BPRTask,
     Candidates,
@@ -139,6 +139,7 @@ class Trainer:
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
         self.progress = progress_enabled() if progress is None else progress
+        self._dp = DataParallel(WorldInfo())  # fit() joins the torchrun group when there is one
 
     # ----- batches -------------------------------------------------------------------------------
     def _user_feats(self, data: RetrievalData, users: np.ndarray) -> dict[str, torch.Tensor]:
@@ -196,8 +197,26 @@ class Trainer:
         if not isinstance(task, SampledSoftmaxTask):
             raise ConfigError(f"unsupported task {type(task).__name__}")
         task.in_batch = self.negatives != "uniform"
+        if self._gathers_batch():
+            return task(user, pos_emb, items, None, extra, weights=self._row_weights(len(batch)),
+                        batch=self._global_batch(data, pos_emb, items))
         log_q = (data.item_log_freq[items.cpu()] + float(np.log(len(batch)))).to(self.device)
         return task(user, pos_emb, items, log_q, extra)
+
+    def _gathers_batch(self) -> bool:
+        """Whether in-batch negatives come from the whole global batch of a data-parallel run."""
+        return self._dp.size > 1 and isinstance(self.task, SampledSoftmaxTask) and (
+            self.negatives in ("in_batch", "mixed") or (self.negatives == "impressions" and self.task.in_batch))
+
+    def _row_weights(self, n: int) -> torch.Tensor:
+        """Equal weights: the mean loss, and 0 (not NaN) for a rank with no rows in a short last batch."""
+        return torch.ones(n, device=self.device)
+
+    def _global_batch(self, data: RetrievalData, pos_emb: torch.Tensor, items: torch.Tensor) -> Candidates:
+        """The positives of every rank's rows, with their logQ for the global batch's size."""
+        emb, ids = self._dp.gather_rows(pos_emb), self._dp.gather_rows(items)
+        log_q = data.item_log_freq[ids.cpu()] + float(np.log(max(len(ids), 1)))
+        return Candidates(emb, ids, log_q.to(self.device))
 
     def _holdout_loss(self, data: RetrievalData, batch: np.ndarray, rows: np.ndarray, cols: np.ndarray):
         """Hide a random share of each user's items from the history and predict exactly those.
@@ -227,9 +246,13 @@ class Trainer:
         neg = imp.indices[np.minimum(imp.indptr[users][:, None] + pick, max(imp.nnz - 1, 0))]
         mask = torch.from_numpy(lens > 0)[:, None].expand(-1, k).to(self.device)
         neg_emb = self.model.item_embeddings(self._item_feats(data, torch.from_numpy(neg.reshape(-1))))
+        neg_emb = neg_emb.view(len(users), k, neg_emb.shape[-1])
+        if self._gathers_batch():
+            return self.task(user, pos_emb, items.to(self.device), None, None, neg_emb, mask,
+                             weights=self._row_weights(len(users)),
+                             batch=self._global_batch(data, pos_emb, items.to(self.device)))
         log_q = (data.item_log_freq[items] + float(np.log(len(users)))).to(self.device)
-        return self.task(user, pos_emb, items.to(self.device), log_q, None,
-                         neg_emb.view(len(users), k, -1), mask)
+        return self.task(user, pos_emb, items.to(self.device), log_q, None, neg_emb, mask)
 
     # ----- loop ----------------------------------------------------------------------------------
     def fit(self, data: RetrievalData, *, resume: bool = True) -> dict[str, Any]:
@@ -258,7 +281,7 @@ class Trainer:
         best = None
         if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "state.json").exists():
             st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, rank=dp.rank)
-        dp.wrap(self.model, self._loss, self._terms)
+        dp.wrap(self.model, self._loss, self._terms, collective=self._gathers_batch())
         t_start = time.perf_counter() - st["seconds"]
         while st["epoch"] < self.epochs:
             self.model.train()
