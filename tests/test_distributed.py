@@ -39,13 +39,28 @@ def _torchrun(out: Path, *args: str) -> list[dict]:
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="this torch build has no gloo backend")
-def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, monkeypatch):
+needs_gloo = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="this torch build has no gloo backend")
+
+
+@pytest.fixture
+def outside_torchrun(monkeypatch):
+    """This process is the one-process reference: no torchrun variables, one thread like each rank."""
     for k in TORCHRUN_ENV:
         monkeypatch.delenv(k, raising=False)
     torch.set_num_threads(1)
+
+
+def _assert_same_weights(saved: Path, model) -> None:
     from recsys.models.two_tower import TwoTowerModel
+
+    two = TwoTowerModel.load(saved)
+    for name, value in model.state_dict().items():
+        np.testing.assert_allclose(two.state_dict()[name].numpy(), value.numpy(), atol=1e-5, err_msg=name)
+
+
+@needs_gloo
+def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, outside_torchrun):
     from tests.ddp_worker import train
 
     ckpt = tmp_path / "ckpt"
@@ -65,9 +80,7 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, monkeypa
     assert "torch.rank1" in load_file(str(ckpt / "rng.safetensors"))  # rank 1's RNG saved for resume
 
     model, summary, _ = train(epochs=4)  # one process, same global batch, never interrupted
-    two = TwoTowerModel.load(tmp_path / "second" / "model")
-    for name, value in model.state_dict().items():
-        np.testing.assert_allclose(two.state_dict()[name].numpy(), value.numpy(), atol=1e-5, err_msg=name)
+    _assert_same_weights(tmp_path / "second" / "model", model)
     history = second[0]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for mine, ref in zip(history, summary["history"], strict=True):
@@ -77,25 +90,18 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, monkeypa
     assert summary["best_metrics"]["recall@5"] > 0.5  # the reference learns (random: 5 of 26 unseen ~ 0.19)
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="this torch build has no gloo backend")
-def test_sampled_softmax_in_batch_negatives_span_the_global_batch(tmp_path, monkeypatch):
+@needs_gloo
+def test_sampled_softmax_in_batch_negatives_span_the_global_batch(tmp_path, outside_torchrun):
     # each rank's rows are scored against the positives of *both* ranks' rows (gathered, with gradients
     # flowing back to their owners), so two ranks give one process's weights, including the last global
     # batch of one row, where rank 1 has none but must still join the gathers
-    for k in TORCHRUN_ENV:
-        monkeypatch.delenv(k, raising=False)
-    torch.set_num_threads(1)
-    from recsys.models.two_tower import TwoTowerModel
     from tests.ddp_worker import train
 
     r0, r1 = _torchrun(tmp_path / "run", "--epochs", "2", "--task", "sampled")
     assert len(r0["step_max_diff"]) == 2 * 14 and max(r0["step_max_diff"]) == 0.0  # 196 pairs / 15: 14 steps
     assert r0["history"] == r1["history"]
     model, summary, _ = train(epochs=2, task="sampled")
-    two = TwoTowerModel.load(tmp_path / "run" / "model")
-    for name, value in model.state_dict().items():
-        np.testing.assert_allclose(two.state_dict()[name].numpy(), value.numpy(), atol=1e-5, err_msg=name)
+    _assert_same_weights(tmp_path / "run" / "model", model)
     for mine, ref in zip(r0["history"], summary["history"], strict=True):
         assert mine["loss"] == pytest.approx(ref["loss"], rel=1e-5)
     # mixed negatives: each rank adds its own uniform draws (so no exact parity), over the gathered batch
@@ -104,8 +110,7 @@ def test_sampled_softmax_in_batch_negatives_span_the_global_batch(tmp_path, monk
     assert all(np.isfinite(h["loss"]) for h in r0["history"]) and r0["history"][1]["loss"] < r0["history"][0]["loss"]
 
 
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="this torch build has no gloo backend")
+@needs_gloo
 def test_an_error_on_rank_0_ends_the_job_instead_of_hanging(tmp_path):
     proc = _launch(tmp_path, "--epochs", "3", "--fail-at", "2")  # rank 1 waits for rank 0's metrics meanwhile
     assert proc.returncode != 0 and "validation failed on purpose" in proc.stderr
@@ -144,8 +149,7 @@ def test_one_process_is_a_no_op(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                    reason="this torch build has no gloo backend")
+@needs_gloo
 def test_recsys_train_under_torchrun_tracks_and_saves_once(tmp_path):
     """Every stage under torchrun: one MLflow run, one registered model, one summary printed (rank 0 only)."""
     from tests.test_tracking import SMALL

@@ -82,18 +82,24 @@ def test_popularity_prior_is_chosen_on_validation_from_the_grid(tmp_path):
     assert RetrievalBenchConfig(popularity_prior=0.1).popularity_prior == (0.1,)
 
 
-def test_recsys_train_serves_the_popularity_prior_its_bench_config_chose(tmp_path):
-    # the train pipeline validates with the same prior grid as the benchmark and keeps the chosen weight
+def _train_with_bench_config(tmp_path, bench_yaml: str):
+    """``recsys train`` on the block data, its two-tower settings from a benchmark config."""
     from recsys.config import config_from_dict
     from recsys.train_pipeline import run_training
 
     bench = tmp_path / "bench.yaml"
-    bench.write_text("dim: 8\nepochs: 2\nbatch_size: 64\npopularity_prior: [0.5]\nvalidation_users: 1.0\n")
-    cfg = config_from_dict({"name": "prior", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "blocks"))},
+    bench.write_text(bench_yaml)
+    cfg = config_from_dict({"name": "bench", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "blocks"))},
                             "split": {"method": "published"}, "retrieval": {"bench_config": str(bench)},
                             "index": {"kind": "exact"}, "ranker": {"kind": "none"},
                             "output": {"dir": str(tmp_path / "runs")}})
-    result = run_training(cfg, tracking=False, progress=False, log=None)
+    return run_training(cfg, tracking=False, progress=False, log=None)
+
+
+def test_recsys_train_serves_the_popularity_prior_its_bench_config_chose(tmp_path):
+    # the train pipeline validates with the same prior grid as the benchmark and keeps the chosen weight
+    result = _train_with_bench_config(tmp_path, "dim: 8\nepochs: 2\nbatch_size: 64\npopularity_prior: [0.5]\n"
+                                                "validation_users: 1.0\n")
     model_config = json.loads((result.bundle_dir / "model" / "config.json").read_text())
     assert '"item_bias": true' in json.dumps(model_config)  # the prior lives in the item-bias coordinate
     assert len(result.recommender.recommend(0, k=3)) == 3
@@ -166,16 +172,8 @@ def test_retrain_full_serves_a_model_retrained_on_all_training_data(tmp_path, mo
 
 
 def test_recsys_train_retrains_on_all_data_when_its_bench_config_says_so(tmp_path):
-    from recsys.config import config_from_dict
-    from recsys.train_pipeline import run_training
-
-    bench = tmp_path / "bench.yaml"
-    bench.write_text("dim: 8\nepochs: 2\nbatch_size: 64\nvalidation_users: 1.0\nretrain_full: true\npatience: 9\n")
-    cfg = config_from_dict({"name": "retrain", "data": {"source": "lightgcn", "path": str(_write_lightgcn(tmp_path / "blocks"))},
-                            "split": {"method": "published"}, "retrieval": {"bench_config": str(bench)},
-                            "index": {"kind": "exact"}, "ranker": {"kind": "none"},
-                            "output": {"dir": str(tmp_path / "runs")}})
-    result = run_training(cfg, tracking=False, progress=False, log=None)
+    result = _train_with_bench_config(tmp_path, "dim: 8\nepochs: 2\nbatch_size: 64\nvalidation_users: 1.0\n"
+                                                "retrain_full: true\npatience: 9\n")
     training = result.evaluation["training"]
     assert training["retrained_epochs"] == training["best_epoch"] >= 1
     assert len(result.recommender.recommend(0, k=3)) == 3
