@@ -1,11 +1,12 @@
 """One rank of the data-parallel test (tests/test_distributed.py starts two with torchrun).
 
     torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py OUT [--epochs N] [--stop-after K] [--ckpt DIR] [--fail-at K]
-        [--task full|sampled|mixed]
+        [--task full|sampled|mixed|impressions]
 
 Trains the full-softmax two-tower model (``--task sampled``: sampled softmax with in-batch negatives over
 the 196 training pairs, global batches of 15, so the last one has one row and rank 1 none) on a small
-seeded block dataset (``--task mixed``: the same plus 8 uniform negatives a step); after every optimizer step
+seeded block dataset (``--task mixed``: the same plus 8 uniform negatives a step; ``--task impressions``: plus
+4 of each user's 6 shown-not-clicked items, from the other blocks); after every optimizer step
 all ranks compare their weights (max |difference| recorded). Each rank writes ``rank<r>.json``
 (step differences, callback calls, summary); rank 0 also saves the final model under ``model/``.
 :func:`train` is also called in-process by the test as the one-process reference.
@@ -50,6 +51,18 @@ def block_data(seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
     return train, np.array(held)
 
 
+def shown_not_clicked(train: sp.csr_matrix, per_user: int = 6, seed: int = 1) -> sp.csr_matrix:
+    """Each user was shown ``per_user`` items of the other blocks and clicked none of them."""
+    rng = np.random.default_rng(seed)
+    per = N_ITEMS // BLOCKS
+    rows, cols = [], []
+    for u in range(train.shape[0]):
+        others = np.setdiff1d(np.arange(N_ITEMS), np.arange((u % BLOCKS) * per, (u % BLOCKS + 1) * per))
+        rows += [u] * per_user
+        cols += rng.choice(others, per_user, replace=False).tolist()
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=train.shape)
+
+
 class Record(Callback):
     """Counts callback calls; raises StopTraining after epoch ``stop_after`` (0: never)."""
 
@@ -72,7 +85,7 @@ def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
     ``fail_at`` > 0: validation (rank 0 only) raises at that epoch, to check that no rank hangs.
     """
     train_m, held = block_data()
-    data = RetrievalData(train_m)
+    data = RetrievalData(train_m, impressions=shown_not_clicked(train_m) if task == "impressions" else None)
     calls = []
 
     def validate(m):
@@ -90,8 +103,9 @@ def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
     record = Record(stop_after)
     loss, batch = (FullSoftmaxTask(temperature=0.2), BATCH) if task == "full" else \
         (SampledSoftmaxTask(temperature=0.2), PAIR_BATCH)
-    summary = Trainer(model, loss, epochs=epochs, batch_size=batch, lr=0.02, seed=3, num_negatives=8,
-                      negatives="mixed" if task == "mixed" else "in_batch",
+    negatives = task if task in ("mixed", "impressions") else "in_batch"
+    summary = Trainer(model, loss, epochs=epochs, batch_size=batch, lr=0.02, seed=3,
+                      num_negatives=4 if task == "impressions" else 8, negatives=negatives,
                       patience=10, monitor="recall@5", validate=validate, callbacks=[record], checkpoint_dir=ckpt,
                       device="cpu", progress=False).fit(data)
     return model, summary, record
@@ -104,7 +118,7 @@ def main() -> None:
     p.add_argument("--stop-after", type=int, default=0)
     p.add_argument("--ckpt", default=None)
     p.add_argument("--fail-at", type=int, default=0)
-    p.add_argument("--task", choices=("full", "sampled", "mixed"), default="full")
+    p.add_argument("--task", choices=("full", "sampled", "mixed", "impressions"), default="full")
     a = p.parse_args()
     torch.set_num_threads(1)
     import torch.distributed as dist
