@@ -10,8 +10,9 @@ takes every W-th row of the same seeded batch (a deterministic, ``DistributedSam
 re-drawn each epoch from ``(seed, epoch)``), and each rank's loss is weighted by its share of the
 batch's loss terms, so the averaged gradient is the gradient one process would compute on the whole
 batch. Sampled-softmax tasks score each row against the positives of the *whole* global batch
-(:meth:`DataParallel.gather_rows`, differentiable), as one process does. Rank 0 validates, runs the callbacks and writes checkpoints; the other ranks follow its
-decisions (metrics and the stop flag are broadcast), so every rank stops at the same epoch.
+(:meth:`DataParallel.gather_rows`, differentiable), as one process does. Rank 0 validates, runs
+the callbacks and writes checkpoints; the other ranks follow its decisions (metrics and the stop
+flag are broadcast), so every rank stops at the same epoch.
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) everything here is a no-op.
 """
 
