@@ -5,9 +5,9 @@ for several popularity-prior weights (``r<beta>``), never touching test.
 
 JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score), ``_ccl``
 (``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
-negative, on user batches, instead of the config's task), ``_plateau`` (``{"factor": f, "patience": p}``:
-lr multiplied by f after p epochs in a row without a new best served recall) and ``_decay`` (``{"start": e, "gamma": g}``:
-lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
+negative, on user batches, instead of the config's task), ``_plateau`` (``{"factor": f, "patience":
+p}``: lr multiplied by f after p epochs in a row without a new best served recall) and ``_decay``
+(``{"start": e, "gamma": g}``: lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
 average of the weights, updated after every step) and ``_au`` (``{"gamma": g}``: DirectAU's alignment +
 g * uniformity loss instead of the config's task); ``_train_prior`` is the config key ``train_prior``.
 Used for the probes in README.md, e.g.

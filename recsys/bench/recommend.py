@@ -416,7 +416,8 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
               "latency_rounds": rounds, "latency_steady_cpu": steady,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],
-              "index_recall": recall, "forest_engines": engines, "tower_engines": towers, "batch": batch, "matmul_limit": mm, "serving": serving,
+              "index_recall": recall, "forest_engines": engines, "tower_engines": towers, "batch": batch,
+              "matmul_limit": mm, "serving": serving,
               "seconds": time.perf_counter() - t_start}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

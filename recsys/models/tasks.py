@@ -221,6 +221,7 @@ class FullSoftmaxTask:
             if not torch.isfinite(item_prior).all():
                 raise ConfigError("item_prior must be finite (e.g. b * log1p(count), not log(count) of an unseen item)")
             self.item_prior = item_prior
+            self._prior_bound = float(item_prior.abs().max()) if item_prior.numel() else 0.0
 
     def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
                  cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -236,7 +237,7 @@ class FullSoftmaxTask:
                                   f"items; build it from the data being fitted")
             user_in = torch.cat([user_emb, user_emb.new_ones(user_emb.shape[0], 1)], dim=1)
             item_in = torch.cat([item_emb, prior[:, None]], dim=1)
-            bounded = bounded and (1.0 + float(prior.abs().max())) / self.temperature < 50.0  # exp stays finite
+            bounded = bounded and (1.0 + self._prior_bound) / self.temperature < 50.0  # exp stays finite
         loss = full_softmax_loss(user_in, item_in, rows, cols, self.temperature,
                                  self.exclude_other_positives, bounded, known, weights)
         if self.item_side_weight:

@@ -247,12 +247,12 @@ class Trainer:
         mask = torch.from_numpy(lens > 0)[:, None].expand(-1, k).to(self.device)
         neg_emb = self.model.item_embeddings(self._item_feats(data, torch.from_numpy(neg.reshape(-1))))
         neg_emb = neg_emb.view(len(users), k, neg_emb.shape[-1])
+        ids = items.to(self.device)
         if self._gathers_batch():
-            return self.task(user, pos_emb, items.to(self.device), None, None, neg_emb, mask,
-                             weights=self._row_weights(len(users)),
-                             batch=self._global_batch(data, pos_emb, items.to(self.device)))
+            return self.task(user, pos_emb, ids, None, None, neg_emb, mask, weights=self._row_weights(len(users)),
+                             batch=self._global_batch(data, pos_emb, ids))
         log_q = (data.item_log_freq[items] + float(np.log(len(users)))).to(self.device)
-        return self.task(user, pos_emb, items.to(self.device), log_q, None, neg_emb, mask)
+        return self.task(user, pos_emb, ids, log_q, None, neg_emb, mask)
 
     # ----- loop ----------------------------------------------------------------------------------
     def fit(self, data: RetrievalData, *, resume: bool = True) -> dict[str, Any]:

@@ -314,4 +314,3 @@ def _fold_user_tower(state: ServingState):
                       "serving with the torch forward", RuntimeWarning, stacklevel=3)
         return None
     return folded
-
