@@ -5,7 +5,8 @@ Layout (format version 1)::
     manifest.json                format, format_version, created_at, library and dependency versions,
                                  training_data_hash, components, and per file: bytes + sha256
     recommender.json             serving settings (rules, candidates, objective, cold start), the ranker
-                                 feature builder's settings, id kinds
+                                 feature builder's settings, id kinds, partners whose pool is the whole
+                                 catalogue (``open_pools``: items added without pool rows join them)
     pipeline.json                the fitted feature pipeline (vocabularies, buckets) as JSON
     model/config.json            two-tower architecture (JSON) ...
     model/model.safetensors      ... and weights (safetensors)
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Mapping
@@ -100,6 +102,19 @@ def _fsync_tree(root: Path) -> None:
             os.close(fd)
 
 
+def _follow_umask(root: Path) -> None:
+    """Give every file and folder under ``root`` the modes the umask allows (0644 / 0755 under umask 022).
+
+    Some writers (safetensors, ``tempfile``) create 0600 files or 0700 folders that a service account
+    reading the bundle cannot open. ``root`` was made by ``mkdir``, so its own mode is 0777 less the umask:
+    reading it gives the umask without ``os.umask``'s set-and-restore (which would race other threads).
+    """
+    folder = stat.S_IMODE(root.stat().st_mode)
+    for p in root.rglob("*"):
+        if not p.is_symlink():
+            os.chmod(p, folder if p.is_dir() else folder & 0o666)
+
+
 def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``recommender`` as a bundle directory at ``path`` (atomically); returns the path."""
     from recsys import __version__
@@ -113,6 +128,7 @@ def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False) 
     tmp.mkdir()
     try:
         components = write_components(recommender, tmp)
+        _follow_umask(tmp)
         files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,

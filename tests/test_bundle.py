@@ -192,3 +192,21 @@ def test_string_ids_come_back_unchanged_through_serving_and_a_bundle(tmp_path):
     loaded = recsys.load(tmp_path / "b")
     pd.testing.assert_frame_equal(rec.recommend_batch(["u3", "u9", "nobody"], k=5, media_id="app-0"),
                                   loaded.recommend_batch(["u3", "u9", "nobody"], k=5, media_id="app-0"))
+
+
+@pytest.mark.parametrize("umask, folder, file", [(0o022, 0o755, 0o644), (0o077, 0o700, 0o600)], ids=["022", "077"])
+def test_bundle_modes_follow_the_umask(tmp_path, umask, folder, file):
+    """A service account must be able to read a bundle saved under umask 022; safetensors and the index's
+    temporary folder used to leave 0600 files and a 0700 folder whatever the umask."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = fitted().save(tmp_path / "rec")
+    finally:
+        os.umask(old)
+    modes = {p.relative_to(path).as_posix() or ".": stat.S_IMODE(p.stat().st_mode) for p in [path, *path.rglob("*")]}
+    wrong = {name: oct(m) for name, m in modes.items() if m != (folder if (path / name).is_dir() else file)}
+    assert not wrong, wrong
+    assert {"index", "model/model.safetensors", "item_embeddings.safetensors"} <= set(modes)

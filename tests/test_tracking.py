@@ -177,3 +177,29 @@ def test_stages_run_alone_from_the_cli(tmp_path, monkeypatch):
     assert (out / "retrieval" / "model").is_dir() and (out / "index" / "manifest.json").is_file()
     assert (out / "ranker" / "ranker" / "ranker.json").is_file() and (out / "plots" / "ann_recall_latency.png").is_file()
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_loading_a_model_creates_no_store_in_the_working_directory(tmp_path):
+    """``recsys.load("models:/...")`` from another folder: with no store configured it says so and writes nothing
+    (MLflow's default would create ./mlflow.db to report the model missing); with one it loads and writes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    result, _, _ = tracked_demo()
+    script = ("import recsys\nfrom recsys.errors import ArtifactError\ntry:\n"
+              "    print(recsys.load('models:/guess-you-like@champion').info['items'])\n"
+              "except ArtifactError as e:\n    print('ArtifactError', e)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    for store in (None, result["tracking_uri"]):
+        here = tmp_path / ("none" if store is None else "set")
+        here.mkdir()
+        proc = subprocess.run([sys.executable, "-c", script], cwd=here, capture_output=True, text=True, timeout=300,
+                              env=env | ({"MLFLOW_TRACKING_URI": store} if store else {}))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if store is None:
+            assert "ArtifactError" in proc.stdout and "no MLflow store at" in proc.stdout, proc.stdout
+        else:
+            assert int(proc.stdout.split()[-1]) > 0, proc.stdout
+        assert list(here.iterdir()) == [], list(here.iterdir())

@@ -22,7 +22,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -107,7 +106,8 @@ def save_index(index, path: str | Path) -> Path:
         raise ArtifactError(f"refusing to overwrite {path}: it exists and is not a saved index; choose another path")
     files, manifest = _index_files(index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # not tempfile.mkdtemp: its 0700 would hide the index from other accounts; mkdir follows the umask
     try:
         for name, data in files.items():
             _write_synced(tmp / name, data)

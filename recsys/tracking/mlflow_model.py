@@ -65,15 +65,20 @@ def _id_type(values: pd.Series) -> str:
 
 
 def model_signature(example: pd.DataFrame, output: pd.DataFrame):
-    """Request schema (user_id required; k, media_id optional) and the feed schema."""
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
+    """Request schema (user_id required; k, media_id optional) and the feed schema.
 
-    inputs = Schema([ColSpec(_id_type(example["user_id"]), "user_id"), ColSpec("long", "k", required=False),
+    ``user_id`` is declared ``any``: MLflow's own check would refuse "1279" or 1279.0 for a model with integer
+    ids, and the in-process Recommender serves them; the model reads every id by the same rule instead
+    (:func:`recsys.ids.coerce_id`), so both paths give the same feed."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    inputs = Schema([ColSpec(AnyType(), "user_id"), ColSpec("long", "k", required=False),
                      ColSpec("string", "media_id", required=False)])
     types = {"request": "long", "user_id": _id_type(example["user_id"]), "media_id": "string", "rank": "long",
              "item_id": _id_type(output["item_id"]) if len(output) else "long", "score": "double", "pctr": "double",
-             "pcvr": "double", "reason": "string", "reason_code": "string", "source": "string", "fallback": "string"}
+             "pcvr": "double", "reason": "string", "reason_code": "string", "source": "string", "fallback": "string",
+             "score_kind": "string"}
     optional = {"media_id", "fallback", "pctr", "pcvr", "reason", "reason_code"}
     outputs = Schema([ColSpec(types.get(c, "string"), c, required=c not in optional) for c in output.columns])
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -158,10 +163,39 @@ def _store(mlflow, tracking_uri: str | None):
                     os.environ[k] = v
 
 
+def _local_store(uri: str) -> Path | None:
+    """The file or folder of a local MLflow store URI (``sqlite:///x.db``, ``file:/x``, a bare path), else None."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("sqlite:///"):
+        path = unquote(uri[len("sqlite:///"):].split("?", 1)[0])
+        return None if path in ("", ":memory:") else Path(path)
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if uri in ("databricks", "databricks-uc", "uc"):  # MLflow's named stores, not folders
+        return None
+    return Path(uri) if parsed.scheme == "" or len(parsed.scheme) == 1 else None  # c:\ is a path
+
+
+def _check_store_exists(mlflow, uri: str, tracking_uri: str | None) -> None:
+    """Refuse to read from a local store that is not there: MLflow would create an empty one (in the working
+    directory, for its default ``sqlite:///mlflow.db``) just to say the model is missing."""
+    stores = {tracking_uri} if tracking_uri else {mlflow.get_tracking_uri(), mlflow.get_registry_uri()}
+    for store in sorted(s for s in stores if s):
+        path = _local_store(store)
+        if path is not None and not path.exists():
+            where = "" if tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") else " (MLflow's default store)"
+            raise ArtifactError(f"cannot load {uri!r}: there is no MLflow store at {path.resolve()}{where}. Point "
+                                "MLFLOW_TRACKING_URI at the store that holds the model (for example "
+                                "sqlite:////abs/path/mlflow.db) or pass tracking_uri=...; nothing was created")
+
+
 def load_recommender(uri: str, *, tracking_uri: str | None = None):
     """``recsys.load`` for ``models:/``, ``runs:/`` and ``mlflow-artifacts:/`` URIs: download, verify, load.
 
-    The store is ``tracking_uri``, else MLflow's current one (``$MLFLOW_TRACKING_URI`` or ./mlflow.db).
+    The store is ``tracking_uri``, else MLflow's current one (``$MLFLOW_TRACKING_URI`` or ./mlflow.db); a
+    local store that does not exist is an :class:`ArtifactError` (loading never creates one).
     MLflow resolves a registered model's alias or version from its process-wide registry URI only, so
     with ``tracking_uri`` both URIs point at that store during the download and are restored after it
     (calls here are serialised; other threads using MLflow at that moment would see the switch).
@@ -174,6 +208,7 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None):
         raise MissingDependencyError(f"loading {uri!r} needs mlflow: pip install 'mlflow>=3'") from e
     from recsys.bundle import load_bundle
 
+    _check_store_exists(mlflow, uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))
     try:
         try:
