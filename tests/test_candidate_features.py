@@ -18,6 +18,8 @@ ENGINES = ["auto", "compiled", "sklearn", "numpy"]
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    # exact on purpose: both paths apply the same elementwise NumPy ufuncs (log1p, the shared _smooth) to the
+    # same float64 inputs and round to float32 the same way; no reduction whose order could differ
     return bool(((a == b) | (np.isnan(a) & np.isnan(b))).all())
 
 
@@ -60,6 +62,7 @@ def test_compiled_forest_walks_like_the_reference_on_missing_and_infinite_values
     X = np.array([[0.1, 0.0], [0.9, 0.2], [0.9, 0.8], [np.nan, 0.8], [np.inf, 0.8], [-np.inf, np.nan]])
     tree = _tree(threshold, miss_left)
     (got,) = CompiledForest([tree], 2, engine=engine).decision_functions(X)
+    # exact: one tree, and baseline + leaf values (0.25, 1, -2, 3) are sums of powers of two, exact in any order
     np.testing.assert_array_equal(got, tree.decision_function(X))
 
 

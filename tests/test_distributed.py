@@ -84,8 +84,11 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, outside_
     history = second[0]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]
     for mine, ref in zip(history, summary["history"], strict=True):
-        assert mine["recall@5"] == ref["recall@5"]
+        # the weights agree to ~1e-5, not bit for bit (all-reduce sums the gradients in another order), so a
+        # near-tie between the 5th and 6th item may flip one of the 49 users: at most 1/49 apart
+        assert mine["recall@5"] == pytest.approx(ref["recall@5"], abs=1 / 49 + 1e-9)
         assert mine["loss"] == pytest.approx(ref["loss"], rel=1e-5)
+    # exact: the best epoch's recall leads the next best by 3/49 (.918 vs .857), more than a flip or two can move
     assert second[0]["best_epoch"] == summary["best_epoch"]
     assert summary["best_metrics"]["recall@5"] > 0.5  # the reference learns (random: 5 of 26 unseen ~ 0.19)
 

@@ -34,6 +34,8 @@ def test_benchmark_writes_figures(tmp_path):
                                  n_tune=100, n_latency=20, n_filtered=50, embeddings=(users, items))
     rows = {r["factory"]: r for r in result["indexes"]}
     assert set(rows) == {"Flat", "HNSW16", "IVF32,Flat"}
+    # exactly 1: unfiltered Flat search and the faiss.knn oracle are one computation (the same BLAS inner
+    # products of the same float32 arrays and queries, no selector), so even near-ties come out alike
     assert rows["Flat"]["recall@100"] == 1.0 and rows["IVF32,Flat"]["recall@100"] >= 0.9
     assert rows["HNSW16"]["recall@100"] == pytest.approx(rows["HNSW16"]["tuned_recall"], abs=0.1)
     for r in rows.values():

@@ -113,6 +113,7 @@ def test_auto_index_records_choice_recall_and_factory(tmp_path):
     assert manifest["tuning"]["recall"] == pytest.approx(idx.tuning["recall"])
     assert manifest["search_params"] == idx.effective_params()
     small = auto_index(items[:500], ids[:500], memory_budget_mb=100)
+    # exactly 1: tuning's Flat search and its faiss.knn oracle run the same BLAS inner products on the same arrays
     assert small.factory == "Flat" and small.tuning["recall"] == 1.0
 
 
