@@ -58,14 +58,15 @@ def demo(
 @data_app.command("validate")
 def data_validate(
     path: Annotated[Path, typer.Argument(help="A parquet or CSV file.")],
-    table: Annotated[str, typer.Option(help="events | items | users | social")] = "events",
+    table: Annotated[str, typer.Option(help="events | items | users | social | media | media_pools")] = "events",
 ) -> None:
     """Validate a table against its data contract and print a summary (or a clear error)."""
     from recsys.errors import DataValidationError
     from recsys.features import schema
 
     fns = {"events": schema.validate_events, "items": schema.validate_items,
-           "users": schema.validate_users, "social": schema.validate_social}
+           "users": schema.validate_users, "social": schema.validate_social, "media": schema.validate_media,
+           "media_pools": schema.validate_media_pools}
     if table not in fns:
         raise typer.BadParameter(f"unknown table {table!r}; use one of {sorted(fns)}", param_hint="--table")
     try:

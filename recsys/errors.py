@@ -23,3 +23,12 @@ class ArtifactError(RecsysError, OSError):
 
 class MissingDependencyError(RecsysError, ImportError):
     """An optional dependency is not installed; the message carries the exact install command."""
+
+
+class RecsysWarning(UserWarning):
+    """Base class of every warning recsys emits on purpose: something worked, but not as asked."""
+
+
+class RankerSkippedWarning(RecsysWarning):
+    """A ranker was asked for but the data cannot train one (too few labelled clicks): feeds rank by the
+    two-tower score and carry no pCTR / pCVR. The message says what the data holds and what to add."""

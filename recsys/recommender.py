@@ -165,8 +165,18 @@ class Recommender:
     def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
             social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,
             media_pools: pd.DataFrame | None = None, progress: bool | None = None) -> Recommender:
-        """Train every component on training tables (small defaults, see ``train``) and get ready to serve."""
+        """Train every component on training tables (small defaults, see ``train``) and get ready to serve.
+
+        The tables are first checked against the data contract with the same function as ``recsys train``
+        (:func:`recsys.features.schema.validate_tables`): a broken contract raises ``DataValidationError``.
+        ``train_summary_["ranker"]`` says whether a ranker was trained and, when not, why."""
         config = self._config()
+        from recsys.features.schema import validate_tables
+
+        t = validate_tables(events=events, items=items, users=users, social=social, media=media,
+                            media_pools=media_pools)
+        events, items, users, social, media, media_pools = (
+            t.get(n) for n in ("events", "items", "users", "social", "media", "media_pools"))
         parts = train_components(events, items, users, social, settings=self.train,
                                  segment_column=self.segment_column, progress=progress)
         from recsys.bundle import data_hash

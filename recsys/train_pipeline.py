@@ -88,6 +88,10 @@ def _data(run: _Run):
     run.step(f"data: {cfg.data.source} (validate {cfg.data.validate})")
     tables = load_tables(cfg.data, seed=cfg.seed, progress=run.progress)
     split = split_tables(tables, cfg.split)
+    if run.result.stage in ("all", "ranker"):  # a log the ranker cannot use fails now, not after the two-tower
+        from recsys.serve.training import require_impression_ids
+
+        require_impression_ids(split.train, cfg.ranker.kind)
     digest = data_digest(tables)
     counts = tables.row_counts() | {"train_events": len(split.train), "test_events": len(split.test)}
     run.log("   " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"; split at {split.cut}")
@@ -211,8 +215,11 @@ def _ranker(run: _Run, tables, split):
     cfg = run.cfg
     run.step(f"ranker: {cfg.ranker.kind}")
     res = train_ranker(cfg, tables, split, bins=cfg.evaluation.calibration_bins)
-    if res is None:
-        run.log("   no ranker (ranker.kind none, or no labelled impressions in the data): rank by two-tower score")
+    if res is None or res.ranker is None:  # asked for (kind none), or too few clicks: said and recorded, not silent
+        why = res.summary["reason"] if res is not None else "ranker.kind none"
+        run.log(f"   no ranker ({why}): rank by two-tower score")
+        run.result.evaluation["ranker"] = {"trained": False, "reason": why}
+        run.tracker.set_tags({"ranker.skipped": why[:4000]})
         return None
     m = res.metrics
     if m:
@@ -256,6 +263,7 @@ def _bundle(run: _Run, tables, split, digest, pipeline, res, index, emb, ranker)
 
 def _log_outputs(run: _Run, rec, path, example) -> None:
     cfg, tracker = run.cfg, run.tracker
+    run.out.mkdir(parents=True, exist_ok=True)  # a ranker stage that trained no ranker has written nothing yet
     (run.out / "evaluation.json").write_text(json.dumps(run.result.evaluation, indent=1, default=str))
     tracker.log_artifact(run.out / "evaluation.json")
     if rec is None or not tracker.enabled:

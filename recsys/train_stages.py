@@ -45,6 +45,7 @@ class RankerResult:
     builder: Any
     metrics: dict = field(default_factory=dict)
     calibration: Any = None
+    summary: dict = field(default_factory=dict)  # recsys.serve.training.ranker_labels's record: trained, or why not
 
 
 def fit_features(cfg: TrainConfig, tables: Tables, split: Split):
@@ -242,15 +243,21 @@ def _ranker_object(cfg: RankerConfig, seed: int):
 
 
 def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult | None:
-    """Fit the ranker on training impressions; score test impressions with point-in-time features."""
-    if cfg.ranker.kind == "none" or "impression_id" not in split.train.columns:
+    """Fit the ranker on training impressions; score test impressions with point-in-time features.
+
+    None for ``ranker.kind: none``; events without ``impression_id`` raise ``DataValidationError``; too few
+    clicked impressions give a result with ``ranker=None`` and the reason in ``summary`` (and a
+    ``RankerSkippedWarning``), never a silent skip."""
+    if cfg.ranker.kind == "none":
         return None
     from recsys.evaluation import calibration, conversion_metrics
     from recsys.features.ranking_features import RankingFeatureBuilder, impression_labels
+    from recsys.serve.training import ranker_labels
 
-    rows_tr, rows_te = impression_labels(split.train), impression_labels(split.test)
-    if rows_tr["click"].sum() < 10:
-        return None
+    rows_tr, record = ranker_labels(split.train, cfg.ranker.kind)
+    if rows_tr is None:
+        return RankerResult(ranker=None, builder=None, summary=record)
+    rows_te = impression_labels(split.test)
     cols = ["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in rows_tr.columns else [])
     builder = RankingFeatureBuilder(windows=list(cfg.ranker.windows), include_ids=cfg.ranker.kind != "gbdt")
     builder.fit(split.train, tables.items, tables.social)
@@ -267,4 +274,4 @@ def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 
             metrics = conversion_metrics(frame)
         cal = calibration(frame["click"].to_numpy(), frame["pctr"].to_numpy(), n_bins=bins, strategy="quantile")
         metrics["ctr_pred_over_observed"] = float(frame["pctr"].mean() / max(frame["click"].mean(), 1e-12))
-    return RankerResult(ranker=ranker, builder=builder, metrics=metrics, calibration=cal)
+    return RankerResult(ranker=ranker, builder=builder, metrics=metrics, calibration=cal, summary=record)

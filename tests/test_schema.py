@@ -9,6 +9,8 @@ from recsys.features.schema import (
     EVENT_TYPES,
     validate_events,
     validate_items,
+    validate_media,
+    validate_media_pools,
     validate_social,
     validate_tables,
     validate_users,
@@ -91,6 +93,8 @@ def test_null_key_names_column_and_rows():
 @pytest.mark.parametrize("col,vals,needle", [
     ("price", [10.0, np.nan, 1.0], "NaN"),
     ("price", [10.0, -3.0, 1.0], "below 0"),
+    ("price", [10.0, np.inf, 1.0], "infinite"),
+    ("coupon", [0.0, np.inf, 1.0], "infinite"),
     ("commission_rate", [0.1, np.nan, 0.2], "NaN"),
     ("commission_rate", [0.1, -0.2, 0.2], "below 0"),
     ("commission_rate", [0.1, 5.0, 0.2], "divide percentages by 100"),
@@ -181,6 +185,49 @@ def test_negative_value_refused():
     assert_message(e, "column 'value'", "below 0", "-5.0")
 
 
+@pytest.mark.parametrize("bad", [np.inf, -np.inf])
+def test_infinite_value_refused(bad):
+    with pytest.raises(DataValidationError) as e:
+        validate_events(events(value=[np.nan, np.nan, bad, np.nan]))
+    assert_message(e, "column 'value'", "infinite", "1 of 4 rows", "Fix:")
+
+
+def test_impression_id_is_an_id_and_keeps_distinct_impressions():
+    same = events(timestamp=pd.to_datetime(["2026-01-01"] * 4), user_id=[1] * 4, item_id=[10] * 4,
+                  event_type=["impression"] * 4, media_id=["g"] * 4)
+    out = validate_events(same.assign(impression_id=[7, 8, 9, 10]))  # four impressions, not duplicates
+    assert out["impression_id"].tolist() == [7, 8, 9, 10]
+    with pytest.raises(DataValidationError) as e:
+        validate_events(events(impression_id=[1.5, 2.0, 3.0, 4.0]))
+    assert_message(e, "column 'impression_id'", "float64", "Fix:")
+
+
+def test_media_objectives_checked():
+    media = pd.DataFrame({"media_id": ["guide-0", "app-1"], "objective": ["GMV", "ctr"], "kind": ["g", "a"]})
+    assert validate_media(media)["objective"].tolist() == ["GMV", "ctr"]  # synonyms and case are fine
+    with pytest.raises(DataValidationError) as e:
+        validate_media(media.assign(objective=["gmv", "likes"]))
+    assert_message(e, "media", "column 'objective'", "'likes'", "1 of 2 rows", "commission", "Fix:")
+    with pytest.raises(DataValidationError) as e:
+        validate_media(media.assign(objective=["gmv", None]))
+    assert_message(e, "column 'objective'", "missing")
+    with pytest.raises(DataValidationError) as e:
+        validate_media(media.assign(media_id=["a", "a"]))
+    assert_message(e, "column 'media_id'", "duplicate")
+
+
+def test_media_pools_ids_duplicates_and_known_items():
+    pools = pd.DataFrame({"media_id": ["g", "g", "g"], "item_id": ["a", "b", "a"]})
+    with pytest.warns(DataQualityWarning, match="dropped 1 duplicate"):
+        assert validate_media_pools(pools)["item_id"].tolist() == ["a", "b"]
+    with pytest.raises(DataValidationError) as e:
+        validate_tables(items=items(), media_pools=pools.assign(item_id=["a", "zzz", "b"]))
+    assert_message(e, "media_pools", "'item_id'", "zzz", "not in the items table", "Fix:")
+    with pytest.raises(DataValidationError) as e:
+        validate_media_pools(pools.drop(columns=["media_id"]))
+    assert_message(e, "media_pools", "'media_id'")
+
+
 def test_items_defaults_and_duplicates():
     out = validate_items(items())
     assert out["coupon"].tolist() == [0.0, 0.0, 0.0]
@@ -219,3 +266,16 @@ def test_reads_parquet_and_csv(tmp_path):
     assert a["item_id"].tolist() == b["item_id"].tolist() == [10, 11, 12, 13]
     with pytest.raises(DataValidationError, match="no such file"):
         validate_events(tmp_path / "missing.parquet")
+
+
+def test_cli_validates_media_and_pools(tmp_path):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
+    pd.DataFrame({"media_id": ["g", "a"], "objective": ["gmv", "likes"]}).to_csv(tmp_path / "media.csv", index=False)
+    res = CliRunner().invoke(app, ["data", "validate", str(tmp_path / "media.csv"), "--table", "media"])
+    assert res.exit_code == 2 and "'objective'" in res.output and "likes" in res.output
+    pd.DataFrame({"media_id": ["g"], "item_id": [3]}).to_csv(tmp_path / "pools.csv", index=False)
+    res = CliRunner().invoke(app, ["data", "validate", str(tmp_path / "pools.csv"), "--table", "media_pools"])
+    assert res.exit_code == 0 and "media_pools: 1 rows" in res.output

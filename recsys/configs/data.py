@@ -143,7 +143,8 @@ def load_tables(cfg: DataConfig, *, seed: int = 0, progress: bool = False) -> Ta
     if cfg.validate:
         from recsys.features.schema import validate_events, validate_tables
 
-        checked = validate_tables(events=tables.events, items=tables.items, users=tables.users, social=tables.social)
+        checked = validate_tables(events=tables.events, items=tables.items, users=tables.users, social=tables.social,
+                                  media=tables.media, media_pools=tables.media_pools)
         for name, df in checked.items():
             setattr(tables, name, df.reset_index(drop=True))
         if tables.test_events is not None:

@@ -9,15 +9,23 @@ strings; they come back out unchanged, never recast.
 events
     user_id, item_id (ids); timestamp (datetime64, ISO string or integer Unix seconds);
     event_type, one of :data:`EVENT_TYPES`; optional media_id (the media partner), optional value
-    (a float such as the order amount, >= 0). Exact duplicates are dropped (first kept) with a
-    warning; rows come back sorted by time (stable, so ties keep their input order).
+    (a float such as the order amount, >= 0, finite), optional impression_id (an impression carries
+    its own id, each click / cart / fav / purchase the id of the impression it followed; the ranker
+    needs it to label impressions). Exact duplicates are dropped (first kept) with a warning; rows
+    come back sorted by time (stable, so ties keep their input order).
 items
-    item_id, category, brand, shop, price (>= 0), commission_rate (in [0, 1]), title;
+    item_id, category, brand, shop, price (>= 0, finite), commission_rate (a fraction in [0, 1]), title;
     optional coupon (>= 0, default 0), eligibility (segment tag; "" = everyone), in_stock (default True).
 users
     user_id plus any profile columns.
 social
     user_id, friend_id: who is friends with whom (self-loops and duplicates dropped with a warning).
+media
+    media_id (one row per partner); optional objective (what its feed ranks by: clicks, purchases,
+    gmv or commission, or a synonym such as 'ctr'); other columns pass through.
+media_pools
+    media_id, item_id: the items each partner may show (partners absent here may show every item);
+    every item_id must be in the items table; duplicate pairs are dropped with a warning.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from recsys.errors import DataValidationError
+from recsys.errors import ConfigError, DataValidationError
 from recsys.features import validation as v
 
 EVENT_TYPES: tuple[str, ...] = ("impression", "click", "cart", "fav", "purchase")
@@ -42,12 +50,15 @@ class TableSchema:
     keys: tuple[str, ...]
 
 
-EVENTS = TableSchema("events", ("user_id", "item_id", "timestamp", "event_type"), ("media_id", "value"),
+EVENTS = TableSchema("events", ("user_id", "item_id", "timestamp", "event_type"),
+                     ("media_id", "value", "impression_id"),
                      ("user_id", "item_id", "timestamp", "event_type"))
 ITEMS = TableSchema("items", ("item_id", "category", "brand", "shop", "price", "commission_rate", "title"),
                     ("coupon", "eligibility", "in_stock"), ("item_id",))
 USERS = TableSchema("users", ("user_id",), (), ("user_id",))
 SOCIAL = TableSchema("social", ("user_id", "friend_id"), (), ("user_id", "friend_id"))
+MEDIA = TableSchema("media", ("media_id",), ("objective",), ("media_id",))
+MEDIA_POOLS = TableSchema("media_pools", ("media_id", "item_id"), (), ("media_id", "item_id"))
 
 
 def validate_events(events: pd.DataFrame | str) -> pd.DataFrame:
@@ -58,8 +69,9 @@ def validate_events(events: pd.DataFrame | str) -> pd.DataFrame:
     df = df.copy()
     v.check_id(t, df, "user_id")
     v.check_id(t, df, "item_id")
-    if "media_id" in df.columns and df["media_id"].notna().any():
-        _check_optional_id(t, df, "media_id")
+    for col in ("media_id", "impression_id"):
+        if col in df.columns and df[col].notna().any():
+            _check_optional_id(t, df, col)
     df["timestamp"] = v.to_timestamp(t, df, "timestamp")
     v.check_not_null(t, df, "event_type")
     kinds = df["event_type"].astype(str).str.strip().str.lower()
@@ -81,7 +93,8 @@ def _check_optional_id(table: str, df: pd.DataFrame, column: str) -> None:
 
 
 def _dedupe_and_sort(df: pd.DataFrame) -> pd.DataFrame:
-    subset = [c for c in ("user_id", "item_id", "timestamp", "event_type", "media_id") if c in df.columns]
+    subset = [c for c in ("user_id", "item_id", "timestamp", "event_type", "media_id", "impression_id")
+              if c in df.columns]
     dup = df.duplicated(subset=subset, keep="first").to_numpy()
     if dup.any():
         v.warn_repair(f"events: dropped {int(dup.sum())} duplicate event(s) (same {subset}); the first of each "
@@ -168,25 +181,77 @@ def validate_social(social: pd.DataFrame | str) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def validate_tables(*, events=None, items=None, users=None, social=None) -> dict[str, pd.DataFrame]:
-    """Validate whichever tables are given, then check events only name known items and users."""
-    out: dict[str, pd.DataFrame] = {}
-    for name, table, fn in (("events", events, validate_events), ("items", items, validate_items),
-                            ("users", users, validate_users), ("social", social, validate_social)):
-        if table is not None:
-            out[name] = fn(table)
+def validate_media(media: pd.DataFrame | str) -> pd.DataFrame:
+    """Check a media-partner table: one row per media_id; an objective column must name known objectives."""
+    from recsys.models.rankers.objectives import OBJECTIVES
+
+    t = MEDIA.name
+    df = v.require_frame(t, media)
+    v.check_columns(t, df, MEDIA.required)
+    v.check_id(t, df, "media_id")
+    _check_unique(t, df, "media_id")
+    if "objective" in df.columns:
+        bad = (df["objective"].isna() | ~df["objective"].map(_known_objective)).to_numpy()
+        if bad.any():
+            unknown = sorted(map(str, pd.unique(df.loc[bad, "objective"].astype(str))))[:10]
+            v.fail(t, "objective", f"holds unknown or missing objective(s) {unknown}", df, bad,
+                   f"use one of {list(OBJECTIVES)} per partner (or drop the column: every partner then ranks "
+                   "by the Recommender's default_objective).")
+    return df.reset_index(drop=True)
+
+
+def _known_objective(name: object) -> bool:
+    from recsys.models.rankers.objectives import normalise_objective
+
+    try:
+        normalise_objective(str(name))
+    except ConfigError:
+        return False
+    return True
+
+
+def validate_media_pools(media_pools: pd.DataFrame | str) -> pd.DataFrame:
+    """Check partner pools (media_id, item_id): ids valid; duplicate pairs dropped with a warning."""
+    t = MEDIA_POOLS.name
+    df = v.require_frame(t, media_pools)
+    v.check_columns(t, df, MEDIA_POOLS.required)
+    v.check_id(t, df, "media_id")
+    v.check_id(t, df, "item_id")
+    dup = df.duplicated(subset=["media_id", "item_id"], keep="first").to_numpy()
+    if dup.any():
+        v.warn_repair(f"media_pools: dropped {int(dup.sum())} duplicate (media_id, item_id) pair(s).")
+        df = df.loc[~dup]
+    return df.reset_index(drop=True)
+
+
+_VALIDATORS = (("events", validate_events), ("items", validate_items), ("users", validate_users),
+               ("social", validate_social), ("media", validate_media), ("media_pools", validate_media_pools))
+
+
+def validate_tables(*, events=None, items=None, users=None, social=None, media=None,
+                    media_pools=None) -> dict[str, pd.DataFrame]:
+    """Validate whichever tables are given, then check events and pools only name known items and users.
+
+    The one entry point of the data contract: ``recsys train`` (:func:`recsys.configs.data.load_tables`)
+    and :meth:`recsys.Recommender.fit` both call it."""
+    given = {"events": events, "items": items, "users": users, "social": social, "media": media,
+             "media_pools": media_pools}
+    out = {name: fn(given[name]) for name, fn in _VALIDATORS if given[name] is not None}
     if "events" in out and "items" in out:
         _check_known(out["events"], "item_id", out["items"]["item_id"], "items")
     if "events" in out and "users" in out:
         _check_known(out["events"], "user_id", out["users"]["user_id"], "users")
+    if "media_pools" in out and "items" in out:
+        _check_known(out["media_pools"], "item_id", out["items"]["item_id"], "items", source="media_pools")
     return out
 
 
-def _check_known(events: pd.DataFrame, column: str, known: pd.Series, table: str) -> None:
+def _check_known(events: pd.DataFrame, column: str, known: pd.Series, table: str, source: str = "events") -> None:
     unknown = (~events[column].isin(known)).to_numpy()
     if unknown.any():
         ids = pd.unique(events.loc[unknown, column])[:5].tolist()
         raise DataValidationError(
-            f"events: column '{column}' names {len(pd.unique(events.loc[unknown, column]))} id(s) that are not in "
-            f"the {table} table, e.g. {ids}.\nFix: add them to {table}, or drop those events first."
+            f"{source}: column '{column}' names {len(pd.unique(events.loc[unknown, column]))} id(s) that are not "
+            f"in the {table} table, e.g. {ids}.\nFix: add them to {table}, or drop those {source} rows first "
+            "(check the id types match: 12 and '12' are different ids)."
         )

@@ -144,12 +144,17 @@ def to_numeric(table: str, df: pd.DataFrame, column: str) -> pd.Series:
 
 def check_range(table: str, df: pd.DataFrame, column: str, values: pd.Series, *, low: float = 0.0,
                 high: float | None = None, allow_nan: bool = False, hint: str = "") -> None:
-    """Refuse NaN (unless allowed) and values outside [low, high]."""
+    """Refuse NaN (unless allowed), infinite values and values outside [low, high]."""
     nan = values.isna().to_numpy()
     if nan.any() and not allow_nan:
         fail(table, column, "holds NaN / missing values", df, nan,
              f"fill or drop them, e.g. df = df.dropna(subset=['{column}']).{hint}")
     v = values.to_numpy()
+    infinite = ~nan & np.isinf(v)
+    if infinite.any():
+        fail(table, column, "holds infinite values (inf / -inf)", df, infinite,
+             f"{column} must be a finite number; a division by zero upstream is the usual cause: correct or drop "
+             f"those rows.{hint}")
     below = ~nan & (v < low)
     if below.any():
         fail(table, column, f"holds values below {low:g}", df, below,

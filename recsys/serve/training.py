@@ -6,18 +6,21 @@ This is the short path for tests, notebooks and the demo; the tracked, configura
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
 
-__all__ = ["TrainSettings", "train_components", "profile_columns"]
+__all__ = ["TrainSettings", "train_components", "profile_columns", "ranker_labels", "require_impression_ids",
+           "MIN_RANKER_CLICKS"]
 
 RANKERS = ("gbdt", "esmm", "none")
 INDEXES = ("exact", "faiss", "auto")
+MIN_RANKER_CLICKS = 10  # clicked impressions below which no ranker is trained (a warning says so)
 
 
 @dataclass(frozen=True)
@@ -75,18 +78,57 @@ def _index(settings: TrainSettings, emb: np.ndarray, ids: np.ndarray):
     return auto_index(emb, ids, memory_budget_mb=max(64.0, emb.nbytes / 2**20 * 2), metric="ip", seed=settings.seed)
 
 
-def _ranker(settings: TrainSettings, events: pd.DataFrame, items: pd.DataFrame, social: pd.DataFrame | None,
-            progress: bool) -> tuple[Any, Any, dict | None]:
-    """(ranker, feature builder, builder params), or Nones when the log cannot label impressions."""
-    if settings.ranker == "none" or "impression_id" not in events.columns:
+def require_impression_ids(events: pd.DataFrame, kind: str) -> None:
+    """Raise :class:`DataValidationError` when ranker ``kind`` (not "none") is asked for but the events lack
+    ``impression_id``: nothing then tells which impressions went unclicked, so pCTR cannot be learned."""
+    if kind == "none" or "impression_id" in events.columns:
+        return
+    kinds = events["event_type"].astype(str).value_counts()
+    raise DataValidationError(
+        f"events: column 'impression_id' is missing, and the '{kind}' ranker needs it to learn pCTR and pCVR "
+        f"(the events hold {kinds.get('impression', 0)} impressions, {kinds.get('click', 0)} clicks and "
+        f"{kinds.get('purchase', 0)} purchases, but nothing links a click or purchase to the impression it "
+        "followed).\nFix: add 'impression_id' (an impression carries its own id; each click, cart, fav and "
+        "purchase carries the id of the impression it followed), or train without a ranker: "
+        "TrainSettings(ranker='none') for Recommender.fit, 'ranker: {kind: none}' in a recsys train config "
+        "(feeds then rank by the two-tower score)."
+    )
+
+
+def ranker_labels(events: pd.DataFrame, kind: str, *, min_clicks: int = MIN_RANKER_CLICKS,
+                  ) -> tuple[pd.DataFrame | None, dict]:
+    """Labelled impressions for ranker ``kind`` and a record of what was decided (``Recommender.fit`` and
+    ``recsys train`` both call it). ``kind="none"``: no rows, by request. Events without ``impression_id``
+    raise (:func:`require_impression_ids`); fewer than ``min_clicks`` clicked impressions warn with
+    :class:`RankerSkippedWarning` and give no rows."""
+    if kind == "none":
+        return None, {"kind": None, "trained": False, "reason": "ranker 'none' was asked for: feeds rank by the "
+                      "two-tower score, pctr / pcvr are NaN"}
+    require_impression_ids(events, kind)
+    from recsys.features.ranking_features import impression_labels
+
+    labelled = impression_labels(events)
+    record = {"kind": kind, "impressions": len(labelled), "clicked_impressions": int(labelled["click"].sum()),
+              "purchased_impressions": int(labelled["purchase"].sum())}
+    if record["clicked_impressions"] < min_clicks:
+        reason = (f"no '{kind}' ranker: the events hold {len(labelled)} impression rows of which "
+                  f"{record['clicked_impressions']} were clicked (a click whose impression_id names an impression "
+                  f"row); at least {min_clicks} are needed. Feeds rank by the two-tower score and pctr / pcvr are "
+                  "NaN. Add impression rows and link clicks to them, or ask for ranker 'none' to silence this.")
+        warnings.warn(reason, RankerSkippedWarning, stacklevel=3)
+        return None, record | {"trained": False, "reason": reason}
+    return labelled, record | {"trained": True, "reason": None}
+
+
+def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.DataFrame, items: pd.DataFrame,
+            social: pd.DataFrame | None) -> tuple[Any, Any, dict | None]:
+    """(ranker, feature builder, builder params) trained on ``labelled`` impressions; Nones without them."""
+    if labelled is None:
         return None, None, None
-    from recsys.features.ranking_features import RankingFeatureBuilder, impression_labels
+    from recsys.features.ranking_features import RankingFeatureBuilder
     from recsys.models.rankers import ESMMRanker, GBDTRanker
     from recsys.serve.state import builder_events, builder_items
 
-    labelled = impression_labels(events)
-    if labelled["click"].sum() < 10:
-        return None, None, None
     params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
     builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social)
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
@@ -103,7 +145,9 @@ def _ranker(settings: TrainSettings, events: pd.DataFrame, items: pd.DataFrame, 
 def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None,
                      social: pd.DataFrame | None = None, *, settings: TrainSettings | None = None,
                      segment_column: str = "segment", progress: bool | None = None) -> dict[str, Any]:
-    """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables."""
+    """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables
+    (validated ones: :func:`recsys.features.schema.validate_tables`). ``train_summary["ranker"]`` records
+    whether a ranker was trained and, when not, why."""
     import torch
 
     from recsys.features.pipeline import FeaturePipeline
@@ -113,6 +157,7 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     from recsys.serve.state import item_embeddings
 
     s = settings or TrainSettings()
+    labelled, record = ranker_labels(events, s.ranker)  # first: a log the ranker cannot use fails before training
     pipeline = FeaturePipeline(user_categoricals=profile_columns(users, segment_column), title_buckets=s.title_buckets,
                                history_len=s.history_len).fit(events, items, users)
     data = pipeline.training_data(events, items, users)
@@ -123,6 +168,6 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
                       progress=progress, device="cpu").fit(data)
     emb = item_embeddings(pipeline, model, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
-    ranker, builder, params = _ranker(s, events, items, social, bool(progress))
+    ranker, builder, params = _ranker(s, labelled, events, items, social)
     return {"pipeline": pipeline, "model": model, "index": index, "item_embeddings": emb, "ranker": ranker,
-            "feature_builder": builder, "builder_params": params, "train_summary": summary}
+            "feature_builder": builder, "builder_params": params, "train_summary": {**summary, "ranker": record}}
