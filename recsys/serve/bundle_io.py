@@ -44,7 +44,8 @@ def write_components(rec: Any, root: Path) -> dict:
                             "through recsys.models.rankers.load_ranker (GBDTRanker, ESMMRanker) can be saved")
     ids = state.catalogue.ids
     meta = {"settings": _settings(rec), "config": state.config.to_dict(), "builder_params": state.builder_params,
-            "item_id_kind": "str" if ids.dtype == object else "int", "as_of": str(state.as_of)}
+            "item_id_kind": "str" if ids.dtype == object else "int", "as_of": str(state.as_of),
+            "open_pools": sorted(state.open_pools)}
     (root / "recommender.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
     state.pipeline.save(root / "pipeline.json")
     state.model.save(root / "model")
@@ -115,6 +116,7 @@ def read_components(root: Path, manifest: dict):
                         events=tables["events"], users=tables.get("users"), social=tables.get("social"),
                         media=tables.get("media"), media_pools=tables.get("media_pools"), config=config,
                         popular=popular, item_emb=emb, builder_params=meta["builder_params"],
-                        removed=items["item_id"].to_numpy()[removed])
+                        removed=items["item_id"].to_numpy()[removed],
+                        open_pools=meta.get("open_pools"))  # bundles before it: pools listing every item
     rec._adopt(state, manifest.get("training_data_hash"))
     return rec

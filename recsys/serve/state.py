@@ -84,6 +84,7 @@ class ServingState:
     tables: dict[str, pd.DataFrame]
     vocab_to_pos: np.ndarray | None
     builder_params: dict | None = None
+    open_pools: frozenset = frozenset()  # partners whose pool is the whole catalogue: new items join them
     filters_cache: dict = field(default_factory=dict)
     arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
     folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
@@ -228,6 +229,13 @@ def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[s
     return out
 
 
+def whole_catalogue_pools(pools: dict[str, np.ndarray], catalogue: Catalogue) -> frozenset:
+    """Partners whose pool lists every live item of the catalogue (e.g. a content app with no restriction):
+    their pool is "everything", so items added later without pool rows join it."""
+    live = catalogue.alive
+    return frozenset(m for m, mask in pools.items() if live.any() and bool(mask[live].all()))
+
+
 def _vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
     values = getattr(getattr(pipeline, "items_", None), "values_", None)
     return None if values is None else catalogue.positions(np.asarray(values))
@@ -246,9 +254,11 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                 events: pd.DataFrame, users: pd.DataFrame | None, social: pd.DataFrame | None,
                 media: pd.DataFrame | None, media_pools: pd.DataFrame | None, config: ServingConfig,
                 popular: PopularItems | None = None, item_emb: np.ndarray | None = None,
-                builder_params: dict | None = None, removed: np.ndarray | None = None) -> ServingState:
+                builder_params: dict | None = None, removed: np.ndarray | None = None,
+                open_pools: Any = None) -> ServingState:
     """Assemble a serving state from fitted components and the serving tables (``removed``: ids already
-    removed from the catalogue, kept for their positions)."""
+    removed from the catalogue, kept for their positions; ``open_pools``: partners whose pool is the whole
+    catalogue, None to take those whose ``media_pools`` rows list every item, see :func:`whole_catalogue_pools`)."""
     from recsys.models.rankers.objectives import partner_objectives
 
     catalogue = Catalogue.from_items(items)
@@ -267,9 +277,11 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
     popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
     as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
     tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
+    pools = pool_masks(media_pools, catalogue)
+    open_pools = whole_catalogue_pools(pools, catalogue) if open_pools is None else frozenset(map(str, open_pools))
     state = ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
                          catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
-                         users=user_state, pools=pool_masks(media_pools, catalogue), objectives=objectives,
+                         users=user_state, pools=pools, objectives=objectives, open_pools=open_pools & set(pools),
                          popular=popular, config=config, as_of=as_of,
                          tables={k: v for k, v in tables.items() if v is not None},
                          vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)

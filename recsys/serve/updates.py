@@ -23,13 +23,29 @@ __all__ = ["add_items", "remove_items", "set_in_stock"]
 
 
 def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> ServingState:
-    """A state with ``items`` added (or replaced) and, optionally, their partner-pool memberships."""
+    """A state with ``items`` added (or replaced) and their partner-pool memberships.
+
+    ``media_pools`` rows (media_id, item_id) put items in those partners' pools. A new item without any row
+    joins every partner whose pool is the whole catalogue (``state.open_pools``) and no restricted pool; a
+    replaced item keeps its memberships. Memberships go into the media_pools table, so a saved bundle keeps them.
+    """
     if not isinstance(items, pd.DataFrame):
         raise DataValidationError(f"add_items takes a DataFrame of items, got {type(items).__name__}")
+    if media_pools is not None and not {"media_id", "item_id"} <= set(media_pools.columns):
+        raise DataValidationError(f"media_pools needs columns 'media_id' and 'item_id' (one row per partner and "
+                                  f"item); got {list(media_pools.columns)}")
     if not len(items):
         return state
     items = items.reset_index(drop=True)
     catalogue, pos = state.catalogue.with_items(items)
+    unlisted = (pos >= len(state.catalogue)) & ~items["item_id"].isin(
+        media_pools["item_id"] if media_pools is not None else []).to_numpy()
+    if state.open_pools and unlisted.any():  # new items without pool rows: every whole-catalogue partner
+        ids = items["item_id"].to_numpy()[unlisted]
+        joined = pd.DataFrame({"media_id": np.repeat(sorted(state.open_pools), len(ids)),
+                               "item_id": np.tile(ids, len(state.open_pools))})
+        media_pools = joined if media_pools is None else pd.concat([media_pools[["media_id", "item_id"]], joined],
+                                                                   ignore_index=True)
     emb = item_embeddings(state.pipeline, state.model, items)
     item_emb = np.zeros((len(catalogue), emb.shape[1]), np.float32)
     item_emb[: len(state.item_emb)] = state.item_emb
