@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
-from recsys.serve.engine import OUTPUT_COLUMNS, Request, run_batch
+from recsys.ids import coerce_id, coerce_ids, coerce_media, id_kind
+from recsys.serve.engine import OUTPUT_COLUMNS, Request, partner_objective, run_batch, score_kind
+from recsys.serve.feed import Feed
 from recsys.serve.rules import BusinessRules
 from recsys.serve.state import ServingConfig, ServingState, build_state
 from recsys.serve.training import TrainSettings, train_components
@@ -34,55 +36,6 @@ from recsys.serve.training import TrainSettings, train_components
 __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 
 _ID_TYPES = (int, np.integer, str)
-
-
-class Feed:
-    """One feed: ``items`` (rank, item_id, score, pctr, pcvr, reason, reason_code, source) in feed order.
-
-    ``fallback`` is None for the normal path, else ``"cold_user_features"`` (user tower from profile
-    and partner) or ``"popular"`` (popular with the partner's audience and segment); ``notes`` says
-    why in words (unknown user id, unknown partner, ...). ``items`` may be given as a mapping of column
-    arrays: the DataFrame is then built on first use (``item_ids`` and ``len`` do not need it).
-    """
-
-    def __init__(self, user_id: Any, media_id: str | None, items: pd.DataFrame | Mapping[str, Any],
-                 fallback: str | None = None, notes: list[str] | None = None) -> None:
-        self.user_id, self.media_id, self.fallback = user_id, media_id, fallback
-        self.notes = notes if notes is not None else []
-        self._frame = items if isinstance(items, pd.DataFrame) else None
-        self._columns = None if isinstance(items, pd.DataFrame) else dict(items)
-
-    @property
-    def items(self) -> pd.DataFrame:
-        if self._frame is None:
-            self._frame = pd.DataFrame(self._columns)
-        return self._frame
-
-    @items.setter
-    def items(self, value: pd.DataFrame) -> None:
-        self._frame, self._columns = value, None
-
-    @property
-    def used_fallback(self) -> bool:
-        return self.fallback is not None or bool(self.notes)
-
-    @property
-    def item_ids(self) -> list:
-        if self._frame is None:
-            return np.asarray(self._columns["item_id"]).tolist()
-        return self._frame["item_id"].tolist()
-
-    def __len__(self) -> int:
-        if self._frame is None:
-            return len(self._columns["item_id"])
-        return len(self._frame)
-
-    def __repr__(self) -> str:
-        return (f"Feed(user_id={self.user_id!r}, media_id={self.media_id!r}, items=<{len(self)} rows>, "
-                f"fallback={self.fallback!r}, notes={self.notes!r})")
-
-    def to_frame(self) -> pd.DataFrame:
-        return self.items.copy()
 
 
 def _check_k(k: Any) -> int:
@@ -100,10 +53,24 @@ def _check_id(value: Any, what: str) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _check_media(media_id: Any) -> str | None:
-    if media_id is None or (isinstance(media_id, float) and np.isnan(media_id)):
-        return None
-    return str(_check_id(media_id, "media_id"))
+UNKNOWN_USER = "served as an unknown user"
+
+
+def _check_media(media_id: Any, notes: list[str]) -> str | None:
+    media, note = coerce_media(media_id)
+    notes.extend([note] if note else [])
+    return media
+
+
+def _item_ids(state: ServingState, ids: Any, notes: list[str] | None = None) -> tuple:
+    """Item ids read as the catalogue's ids (:func:`recsys.ids.coerce_id`). With ``notes`` (``exclude``) ids
+    that are not the catalogue's are dropped and named there; without (updates) they stay, unknown, in place."""
+    kind = id_kind(state.catalogue.index)
+    if notes is None:
+        return tuple(coerce_id(v, kind, "item_id", "ignored")[0] for v in _check_exclude(ids))
+    out, more = coerce_ids(_check_exclude(ids), kind, "exclude item_id")
+    notes.extend(more)
+    return out
 
 
 def _check_exclude(exclude: Any) -> tuple:
@@ -248,10 +215,16 @@ class Recommender:
         ``segment`` (e.g. "vip"), profile fields of a new user, ``timestamp`` for point-in-time features
         (default: the end of the serving log).
         """
-        req = Request(user_id=_check_id(user_id, "user_id"), media_id=_check_media(media_id), k=_check_k(k),
-                      exclude=_check_exclude(exclude), context=_check_context(context))
-        items = run_batch(self._ready(), [req], drop=("user_id", "media_id", "fallback"), as_columns=True)
-        return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes)
+        state = self._ready()
+        uid, note = coerce_id(user_id, id_kind(state.users.ids), "user_id", UNKNOWN_USER)
+        notes = [note] if note else []
+        req = Request(user_id=uid, media_id=_check_media(media_id, notes), k=_check_k(k),
+                      exclude=_item_ids(state, exclude, notes), context=_check_context(context), notes=notes)
+        items = run_batch(state, [req], drop=("user_id", "media_id", "fallback", "score_kind"), as_columns=True)
+        kind = score_kind(state, req)
+        return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes,
+                    score_kind=kind, objective=partner_objective(state, req) if kind == "objective" else None,
+                    catalogue=state.catalogue)
 
     def recommend_batch(self, users: Any, k: int = 20, media_id: str | None = None, *,
                         exclude: Mapping | Iterable | None = None, context: Mapping | None = None,
@@ -266,17 +239,20 @@ class Recommender:
         """
         k = _check_k(k)
         chunk_size = _check_k(chunk_size)
-        reqs = self._requests(users, k, media_id, exclude, context)
         state = self._ready()
+        reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = [run_batch(state, reqs[s:s + chunk_size]) for s in range(0, len(reqs), chunk_size)]
         out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
         out.attrs["notes"] = {r.user_id: list(r.notes) for r in reqs if r.notes}
         return out
 
-    def _requests(self, users: Any, k: int, media_id: Any, exclude: Any, context: Any) -> list[Request]:
+    def _requests(self, state: ServingState, users: Any, k: int, media_id: Any, exclude: Any, context: Any
+                  ) -> list[Request]:
         base_ctx = _check_context(context) or {}
         per_user_excl = exclude if isinstance(exclude, Mapping) else None
-        common_excl = () if per_user_excl is not None else _check_exclude(exclude)
+        common_notes: list[str] = []
+        common_excl = () if per_user_excl is not None else _item_ids(state, exclude, common_notes)
+        user_kind = id_kind(state.users.ids)
         if isinstance(users, pd.DataFrame):
             if "user_id" not in users.columns:
                 raise DataValidationError(f"the users frame needs a 'user_id' column; got {list(users.columns)}")
@@ -290,13 +266,21 @@ class Recommender:
         medias = frame["media_id"].tolist() if "media_id" in frame.columns else [media_id] * len(frame)
         reqs = []
         ctx_values = {c: frame[c].tolist() for c in ctx_cols}
-        for n, (uid, media) in enumerate(zip(frame["user_id"].tolist(), medias, strict=True)):
-            uid = _check_id(uid, f"user_id (row {n})")
+        for n, (raw, media) in enumerate(zip(frame["user_id"].tolist(), medias, strict=True)):
+            try:
+                uid, note = coerce_id(raw, user_kind, "user_id", UNKNOWN_USER)
+            except DataValidationError as e:
+                raise DataValidationError(f"row {n}: {e}") from None
+            notes = [note] if note else []
             ctx = dict(base_ctx)
             ctx.update({c: v[n] for c, v in ctx_values.items() if not (isinstance(v[n], float) and np.isnan(v[n]))})
             ctx = _check_context(ctx)
-            excl = _check_exclude(per_user_excl.get(uid, ())) if per_user_excl is not None else common_excl
-            reqs.append(Request(user_id=uid, media_id=_check_media(media), k=k, exclude=excl, context=ctx or None))
+            media = _check_media(media, notes)
+            if per_user_excl is not None:
+                excl = _item_ids(state, per_user_excl.get(raw, per_user_excl.get(uid, ())), notes)
+            else:
+                excl, notes = common_excl, notes + common_notes
+            reqs.append(Request(user_id=uid, media_id=media, k=k, exclude=excl, context=ctx or None, notes=notes))
         return reqs
 
     def recommend_ids(self, users: Any, k: int = 20, media_id: str | None = None, *, item_ids: Any = None,
@@ -309,8 +293,8 @@ class Recommender:
         :meth:`recommend_batch`, business rules included.
         """
         k, chunk_size = _check_k(k), _check_k(chunk_size)
-        reqs = self._requests(users, k, media_id, exclude, context)
         state = self._ready()
+        reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = []
         for s in range(0, len(reqs), chunk_size):
             part = run_batch(state, reqs[s:s + chunk_size], with_request=True)
@@ -328,11 +312,22 @@ class Recommender:
         """Items close to ``item_id`` in the two towers' space, within partner ``media_id``'s pool."""
         from recsys.serve.similar import similar_items
 
-        return similar_items(self._ready(), _check_id(item_id, "item_id"), _check_k(k), _check_media(media_id))
+        state = self._ready()
+        item, note = coerce_id(item_id, id_kind(state.catalogue.index), "item_id", "served as an unknown item")
+        notes = [note] if note else []
+        media = _check_media(media_id, notes)
+        feed = similar_items(state, item, _check_k(k), media)
+        feed.notes[:0] = notes
+        return feed
 
     # ----- catalogue updates ---------------------------------------------------------------------
     def add_items(self, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> int:
-        """Add (or replace) items; new items are embedded from their content features. Returns the count."""
+        """Add (or replace) items; new items are embedded from their content features. Returns the count.
+
+        ``media_pools`` (columns ``media_id``, ``item_id``): the partners whose pools the items join. A new item
+        without rows joins the partners whose pool is the whole catalogue (their ``media_pools`` rows listed
+        every item at fit; the bundle remembers them) and no restricted pool.
+        """
         from recsys.serve.updates import add_items
 
         self._state = add_items(self._ready(), items, media_pools)
@@ -342,14 +337,16 @@ class Recommender:
         """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""
         from recsys.serve.updates import remove_items
 
-        self._state, n = remove_items(self._ready(), _check_exclude(ids))
+        state = self._ready()
+        self._state, n = remove_items(state, _item_ids(state, ids))
         return n
 
     def set_in_stock(self, ids: Iterable, in_stock: bool | Iterable[bool]) -> None:
         """Mark items in or out of stock (one flag, or one per id); feeds follow at once."""
         from recsys.serve.updates import set_in_stock
 
-        self._state = set_in_stock(self._ready(), _check_exclude(ids), in_stock)
+        state = self._ready()
+        self._state = set_in_stock(state, _item_ids(state, ids), in_stock)
 
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

@@ -54,9 +54,11 @@ def test_pyfunc_predict_equals_bundle_recommend(store, bundle):
         got = out[out["request"] == pos].reset_index(drop=True)
         assert got["item_id"].tolist() == feed.item_ids
         assert got["reason"].tolist() == feed.items["reason"].tolist()
+        assert got["fallback"].tolist() == [feed.fallback] * len(got)  # None on the normal path, in both
+        assert got["score_kind"].tolist() == [feed.score_kind] * len(got)
         assert len(got) == row["k"]
     unknown = out[out["request"] == len(df) - 1]
-    assert (unknown["fallback"].astype(str) != "").all()  # an unknown user falls back, never raises
+    assert unknown["fallback"].notna().all()  # an unknown user falls back, never raises
 
 
 def test_recsys_load_takes_the_model_uri(store, bundle):
@@ -141,3 +143,24 @@ def test_a_store_given_for_one_load_leaves_mlflows_uris_and_environment_as_they_
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1] if previous[1] != previous[0] else None)
+
+
+def test_pyfunc_reads_every_spelling_of_an_id_as_recommend_does(store, bundle):
+    """One rule for both paths (recsys.ids.coerce_id): MLflow's own schema check used to refuse "1279" and
+    1279.0 for this integer-id model while Recommender.recommend served "1279" as an unknown user."""
+    import mlflow
+    import numpy as np
+
+    model = mlflow.pyfunc.load_model(URI)
+    uid = int(store[0]["requests"]["user_id"].iloc[0])
+    want = bundle.recommend(uid, k=5, media_id="guide-0")
+    for spelling in (uid, str(uid), float(uid), np.int64(uid)):
+        out = model.predict(pd.DataFrame({"user_id": pd.Series([spelling], dtype=object if isinstance(
+            spelling, str) else None), "k": [5], "media_id": ["guide-0"]}))
+        feed = bundle.recommend(spelling, k=5, media_id="guide-0")
+        assert out["item_id"].tolist() == feed.item_ids == want.item_ids, spelling
+        assert out["user_id"].tolist() == [uid] * 5 and feed.fallback == want.fallback and not feed.notes
+    out = model.predict(pd.DataFrame({"user_id": ["12a"], "k": [5]}))
+    feed = bundle.recommend("12a", k=5)
+    assert out["item_id"].tolist() == feed.item_ids and out["fallback"].tolist() == [feed.fallback] * 5
+    assert feed.fallback is not None and feed.notes[0].startswith("user_id '12a' is not an integer id")

@@ -170,7 +170,7 @@ def test_unknown_ids_fall_back_and_say_so(rec):
     feed = rec.recommend(5, k=10, media_id="partner-we-never-met", exclude=["no-such-item", 10**9])
     assert len(feed) == 10 and any("unknown media_id" in n for n in feed.notes)
     similar = rec.similar_items("no-such-item", k=6, media_id="guide-0")
-    assert len(similar) == 6 and similar.fallback == "popular" and "unknown item_id" in similar.notes[0]
+    assert len(similar) == 6 and similar.fallback == "popular" and any("unknown item_id" in n for n in similar.notes)
     assert rec.remove_items(["no-such-item"]) == 0
 
 
@@ -203,7 +203,7 @@ def test_bad_arguments_raise_clear_errors(rec):
     for k in (2.5, "3", True, None):
         with pytest.raises(DataValidationError, match="k must be a positive int"):
             rec.recommend(1, k=k)
-    for uid in ([1], None, 1.5, True):
+    for uid in ([1], None, True):  # 1.5 is an id of no integer-id model: served as unknown (tests/test_ids.py)
         with pytest.raises(DataValidationError, match="user_id must be an int or a str"):
             rec.recommend(uid)
     with pytest.raises(DataValidationError, match="wrap a single id"):
@@ -225,7 +225,7 @@ def test_batch_equals_single(rec):
     singles = []
     for uid, media in zip(users["user_id"], users["media_id"], strict=True):
         f = rec.recommend(uid, k=9, media_id=media, exclude=[41, 108] if uid == 5 else ())
-        singles.append(f.items.assign(user_id=uid, media_id=media, fallback=f.fallback or ""))
+        singles.append(f.items.assign(user_id=uid, media_id=f.media_id, fallback=f.fallback, score_kind=f.score_kind))
     single = pd.concat(singles, ignore_index=True)[list(batch.columns)]
     pd.testing.assert_frame_equal(batch.reset_index(drop=True), single, check_dtype=False)
     assert batch.attrs["notes"][10**6] == ["unknown user_id 1000000: served as a new user"]

@@ -169,7 +169,7 @@ def _latency(rec, picks: list[tuple], medias: list, k: int, rounds: int = 5) -> 
     rec._state.filters_cache.pop("user_vectors", None)  # these users were just served: start as cold as above
     for u, m in picks[:n_stage]:
         run_batch(rec._state, [Request(u, m, k)], timings=stages, cpu_timings=stages_cpu,
-                  drop=("user_id", "media_id", "fallback"), as_columns=True)  # as recommend runs it
+                  drop=("user_id", "media_id", "fallback", "score_kind"), as_columns=True)  # as recommend runs it
     per = lambda d: {name: 1000 * v / n_stage for name, v in d.items()}  # noqa: E731
     steady = _percentiles(list(np.median(np.asarray(cpu_by_round), axis=0)))
     return per_round, {"wall_ms": per(stages), "cpu_ms": per(stages_cpu)}, steady

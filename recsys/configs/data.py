@@ -73,7 +73,9 @@ def resolve_data_path(path: str | None, source: str) -> Path:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    from recsys.ids import read_csv_table  # ids as written: '007' stays '007'
+
+    return pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_table(path)
 
 
 def _files(cfg: DataConfig) -> Tables:

@@ -72,8 +72,9 @@ def read_table(path: object) -> pd.DataFrame:
     if suffix.endswith(".parquet") or suffix.endswith(".pq"):
         return pd.read_parquet(p)
     if suffix.endswith(".csv") or suffix.endswith(".csv.gz") or suffix.endswith(".tsv"):
-        sep = "\t" if ".tsv" in suffix else ","
-        return pd.read_csv(p, sep=sep)
+        from recsys.ids import read_csv_table  # integer ids only when canonical: '007' stays '007'
+
+        return read_csv_table(p, sep="\t" if ".tsv" in suffix else ",")
     raise DataValidationError(
         f"cannot read {p}: unknown file type '{suffix or '(none)'}'.\nFix: use .parquet, .csv or .tsv."
     )

@@ -20,10 +20,10 @@ from recsys.serve.reasons import choose_reasons, reason_text
 from recsys.serve.rules import RequestScope, apply_rules, eligible, in_sorted
 from recsys.serve.state import ServingState
 
-__all__ = ["Request", "run_batch", "OUTPUT_COLUMNS"]
+__all__ = ["Request", "run_batch", "OUTPUT_COLUMNS", "score_kind", "partner_objective"]
 
 OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
-                  "source", "fallback")
+                  "source", "fallback", "score_kind")
 SOURCES = ("retrieval", "popular", "backfill")
 
 
@@ -41,6 +41,19 @@ class Request:
     segment: str = ""
     path: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def score_kind(state: ServingState, req: Request) -> str:
+    """What a resolved request's scores measure (:data:`recsys.serve.feed.SCORE_KINDS`): a ranker scores every
+    candidate of every path ("objective"); without one, retrieval's "two_tower" or the popular path's "popularity"."""
+    if state.ranker is not None and state.builder is not None:
+        return "objective"
+    return "popularity" if req.path == "popular" else "two_tower"
+
+
+def partner_objective(state: ServingState, req: Request) -> str:
+    """The objective the ranker's scores of this request are in (the partner's, else the default)."""
+    return state.objectives.get(req.media_id, state.config.default_objective)
 
 
 def _scope(state: ServingState, req: Request) -> RequestScope:
@@ -221,7 +234,10 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     clock.lap("rules")
     out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
     if not as_columns:
-        out = pd.DataFrame(out)
+        cols, out = out, pd.DataFrame(out)
+        for c in ("media_id", "fallback"):  # None stays None (pandas would make these str columns with NaN)
+            if c in cols:
+                out[c] = pd.Series(cols[c], dtype=object, index=out.index)
     clock.lap("reasons")
     return out
 
@@ -277,7 +293,8 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
     obj = lambda values: np.asarray(values, dtype=object)[req_i] if len(req_i) else np.zeros(0, object)  # noqa: E731
     out = {"user_id": obj([r.user_id for r in reqs]), "media_id": obj([r.media_id for r in reqs]), "rank": rank,
            "item_id": state.catalogue.ids[pos], "score": score, "pctr": pctr, "pcvr": pcvr, "reason": reasons,
-           "reason_code": codes, "source": source, "fallback": obj([r.path or "" for r in reqs])}
+           "reason_code": codes, "source": source, "fallback": obj([r.path for r in reqs]),
+           "score_kind": obj([score_kind(state, r) for r in reqs])}
     if with_request:
         out["_request"] = req_i
     return {k: v for k, v in out.items() if k not in drop}

@@ -53,4 +53,5 @@ def similar_items(state: ServingState, item_id: Any, k: int, media_id: str | Non
     items = pd.DataFrame({"rank": np.arange(1, len(sel.positions) + 1), "item_id": cat.ids[sel.positions],
                           "score": sel.scores, "pctr": np.nan, "pcvr": np.nan, "reason": reasons,
                           "reason_code": codes, "source": source})
-    return Feed(user_id=None, media_id=media_id, items=items, fallback=fallback, notes=notes)
+    return Feed(user_id=None, media_id=media_id, items=items, fallback=fallback, notes=notes,
+                score_kind="popularity" if fallback else "similarity", catalogue=cat)
