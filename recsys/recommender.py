@@ -82,7 +82,7 @@ def _check_exclude(exclude: Any) -> tuple:
     return tuple(exclude)
 
 
-def _check_context(context: Any) -> dict | None:
+def _check_context(context: Any, user_kind: str = "any") -> dict | None:
     if context is None:
         return None
     if not isinstance(context, Mapping):
@@ -95,6 +95,13 @@ def _check_context(context: Any) -> dict | None:
         except (ValueError, TypeError):
             raise DataValidationError(f"context['timestamp'] must be a time (datetime, pandas Timestamp or ISO "
                                       f"string such as '2026-01-14 12:00'), got {out['timestamp']!r}") from None
+    friends = out.get("friends")
+    if friends is not None:
+        if isinstance(friends, (str, bytes)) or not isinstance(friends, Iterable):
+            raise DataValidationError(f"context['friends'] must be a list of user ids, got {type(friends).__name__} "
+                                      f"{friends!r}; wrap a single id: {{'friends': [{friends!r}]}}")
+        # user ids read as the model's (recsys.ids); one that is not stays as given and matches no one
+        out["friends"] = tuple(coerce_id(f, user_kind, "context['friends'] entry", "ignored")[0] for f in friends)
     return out
 
 
@@ -213,13 +220,16 @@ class Recommender:
 
         ``exclude``: item ids not to show (e.g. already on the page); ``context``: request extras:
         ``segment`` (e.g. "vip"), profile fields of a new user, ``timestamp`` for point-in-time features
-        (default: the end of the serving log).
+        (default: the end of the serving log), ``friends``: the user's friends (user ids) for this request,
+        whose recent clicks and purchases then feed the ranker's friends' features instead of the social
+        graph's (an unknown user has no friends' signal without it).
         """
         state = self._ready()
         uid, note = coerce_id(user_id, id_kind(state.users.ids), "user_id", UNKNOWN_USER)
         notes = [note] if note else []
         req = Request(user_id=uid, media_id=_check_media(media_id, notes), k=_check_k(k),
-                      exclude=_item_ids(state, exclude, notes), context=_check_context(context), notes=notes)
+                      exclude=_item_ids(state, exclude, notes),
+                      context=_check_context(context, id_kind(state.users.ids)), notes=notes)
         items = run_batch(state, [req], drop=("user_id", "media_id", "fallback", "score_kind"), as_columns=True)
         kind = score_kind(state, req)
         return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes,
@@ -232,7 +242,7 @@ class Recommender:
         """Feeds for many users at once, as one frame with ``user_id`` and ``media_id`` columns.
 
         ``users``: user ids (list, array, Series) or a DataFrame with ``user_id`` and optionally
-        ``media_id`` and context columns (``segment``, profile fields, ``timestamp``) per row.
+        ``media_id`` and context columns (``segment``, profile fields, ``timestamp``, ``friends``) per row.
         ``exclude``: ids for every user, or a dict user_id -> ids. Equal to calling :meth:`recommend`
         per user; vectorised per chunk (one tower pass, grouped index searches, one ranker call).
         Notes on fallbacks are in ``result.attrs["notes"]`` (user_id -> list of str).
@@ -248,7 +258,7 @@ class Recommender:
 
     def _requests(self, state: ServingState, users: Any, k: int, media_id: Any, exclude: Any, context: Any
                   ) -> list[Request]:
-        base_ctx = _check_context(context) or {}
+        base_ctx = _check_context(context, id_kind(state.users.ids)) or {}
         per_user_excl = exclude if isinstance(exclude, Mapping) else None
         common_notes: list[str] = []
         common_excl = () if per_user_excl is not None else _item_ids(state, exclude, common_notes)
@@ -274,7 +284,7 @@ class Recommender:
             notes = [note] if note else []
             ctx = dict(base_ctx)
             ctx.update({c: v[n] for c, v in ctx_values.items() if not (isinstance(v[n], float) and np.isnan(v[n]))})
-            ctx = _check_context(ctx)
+            ctx = _check_context(ctx, user_kind)
             media = _check_media(media, notes)
             if per_user_excl is not None:
                 excl = _item_ids(state, per_user_excl.get(raw, per_user_excl.get(uid, ())), notes)

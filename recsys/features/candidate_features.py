@@ -151,10 +151,13 @@ class CandidateFeatures:
         return set(columns) <= self.names
 
     def matrix(self, user_ids: np.ndarray, media_ids: np.ndarray, req: np.ndarray, pos: np.ndarray,
-               two_tower_score: np.ndarray, two_tower_rank: np.ndarray, columns) -> np.ndarray:
+               two_tower_score: np.ndarray, two_tower_rank: np.ndarray, columns, friends: list | None = None
+               ) -> np.ndarray:
         """Feature matrix (float64, one column per name in ``columns``) of rows (request ``req``, position ``pos``).
 
-        ``user_ids`` and ``media_ids`` (object arrays, None for no partner) hold one value per request.
+        ``user_ids`` and ``media_ids`` (object arrays, None for no partner) hold one value per request;
+        ``friends`` (optional) one list of friends per request, or None to keep the social graph's (as
+        ``transform(rows, friends=...)``).
         """
         row_dest, block_dest = self._plan(tuple(columns))
         b = self.builder
@@ -176,6 +179,11 @@ class CandidateFeatures:
         window = self.friend_window
         for name, index in b._friends.items():
             row[f"friends_{name}"] = np.log1p(index.count_windows(ui, t, [window], ui_range)[0])
+        if friends is not None and b._friends:  # the request lists its friends: those, not the graph's
+            listed = np.flatnonzero(np.asarray([f is not None for f in friends], bool)[req])
+            counts = b.listed_friends_counts([friends[r] for r in req[listed]], item["item_ix"][listed], t)
+            for name, c in counts.items():
+                row[f"friends_{name}"][listed] = np.log1p(c)
         for name, index in b._own.items():
             row[f"user_item_log_{name}"] = np.log1p(index.count_windows(ui, t, [None], ui_range)[0])
         seen, engaged, bought = (b._stage[s].count_windows(ub, t, [None], ub_range)[0]

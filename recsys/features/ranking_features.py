@@ -7,7 +7,8 @@ the event log strictly before each row's time:
 - the item's price, commission rate, coupon and the commission an order would pay;
 - the two-tower retrieval score and rank, when the rows carry ``two_tower_score`` / ``two_tower_rank``;
 - the user's own earlier clicks and purchases of the same item (repeat purchases behave differently);
-- friends' clicks and purchases of the item in a recent window (social edges, both directions);
+- friends' clicks and purchases of the item in a recent window (social edges, both directions; or
+  the friends a request lists, see :meth:`RankingFeatureBuilder.listed_friends_counts`);
 - the user's lifecycle stage for the item's brand (AIPL): 0 none, 1 awareness (saw it), 2 interest
   (clicked, carted or faved), 3 purchase (bought once), 4 loyalty (bought twice or more);
 - the id columns (user, item, category, brand, shop, media) as pandas categoricals for rankers that
@@ -82,7 +83,9 @@ class RankingFeatureBuilder:
         kind = ev["event_type"].astype(str).to_numpy()
         t = _ns(ev["timestamp"])
         t_buy = t + self._delay
-        self._users = pd.Index(pd.unique(ev["user_id"]))
+        users = ev["user_id"] if self.social_ is None else pd.concat([ev["user_id"], self.social_["user_id"]],
+                                                                     ignore_index=True)
+        self._users = pd.Index(pd.unique(users))  # social-graph users without events get codes of their own
         self._brands = pd.Index(pd.unique(self.items_["brand"]))
         self._items_ix = pd.Index(pd.unique(ev["item_id"]))
         ub = self._user_brand(ev)
@@ -104,6 +107,9 @@ class RankingFeatureBuilder:
                 self._friends[name] = EventIndex(self._user_item(joined), joined["t"].to_numpy())
 
     def _user_code(self, frame: pd.DataFrame) -> np.ndarray:
+        """Each row's user code; users with neither events nor social edges get ``len(self._users)``, a code
+        under which no index holds anything (every user an index stores has a code of its own), so an unknown
+        user never inherits another user's history or friends."""
         u = self._users.get_indexer(frame["user_id"].to_numpy())
         return np.where(u < 0, len(self._users), u).astype(np.int64)
 
@@ -118,8 +124,32 @@ class RankingFeatureBuilder:
         i = np.where(i < 0, len(self._items_ix), i)
         return self._user_code(frame) * np.int64(len(self._items_ix) + 1) + i
 
-    def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
-        """Feature frame for rows (user_id, item_id, timestamp[, media_id, two_tower_score, two_tower_rank])."""
+    def listed_friends_counts(self, friends: Sequence[Sequence | None], item_ix: np.ndarray, t: np.ndarray
+                              ) -> dict[str, np.ndarray]:
+        """Friends' clicks and purchases per row from the friends a request lists instead of the social graph.
+
+        ``friends[i]``: row i's friends (user ids; None or empty: none), ``item_ix``: its item codes in
+        ``self._items_ix``, ``t``: its time (int64 ns). Counts each listed friend's own events with the item in
+        ``friend_window`` before ``t`` -- what the graph gives a user with exactly these friends.
+        """
+        lists = [list(dict.fromkeys(f)) if f is not None else [] for f in friends]
+        row = np.repeat(np.arange(len(lists)), [len(f) for f in lists]).astype(np.int64)
+        fid = pd.Index(np.asarray([u for f in lists for u in f], dtype=object))
+        code = self._users.get_indexer(fid) if len(fid) else np.zeros(0, np.int64)
+        row, code = row[code >= 0], code[code >= 0]  # a friend with no events adds nothing
+        keys = code.astype(np.int64) * np.int64(len(self._items_ix) + 1) + np.asarray(item_ix, np.int64)[row]
+        window = None if self.friend_window is None else int(pd.Timedelta(self.friend_window).value)
+        t_rows = np.broadcast_to(np.asarray(t, np.int64), (len(lists),))[row]
+        return {name: np.bincount(row, weights=self._own[name].count(keys, t_rows, window), minlength=len(lists))
+                for name in self._friends}
+
+    def transform(self, rows: pd.DataFrame, *, friends: Sequence[Sequence | None] | None = None) -> pd.DataFrame:
+        """Feature frame for rows (user_id, item_id, timestamp[, media_id, two_tower_score, two_tower_rank]).
+
+        ``friends`` (optional, one entry per row): the friends a request lists; a row with a list (even an empty
+        one) takes its friends' features from that list instead of the social graph, None keeps the graph's.
+        Used only when the builder was fitted with social edges (otherwise there are no friends' features).
+        """
         if not hasattr(self, "stats_"):
             raise DataValidationError("RankingFeatureBuilder.transform called before fit(events, items).")
         for col in ("user_id", "item_id", "timestamp"):
@@ -142,6 +172,16 @@ class RankingFeatureBuilder:
         for name, index in self._friends.items():
             window = None if self.friend_window is None else int(pd.Timedelta(self.friend_window).value)
             cols[f"friends_{name}"] = np.log1p(index.count(self._user_item(rows), t, window))
+        if friends is not None and self._friends:
+            if len(friends) != len(rows):
+                raise DataValidationError(f"friends has {len(friends)} entries for {len(rows)} rows; pass one list "
+                                          "(or None) per row.")
+            listed = np.flatnonzero([f is not None for f in friends])
+            item_ix = self._items_ix.get_indexer(rows["item_id"].to_numpy()[listed])
+            counts = self.listed_friends_counts([friends[i] for i in listed],
+                                                np.where(item_ix < 0, len(self._items_ix), item_ix), t[listed])
+            for name, c in counts.items():
+                cols[f"friends_{name}"][listed] = np.log1p(c)
         ui = self._user_item(rows)
         for name, index in self._own.items():  # the user's own history with this very item (repeat purchases)
             cols[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))

@@ -76,6 +76,12 @@ def _timestamps(state: ServingState, reqs: list[Request]) -> np.ndarray:
                     dtype="datetime64[ns]")
 
 
+def _friends(reqs: list[Request]) -> list | None:
+    """The friends each request lists in ``context['friends']`` (None where it lists none), or None for none."""
+    out = [(r.context or {}).get("friends") for r in reqs]
+    return out if any(f is not None for f in out) else None
+
+
 def _rows_frame(state: ServingState, reqs: list[Request], cand: Candidates) -> pd.DataFrame:
     """The feature builder's input rows (user, item, time, partner, two-tower score and rank, price, rate)."""
     req = cand.req
@@ -99,7 +105,8 @@ def rank(state: ServingState, reqs: list[Request], cand: Candidates, clock: Any)
     if features is not None and at_as_of:
         return _rank_arrays(state, reqs, cand, features, clock)
     rows = _rows_frame(state, reqs, cand)
-    frame = state.builder.transform(rows)
+    friends = _friends(reqs)
+    frame = state.builder.transform(rows, friends=None if friends is None else [friends[i] for i in cand.req])
     clock.lap("features")
     preds = state.ranker.predict_proba(frame)
     scores = objective_scores_by_partner(preds, rows, state.objectives, state.config.default_objective)
@@ -135,9 +142,11 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
                            dtype=object)[cand.req]
     price, rate = state.catalogue.price[cand.pos], state.catalogue.commission_rate[cand.pos]
 
+    friends = _friends(reqs)
+
     def matrix(rows: np.ndarray | slice) -> np.ndarray:
         return features.matrix(users, media, cand.req[rows], cand.pos[rows], cand.two_tower[rows], cand.rank[rows],
-                               columns)
+                               columns, friends)
 
     def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])
