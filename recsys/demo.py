@@ -77,18 +77,20 @@ def _print_feeds(feeds: pd.DataFrame, requests: pd.DataFrame, items: pd.DataFram
 
 def _evaluation_table(result) -> str:
     ev = result.evaluation
+    from recsys.tracking.tracker import metric_name  # headed by the names the MLflow run shows: recall_at_20
+
     keys = ("recall@10", "recall@20", "ndcg@20", "recall@50", "hit_rate@20")
-    head = f"   {'retrieval (test, full ranking)':<32}" + "".join(f"{k:>12}" for k in keys)
+    head = f"   {'retrieval (test, full ranking)':<32}" + "".join(f"{metric_name(k):>15}" for k in keys)
     lines = [head, "   " + "-" * (len(head) - 3)]
     for name, res in ev.get("retrieval", {}).items():
-        lines.append(f"   {name:<32}" + "".join(f"{res.get(k, float('nan')):>12.4f}" for k in keys))
+        lines.append(f"   {name:<32}" + "".join(f"{res.get(k, float('nan')):>15.4f}" for k in keys))
     if ev.get("ranker"):
         r = ev["ranker"]
         lines.append(f"\n   ranker (test impressions): CTR AUC {r['ctr_auc']:.4f} · CVR AUC {r['cvr_auc']:.4f} · "
                      f"CTCVR AUC {r['ctcvr_auc']:.4f} · CTR LogLoss {r['ctr_logloss']:.4f} · CTR ECE {r['ctr_ece']:.5f}")
     if ev.get("index"):
         x = ev["index"]
-        lines.append(f"   index: {x.get('factory', 'exact')} recall@{x.get('k', '')} vs exact {x['recall']:.3f} at "
+        lines.append(f"   index: {x.get('factory', 'exact')} recall_at_{x.get('k', '')} vs exact {x['recall']:.3f} at "
                      f"{x.get('params')} ({x.get('ms_per_query', float('nan')):.3f} ms per query)")
     return "\n".join(lines)
 

@@ -72,7 +72,11 @@ class _Run:
         self.log(f"== {title}  [{time.perf_counter() - self._t:.0f} s]")
 
     def metrics(self, values: dict, prefix: str = "") -> None:
-        clean = {prefix + k: v for k, v in values.items()
+        """Record metrics under the MLflow-safe names (``recall@20`` -> ``recall_at_20``) the run logs them by,
+        so ``result.metrics``, the console summary and the MLflow run share one set of keys."""
+        from recsys.tracking.tracker import metric_name
+
+        clean = {metric_name(prefix + k): v for k, v in values.items()
                  if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
         self.result.metrics.update({k: float(v) for k, v in clean.items()})
         self.tracker.log_metrics(clean)
@@ -162,8 +166,11 @@ class _EpochLog:
         self.log = log
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        self.log("   epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                      for k, v in metrics.items() if k != "epoch") + f"  (epoch {epoch})")
+        from recsys.tracking.tracker import metric_name  # the names MLflow shows: recall_at_20, not recall@20
+
+        shown = (f"{metric_name(k)} {v:.4f}" if isinstance(v, float) else f"{metric_name(k)} {v}"
+                 for k, v in metrics.items() if k != "epoch")
+        self.log("   epoch " + "  ".join(shown) + f"  (epoch {epoch})")
 
     def on_train_end(self, summary: dict) -> None:
         pass
@@ -198,7 +205,7 @@ def _index(run: _Run, tables, pipeline, res):
     queries = res.user_emb[np.unique(res.data.positives.tocoo().row)]
     index, record = build_index(cfg.index, emb, tables.items["item_id"].to_numpy(), queries, seed=cfg.seed)
     k = record.get("k", cfg.index.tune_k)
-    run.log(f"   {record.get('factory', 'exact')}: recall@{k} vs exact {record['recall']:.3f} at "
+    run.log(f"   {record.get('factory', 'exact')}: recall_at_{k} vs exact {record['recall']:.3f} at "
             f"{record.get('params')} ({record.get('ms_per_query', float('nan')):.3f} ms/query)")
     run.metrics({f"recall@{k}": record["recall"], "ms_per_query": record.get("ms_per_query", float("nan"))}, "index.")
     run.result.evaluation["index"] = record

@@ -16,7 +16,7 @@ def test_demo_end_to_end_small():
     assert len(requests) == 6 and requests["user_id"].nunique() == 3 and requests["media_id"].nunique() == 2
     assert printed.count("猜你喜欢 · user") == 6
     assert feeds.groupby("request").size().tolist() == [6] * 6 and feeds["reason"].astype(str).str.len().gt(0).all()
-    assert "two-tower" in printed and "CTR AUC" in printed and "recall@100 vs exact" in printed
+    assert "two-tower" in printed and "CTR AUC" in printed and "recall_at_100 vs exact" in printed
     assert "ui --backend-store-uri sqlite:///" in printed and "#/experiments/" in printed
     res = result["results"]
     assert res["two-tower"]["recall@50"] > res["random"]["recall@50"]

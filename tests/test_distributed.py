@@ -169,7 +169,7 @@ def test_recsys_train_under_torchrun_tracks_and_saves_once(tmp_path):
     proc = subprocess.run(cmd, env=env | {"OMP_NUM_THREADS": "1", "CI": "true"}, capture_output=True, text=True,
                           timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("retrieval.recall@20:") == 1 and proc.stdout.count("== done (all)") == 1
+    assert proc.stdout.count("retrieval.recall_at_20:") == 1 and proc.stdout.count("== done (all)") == 1
     assert proc.stdout.count("   epoch loss") == 2  # the per-epoch console hook ran on rank 0 only
     import mlflow
 

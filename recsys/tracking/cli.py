@@ -51,7 +51,8 @@ def train_command(config: Path | None, stage: str = "all", no_tracking: bool = F
 
 
 def _summary(result) -> None:
-    keys = [k for k in ("retrieval.recall@20", "retrieval.ndcg@20", "ranker.ctr_auc", "ranker.ctcvr_auc")
+    # the MLflow run's own metric keys (its names cannot hold '@'), as result.metrics holds them
+    keys = [k for k in ("retrieval.recall_at_20", "retrieval.ndcg_at_20", "ranker.ctr_auc", "ranker.ctcvr_auc")
             if k in result.metrics]
     for k in keys:
         typer.echo(f"{k}: {result.metrics[k]:.4f}")
