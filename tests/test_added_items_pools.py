@@ -64,3 +64,15 @@ def test_pool_memberships_and_whole_catalogue_partners_survive_save_and_load(add
 def test_media_pools_without_its_columns_is_refused(added):
     with pytest.raises(DataValidationError, match="media_id"):
         added.add_items(_twins().assign(item_id=[20_003, 20_004]), media_pools=pd.DataFrame({"item": [20_003]}))
+
+
+def test_a_row_for_a_partner_without_a_pool_does_not_restrict_it(tmp_path):
+    """A partner with no pool sees the whole catalogue; a media_pools row naming it must not shrink that
+    to a one-item pool (it used to: the row created a pool holding only the new item)."""
+    rec = recsys.load(fitted().save(tmp_path / "nopool"))
+    assert "site-x" not in rec._state.pools
+    before = rec.recommend(int(world().events["user_id"].iloc[0]), k=10, media_id="site-x").item_ids
+    rec.add_items(_twins().iloc[:1].assign(item_id=20_003),
+                  media_pools=pd.DataFrame({"media_id": ["site-x"], "item_id": [20_003]}))
+    assert "site-x" not in rec._state.pools
+    assert len(rec.recommend(int(world().events["user_id"].iloc[0]), k=10, media_id="site-x")) == len(before) == 10

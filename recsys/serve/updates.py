@@ -28,6 +28,8 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
     ``media_pools`` rows (media_id, item_id) put items in those partners' pools. A new item without any row
     joins every partner whose pool is the whole catalogue (``state.open_pools``) and no restricted pool; a
     replaced item keeps its memberships. Memberships go into the media_pools table, so a saved bundle keeps them.
+    Rows for a partner without a pool are dropped: such a partner sees the whole catalogue, new items
+    included, and a row must not turn it into a one-item pool (pools are defined when the state is built).
     """
     if not isinstance(items, pd.DataFrame):
         raise DataValidationError(f"add_items takes a DataFrame of items, got {type(items).__name__}")
@@ -36,6 +38,8 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
                                   f"item); got {list(media_pools.columns)}")
     if not len(items):
         return state
+    if media_pools is not None:  # a partner without a pool already sees every item: a row must not restrict it
+        media_pools = media_pools[media_pools["media_id"].astype(str).isin(list(state.pools))]
     items = items.reset_index(drop=True)
     catalogue, pos = state.catalogue.with_items(items)
     unlisted = (pos >= len(state.catalogue)) & ~items["item_id"].isin(
