@@ -12,16 +12,19 @@ the key's path (``retrieval.negatives``), the file, the allowed keys or values a
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from recsys.configs.parsing import apply_overrides, bounded, choice, flatten, parse, read_yaml, to_dict
+from recsys.errors import ConfigError
 
 __all__ = ["TrainConfig", "DataConfig", "SplitConfig", "FeaturesConfig", "RetrievalConfig", "IndexConfig",
            "RankerConfig", "RecommenderConfig", "EvaluationConfig", "TrackingConfig", "OutputConfig",
-           "load_config", "config_from_dict", "flat_params", "config_to_dict", "DATA_SOURCES", "STAGES"]
+           "load_config", "config_from_dict", "flat_params", "config_to_dict", "champion_metrics", "lower_is_better",
+           "DATA_SOURCES", "STAGES"]
 
 DATA_SOURCES = ("synthetic", "files", "lightgcn", "taobao-multibehavior")
 STAGES = ("all", "retrieval", "index", "ranker")
@@ -140,7 +143,10 @@ class EvaluationConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     """MLflow. ``tracking_uri`` None: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working
-    directory. ``register``: register the pyfunc model as ``model_name`` and point ``alias`` at it."""
+    directory. ``register``: register the pyfunc model as a new version of ``model_name`` with alias
+    ``candidate``; ``alias`` (the champion) moves to it only when it is the first version or beats the
+    champion's own run on ``champion_metric`` (higher is better, lower for ``*_logloss`` and ``*_ece``), or
+    with ``recsys train --promote``. The comparison is recorded in the run (``promotion.*``)."""
 
     enabled: bool = True
     tracking_uri: str | None = None
@@ -150,6 +156,7 @@ class TrackingConfig:
     register: bool = True
     model_name: str = "guess-you-like"
     alias: str = "champion"
+    champion_metric: str = "retrieval.recall_at_20"
     log_bundle: bool = True
     log_datasets: bool = True
 
@@ -185,9 +192,37 @@ class TrainConfig:
         return Path(self.output.dir) / self.name
 
 
+def champion_metrics(cfg: TrainConfig) -> list[str]:
+    """The metrics ``tracking.champion_metric`` may name: what ``recsys train`` computes for this config, spelled
+    as the MLflow run logs them (``retrieval.recall_at_20``; ``retrieval.recall@20`` is accepted too)."""
+    ks = sorted(set(cfg.evaluation.ks))
+    return ([f"retrieval.{m}_at_{k}" for m in ("recall", "ndcg", "hit_rate") for k in ks]
+            + [f"ranker.{t}_{m}" for t in ("ctr", "cvr", "ctcvr") for m in ("auc", "logloss", "ece")])
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` is the better one (LogLoss, ECE)."""
+    return metric.endswith(("_logloss", "_ece"))
+
+
+def _check_tracking(cfg: TrainConfig, source: str | None) -> None:
+    where = f"{source}: " if source else ""
+    name, known = cfg.tracking.champion_metric, champion_metrics(cfg)
+    if name.replace("@", "_at_") not in known:  # recall@20 is accepted for recall_at_20
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{where}config key 'tracking.champion_metric': {name!r} is not a metric recsys train "
+                          f"computes{hint}; choose one of {known} (retrieval cut-offs come from evaluation.ks)")
+    if cfg.tracking.alias == "candidate":
+        raise ConfigError(f"{where}config key 'tracking.alias': 'candidate' is the alias every new version gets; "
+                          "name the champion's alias something else (default 'champion')")
+
+
 def config_from_dict(data: dict, *, source: str | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
     """A :class:`TrainConfig` from a nested mapping (``overrides``: ``key.path=value`` strings)."""
-    return parse(TrainConfig, apply_overrides(data or {}, overrides), source=source)
+    cfg = parse(TrainConfig, apply_overrides(data or {}, overrides), source=source)
+    _check_tracking(cfg, source)
+    return cfg
 
 
 def load_config(path: str | Path, *, overrides: Iterable[str] = ()) -> TrainConfig:

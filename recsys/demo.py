@@ -3,8 +3,9 @@
 1. generate the synthetic affiliate world (the embedded default data; nothing to download);
 2. ``recsys train`` on it: validate -> time split -> features -> two-tower -> FAISS index -> GBDT
    ranker -> full-ranking and ranker evaluation -> bundle -> MLflow run -> registered model
-   ``guess-you-like`` with alias ``champion``;
-3. load the model back *through MLflow* (``mlflow.pyfunc.load_model("models:/guess-you-like@champion")``)
+   ``guess-you-like`` with alias ``candidate``, and ``champion`` on the first run (a later run takes
+   ``champion`` only when it beats it on recall_at_20);
+3. load this run's model back *through MLflow* (``mlflow.pyfunc.load_model("models:/guess-you-like@champion")``)
    and check it returns the same feeds as the bundle;
 4. print the feed with reasons for three users on two media partners, and the evaluation table;
 5. say how to open the MLflow UI on the run.
@@ -100,7 +101,7 @@ def _ui_hint(result) -> str:
     exe = ".venv/bin/mlflow" if Path(".venv/bin/mlflow").exists() else "mlflow"
     return (f"== open the MLflow UI on this run:\n   {exe} ui --backend-store-uri {uri}\n"
             f"   then http://127.0.0.1:5000/{result.run_link}\n"
-            f"   (model: models:/{result.config.tracking.model_name}@{result.config.tracking.alias}, "
+            f"   (model: {result.model.get('alias_uri') if result.model else '?'}, "
             f"version {result.model.get('version') if result.model else '?'})")
 
 

@@ -268,7 +268,7 @@ def _bundle(run: _Run, tables, split, digest, pipeline, res, index, emb, ranker)
     return rec, path
 
 
-def _log_outputs(run: _Run, rec, path, example) -> None:
+def _log_outputs(run: _Run, rec, path, example, promote: bool = False) -> None:
     cfg, tracker = run.cfg, run.tracker
     run.out.mkdir(parents=True, exist_ok=True)  # a ranker stage that trained no ranker has written nothing yet
     (run.out / "evaluation.json").write_text(json.dumps(run.result.evaluation, indent=1, default=str))
@@ -277,15 +277,25 @@ def _log_outputs(run: _Run, rec, path, example) -> None:
         return
     if cfg.tracking.log_bundle:
         tracker.log_artifacts(path, "bundle")
-    run.step("log the pyfunc model" + (f" and register it as {cfg.tracking.model_name}@{cfg.tracking.alias}"
-                                       if cfg.tracking.register else ""))
-    run.result.model = tracker.log_recommender(path, example, cfg.tracking, recommender=rec)
+    t = cfg.tracking
+    champion = (f"@{t.alias} too (--promote)" if promote
+                else f"@{t.alias} if it beats @{t.alias} on {t.champion_metric}")
+    run.step("log the pyfunc model" + (f" and register it as {t.model_name}@candidate, {champion}" if t.register
+                                       else ""))
+    run.result.model = tracker.log_recommender(path, example, cfg.tracking, recommender=rec, promote=promote)
+    if run.result.model and run.result.model.get("decision"):
+        run.log(f"   {run.result.model['decision']}")
     run.log(f"   {run.result.model}")
 
 
 def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None = None,
-                 progress: bool | None = None, log: Callable[[str], None] | None = print) -> TrainResult:
-    """Run ``stage`` ("all", "retrieval", "index" or "ranker") of ``cfg``; ``tracking`` overrides the config."""
+                 progress: bool | None = None, log: Callable[[str], None] | None = print,
+                 promote: bool = False) -> TrainResult:
+    """Run ``stage`` ("all", "retrieval", "index" or "ranker") of ``cfg``; ``tracking`` overrides the config.
+
+    The registered model becomes champion only if it beats the current one on ``tracking.champion_metric``
+    (or is the first version); ``promote`` (``recsys train --promote``) makes it champion regardless.
+    """
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
     from recsys.models.callbacks import progress_enabled
@@ -324,7 +334,7 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
                 ranker = _ranker(run, tables, split)
                 rec, path = _bundle(run, tables, split, digest, pipeline, retr, index, emb, ranker)
         if run.main:
-            _log_outputs(run, rec, path, _example(tables, split) if rec is not None else None)
+            _log_outputs(run, rec, path, _example(tables, split) if rec is not None else None, promote)
         run.result.seconds = time.perf_counter() - run._t
         tracker.log_metrics({"seconds_total": run.result.seconds})
         run.result.run_id, run.result.experiment_id = tracker.run_id, tracker.experiment_id

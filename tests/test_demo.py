@@ -9,7 +9,8 @@ from tests.test_tracking import tracked_demo
 
 def test_demo_end_to_end_small():
     result, printed, _ = tracked_demo()
-    assert "validate True" in printed and "log the pyfunc model and register it as guess-you-like@champion" in printed
+    assert "validate True" in printed and "register it as guess-you-like@candidate, @champion if it beats" in printed
+    assert "version 1 becomes champion: no version holds @champion yet" in printed  # a fresh store: first run
     assert "mlflow.pyfunc.load_model('models:/guess-you-like@champion')" in printed
     assert "identical to the bundle's feeds: True" in printed and result["same_as_bundle"]
     feeds, requests = result["feeds"], result["requests"]

@@ -92,6 +92,8 @@ def test_registered_model_has_the_alias():
     version = client.get_model_version_by_alias("guess-you-like", "champion")
     assert str(version.version) == result["model"]["version"] and version.run_id == result["run_id"]
     assert result["model"]["alias_uri"] == "models:/guess-you-like@champion"
+    assert client.get_model_version_by_alias("guess-you-like", "candidate").version == version.version
+    assert client.get_run(result["run_id"]).data.tags["promotion.reason"] == "first"  # nothing to compare with
 
 
 def test_tracking_off_records_nothing(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
     recsys train -c experiments/synthetic-demo.yaml              # every stage, tracked and registered
     recsys train retrieval -c FILE | recsys train index -c FILE | recsys train ranker -c FILE
     recsys train -c FILE --no-tracking --set retrieval.epochs=2
+    recsys train -c FILE --promote                                # champion even if it does not beat it
 
 Imports are lazy so that ``recsys --help`` stays fast; progress bars follow the terminal (quiet under CI).
 """
@@ -23,10 +24,13 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="A YAML c
 NoTrackingOpt = Annotated[bool, typer.Option("--no-tracking", help="Track nothing (no MLflow store is touched).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set retrieval.epochs=2 (repeatable).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the final summary.")]
+PromoteOpt = Annotated[bool, typer.Option("--promote", help="Make this run's model the champion even if it does not "
+                                          "beat the current one on tracking.champion_metric (the comparison is "
+                                          "still recorded in the run).")]
 
 
 def train_command(config: Path | None, stage: str = "all", no_tracking: bool = False,
-                  overrides: list[str] | None = None, quiet: bool = False) -> None:
+                  overrides: list[str] | None = None, quiet: bool = False, promote: bool = False) -> None:
     """Body of every ``recsys train`` form: parse the config, run the stage, print where the results went."""
     from recsys.errors import RecsysError
 
@@ -40,7 +44,7 @@ def train_command(config: Path | None, stage: str = "all", no_tracking: bool = F
 
         cfg = load_config(config, overrides=overrides or ())
         result = run_training(cfg, stage=stage, tracking=False if no_tracking else None,
-                              log=None if quiet else typer.echo)
+                              log=None if quiet else typer.echo, promote=promote)
     except (RecsysError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
@@ -60,6 +64,8 @@ def _summary(result) -> None:
         typer.echo(f"bundle: {result.bundle_dir}")
     if result.model:
         typer.echo(f"model: {result.model.get('alias_uri') or result.model['model_uri']}")
+        if result.model.get("decision"):
+            typer.echo(f"champion: {result.model['decision']}")
     if result.run_id:
         typer.echo(f"run {result.run_id} in {result.tracking_uri}; open it with:\n"
                    f"  mlflow ui --backend-store-uri {result.tracking_uri}   then {result.run_link}")
@@ -69,10 +75,13 @@ def _summary(result) -> None:
 
 @train_app.callback()
 def train(ctx: typer.Context, config: ConfigOpt = None, no_tracking: NoTrackingOpt = False,
-          set_: SetOpt = None, quiet: QuietOpt = False) -> None:
-    """Run every stage: data -> split -> features -> two-tower -> index -> ranker -> evaluate -> bundle -> log -> register."""
+          set_: SetOpt = None, quiet: QuietOpt = False, promote: PromoteOpt = False) -> None:
+    """Run every stage: data -> split -> features -> two-tower -> index -> ranker -> evaluate -> bundle -> log -> register.
+
+    The new version is registered as @candidate; @champion moves to it only when it beats the champion on
+    tracking.champion_metric (or with --promote)."""
     if ctx.invoked_subcommand is None:
-        train_command(config, "all", no_tracking, set_, quiet)
+        train_command(config, "all", no_tracking, set_, quiet, promote)
 
 
 @train_app.command("retrieval")

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from recsys.errors import ArtifactError
+from recsys.tracking.promotion import CANDIDATE_ALIAS, decide, record_decision
 
 __all__ = ["log_recommender", "load_recommender", "model_signature", "pip_requirements", "PYFUNC_CODE",
            "BUNDLE_ARTIFACT", "quiet_downloads"]
@@ -85,11 +86,15 @@ def model_signature(example: pd.DataFrame, output: pd.DataFrame):
 
 
 def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str | None = "guess-you-like",
-                    alias: str | None = "champion", recommender: Any = None, artifact_name: str = "model") -> dict:
-    """Log the bundle as a pyfunc model in the active run; register it as ``name`` with ``alias`` (None: don't).
+                    alias: str | None = "champion", recommender: Any = None, artifact_name: str = "model",
+                    champion_metric: str = "retrieval.recall_at_20", promote: bool = False) -> dict:
+    """Log the bundle as a pyfunc model in the active run and register it as a new version of ``name`` (None:
+    don't) with alias ``candidate``; ``alias`` (the champion) moves to it only if it is the first version, beats
+    the champion on ``champion_metric`` (see :mod:`recsys.tracking.promotion`) or ``promote`` is true.
 
     ``recommender``: the loaded bundle, when the caller already has it (used for the output schema).
-    Returns ``model_uri``, ``model_id`` and, when registered, ``registered_model``, ``version``, ``alias_uri``.
+    Returns ``model_uri``, ``model_id`` and, when registered, ``registered_model``, ``version``, ``alias_uri``
+    (this version by the alias it holds), ``champion_uri``, ``promoted``, ``champion_version`` and ``decision``.
     """
     import mlflow
 
@@ -108,9 +113,18 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     if name:
         version = str(info.registered_model_version)
         out.update(registered_model=name, version=version)
+        client = mlflow.MlflowClient()
+        client.set_registered_model_alias(name, CANDIDATE_ALIAS, version)
+        out["alias_uri"] = f"models:/{name}@{CANDIDATE_ALIAS}"
         if alias:
-            mlflow.MlflowClient().set_registered_model_alias(name, alias, version)
-            out["alias_uri"] = f"models:/{name}@{alias}"
+            run_id = getattr(info, "run_id", None)
+            decision = decide(client, name, alias, champion_metric, run_id, version=version, force=promote)
+            record_decision(client, run_id, decision)
+            if decision.promote:
+                client.set_registered_model_alias(name, alias, version)
+                out["alias_uri"] = f"models:/{name}@{alias}"
+            out.update(champion_uri=f"models:/{name}@{alias}", promoted=decision.promote, decision=decision.message,
+                       champion_version=version if decision.promote else decision.champion_version)
     return out
 
 

@@ -88,8 +88,9 @@ class Tracker:
         (``digest``) as a tag."""
 
     def log_recommender(self, bundle_dir: Path, input_example: Any, cfg: TrackingConfig,
-                        recommender: Any = None) -> dict | None:
-        """The pyfunc model (and its registration); returns its URIs and version."""
+                        recommender: Any = None, promote: bool = False) -> dict | None:
+        """The pyfunc model and its registration as a candidate (champion if it wins, or ``promote``);
+        returns its URIs, version and the promotion decision."""
         return None
 
     def run_link(self) -> str | None:
@@ -176,11 +177,12 @@ class MlflowTracker(Tracker):
             mlflow.log_input(ds, context=context, tags={"data_hash": digest, "rows": str(len(df))})
 
     def log_recommender(self, bundle_dir: Path, input_example: Any, cfg: TrackingConfig,
-                        recommender: Any = None) -> dict | None:
+                        recommender: Any = None, promote: bool = False) -> dict | None:
         from recsys.tracking.mlflow_model import log_recommender
 
         return log_recommender(bundle_dir, input_example, name=cfg.model_name if cfg.register else None,
-                               alias=cfg.alias, recommender=recommender)
+                               alias=cfg.alias, recommender=recommender, champion_metric=cfg.champion_metric,
+                               promote=promote)
 
     def run_link(self) -> str | None:
         if self.run_id is None:
