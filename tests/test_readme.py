@@ -65,4 +65,4 @@ def test_readme_code_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_model_version_by_alias("guess-you-like", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("guess-you-like", "champion").version) == "1"
