@@ -8,7 +8,8 @@ timing/memory meter and the report.
 - ``synthetic``: impressions of the affiliate world, time split (last 20% of events tested). GBDT,
   ESMM (and ESMM + ESCM2-IPS), LightGBM on the same features, and a popularity-and-price baseline
   (item's smoothed CTR/CVR; price and commission enter through the objective). CTR AUC on
-  impressions, CVR AUC on clicks, CTCVR AUC, GAUC by user and partner, LogLoss, ECE, an ablation
+  impressions, CVR AUC on clicks, CTCVR AUC, GAUC by user and partner, LogLoss, ECE (also for an "oracle"
+  row: the probabilities that generated the test impressions, the ceiling), an ablation
   without the CVR statistics, a leakage check, and expected commission per 1,000 impressions when
   each model re-ranks sampled test requests by each objective (valued with the world's true
   probabilities).
@@ -150,13 +151,10 @@ def _zoo(quick: bool, cvr_columns: list[str], ablation: bool) -> dict[str, Calla
     return zoo
 
 
-def _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth=None) -> tuple[dict, CalibratedRanker]:
+def _score(p: pd.DataFrame, y_te, groups: dict, truth: dict | None) -> dict:
+    """AUCs, LogLoss, ECE and mean prediction over observed (and over truth) of pctr / pcvr / pctcvr."""
     from recsys.evaluation import conversion_metrics
 
-    with Meter() as fit:
-        model = factory().fit(X_tr, y_tr)
-    with Meter() as pred:
-        p = model.predict_proba(X_te)
     frame = pd.DataFrame({"click": y_te["click"].to_numpy(), "purchase": y_te["purchase"].to_numpy(),
                           "pctr": p["pctr"].to_numpy(), "pcvr": p["pcvr"].to_numpy(), **groups})
     with warnings.catch_warnings():
@@ -164,14 +162,32 @@ def _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth=None) ->
         m = conversion_metrics(frame, group_cols=tuple(groups))
     clicks, buys = max(frame["click"].mean(), 1e-12), max(frame["purchase"].mean(), 1e-12)
     m.update({"ctr_pred_over_observed": float(p["pctr"].mean() / clicks),
-              "ctcvr_pred_over_observed": float(p["pctcvr"].mean() / buys),
-              "train": fit.as_dict(), "predict": pred.as_dict(),
-              "params": model._params() if hasattr(model, "_params") else {}})
+              "ctcvr_pred_over_observed": float(p["pctcvr"].mean() / buys)})
     if truth is not None:  # synthetic: the generating probabilities, free of label noise
         m.update({"ctr_pred_over_truth": float(p["pctr"].mean() / truth["click"].mean()),
                   "ctcvr_pred_over_truth": float(p["pctcvr"].mean() / truth["purchase"].mean())})
+    return m
+
+
+def _oracle_row(truth: dict, y_te, groups: dict) -> dict:
+    """The generating probabilities scored like a model: the AUC ceiling, and the label noise of pred/obs."""
+    p = pd.DataFrame({"pctr": truth["click"], "pcvr": truth["cvr"], "pctcvr": truth["purchase"]})
+    m = _score(p, y_te, groups, truth)
+    print(f"  {'oracle':18s} CTR AUC {m['ctr_auc']:.4f}  CVR AUC {m['cvr_auc']:.4f}  CTCVR AUC {m['ctcvr_auc']:.4f}  "
+          f"pCTCVR/obs {m['ctcvr_pred_over_observed']:.3f}", flush=True)
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items()}
+
+
+def _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth=None) -> tuple[dict, CalibratedRanker]:
+    with Meter() as fit:
+        model = factory().fit(X_tr, y_tr)
+    with Meter() as pred:
+        p = model.predict_proba(X_te)
+    m = _score(p, y_te, groups, truth)
+    m.update({"train": fit.as_dict(), "predict": pred.as_dict(),
+              "params": model._params() if hasattr(model, "_params") else {}})
     print(f"  {name:18s} CTR AUC {m['ctr_auc']:.4f}  CVR AUC {m['cvr_auc']:.4f}  CTCVR AUC {m['ctcvr_auc']:.4f}  "
-          f"fit {fit.seconds:.1f}s", flush=True)
+          f"pCTCVR/obs {m['ctcvr_pred_over_observed']:.3f}  fit {fit.seconds:.1f}s", flush=True)
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items()}, model
 
 
@@ -181,7 +197,7 @@ def _machine() -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- synthetic
-def _synthetic(n_events: int, quick: bool, seed: int = 0) -> dict:
+def _synthetic(n_events: int, quick: bool, seed: int = 0, plot_dir: Path | None = OUT_DIR) -> dict:
     from recsys.datasets.splits import check_time_leakage, time_split
     from recsys.datasets.synthetic import generate_world
     from recsys.features.ranking_features import (
@@ -215,23 +231,30 @@ def _synthetic(n_events: int, quick: bool, seed: int = 0) -> dict:
     cvr_cols = builder.stats_.feature_names()
     groups = {"user_id": rows_te["user_id"].to_numpy(), "media_id": rows_te["media_id"].to_numpy()}
     truth = _truth_rates(world, rows_te)
+    cal = rows_tr.iloc[len(rows_tr) - int(round(0.2 * len(rows_tr))):]  # the rankers' calibration slice
     result["test_truth"] = {"ctr": float(truth["click"].mean()), "ctcvr": float(truth["purchase"].mean()),
-                            "observed_ctr": float(y_te["click"].mean()), "observed_ctcvr": float(y_te["purchase"].mean())}
-    result["models"], models = {}, {}
+                            "observed_ctr": float(y_te["click"].mean()), "observed_ctcvr": float(y_te["purchase"].mean()),
+                            "calibration_slice_ctcvr": float(_truth_rates(world, cal)["purchase"].mean()),
+                            "calibration_slice_observed_ctcvr": float(cal["purchase"].mean()),
+                            "calibration_slice_purchases": int(cal["purchase"].sum())}
+    result["models"] = {"oracle": _oracle_row(truth, y_te, groups)}  # the ceiling: the generating probabilities
+    models = {}
     for name, factory in _zoo(quick, cvr_cols, ablation=n_events <= 2_000_000).items():
         result["models"][name], models[name] = _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth)
     del X_tr
     result["logged_value"] = _logged_value(world, models, X_te, rows_te, seed=seed)
     result["value"] = _value_per_mille(world, builder, models, rows_te, n_requests=300 if quick else 2000, seed=seed)
-    _plots(models, X_te, y_te, n_events)
+    if plot_dir is not None:
+        _plots(models, X_te, y_te, n_events, Path(plot_dir))
     return result
 
 
 def _truth_rates(world, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """True P(click) and P(click and purchase) of each logged impression (first-purchase probability)."""
-    u, i, m = rows["user_id"].to_numpy(), rows["item_id"].to_numpy(), rows["media_id"].to_numpy()
-    click = world.truth.click_probability(u, i, position=rows["position"].to_numpy(), media=m)
-    return {"click": click, "purchase": click * world.truth.purchase_probability(u, i, media=m)}
+    """True P(click), P(purchase | click) and P(click and purchase) of logged impressions (repeats damped)."""
+    from recsys.datasets.synthetic_truth import logged_impression_probabilities
+
+    click, cvr = logged_impression_probabilities(world.truth, rows, world.events)
+    return {"click": click, "cvr": cvr, "purchase": click * cvr}
 
 
 def _chunked(builder, rows: pd.DataFrame, size: int = 1_000_000) -> pd.DataFrame:
@@ -355,14 +378,14 @@ def _logged_value(world, models: dict, X_te: pd.DataFrame, rows_te: pd.DataFrame
     return out
 
 
-def _plots(models: dict, X_te, y_te, n_events: int) -> None:
+def _plots(models: dict, X_te, y_te, n_events: int, plot_dir: Path) -> None:
     from recsys.evaluation import calibration, reliability_plot
 
     for name in ("gbdt", "esmm"):
         if name in models:
             p = models[name].predict_proba(X_te)["pctr"].to_numpy()
             cal = calibration(y_te["click"].to_numpy(), p, n_bins=10, strategy="quantile")
-            reliability_plot(cal, OUT_DIR / f"reliability_synthetic_{n_events}_{name}_ctr.png",
+            reliability_plot(cal, plot_dir / f"reliability_synthetic_{n_events}_{name}_ctr.png",
                              title=f"{name} pCTR, synthetic {n_events:,} events (test)")
 
 
@@ -515,7 +538,7 @@ def run_ranker_benchmark(data: str = "synthetic", data_dir: str | Path | None = 
         command = f"python -m recsys.bench.ranker --data synthetic --n-events {n_events}"
     with Meter() as total:
         if data == "synthetic":
-            result = _synthetic(int(n_events), quick)
+            result = _synthetic(int(n_events), quick, plot_dir=out_dir)
         elif data == "taobao-multibehavior":
             result = _taobao(Path(data_dir) if data_dir else _default_dir(data), quick)
         else:
@@ -574,14 +597,21 @@ def _md_synthetic(r: dict) -> list[str]:
                    f"| {_fmt(m.get('ctr_gauc_user_id'))} | {_fmt(m.get('ctr_gauc_media_id'))} "
                    f"| {_fmt(m['ctr_logloss'])} | {_fmt(m['ctr_ece'])} | {_fmt(m['ctr_pred_over_observed'], 3)} "
                    f"| {_fmt(m.get('ctr_pred_over_truth'), 3)} | {_fmt(m['ctcvr_pred_over_observed'], 3)} "
-                   f"| {_fmt(m.get('ctcvr_pred_over_truth'), 3)} | {m['train']['seconds']} | {m['train']['peak_rss_mib']} "
-                   f"| {m['train']['rss_growth_mib']} |")
+                   f"| {_fmt(m.get('ctcvr_pred_over_truth'), 3)} | {m.get('train', {}).get('seconds', '–')} "
+                   f"| {m.get('train', {}).get('peak_rss_mib', '–')} | {m.get('train', {}).get('rss_growth_mib', '–')} |")
     tt = r.get("test_truth", {})
     if tt:
         out += ["", f"Test impressions: observed CTR {tt['observed_ctr']:.4f} (true mean {tt['ctr']:.4f}), observed "
-                f"CTCVR {tt['observed_ctcvr']:.5f} (true first-purchase mean {tt['ctcvr']:.5f}; repeat purchases are "
-                "damped in the world, so the truth column slightly overstates CTCVR). \"/obs\" compares mean "
-                "prediction with the observed rate, \"/truth\" with the generating probabilities (no label noise)."]
+                f"CTCVR {tt['observed_ctcvr']:.5f} (true mean {tt['ctcvr']:.5f}"
+                + ("" if "calibration_slice_ctcvr" in tt else "; measured before repeat purchases were damped in "
+                   "the truth, so it overstates CTCVR by a few percent") + "). \"/obs\" compares mean "
+                "prediction with the observed rate, \"/truth\" with the generating probabilities (no label noise)"
+                + ("; the oracle row scores those probabilities themselves, so its AUCs are the ceiling and its /obs "
+                   "is the label noise of the test period." if "oracle" in r["models"] else ".")]
+        if "calibration_slice_ctcvr" in tt:
+            out[-1] += (f" The rankers' calibration slice (last 20% of training impressions) holds "
+                        f"{tt['calibration_slice_purchases']} purchases: observed CTCVR "
+                        f"{tt['calibration_slice_observed_ctcvr']:.5f}, true {tt['calibration_slice_ctcvr']:.5f}.")
     v = r["value"]
     out += ["", f"Re-ranking {v['requests']:,} sampled test requests ({v['candidates_per_request']} eligible "
             f"candidates each, top {v['k']} shown), valued with the world's true probabilities at the shown "

@@ -4,6 +4,12 @@ A ranker's raw pCTR and pCTCVR are both calibrated on impressions (where their l
 without selection bias); the calibrated pCVR is then pCTCVR / pCTR, so that the identity
 pCTCVR = pCTR x pCVR holds for what a ranker returns and expected commission
 (pCTR x pCVR x price x rate) is money.
+
+The product is calibrated directly, so it is not biased by calibrating its factors apart; what
+remains is the calibration slice's label noise: its mean pCTCVR equals the slice's purchase rate,
+which with ~200 purchases (the 1M-event synthetic benchmark) is off by about +-7%. Platt, isotonic
+and pCTR x pCVR-on-clicks all inherit it alike (experiments/ranker/ctcvr_calibration.txt); only more
+calibration purchases reduce it.
 """
 
 from __future__ import annotations
