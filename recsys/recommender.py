@@ -18,7 +18,8 @@ save it with :meth:`save` and load it with :func:`recsys.load`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -331,39 +332,55 @@ class Recommender:
         return feed
 
     # ----- catalogue updates ---------------------------------------------------------------------
+    def _update(self, apply: Callable[[ServingState], tuple[ServingState, Any]]) -> Any:
+        """Run one catalogue update: ``apply`` gets the latest state and returns (new state, result).
+
+        Updates are linearizable: writers hold the update lock from reading the state to swapping in the new
+        one, so each builds on every update before it and none is lost. Readers never take the lock: each
+        call reads ``_state`` once and serves from that snapshot. An update that raises swaps nothing in."""
+        with self._update_lock():
+            state, out = apply(self._ready())
+            self._state = state
+        return out
+
+    def _update_lock(self) -> threading.Lock:
+        # dict.setdefault is one atomic step: two threads can never end up with two different locks
+        return self.__dict__.setdefault("_update_lock_", threading.Lock())
+
     def add_items(self, items: pd.DataFrame, media_pools: pd.DataFrame | None = None) -> int:
         """Add (or replace) items; new items are embedded from their content features. Returns the count.
 
+        ``items`` are held to the training data contract (:func:`recsys.features.schema.validate_items`: every
+        required column, finite prices >= 0, commission rates in [0, 1], ``in_stock`` booleans, ...), item ids
+        of the catalogue's type; a refused table raises DataValidationError and changes nothing.
         ``media_pools`` (columns ``media_id``, ``item_id``): the partners whose pools the items join. A new item
         without rows joins the partners whose pool is the whole catalogue (their ``media_pools`` rows listed
         every item at fit; the bundle remembers them) and no restricted pool.
         """
         from recsys.serve.updates import add_items
 
-        self._state = add_items(self._ready(), items, media_pools)
-        return len(items)
+        return self._update(lambda state: (add_items(state, items, media_pools), len(items)))
 
     def remove_items(self, ids: Iterable) -> int:
         """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""
         from recsys.serve.updates import remove_items
 
-        state = self._ready()
-        self._state, n = remove_items(state, _item_ids(state, ids))
-        return n
+        return self._update(lambda state: remove_items(state, _item_ids(state, ids)))
 
     def set_in_stock(self, ids: Iterable, in_stock: bool | Iterable[bool]) -> None:
-        """Mark items in or out of stock (one flag, or one per id); feeds follow at once."""
+        """Mark items in or out of stock; feeds follow at once. ``in_stock``: True/False (or 1/0) for every id,
+        or one such flag per id; text ('no'), NaN or a count other than len(ids) raise DataValidationError."""
         from recsys.serve.updates import set_in_stock
 
-        state = self._ready()
-        self._state = set_in_stock(state, _item_ids(state, ids), in_stock)
+        self._update(lambda state: (set_in_stock(state, _item_ids(state, ids), in_stock), None))
 
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free."""
         from recsys.bundle import save_bundle
 
-        return save_bundle(self, path, overwrite=overwrite)
+        with self._update_lock():  # the shared index and the tables are written as of one state
+            return save_bundle(self, path, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
