@@ -89,6 +89,7 @@ class RetrievalConfig:
     validation_fraction: float = bounded(0.0, low=0.0, high=0.5)
     patience: int = bounded(3, low=1)
     bench_config: str | None = None
+    checkpoint_every: int = bounded(0, low=0)  # also checkpoint every N steps inside an epoch (0: at epoch ends)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ index and the ranker, saves and tracks. The other ranks print nothing and write 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -85,7 +86,8 @@ class _Run:
         self.tracker.log_artifact(path, "plots")
 
 
-def _data(run: _Run):
+def _load_data(run: _Run):
+    """Tables, split and data hash, before the MLflow run starts: the hash picks the checkpoint to resume."""
     from recsys.configs.data import data_digest, load_tables, split_tables
 
     cfg = run.cfg
@@ -96,7 +98,11 @@ def _data(run: _Run):
         from recsys.serve.training import require_impression_ids
 
         require_impression_ids(split.train, cfg.ranker.kind)
-    digest = data_digest(tables)
+    return tables, split, data_digest(tables)
+
+
+def _data(run: _Run, tables, split, digest):
+    cfg = run.cfg
     counts = tables.row_counts() | {"train_events": len(split.train), "test_events": len(split.test)}
     run.log("   " + ", ".join(f"{k} {v:,}" for k, v in counts.items()) + f"; split at {split.cut}")
     run.tracker.set_tags({"data.hash": digest, "data.source": tables.source, "split.cut": split.cut})
@@ -109,10 +115,9 @@ def _data(run: _Run):
                                 source=src)
         run.tracker.log_dataset(tables.items, name=f"{cfg.name}-items", context="training", digest=digest, source=src)
     run.result.tables = tables
-    return tables, split, digest
 
 
-def _retrieval(run: _Run, tables, split):
+def _retrieval(run: _Run, tables, split, checkpoint_dir: Path | None = None, resume: bool = True):
     from recsys.tracking.plots import loss_curve, recall_curve
     from recsys.tracking.tracker import TrackingCallback
     from recsys.train_stages import (
@@ -131,7 +136,11 @@ def _retrieval(run: _Run, tables, split):
         run.tracker.log_params({f"retrieval.bench.{k}": v for k, v in asdict(retrieval_settings(cfg)).items()})
     pipeline = fit_features(cfg, tables, split)
     res = train_retrieval(cfg, pipeline, tables, split, callbacks=[TrackingCallback(run.tracker), _EpochLog(run.log)],
-                          progress=run.progress)
+                          progress=run.progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    if res.summary.get("resumed_from"):
+        at = res.summary["resumed_from"]
+        run.log(f"   resumed from the checkpoint in {checkpoint_dir} at epoch {at['epoch']}, step {at['step']}")
+        run.tracker.set_tags({"recsys.resumed_from": f"epoch {at['epoch']} step {at['step']}"})
     if not run.main:  # another torchrun rank: it helped train; rank 0 evaluates, saves and tracks
         return pipeline, res
     hist = res.summary["history"]
@@ -290,14 +299,21 @@ def _log_outputs(run: _Run, rec, path, example, promote: bool = False) -> None:
 
 def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None = None,
                  progress: bool | None = None, log: Callable[[str], None] | None = print,
-                 promote: bool = False) -> TrainResult:
+                 promote: bool = False, resume: bool | None = None) -> TrainResult:
     """Run ``stage`` ("all", "retrieval", "index" or "ranker") of ``cfg``; ``tracking`` overrides the config.
 
     The registered model becomes champion only if it beats the current one on ``tracking.champion_metric``
     (or is the first version); ``promote`` (``recsys train --promote``) makes it champion regardless.
+    Stages "all" and "retrieval" checkpoint the two-tower and resume a killed run of the same config on the
+    same data (continuing its MLflow run); ``resume`` True requires a checkpoint (``--resume``), False starts
+    over (``--no-resume``). Runs of this config left RUNNING by a dead process are marked FAILED
+    (:mod:`recsys.train_resume`).
     """
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; choose one of {list(STAGES)}")
+    if resume is not None and stage not in ("all", "retrieval"):
+        raise ConfigError(f"--resume/--no-resume apply to the stages that train the two-tower (all, retrieval), "
+                          f"not to {stage!r}: that stage keeps no checkpoint")
     from recsys.models.callbacks import progress_enabled
     from recsys.models.distributed import is_main_process
     from recsys.tracking.tracker import make_tracker
@@ -313,11 +329,38 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
     tracker = make_tracker(cfg.tracking, enabled=tracking)
     run = _Run(cfg, tracker, log or (lambda _msg: None), progress_enabled() if progress is None else progress)
     run.result.stage = stage
+    tables, split, digest = _load_data(run)
+    from recsys.train_resume import ResumePoint, settle_stale_runs
+
+    point = ResumePoint(cfg, stage, digest, mode=resume, main=run.main) if stage in ("all", "retrieval") else None
+    with point or contextlib.nullcontext():
+        run_id = point.run_to_continue(cfg.tracking) if point is not None and tracker.enabled else None
+        if run.main and tracker.enabled:
+            settle_stale_runs(cfg.tracking, cfg.name, keep=run_id)
+        _tracked(run, stage, tables, split, digest, point, run_id, promote)
+        if point is not None:
+            point.finish()
+    run.step(f"done ({stage})")
+    return run.result
+
+
+def _tracked(run: _Run, stage: str, tables, split, digest, point, run_id: str | None, promote: bool) -> None:
+    """The MLflow run of ``stage``: a new one, or ``run_id`` continued (resuming its checkpoint)."""
+    from recsys.train_resume import process_tag
+
+    cfg, tracker = run.cfg, run.tracker
     run_name = cfg.tracking.run_name or (cfg.name if stage == "all" else f"{cfg.name}-{stage}")
-    with tracker.start_run(run_name, tags={"recsys.stage": stage, "recsys.config": cfg.name}):
+    tags = {"recsys.stage": stage, "recsys.config": cfg.name, "recsys.process": process_tag()}
+    if point is not None:
+        tags["recsys.checkpoint_dir"] = str(point.dir)
+    with tracker.start_run(run_name, tags=tags, run_id=run_id):
+        if run_id:
+            run.log(f"   continuing MLflow run {run_id} (it wrote the checkpoint being resumed)")
+        if point is not None:
+            point.record_run(tracker.run_id)
         tracker.log_params(flat_params(cfg) | {"stage": stage})
         tracker.log_dict(config_to_dict(cfg), "config.yaml")
-        tables, split, digest = _data(run)
+        _data(run, tables, split, digest)
         rec = path = None
         if stage == "ranker":
             res = _ranker(run, tables, split)
@@ -328,7 +371,7 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
             index, _ = _index(run, tables, pipeline, retr)
             index.save(run.out / "index")
         else:
-            pipeline, retr = _retrieval(run, tables, split)
+            pipeline, retr = _retrieval(run, tables, split, point.dir, point.mode is not False)
             if stage == "all" and run.main:
                 index, emb = _index(run, tables, pipeline, retr)
                 ranker = _ranker(run, tables, split)
@@ -339,5 +382,3 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
         tracker.log_metrics({"seconds_total": run.result.seconds})
         run.result.run_id, run.result.experiment_id = tracker.run_id, tracker.experiment_id
         run.result.tracking_uri, run.result.run_link = tracker.tracking_uri, tracker.run_link()
-    run.step(f"done ({stage})")
-    return run.result

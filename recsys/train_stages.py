@@ -95,7 +95,8 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
         item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
 
 
-def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool):
+def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool,
+             checkpoint_dir: Path | None = None, checkpoint_every: int = 0):
     from recsys.bench.retrieval import build_task
     from recsys.models.trainer import Trainer
 
@@ -104,13 +105,17 @@ def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: l
                    weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
                    num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
                    seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
-                   progress=progress, history_holdout=bc.history_holdout)
+                   progress=progress, history_holdout=bc.history_holdout, checkpoint_dir=checkpoint_dir,
+                   checkpoint_every=checkpoint_every)
 
 
 def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
-                    progress: bool) -> RetrievalResult:
+                    progress: bool, checkpoint_dir: Path | None = None, resume: bool = True) -> RetrievalResult:
     """Train the two-tower model; with a validation share, pick the best epoch on it (early stopping), and
-    with the benchmark's ``retrain_full`` train again on all training data for that many epochs."""
+    with the benchmark's ``retrain_full`` train again on all training data for that many epochs.
+
+    ``checkpoint_dir``: checkpoint there (``fit/``, ``retrain/``) and resume from what it holds; the summary's
+    ``resumed_from`` says where (epoch, step) or is None."""
     from recsys.bench.retrieval import apply_chosen_prior, carve_validation, make_validator
     from recsys.models.trainer import RetrievalData, encode_all
 
@@ -125,10 +130,14 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
                                  item_features=data.item_features)
         validate = make_validator(fit_data, valid, bc.popularity_prior)
 
-    summary = _trainer(bc, model, fit_data, bc.epochs, validate, callbacks, progress).fit(fit_data)
+    every = cfg.retrieval.checkpoint_every
+    sub = (lambda name: checkpoint_dir / name) if checkpoint_dir is not None else (lambda name: None)  # noqa: E731
+    trainer = _trainer(bc, model, fit_data, bc.epochs, validate, callbacks, progress, sub("fit"), every)
+    summary = {**trainer.fit(fit_data, resume=resume), "resumed_from": trainer.resumed_from}
     if validate is not None and cfg.retrieval.bench_config and bc.retrain_full:
         model = _model(bc, pipeline, cfg, tables.interaction_only)
-        _trainer(bc, model, data, summary["best_epoch"], None, [], progress).fit(data)
+        _trainer(bc, model, data, summary["best_epoch"], None, [], progress, sub("retrain"), every).fit(
+            data, resume=resume)
         summary = {**summary, "retrained_epochs": summary["best_epoch"]}
     model.set_item_audience(data.positives)  # item_audience: served with every training interaction
     model, _ = apply_chosen_prior(model, summary, data.positives)

@@ -77,7 +77,9 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, outside_
         assert r0["group_left"] and r1["group_left"]
     from safetensors.torch import load_file
 
-    assert "torch.rank1" in load_file(str(ckpt / "rng.safetensors"))  # rank 1's RNG saved for resume
+    from recsys.models.checkpoint import latest_checkpoint
+
+    assert "torch.rank1" in load_file(str(latest_checkpoint(ckpt) / "rng.safetensors"))  # rank 1's RNG saved for resume
 
     model, summary, _ = train(epochs=4)  # one process, same global batch, never interrupted
     _assert_same_weights(tmp_path / "second" / "model", model)

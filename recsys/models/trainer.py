@@ -20,7 +20,14 @@ import torch
 
 from recsys.errors import ConfigError, DataValidationError
 from recsys.features.sequences import history_tensors
-from recsys.models.callbacks import Callback, StopTraining, load_checkpoint, progress_enabled, save_checkpoint
+from recsys.models.callbacks import (
+    Callback,
+    StopTraining,
+    latest_checkpoint,
+    load_checkpoint,
+    progress_enabled,
+    save_checkpoint,
+)
 from recsys.models.distributed import DataParallel, WorldInfo
 from recsys.models.tasks import (
     BPRTask,
@@ -140,6 +147,7 @@ class Trainer:
                                    ("cpu" if device == "auto" else device))
         self.progress = progress_enabled() if progress is None else progress
         self._dp = DataParallel(WorldInfo())  # fit() joins the torchrun group when there is one
+        self.resumed_from: dict[str, int] | None = None  # set by fit(): the epoch and step it resumed at
 
     # ----- batches -------------------------------------------------------------------------------
     def _user_feats(self, data: RetrievalData, users: np.ndarray) -> dict[str, torch.Tensor]:
@@ -278,12 +286,13 @@ class Trainer:
                                               fused=fused)
         st = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
               "seconds": 0.0, "epoch_loss": 0.0}
-        best = None
-        if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "state.json").exists():
+        best, self.resumed_from = None, None
+        if resume and self.checkpoint_dir is not None and latest_checkpoint(self.checkpoint_dir) is not None:
             st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, rank=dp.rank)
+            self.resumed_from = {"epoch": st["epoch"], "step": st["step"]}
         dp.wrap(self.model, self._loss, self._terms, collective=self._gathers_batch())
         t_start = time.perf_counter() - st["seconds"]
-        while st["epoch"] < self.epochs:
+        while st["epoch"] < self.epochs and not self._early_stopped(st):  # a resumed run may have stopped early
             self.model.train()
             batches = list(self._batches(data, st["epoch"]))
             bar = self._bar(len(batches), st) if dp.main else None
@@ -306,9 +315,12 @@ class Trainer:
             best = self._end_epoch(st, len(batches), best, t_start)
             self._checkpoint(opt, best, st, t_start)
             stop = dp.from_main(self._notify(st) if dp.main else None)  # a callback's stop holds for all ranks
-            if stop or (self.validate is not None and st["bad_epochs"] >= self.patience):
+            if stop:
                 break
         return self._finish(st, best, t_start)
+
+    def _early_stopped(self, st: dict) -> bool:
+        return self.validate is not None and st["bad_epochs"] >= self.patience
 
     def _bar(self, n_batches: int, st: dict):
         if not self.progress:

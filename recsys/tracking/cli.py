@@ -27,10 +27,14 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the fi
 PromoteOpt = Annotated[bool, typer.Option("--promote", help="Make this run's model the champion even if it does not "
                                           "beat the current one on tracking.champion_metric (the comparison is "
                                           "still recorded in the run).")]
+ResumeOpt = Annotated[bool | None, typer.Option("--resume/--no-resume", help="Resume the two-tower from this config's "
+                      "checkpoint on the same data (--resume: fail if there is none; --no-resume: start over). "
+                      "Default: resume when a killed run left one.")]
 
 
 def train_command(config: Path | None, stage: str = "all", no_tracking: bool = False,
-                  overrides: list[str] | None = None, quiet: bool = False, promote: bool = False) -> None:
+                  overrides: list[str] | None = None, quiet: bool = False, promote: bool = False,
+                  resume: bool | None = None) -> None:
     """Body of every ``recsys train`` form: parse the config, run the stage, print where the results went."""
     from recsys.errors import RecsysError
 
@@ -44,7 +48,7 @@ def train_command(config: Path | None, stage: str = "all", no_tracking: bool = F
 
         cfg = load_config(config, overrides=overrides or ())
         result = run_training(cfg, stage=stage, tracking=False if no_tracking else None,
-                              log=None if quiet else typer.echo, promote=promote)
+                              log=None if quiet else typer.echo, promote=promote, resume=resume)
     except (RecsysError, FileNotFoundError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=2) from None
@@ -75,20 +79,20 @@ def _summary(result) -> None:
 
 @train_app.callback()
 def train(ctx: typer.Context, config: ConfigOpt = None, no_tracking: NoTrackingOpt = False,
-          set_: SetOpt = None, quiet: QuietOpt = False, promote: PromoteOpt = False) -> None:
+          set_: SetOpt = None, quiet: QuietOpt = False, promote: PromoteOpt = False, resume: ResumeOpt = None) -> None:
     """Run every stage: data -> split -> features -> two-tower -> index -> ranker -> evaluate -> bundle -> log -> register.
 
     The new version is registered as @candidate; @champion moves to it only when it beats the champion on
     tracking.champion_metric (or with --promote)."""
     if ctx.invoked_subcommand is None:
-        train_command(config, "all", no_tracking, set_, quiet, promote)
+        train_command(config, "all", no_tracking, set_, quiet, promote, resume)
 
 
 @train_app.command("retrieval")
 def train_retrieval(config: ConfigOpt = None, no_tracking: NoTrackingOpt = False, set_: SetOpt = None,
-                    quiet: QuietOpt = False) -> None:
+                    quiet: QuietOpt = False, resume: ResumeOpt = None) -> None:
     """Features and the two-tower model alone (saved under <output.dir>/<name>/retrieval)."""
-    train_command(config, "retrieval", no_tracking, set_, quiet)
+    train_command(config, "retrieval", no_tracking, set_, quiet, resume=resume)
 
 
 @train_app.command("index")

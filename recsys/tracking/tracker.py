@@ -62,7 +62,9 @@ class Tracker:
     tracking_uri: str | None = None
 
     @contextlib.contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[Tracker]:
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None,
+                  run_id: str | None = None) -> Iterator[Tracker]:
+        """A run named ``run_name`` with ``tags``; ``run_id`` continues that run (a resumed training) instead."""
         yield self
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -107,7 +109,8 @@ class MlflowTracker(Tracker):
         self.cfg = cfg
 
     @contextlib.contextmanager
-    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> Iterator[MlflowTracker]:
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None,
+                  run_id: str | None = None) -> Iterator[MlflowTracker]:
         import mlflow
 
         self.tracking_uri = resolve_tracking_uri(self.cfg)
@@ -117,7 +120,8 @@ class MlflowTracker(Tracker):
         exp = client.get_experiment_by_name(self.cfg.experiment)
         self.experiment_id = exp.experiment_id if exp is not None else client.create_experiment(
             self.cfg.experiment, artifact_location=self.cfg.artifact_location)
-        with mlflow.start_run(run_name=run_name, experiment_id=self.experiment_id, tags=dict(tags or {})) as run:
+        with mlflow.start_run(run_id=run_id, run_name=run_name, experiment_id=self.experiment_id,
+                              tags=dict(tags or {})) as run:
             self.run_id = run.info.run_id
             self.set_tags(code_version())
             yield self
