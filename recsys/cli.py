@@ -60,8 +60,8 @@ def data_validate(
     path: Annotated[Path, typer.Argument(help="A parquet or CSV file.")],
     table: Annotated[str, typer.Option(help="events | items | users | social | media | media_pools")] = "events",
 ) -> None:
-    """Validate a table against its data contract and print a summary (or a clear error)."""
-    from recsys.errors import DataValidationError
+    """Validate a table against its data contract and print a summary, or ``error: ...`` and exit 2."""
+    from recsys.errors import RecsysError
     from recsys.features import schema
 
     fns = {"events": schema.validate_events, "items": schema.validate_items,
@@ -71,8 +71,8 @@ def data_validate(
         raise typer.BadParameter(f"unknown table {table!r}; use one of {sorted(fns)}", param_hint="--table")
     try:
         df = fns[table](path)
-    except DataValidationError as e:
-        typer.echo(str(e), err=True)
+    except RecsysError as e:  # unreadable files included: read_table turns them into DataValidationError
+        typer.echo(f"error: {e}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
         raise typer.Exit(code=2) from None
     typer.echo(f"{table}: {len(df):,} rows, columns {list(df.columns)}: OK")
 

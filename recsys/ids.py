@@ -23,7 +23,7 @@ import pandas as pd
 
 from recsys.errors import DataValidationError
 
-__all__ = ["ID_COLUMNS", "canonical_int", "id_kind", "coerce_id", "coerce_ids", "coerce_media", "read_csv_table"]
+__all__ = ["ID_COLUMNS", "canonical_int", "id_kind", "check_text", "coerce_id", "coerce_ids", "coerce_media", "read_csv_table"]
 
 ID_COLUMNS = ("user_id", "item_id", "friend_id", "media_id")
 _CANONICAL = r"-?[1-9][0-9]*|0"
@@ -52,18 +52,36 @@ def _integral(value: float) -> bool:
     return math.isfinite(value) and value.is_integer() and abs(value) < _EXACT_FLOAT
 
 
+def check_text(value: str, what: str) -> str:
+    """``value`` when it can be written as UTF-8 (every id and text leaves as UTF-8: Arrow, JSON, MLflow).
+
+    Raises :class:`~recsys.errors.DataValidationError` naming ``what`` for a str holding a lone surrogate
+    (e.g. ``"\\ud800"``, what a broken decoder or ``errors="surrogateescape"`` leaves behind).
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataValidationError(f"{what} {value!r} is not valid text: character {e.start} is a lone surrogate "
+                                  f"({value[e.start]!r}), which UTF-8 cannot encode. Fix: decode the bytes it came "
+                                  "from as UTF-8 (errors='strict' or 'replace', not 'surrogateescape').") from None
+    return value
+
+
 def coerce_id(value: Any, kind: str, what: str, unknown: str) -> tuple[Any, str | None]:
     """``(id, note)``: ``value`` as the model's id when it reads one way only, else ``(value, note)``.
 
     ``kind`` is :func:`id_kind` of the model's ids; ``what`` names the argument (``"user_id"``);
     ``unknown`` says what happens to an id that is not coerced (``"served as an unknown user"``).
-    Raises :class:`~recsys.errors.DataValidationError` for values that are no id at all (None, bool, lists).
+    Raises :class:`~recsys.errors.DataValidationError` for values that are no id at all (None, bool, lists,
+    a str that UTF-8 cannot encode).
     """
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise DataValidationError(f"{what} must be an int or a str (a float only when it holds an integer), got "
                                   f"{type(value).__name__} {value!r}")
+    if isinstance(value, str):
+        check_text(value, what)
     out: Any = None
     if isinstance(value, float):
         if _integral(value):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
-from recsys.ids import coerce_id, coerce_ids, coerce_media, id_kind
+from recsys.ids import check_text, coerce_id, coerce_ids, coerce_media, id_kind
 from recsys.serve.engine import OUTPUT_COLUMNS, Request, partner_objective, run_batch, score_kind
 from recsys.serve.feed import Feed
 from recsys.serve.rules import BusinessRules
@@ -39,12 +39,18 @@ __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 _ID_TYPES = (int, np.integer, str)
 
 
-def _check_k(k: Any) -> int:
+MAX_K = 10_000  # the longest feed one request may ask for (recommend_ids allocates n_users x k)
+
+
+def _check_k(k: Any, what: str = "k", maximum: int | None = MAX_K) -> int:
+    """``k`` (or ``chunk_size``) as an int in [1, maximum]; anything else is a DataValidationError."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise DataValidationError(f"k must be a positive int (the number of items in the feed), got "
-                                  f"{type(k).__name__} {k!r}")
+        raise DataValidationError(f"{what} must be a positive int, got {type(k).__name__} {k!r}")
     if k < 1:
-        raise DataValidationError(f"k must be >= 1, got {k}; ask for at least one item")
+        raise DataValidationError(f"{what} must be >= 1, got {k}; ask for at least one item")
+    if maximum is not None and k > maximum:
+        raise DataValidationError(f"{what} must be <= {maximum:,} (recsys.recommender.MAX_K), got {k:,}; a feed "
+                                  f"never holds more items than that: page through a long list instead")
     return int(k)
 
 
@@ -80,7 +86,16 @@ def _check_exclude(exclude: Any) -> tuple:
     if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
         raise DataValidationError(f"exclude must be a collection of item ids, got {type(exclude).__name__} "
                                   f"{exclude!r}; wrap a single id: exclude=[{exclude!r}]")
+    if isinstance(exclude, Mapping):
+        raise DataValidationError(f"exclude must be a collection of item ids, got a {type(exclude).__name__}; a "
+                                  "dict user_id -> item ids is for recommend_batch / recommend_ids, per user")
     return tuple(exclude)
+
+
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA: a context field not given (an empty cell of a users frame)."""
+    return (value is None or value is pd.NA or value is pd.NaT
+            or isinstance(value, (float, np.floating)) and bool(np.isnan(value)))
 
 
 def _check_context(context: Any, user_kind: str = "any") -> dict | None:
@@ -89,7 +104,14 @@ def _check_context(context: Any, user_kind: str = "any") -> dict | None:
     if not isinstance(context, Mapping):
         raise DataValidationError(f"context must be a dict such as {{'segment': 'vip', 'timestamp': ...}}, got "
                                   f"{type(context).__name__}")
-    out = dict(context)
+    out = {key: value for key, value in context.items() if not _missing(value)}  # NaN / NA / None: not given
+    for key, value in out.items():
+        if not isinstance(key, str):
+            raise DataValidationError(f"context keys must be str (column names such as 'segment'), got "
+                                      f"{type(key).__name__} {key!r}")
+        check_text(key, "context key")
+        if isinstance(value, str):
+            check_text(value, f"context[{key!r}]")
     if out.get("timestamp") is not None:
         try:
             out["timestamp"] = pd.Timestamp(out["timestamp"])
@@ -249,7 +271,7 @@ class Recommender:
         Notes on fallbacks are in ``result.attrs["notes"]`` (user_id -> list of str).
         """
         k = _check_k(k)
-        chunk_size = _check_k(chunk_size)
+        chunk_size = _check_k(chunk_size, "chunk_size", None)
         state = self._ready()
         reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = [run_batch(state, reqs[s:s + chunk_size]) for s in range(0, len(reqs), chunk_size)]
@@ -273,7 +295,8 @@ class Recommender:
             if isinstance(users, (str, bytes)) or not isinstance(users, Iterable):
                 raise DataValidationError(f"users must be a list/array/Series of user ids or a DataFrame with "
                                           f"'user_id', got {type(users).__name__}")
-            frame, ctx_cols = pd.DataFrame({"user_id": list(users)}), []
+            # object dtype: the ids stay as given (a str column would go through pyarrow and its encoder)
+            frame, ctx_cols = pd.DataFrame({"user_id": pd.Series(list(users), dtype=object)}), []
         medias = frame["media_id"].tolist() if "media_id" in frame.columns else [media_id] * len(frame)
         reqs = []
         ctx_values = {c: frame[c].tolist() for c in ctx_cols}
@@ -284,7 +307,7 @@ class Recommender:
                 raise DataValidationError(f"row {n}: {e}") from None
             notes = [note] if note else []
             ctx = dict(base_ctx)
-            ctx.update({c: v[n] for c, v in ctx_values.items() if not (isinstance(v[n], float) and np.isnan(v[n]))})
+            ctx.update({c: v[n] for c, v in ctx_values.items() if not _missing(v[n])})
             ctx = _check_context(ctx, user_kind)
             media = _check_media(media, notes)
             if per_user_excl is not None:
@@ -303,7 +326,7 @@ class Recommender:
         -1 (None for str ids without ``item_ids``) pads feeds shorter than ``k``. The same feeds as
         :meth:`recommend_batch`, business rules included.
         """
-        k, chunk_size = _check_k(k), _check_k(chunk_size)
+        k, chunk_size = _check_k(k), _check_k(chunk_size, "chunk_size", None)
         state = self._ready()
         reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = []

@@ -70,6 +70,9 @@ def test_a_row_for_a_partner_without_a_pool_does_not_restrict_it(tmp_path):
     """A partner with no pool sees the whole catalogue; a media_pools row naming it must not shrink that
     to a one-item pool (it used to: the row created a pool holding only the new item)."""
     rec = recsys.load(fitted().save(tmp_path / "nopool"))
+    tables = rec._state.tables  # site-x: a partner of the media table without pool rows (a known partner)
+    rec._state = rec._state.evolve(tables={**tables, "media": pd.concat([tables["media"], pd.DataFrame(
+        {"media_id": ["site-x"], "kind": ["content_app"], "objective": ["clicks"]})], ignore_index=True)})
     assert "site-x" not in rec._state.pools
     before = rec.recommend(int(world().events["user_id"].iloc[0]), k=10, media_id="site-x").item_ids
     rec.add_items(_twins().iloc[:1].assign(item_id=20_003),

@@ -104,10 +104,15 @@ def test_feed_has_k_items_with_scores_and_reasons(rec):
 def test_rules_hold_for_every_request(rec, user, media, k, n_exclude, vip):
     exclude = list(range(0, 150, 5))[:n_exclude]
     context = {"segment": "vip"} if vip else None
+    if media == "no-such-partner":  # an unknown partner is refused (unknown_partner="refuse"), never widened
+        with pytest.raises(DataValidationError, match="unknown media_id 'no-such-partner'"):
+            rec.recommend(user, k=k, media_id=media, exclude=exclude, context=context)
+        return
     feed = rec.recommend(user, k=k, media_id=media, exclude=exclude, context=context)
     # checked from the raw tables with pandas, independently of the rules module ...
     items = world().items.set_index("item_id")
-    segment = "vip" if vip else world().users.set_index("user_id")["segment"].get(user, "")
+    # the segment is the users table's; a context segment unlocks nothing (trust_context_segment=False)
+    segment = world().users.set_index("user_id")["segment"].get(user, "")
     pool = world().media_pools.loc[world().media_pools["media_id"] == media, "item_id"]
     ok = items["in_stock"] & ((items["eligibility"] == "") | (items["eligibility"] == segment))
     ok &= ~items.index.isin(list(bought(user) | set(exclude)))
@@ -121,7 +126,7 @@ def test_rules_hold_for_every_request(rec, user, media, k, n_exclude, vip):
     if np.minimum(per_cat.to_numpy(), 2).sum() >= len(feed):  # the pool can fill the feed under the cap
         assert shown["category"].value_counts().max() <= 2
     # ... and by the rules module's own audit
-    cat, scope = expected_scope(user, media, "vip" if vip else None, exclude)
+    cat, scope = expected_scope(user, media, None, exclude)
     assert feed_violations(cat, scope, BusinessRules(max_per_category=2), cat.positions(feed.item_ids), k) == []
 
 
@@ -133,8 +138,9 @@ def test_k_is_guaranteed_even_when_the_category_cap_cannot_be_met(rec):
     n_eligible = int(eligible(cat, np.arange(len(cat)), scope, BusinessRules()).sum())
     feed = rec.recommend(3, k=n_eligible + 5, media_id="kol-2")
     assert len(feed) == n_eligible and n_eligible > 2
-    assert feed.notes == [f"only {n_eligible} eligible items for this request (asked for {n_eligible + 5}): the "
-                          "partner's pool, stock, segment and exclusions leave no more"]
+    assert feed.notes[0] == (f"only {n_eligible} eligible items for this request (asked for {n_eligible + 5}): the "
+                             "partner's pool, stock, segment and exclusions leave no more")
+    assert feed.notes[1:] == [] or feed.notes[1].startswith("category cap relaxed")
     feed = rec.recommend(3, k=n_eligible, media_id="kol-2")
     assert len(feed) == n_eligible and feed.items["item_id"].is_unique
 
@@ -144,7 +150,12 @@ def test_invite_only_items_only_for_their_segment(rec):
     regular = world().users.loc[world().users["segment"] == "regular", "user_id"].head(30).tolist()
     shown = rec.recommend_batch(regular, k=40, media_id="app-0")
     assert not vip_items & set(shown["item_id"])
-    vip_feed = rec.recommend_batch(regular, k=150, media_id="app-0", context={"segment": "vip"})
+    # a known user's segment is the users table's: a context segment unlocks nothing (and the feed says so)
+    claimed = rec.recommend_batch(regular, k=150, media_id="app-0", context={"segment": "vip"})
+    assert not vip_items & set(claimed["item_id"])
+    assert "context segment 'vip' ignored" in claimed.attrs["notes"][regular[0]][0]
+    vip_users = world().users.loc[world().users["segment"] == "vip", "user_id"].tolist()
+    vip_feed = rec.recommend_batch(vip_users, k=150, media_id="app-0")
     assert vip_items & set(vip_feed["item_id"])  # with the segment, invite-only items become eligible
 
 
@@ -167,8 +178,8 @@ def test_unknown_ids_fall_back_and_say_so(rec):
     feed = rec.recommend("someone-new", k=10, media_id="guide-1")
     assert len(feed) == 10 and feed.fallback == "cold_user_features"
     assert any("unknown user_id 'someone-new'" in n for n in feed.notes)
-    feed = rec.recommend(5, k=10, media_id="partner-we-never-met", exclude=["no-such-item", 10**9])
-    assert len(feed) == 10 and any("unknown media_id" in n for n in feed.notes)
+    with pytest.raises(DataValidationError, match="unknown media_id 'partner-we-never-met'"):
+        rec.recommend(5, k=10, media_id="partner-we-never-met", exclude=["no-such-item", 10**9])
     similar = rec.similar_items("no-such-item", k=6, media_id="guide-0")
     assert len(similar) == 6 and similar.fallback == "popular" and any("unknown item_id" in n for n in similar.notes)
     assert rec.remove_items(["no-such-item"]) == 0
@@ -266,7 +277,7 @@ def test_a_viewed_reason_names_an_item_of_the_same_category_never_an_unrelated_o
     emb[unrelated] = away / np.linalg.norm(away)
     assert (emb[hist] @ emb[unrelated]).max() < 0.3
     state = replace(state, item_emb=emb)
-    req = Request(state.users.ids[row], "app-0", 2)
+    req = Request(state.users.ids[row], None, 2)  # no partner: every event of the history may be cited
     _resolve(state, [req])
     pos = np.array([same, unrelated])
     ranked = Ranked(np.ones(2), np.ones(2), np.ones(2),  # history evidence drives both scores

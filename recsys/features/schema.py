@@ -121,21 +121,26 @@ def validate_items(items: pd.DataFrame | str) -> pd.DataFrame:
     v.check_range(t, df, "commission_rate", df["commission_rate"], low=0.0, high=1.0,
                   hint=" Rates are fractions: 5% is 0.05 (divide percentages by 100).")
     for col in ("category", "brand", "shop"):
-        df[col] = df[col].fillna("unknown").astype(str)
-    df["title"] = df["title"].fillna("").astype(str)
+        df[col] = _text(df[col], "unknown")
+    df["title"] = _text(df["title"], "")
     if "coupon" in df.columns:
         df["coupon"] = v.to_numeric(t, df, "coupon").fillna(0.0)
         v.check_range(t, df, "coupon", df["coupon"])
     else:
         df["coupon"] = 0.0
-    df["eligibility"] = df["eligibility"].fillna("").astype(str) if "eligibility" in df.columns else ""
+    df["eligibility"] = _text(df["eligibility"], "") if "eligibility" in df.columns else ""
     df["in_stock"] = _to_bool(t, df, "in_stock") if "in_stock" in df.columns else True
     return df.reset_index(drop=True)
 
 
+def _text(s: pd.Series, missing: str) -> pd.Series:
+    """A text column as str, missing values (None, NaN, pd.NA of a nullable Int64 / boolean column) ``missing``."""
+    return s.astype(object).where(s.notna(), missing).astype(str)
+
+
 def _to_bool(table: str, df: pd.DataFrame, column: str) -> pd.Series:
     s = df[column]
-    if pd.api.types.is_bool_dtype(s.dtype):
+    if pd.api.types.is_bool_dtype(s.dtype) and not s.isna().any():
         return s.astype(bool)
     mapping = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False,
                "1.0": True, "0.0": False}

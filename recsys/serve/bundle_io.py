@@ -23,7 +23,9 @@ def _settings(rec: Any) -> dict:
     return {"n_candidates": rec.n_candidates, "max_per_category": rec.max_per_category,
             "repeat_purchase_categories": list(rec.repeat_purchase_categories),
             "require_in_stock": rec.require_in_stock, "default_objective": rec.default_objective,
-            "cold_start": rec.cold_start, "segment_column": rec.segment_column}
+            "cold_start": rec.cold_start, "segment_column": rec.segment_column,
+            "unknown_partner": rec.unknown_partner, "no_partner": rec.no_partner,
+            "trust_context_segment": rec.trust_context_segment}
 
 
 def _parquet(df: pd.DataFrame, path: Path) -> None:

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.errors import DataValidationError
 from recsys.serve.fallback import cold_start_path
+from recsys.serve.partners import check_partner, partner_items, partner_pool, pool_key, request_segment
 from recsys.serve.ranking import Candidates, Ranked, candidates, rank
 from recsys.serve.reasons import choose_reasons, reason_text
 from recsys.serve.rules import RequestScope, apply_rules, eligible, in_sorted
@@ -39,6 +41,7 @@ class Request:
     # filled by the engine
     row: int = -1
     segment: str = ""
+    pool: Any = None  # the key of the pool it is held to (recsys.serve.partners.pool_key)
     path: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -63,32 +66,33 @@ def _scope(state: ServingState, req: Request) -> RequestScope:
         bought = bought[~np.isin(state.catalogue.category[bought], list(repeat))]
     extra = state.catalogue.positions(list(req.exclude)) if req.exclude else np.zeros(0, np.int64)
     excluded = np.unique(np.concatenate([bought, extra[extra >= 0]]))
-    pool = state.pools.get(req.media_id) if req.media_id is not None else None
+    pool = partner_pool(state, req.pool)
     return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded,
-                        pool_positions=state.pool_positions(req.media_id) if pool is not None else None)
+                        pool_positions=state.pool_positions(req.pool) if pool is not None else None)
 
 
 def _resolve(state: ServingState, reqs: list[Request]) -> None:
-    """User rows, segments, notes on unknown ids, and the cold-start path of each request."""
+    """User rows, segments, partner pools (recsys.serve.partners), notes on unknown ids, and the cold-start path
+    of each request. A partner the configuration refuses raises DataValidationError before any work."""
+    for r in reqs:
+        try:
+            note = check_partner(state, r.media_id)
+        except DataValidationError as e:
+            raise DataValidationError(f"user_id {r.user_id!r}: {e}" if len(reqs) > 1 else str(e)) from None
+        r.pool = pool_key(state, r.media_id)
+        if note:
+            r.notes.append(note)
     rows = state.users.rows([r.user_id for r in reqs])
     model_ctx = state.users.context_key is not None
     for r, row in zip(reqs, rows, strict=True):
         r.row = int(row)
-        r.segment = state.users.segment_of(r.row, r.context)
         if r.row < 0:
             r.notes.append(f"unknown user_id {r.user_id!r}: served as a new user")
-        if r.media_id is not None and r.media_id not in state.known_media and not _in_context_vocab(state, r.media_id):
-            r.notes.append(f"unknown media_id {r.media_id!r}: no product pool, default objective "
-                           f"{state.config.default_objective!r}")
+        r.segment = request_segment(state, r.row, r.context, r.notes)
         has_hist = r.row >= 0 and bool(state.users.has_history[r.row])
         profile = any((r.context or {}).get(c) is not None for c in state.users.profile_keys)
         has_feats = (model_ctx and r.media_id is not None) or profile or (r.row >= 0 and bool(state.users.profile_keys))
         r.path = cold_start_path(state.config.cold_start, has_history=has_hist, has_features=has_feats)
-
-
-def _in_context_vocab(state: ServingState, media_id: str) -> bool:
-    ctx = getattr(state.pipeline, "context_", None)
-    return ctx is not None and int(ctx.transform(np.asarray([media_id], dtype=object))[0]) < ctx.num_known
 
 
 USER_VECTOR_MEMO = 100_000  # (known user, partner) vectors a serving state remembers before starting over
@@ -128,8 +132,8 @@ def _tower(state: ServingState, reqs: list[Request]) -> np.ndarray:
         return state.model.user_embeddings(state.users.tower_inputs(*args)).cpu().numpy().astype(np.float32)
 
 
-def _filters(state: ServingState, media: str | None, segment: str):
-    """Cached SearchFilters for a (partner, segment) group and the pool share it leaves to post-filter.
+def _filters(state: ServingState, media: Any, segment: str):
+    """Cached SearchFilters for a (pool key, segment) group and the pool share it leaves to post-filter.
 
     A pool smaller than ``allow_fraction`` of the live catalogue is an allow-list (searched exactly or with
     widened ANN effort by the index); a larger one is over-fetched by 1 / its share and filtered here (its
@@ -142,7 +146,7 @@ def _filters(state: ServingState, media: str | None, segment: str):
         return hit
     from recsys.retrieval import SearchFilters
 
-    pool = state.pools.get(media) if media is not None else None
+    pool = partner_pool(state, media)
     share, allow = 1.0, None
     if pool is not None:
         live = state.catalogue.alive
@@ -165,7 +169,7 @@ def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScop
     n_cand, n_index = state.config.n_candidates, state.index_size()
     groups: dict[tuple, list[int]] = {}
     for j, i in enumerate(idx):
-        groups.setdefault((reqs[i].media_id, reqs[i].segment), []).append(j)
+        groups.setdefault((reqs[i].pool, reqs[i].segment), []).append(j)
     for (media, segment), js in groups.items():
         f, share = _filters(state, media, segment)
         n_excl = max(len(scopes[idx[j]].excluded) for j in js)  # the user's own exclusions are checked here
@@ -227,9 +231,7 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
         t, pos, score = cand.tier[sl], cand.pos[sl], ranked.scores[sl]
         sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, [(pos[t == j], score[t == j])
                                                                                  for j in range(2)])
-        if len(sel.positions) < r.k:
-            r.notes.append(f"only {len(sel.positions)} eligible items for this request (asked for {r.k}): the "
-                           "partner's pool, stock, segment and exclusions leave no more")
+        r.notes.extend(_feed_notes(state, scopes[i], r.k, sel))
         picked.append((i, sel))
     clock.lap("rules")
     out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
@@ -239,6 +241,23 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
             if c in cols:
                 out[c] = pd.Series(cols[c], dtype=object, index=out.index)
     clock.lap("reasons")
+    return out
+
+
+def _feed_notes(state: ServingState, scope: RequestScope, k: int, sel) -> list[str]:
+    """What a feed owes the caller: that it is short (with the real count of eligible items), or that the
+    category cap was relaxed to fill it."""
+    out = []
+    if len(sel.positions) < k:
+        where = scope.pool_positions if scope.pool_positions is not None else (
+            np.flatnonzero(scope.pool) if scope.pool is not None else np.arange(len(state.catalogue)))
+        n = int(eligible(state.catalogue, where, scope, state.config.rules).sum())
+        out.append(f"only {n} eligible items for this request (asked for {k}): the partner's pool, stock, segment "
+                   "and exclusions leave no more")
+    if sel.relaxed:
+        cap = state.config.rules.max_per_category
+        out.append(f"category cap relaxed: {sel.relaxed} of {len(sel.positions)} items go beyond {cap} per "
+                   f"category, because the eligible items fill only {len(sel.positions) - sel.relaxed} slots under it")
     return out
 
 
@@ -314,6 +333,9 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
         for i in np.unique(req_i):
             hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
             hist = hist[hist >= 0]
+            allowed = partner_items(state, reqs[i].row, reqs[i].media_id)  # never cite another partner's events
+            if allowed is not None:
+                hist = hist[in_sorted(hist, allowed)]
             if not len(hist):
                 continue
             m = req_i == i

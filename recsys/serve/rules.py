@@ -96,6 +96,7 @@ class Selection:
     positions: np.ndarray
     scores: np.ndarray
     tiers: np.ndarray
+    relaxed: int = 0  # items beyond the category cap (the cap alone would have left the feed short)
 
 
 def eligible(catalogue: Catalogue, positions: np.ndarray, scope: RequestScope, rules: BusinessRules) -> np.ndarray:
@@ -168,8 +169,8 @@ def apply_rules(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules,
             pos = np.concatenate([pos, extra])
             scores = np.concatenate([scores, np.full(len(extra), np.nan)])
             tier = np.concatenate([tier, np.full(len(extra), len(tiers), np.int64)])
-            idx, _ = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
-    return Selection(pos[idx], scores[idx], tier[idx])
+            idx, n_under = _cap_order(catalogue.category_code[pos], k, rules.max_per_category)
+    return Selection(pos[idx], scores[idx], tier[idx], relaxed=len(idx) - n_under)
 
 
 def _walk(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: int,
@@ -197,7 +198,9 @@ def _walk(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, k: in
 
 def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken: np.ndarray, k: int,
           chunk: int = 2048) -> np.ndarray:
-    """Eligible pool items not in ``taken`` (catalogue order), at most ``cap`` (or ``k``) per category.
+    """Eligible pool items not in ``taken`` (catalogue order), at most ``cap`` (or ``k``) per category, then,
+    when even the whole pool cannot fill ``k`` under the cap, enough of the other eligible items (catalogue
+    order) to fill it with the cap relaxed.
 
     Reads the pool chunk by chunk (each four times the last) and stops as soon as the feed can be filled
     under the cap, so a large catalogue is only read to the end when the pool really is short of
@@ -228,6 +231,23 @@ def _scan(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, taken
         need -= len(keep)
         if need <= 0:
             break
+    extra = np.concatenate(out) if out else np.zeros(0, np.int64)
+    short = k - len(taken) - len(extra)  # slots no candidate can fill, even over the cap
+    if need > 0 and short > 0:
+        extra = np.concatenate([extra, _scan_rest(catalogue, scope, rules, where, np.union1d(taken, extra), short)])
+    return extra
+
+
+def _scan_rest(catalogue: Catalogue, scope: RequestScope, rules: BusinessRules, where: np.ndarray,
+               skip: np.ndarray, n: int, chunk: int = 2048) -> np.ndarray:
+    """The first ``n`` eligible items of ``where`` not in ``skip`` (sorted), any category: the cap relaxed."""
+    out, start = [], 0
+    while start < len(where) and n > 0:
+        part = where[start:start + chunk]
+        start, chunk = start + chunk, chunk * 4
+        part = part[eligible(catalogue, part, scope, rules) & ~in_sorted(part, skip)][:n]
+        out.append(part)
+        n -= len(part)
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 

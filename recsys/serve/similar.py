@@ -23,16 +23,18 @@ def similar_items(state: ServingState, item_id: Any, k: int, media_id: str | Non
 
     cat = state.catalogue
     pos = cat.live_positions([item_id])
-    pool = state.pools.get(media_id) if media_id is not None else None
+    from recsys.serve.partners import check_partner, partner_pool, pool_key
+
+    note = check_partner(state, media_id)  # a partner the configuration refuses raises here
+    key = pool_key(state, media_id)
+    pool = partner_pool(state, key)
     rules = BusinessRules(max_per_category=None, require_in_stock=state.config.rules.require_in_stock)
-    notes, fallback = [], None
-    if media_id is not None and media_id not in state.known_media:
-        notes.append(f"unknown media_id {media_id!r}: no product pool")
+    notes, fallback = [note] if note else [], None
     if len(pos):
         scope = RequestScope(pool=pool, excluded=pos[:1])
         from recsys.serve.engine import _filters
 
-        f, share = _filters(state, media_id, "")
+        f, share = _filters(state, key, "")
         fetch = max(1, min(len(state.index), int(np.ceil((k + 1) / share * 1.1)) + 8))
         scores, ids = state.index.search(state.item_emb[pos[:1]], fetch, f)
         cand = cat.positions(ids[0])

@@ -23,6 +23,8 @@ __all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "b
            "objective_scores_by_partner", "EVENT_COLUMNS"]
 
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
+UNKNOWN_PARTNER_MODES = ("refuse", "shared")
+NO_PARTNER_MODES = ("catalogue", "shared", "refuse")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,13 @@ class ServingConfig:
     without one; ``cold_start``: "auto" (features-only tower when the request carries profile or
     partner, else popular), "features" or "popular"; ``allow_fraction``: pools smaller than this
     share of the catalogue are searched as an allow-list, larger ones by over-fetching and filtering.
+
+    Partner separation (see :mod:`recsys.serve.partners`): ``unknown_partner`` says what a request for a
+    partner id the Recommender does not know gets: "refuse" (a DataValidationError naming the closest known
+    partner) or "shared" (only the items every known partner may show); ``no_partner`` what a request without
+    a partner (``media_id=None``) gets: "catalogue" (every item: the owner's own pages, offline evaluation),
+    "shared" or "refuse"; ``trust_context_segment``: whether an unknown user's ``context['segment']`` may
+    unlock invite-only items (a known user's segment always comes from the users table).
     """
 
     n_candidates: int = 300
@@ -41,6 +50,9 @@ class ServingConfig:
     cold_start: str = "auto"
     segment_column: str = "segment"
     allow_fraction: float = 0.3
+    unknown_partner: str = "refuse"
+    no_partner: str = "catalogue"
+    trust_context_segment: bool = False
 
     def __post_init__(self) -> None:
         n = self.n_candidates
@@ -48,6 +60,15 @@ class ServingConfig:
             raise ConfigError(f"n_candidates must be a positive int, got {n!r}")
         if self.cold_start not in COLD_START_MODES:
             raise ConfigError(f"cold_start must be one of {COLD_START_MODES}, got {self.cold_start!r}")
+        if self.unknown_partner not in UNKNOWN_PARTNER_MODES:
+            raise ConfigError(f"unknown_partner must be one of {UNKNOWN_PARTNER_MODES} (what a request for a partner "
+                              f"id this Recommender does not know gets), got {self.unknown_partner!r}")
+        if self.no_partner not in NO_PARTNER_MODES:
+            raise ConfigError(f"no_partner must be one of {NO_PARTNER_MODES} (what a request with media_id=None "
+                              f"gets), got {self.no_partner!r}")
+        if not isinstance(self.trust_context_segment, (bool, np.bool_)):
+            raise ConfigError(f"trust_context_segment must be True or False, got {self.trust_context_segment!r}")
+        object.__setattr__(self, "trust_context_segment", bool(self.trust_context_segment))
         from recsys.models.rankers.objectives import normalise_objective
 
         object.__setattr__(self, "default_objective", normalise_objective(self.default_objective))
@@ -88,6 +109,7 @@ class ServingState:
     filters_cache: dict = field(default_factory=dict)
     arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
     folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
+    partner_log: Any = None  # (events, users, partners and per-partner histories): recsys.serve.partners
 
     def evolve(self, **changes) -> ServingState:
         """A copy with ``changes``. The ranking feature arrays carry over only while the items' attributes do:
@@ -133,17 +155,23 @@ class ServingState:
             self.folded = _fold_user_tower(self) or False
         return self.folded or None
 
-    def pool_positions(self, media: str) -> np.ndarray:
-        """Catalogue positions in a partner's pool (cached until the next update)."""
+    def pool_positions(self, media: str | None) -> np.ndarray:
+        """Catalogue positions in the pool a request on ``media`` is held to (cached until the next update);
+        only for a partner that has one (:func:`recsys.serve.partners.partner_pool`)."""
         key = ("pool_positions", media)
         hit = self.filters_cache.get(key)
         if hit is None:
-            hit = self.filters_cache[key] = np.flatnonzero(self.pools[media])
+            from recsys.serve.partners import partner_pool
+
+            hit = self.filters_cache[key] = np.flatnonzero(partner_pool(self, media))
         return hit
 
     @property
-    def known_media(self) -> set:
-        return set(self.pools) | set(self.objectives)
+    def known_media(self) -> frozenset[str]:
+        """Partner ids this state knows (media table, pools, objectives, serving log)."""
+        from recsys.serve.partners import known_partners
+
+        return known_partners(self)
 
 
 def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp):
