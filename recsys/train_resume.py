@@ -120,6 +120,7 @@ class ResumePoint:
                 self._clear()
         self.resuming = latest_checkpoint(self.dir / "fit") is not None
         if self.mode is True and not self.resuming:
+            self.__exit__(None, None, None)
             others = sorted(p.name for p in self.root.iterdir() if p.name != self.key and p.is_dir())
             raise ArtifactError(f"--resume: no checkpoint to resume in {self.dir} (this config on data "
                                 f"{self.data_hash[:19]}); checkpoints of other configs or data: {others or 'none'}. "

@@ -184,3 +184,21 @@ def test_sigkilled_train_resumes_to_the_uninterrupted_weights_in_the_same_run(tm
     assert run.info.run_id == killed.info.run_id and run.info.status == "FINISHED"
     assert run.data.tags["recsys.resumed_from"] == f"epoch {resumed_epoch} step 0"
     assert not ckpts.exists()  # a finished run leaves no checkpoint behind
+
+
+def test_resume_needs_a_checkpoint_and_one_process_trains_a_config_at_a_time(tmp_path):
+    from recsys.config import load_config
+    from recsys.configs.data import data_digest, load_tables
+    from recsys.errors import ConfigError
+    from recsys.train_pipeline import run_training
+    from recsys.train_resume import ResumePoint
+
+    cfg = load_config(_config(tmp_path, None))
+    with pytest.raises(ArtifactError, match="--resume: no checkpoint to resume"):
+        run_training(cfg, stage="retrieval", log=None, resume=True)
+    with pytest.raises(ConfigError, match="keeps no checkpoint"):
+        run_training(cfg, stage="index", log=None, resume=True)
+    digest = data_digest(load_tables(cfg.data, seed=cfg.seed))
+    with ResumePoint(cfg, "retrieval", digest, mode=None):  # as if another process were training this config
+        with pytest.raises(ConfigError, match="another recsys train is training this config"):
+            run_training(cfg, stage="retrieval", log=None)

@@ -313,8 +313,10 @@ class Trainer:
             if bar is not None:
                 bar.close()
             best = self._end_epoch(st, len(batches), best, t_start)
-            self._checkpoint(opt, best, st, t_start)
             stop = dp.from_main(self._notify(st) if dp.main else None)  # a callback's stop holds for all ranks
+            # after the hooks: a kill between them and the save redoes the epoch (logged twice at one step)
+            # instead of resuming past an epoch that was never logged
+            self._checkpoint(opt, best, st, t_start)
             if stop:
                 break
         return self._finish(st, best, t_start)
