@@ -8,8 +8,10 @@ It composes the fitted feature pipeline, the two-tower model, the item index and
 retrieve ``n_candidates`` items with the user tower and the index -> rank them with the partner's
 objective (clicks, purchases, GMV or commission) -> apply the business rules
 (:mod:`recsys.serve.rules`) -> the top ``k`` with a reason each (:mod:`recsys.serve.reasons`).
-Users without history take the cold-start path (:mod:`recsys.serve.fallback`); unknown user,
-item or partner ids never raise in a serving call, they fall back and the result says so.
+Users without history take the cold-start path (:mod:`recsys.serve.fallback`); unknown user or
+item ids never raise in a serving call, they fall back and the result says so. An unknown partner id
+never widens what is served: it is refused, or served only what every partner may show
+(:mod:`recsys.serve.partners`).
 
 Build one with :meth:`Recommender.fit` (trains every component with small defaults) or
 :meth:`Recommender.from_components` (components trained elsewhere, e.g. by ``recsys train``);
@@ -136,12 +138,18 @@ class Recommender:
     whose bought items may be recommended again; ``require_in_stock``; ``default_objective`` for
     partners without one; ``cold_start`` ("auto", "features" or "popular"); ``segment_column`` of the
     users table; ``train`` the :class:`~recsys.serve.training.TrainSettings` used by :meth:`fit`.
+    Partner separation (:mod:`recsys.serve.partners`): ``unknown_partner`` "refuse" (a misspelt or unknown
+    media_id raises DataValidationError naming the closest known one) or "shared" (served only the items every
+    partner may show); ``no_partner`` for ``media_id=None``: "catalogue" (every item), "shared" or "refuse";
+    ``trust_context_segment``: let an unknown user's ``context['segment']`` unlock invite-only items (a known
+    user's segment always comes from the users table).
     """
 
     def __init__(self, *, n_candidates: int = 300, max_per_category: int | None = 3,
                  repeat_purchase_categories: Iterable[str] = (), require_in_stock: bool = True,
                  default_objective: str = "commission", cold_start: str = "auto", segment_column: str = "segment",
-                 train: TrainSettings | None = None) -> None:
+                 train: TrainSettings | None = None, unknown_partner: str = "refuse", no_partner: str = "catalogue",
+                 trust_context_segment: bool = False) -> None:
         self.n_candidates = n_candidates
         self.max_per_category = max_per_category
         self.repeat_purchase_categories = tuple(repeat_purchase_categories)
@@ -150,6 +158,9 @@ class Recommender:
         self.cold_start = cold_start
         self.segment_column = segment_column
         self.train = train
+        self.unknown_partner = unknown_partner
+        self.no_partner = no_partner
+        self.trust_context_segment = trust_context_segment
 
     # ----- building ------------------------------------------------------------------------------
     def _config(self) -> ServingConfig:
@@ -157,7 +168,9 @@ class Recommender:
                               repeat_purchase_categories=frozenset(self.repeat_purchase_categories),
                               require_in_stock=self.require_in_stock)
         return ServingConfig(n_candidates=self.n_candidates, rules=rules, default_objective=self.default_objective,
-                             cold_start=self.cold_start, segment_column=self.segment_column)
+                             cold_start=self.cold_start, segment_column=self.segment_column,
+                             unknown_partner=self.unknown_partner, no_partner=self.no_partner,
+                             trust_context_segment=self.trust_context_segment)
 
     def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
             social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,
@@ -242,10 +255,11 @@ class Recommender:
         """The feed of ``k`` items for one user on partner ``media_id`` (None: no partner).
 
         ``exclude``: item ids not to show (e.g. already on the page); ``context``: request extras:
-        ``segment`` (e.g. "vip"), profile fields of a new user, ``timestamp`` for point-in-time features
-        (default: the end of the serving log), ``friends``: the user's friends (user ids) for this request,
-        whose recent clicks and purchases then feed the ranker's friends' features instead of the social
-        graph's (an unknown user has no friends' signal without it).
+        ``segment`` (e.g. "vip": used only for an unknown user, and only with ``trust_context_segment``; a
+        known user's segment comes from the users table), profile fields of a new user, ``timestamp`` for
+        point-in-time features (default: the end of the serving log), ``friends``: the user's friends (user
+        ids) for this request, whose recent clicks and purchases then feed the ranker's friends' features
+        instead of the social graph's (an unknown user has no friends' signal without it).
         """
         state = self._ready()
         uid, note = coerce_id(user_id, id_kind(state.users.ids), "user_id", UNKNOWN_USER)
