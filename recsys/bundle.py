@@ -4,6 +4,7 @@ Layout (format version 1)::
 
     manifest.json                format, format_version, created_at, library and dependency versions,
                                  training_data_hash, components, and per file: bytes + sha256
+    signature.json               HMAC-SHA256 of manifest.json's bytes (only when saved with a key)
     recommender.json             serving settings (rules, candidates, objective, cold start), the ranker
                                  feature builder's settings, id kinds, partners whose pool is the whole
                                  catalogue (``open_pools``: items added without pool rows join them)
@@ -16,23 +17,26 @@ Layout (format version 1)::
     tables/*.parquet             items (+ removed flags), serving events, users, social edges, media
                                  partners, partner pools, popularity
 
-:func:`save_bundle` writes everything into a temporary sibling directory, fsyncs it, then renames
-it into place, so a reader never sees half a bundle. :func:`load_bundle` first checks the manifest
-and the size and sha256 of every file (and that no file was added), and only then parses anything;
+:func:`save_bundle` writes everything into a staging directory beside the path, fsyncs it, and publishes
+it in one atomic step (:mod:`recsys.atomic_dir`): a reader sees the old bundle or the new one, whole, and a
+killed save leaves nothing that the next save does not remove. :func:`load_bundle` opens the directory
+once, validates the manifest's schema and bounds (and its HMAC signature when a key is configured, see
+:mod:`recsys.bundle_trust`), reads every file once, checking its size and sha256 on the very bytes it
+copies into a private folder (and that no file was added), and only then parses that copy;
 a tampered, truncated, incompatible or incomplete bundle raises :class:`~recsys.errors.ArtifactError`
 naming the file and the fix. :func:`load` also takes MLflow model URIs (``models:/``, ``runs:/``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import platform
-import shutil
 import stat
+import tempfile
 import time
-import uuid
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +44,8 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.atomic_dir import DirSnapshot, discard, fsync_tree, publish, staging_dir
+from recsys.bundle_trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 from recsys.errors import ArtifactError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MLFLOW_SCHEMES", "save_bundle", "load_bundle", "load", "verify_bundle",
@@ -51,6 +57,7 @@ MANIFEST = "manifest.json"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 DEPENDENCIES = ("numpy", "pandas", "pyarrow", "torch", "faiss-cpu", "safetensors", "scikit-learn", "scipy")
 DEFAULT_MAX_BYTES = 16 * 2**30
+MANIFEST_MAX_BYTES = 16 * 2**20
 
 
 def data_hash(tables: Mapping[str, pd.DataFrame | None]) -> str:
@@ -84,24 +91,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in sorted(root.rglob("*"), reverse=True):
-        if p.is_file():
-            with open(p, "rb") as fh:
-                os.fsync(fh.fileno())
-    for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
-        try:
-            fd = os.open(d, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
 def _follow_umask(root: Path) -> None:
     """Give every file and folder under ``root`` the modes the umask allows (0644 / 0755 under umask 022).
 
@@ -115,17 +104,21 @@ def _follow_umask(root: Path) -> None:
             os.chmod(p, folder if p.is_dir() else folder & 0o666)
 
 
-def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``recommender`` as a bundle directory at ``path`` (atomically); returns the path."""
+def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False,
+                key: str | bytes | None = None) -> Path:
+    """Write ``recommender`` as a bundle directory at ``path``, atomically; returns the path.
+
+    ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the manifest with HMAC-SHA256 so that loads given the same key
+    refuse any later change. Replacing an existing bundle leaves ``path`` a symlink to
+    ``.<name>.versions/<id>/`` (see :mod:`recsys.atomic_dir`): readers see the old bundle or the new one."""
     from recsys import __version__
     from recsys.serve.bundle_io import write_components
 
     path = Path(path)
-    if path.exists() and not overwrite:
+    signing_key = resolve_key(key)
+    if os.path.lexists(path) and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True to replace it, or choose a new path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = staging_dir(path)
     try:
         components = write_components(recommender, tmp)
         _follow_umask(tmp)
@@ -136,106 +129,176 @@ def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False) 
                     "library": {"recsys": __version__}, "dependencies": _versions(),
                     "training_data_hash": getattr(recommender, "training_data_hash_", None),
                     "components": components, "files": files}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        _fsync_tree(tmp)
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        data = json.dumps(manifest, indent=1, sort_keys=True).encode()
+        (tmp / MANIFEST).write_bytes(data)
+        if signing_key is not None:
+            (tmp / SIGNATURE).write_bytes(sign(data, signing_key))
+        fsync_tree(tmp)
+        publish(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     return path
 
 
-def read_bundle_manifest(path: str | Path) -> dict:
-    """The parsed manifest of a bundle, with format checks (no file is verified or parsed beyond it)."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ArtifactError(f"{path} is not a bundle directory (it does not exist or is a file); pass the "
-                            "directory written by Recommender.save(path)")
-    mf = path / MANIFEST
-    if not mf.is_file():
-        raise ArtifactError(f"{mf} is missing: {path} is not a complete recsys bundle; re-save it with "
-                            "Recommender.save(path)")
+def _parse_manifest(mf: Path, data: bytes, max_bytes: int) -> dict:
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise ArtifactError(f"{mf} is over {MANIFEST_MAX_BYTES:,} bytes; the bundle is corrupt: restore or re-save it")
     try:
-        manifest = json.loads(mf.read_text())
+        manifest = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{mf} is not valid JSON ({e}); the bundle is corrupt: restore it or re-save it") from None
+    except RecursionError:
+        raise ArtifactError(f"{mf} nests too deeply to be a manifest; the bundle is corrupt") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{mf} does not describe a recsys bundle (format {manifest.get('format')!r} "
                             f"if a dict, expected {FORMAT!r})" if isinstance(manifest, dict) else
                             f"{mf} does not describe a recsys bundle (expected a JSON object)")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version > FORMAT_VERSION:
         raise ArtifactError(f"{mf}: bundle format_version {version!r} is newer than this recsys reads "
                             f"({FORMAT_VERSION}); upgrade recsys (pip install -U recsys) to load it")
     if version < 1:
         raise ArtifactError(f"{mf}: bundle format_version {version!r} is not supported (expected 1..{FORMAT_VERSION})")
-    if not isinstance(manifest.get("files"), dict) or not manifest["files"]:
-        raise ArtifactError(f"{mf} lists no files; the manifest is damaged: re-save the bundle")
-    return manifest
+    return check_manifest(str(mf), manifest, max_bytes)
 
 
-def verify_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
-    """Check every file's presence, size and sha256 against the manifest, and that none was added."""
+def _open(path: Path) -> DirSnapshot:
+    try:
+        return DirSnapshot(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ArtifactError(f"{path} is not a bundle directory (it does not exist or is a file); pass the "
+                            "directory written by Recommender.save(path)") from None
+
+
+def _manifest_of(snap: DirSnapshot, path: Path, max_bytes: int) -> tuple[bytes, dict]:
+    try:
+        data = snap.read(MANIFEST, MANIFEST_MAX_BYTES)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path / MANIFEST} is missing: {path} is not a complete recsys bundle; re-save it "
+                            "with Recommender.save(path)") from None
+    return data, _parse_manifest(path / MANIFEST, data, max_bytes)
+
+
+def read_bundle_manifest(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
+    """The parsed manifest of a bundle, with format, schema and bounds checks (no file is verified)."""
     path = Path(path)
-    manifest = read_bundle_manifest(path)
-    files = manifest["files"]
-    total = sum(int(f.get("bytes", 0)) for f in files.values())
-    if total > max_bytes:
-        raise ArtifactError(f"{path}: the manifest lists {total:,} bytes, above max_bytes={max_bytes:,}; pass a "
-                            "larger max_bytes if this bundle is trusted")
+    with _open(path) as snap:
+        return _manifest_of(snap, path, max_bytes)[1]
+
+
+def _copy_verified(snap: DirSnapshot, path: Path, name: str, meta: dict, dest: Path | None) -> None:
+    """Read ``name`` once, hashing exactly the bytes that go to ``dest`` (when given)."""
     fix = "the bundle was modified or damaged after it was saved: restore it from its source or re-save it"
-    for name, meta in sorted(files.items()):
-        f = (path / name).resolve()
-        if path.resolve() not in f.parents:
-            raise ArtifactError(f"{path / MANIFEST}: file entry {name!r} points outside the bundle; refusing to load")
-        if not f.is_file():
-            raise ArtifactError(f"{path / name} is missing; {fix}")
-        if f.stat().st_size != meta.get("bytes"):
-            raise ArtifactError(f"{path / name} has {f.stat().st_size:,} bytes, the manifest says "
-                                f"{meta.get('bytes')!r}; {fix}")
-        if _sha256(f) != meta.get("sha256"):
-            raise ArtifactError(f"{path / name} fails its sha256 checksum (manifest {str(meta.get('sha256'))[:12]}...); "
-                                f"{fix}")
-    extra = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
-                   if p.is_file() and p.relative_to(path).as_posix() not in files and p.name != MANIFEST)
+    try:
+        fh = snap.open(name)
+    except FileNotFoundError:
+        raise ArtifactError(f"{path / name} is missing; {fix}") from None
+    except OSError as e:  # ELOOP: a symlink where a file should be; ENOTDIR: a file where a folder should be
+        raise ArtifactError(f"{path / name} cannot be opened as a file of the bundle ({e.strerror}); {fix}") from None
+    h, size = hashlib.sha256(), 0
+    out = None
+    if dest is not None:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        out = open(dest / name, "wb")
+    with fh, (out or contextlib.nullcontext()):
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            size += len(block)
+            if size > meta["bytes"]:
+                break
+            h.update(block)
+            if out is not None:
+                out.write(block)
+    if size != meta["bytes"]:
+        shown = f"{size:,}" if size <= meta["bytes"] else f"more than {meta['bytes']:,}"
+        raise ArtifactError(f"{path / name} has {shown} bytes, the manifest says {meta['bytes']!r}; {fix}")
+    if h.hexdigest() != meta["sha256"]:
+        raise ArtifactError(f"{path / name} fails its sha256 checksum (manifest {meta['sha256'][:12]}...); {fix}")
+
+
+def _verified(snap: DirSnapshot, path: Path, max_bytes: int, key: bytes | None, dest: Path | None) -> dict:
+    data, manifest = _manifest_of(snap, path, max_bytes)
+    if key is not None:
+        try:
+            signature = snap.read(SIGNATURE, MANIFEST_MAX_BYTES)
+        except FileNotFoundError:
+            signature = None
+        check_signature(str(path), data, signature, key)
+    on_disk, links = snap.listing()
+    if links:
+        raise ArtifactError(f"{path / links[0]} is a symlink; a bundle holds only regular files: re-save it")
+    for name, meta in sorted(manifest["files"].items()):
+        _copy_verified(snap, path, name, meta, dest)
+    extra = sorted(set(on_disk) - set(manifest["files"]) - {MANIFEST, SIGNATURE})
     if extra:
-        raise ArtifactError(f"{path / extra[0]} is not listed in the manifest ({len(extra)} unlisted file(s)); {fix}")
+        raise ArtifactError(f"{path / extra[0]} is not listed in the manifest ({len(extra)} unlisted file(s)); the "
+                            "bundle was modified after it was saved: restore it from its source or re-save it")
     return manifest
 
 
-def load_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES):
-    """Verify, then load a bundle into a ready :class:`~recsys.recommender.Recommender` (no pickle)."""
+def _consistent(path: Path, work, attempts: int = 8):
+    """Run ``work(snapshot)`` on one opened version of the bundle; start again if a writer replaced it meanwhile."""
+    for _ in range(attempts):
+        snap = _open(path)
+        with snap:
+            try:
+                return work(snap)
+            except (ArtifactError, OSError):
+                if not snap.replaced():
+                    raise
+    raise ArtifactError(f"{path} was replaced {attempts} times while it was being read; retry when the writer "
+                        "saving it so often has finished")
+
+
+def verify_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: str | bytes | None = None) -> dict:
+    """Check the manifest (schema, signature when a key is configured) and every file's size and sha256."""
+    path, key_bytes = Path(path), resolve_key(key)
+    return _consistent(path, lambda snap: _verified(snap, path, max_bytes, key_bytes, None))
+
+
+def load_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: str | bytes | None = None):
+    """Verify, then load a bundle into a ready :class:`~recsys.recommender.Recommender` (no pickle).
+
+    Every file is read once: its bytes are checked against the manifest as they are copied into a private
+    temporary folder, and only that verified copy is parsed, so a concurrent save or a change to the files
+    after the check cannot reach the model. ``key`` (else ``$RECSYS_BUNDLE_KEY``): require a valid signature."""
     from recsys.serve.bundle_io import read_components
 
-    manifest = verify_bundle(path, max_bytes=max_bytes)
-    rec = read_components(Path(path), manifest)
+    path, key_bytes = Path(path), resolve_key(key)
+    with tempfile.TemporaryDirectory(prefix="recsys-bundle-") as tmp:
+        def copy(snap: DirSnapshot) -> dict:
+            for entry in Path(tmp).iterdir():
+                discard(entry)
+            return _verified(snap, path, max_bytes, key_bytes, Path(tmp))
+
+        manifest = _consistent(path, copy)
+        try:
+            rec = read_components(Path(tmp), manifest)
+        except ArtifactError as e:  # name the bundle, not the private copy
+            raise ArtifactError(str(e).replace(tmp, str(path))) from None
     rec.training_data_hash_ = manifest.get("training_data_hash")
     rec.bundle_manifest_ = manifest
     return rec
 
 
-def load_mlflow_uri(uri: str):
+def load_mlflow_uri(uri: str, *, key: str | bytes | None = None):
     """Resolve a ``models:/``, ``runs:/`` or ``mlflow-artifacts:/`` URI to its bundle and load it (no pickle)."""
     from recsys.tracking.mlflow_model import load_recommender
 
-    return load_recommender(uri)
+    return load_recommender(uri, key=key)
 
 
-def load(uri: str | os.PathLike):
-    """``recsys.load``: a bundle directory (path or ``file://`` URI) or an MLflow model URI."""
+def load(uri: str | os.PathLike, *, key: str | bytes | None = None):
+    """``recsys.load``: a bundle directory (path or ``file://`` URI) or an MLflow model URI.
+
+    ``key`` (else ``$RECSYS_BUNDLE_KEY``): refuse a bundle that is not signed with it."""
     if not isinstance(uri, (str, os.PathLike)):
         raise ArtifactError(f"recsys.load takes a bundle path or a model URI, got {type(uri).__name__}")
     s = os.fspath(uri)
     if s.startswith(MLFLOW_SCHEMES):
-        return load_mlflow_uri(s)
+        return load_mlflow_uri(s, key=key)
     if s.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
         s = unquote(urlparse(s).path)
-    return load_bundle(s)
+    return load_bundle(s, key=key)

@@ -130,7 +130,9 @@ def test_save_is_atomic_and_never_overwrites_by_accident(saved, tmp_path):
     before = json.loads((path / "manifest.json").read_text())["created_at"]
     rec.save(path, overwrite=True)
     assert json.loads((path / "manifest.json").read_text())["created_at"] >= before
-    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary or old directories left behind
+    # no temporary or old directories left behind: b is a symlink to the one current version
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.versions", "b"]
+    assert [p.name for p in (tmp_path / ".b.versions").iterdir()] == [path.resolve().name]
     verify_bundle(path)
 
 

@@ -121,7 +121,9 @@ def test_save_is_atomic_and_replaces_an_existing_index(tmp_path):
     small = FaissIndex("Flat", "ip").build(ITEMS[:10], np.arange(10))
     small.save(path)
     assert len(load_index(path)) == 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no temp or old directories left
+    # no temp or old directories left: the path is a symlink to the one current version
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".index.versions", "index"]
+    assert [p.name for p in (tmp_path / ".index.versions").iterdir()] == [path.resolve().name]
     other = tmp_path / "not-an-index"
     other.mkdir()
     (other / "precious.txt").write_text("keep me")

@@ -8,10 +8,12 @@ Layout of a saved index directory::
     ids.npy              int64 ids, or ids_str.bin + ids_str_offsets.npy (UTF-8 strings)
     alive.npy, in_stock.npy, segment_code.npy   per stored vector
 
-``save_index`` writes into a temporary sibling directory, fsyncs every file and the directory,
-then renames it into place (an existing index at the path is swapped out and deleted).
-``load_index`` checks the total size against ``max_bytes`` and every file's size and sha256
-*before* any byte reaches FAISS or numpy; corrupt, truncated, tampered or mismatched artifacts
+``save_index`` writes into a staging directory beside the path, fsyncs every file and the directory,
+then publishes it atomically (:mod:`recsys.atomic_dir`: a new path by one rename, an existing one by
+switching a symlink to an immutable version; what killed saves leave is removed by the next save).
+``load_index`` opens the directory once, checks the manifest's types and bounds, the total size
+against ``max_bytes`` and every file's size and sha256 on the bytes it read (the same bytes are
+parsed) *before* any byte reaches FAISS or numpy; corrupt, truncated, tampered or mismatched artifacts
 raise ``ArtifactError`` with what was expected and what was found. No pickle is ever loaded.
 """
 
@@ -21,13 +23,13 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from recsys.atomic_dir import DirSnapshot, discard, publish, staging_dir
+from recsys.bundle_trust import MAX_COUNT, MAX_DIM, check_files_entry
 from recsys.errors import ArtifactError
 
 FORMAT = "recsys.item_index"
@@ -105,72 +107,127 @@ def save_index(index, path: str | Path) -> Path:
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "manifest.json").exists())):
         raise ArtifactError(f"refusing to overwrite {path}: it exists and is not a saved index; choose another path")
     files, manifest = _index_files(index)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()  # not tempfile.mkdtemp: its 0700 would hide the index from other accounts; mkdir follows the umask
+    tmp = staging_dir(path)  # not tempfile.mkdtemp: its 0700 would hide the index from other accounts
     try:
         for name, data in files.items():
             _write_synced(tmp / name, data)
         _write_synced(tmp / "manifest.json", json.dumps(manifest, indent=2, default=_json_default).encode())
         _fsync_dir(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(path, old)
-            os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        publish(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        discard(tmp)
         raise
     return path
 
 
-def read_manifest(path: str | Path) -> dict:
-    """The manifest of a saved index, validated for format and required keys."""
-    mpath = Path(path) / "manifest.json"
-    if not mpath.is_file():
-        raise ArtifactError(f"no index at {path}: {mpath.name} is missing (save one with index.save(path))")
-    if mpath.stat().st_size > MANIFEST_MAX_BYTES:
-        raise ArtifactError(f"{mpath} is {mpath.stat().st_size} bytes, over the {MANIFEST_MAX_BYTES} limit")
+def _parse_manifest(mpath: Path, data: bytes) -> dict:
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise ArtifactError(f"{mpath} is over the {MANIFEST_MAX_BYTES} byte limit; the index is corrupt, save it again")
     try:
-        manifest = json.loads(mpath.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        manifest = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ArtifactError(f"{mpath} is not valid JSON ({e}); the index is corrupt, save it again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{mpath} is not a recsys item index manifest (format {FORMAT!r} expected)")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: index format version {manifest.get('format_version')!r}, this recsys reads "
-                            f"version {FORMAT_VERSION}; re-save it with a matching recsys")
+        raise ArtifactError(f"{mpath.parent}: index format version {manifest.get('format_version')!r}, this recsys "
+                            f"reads version {FORMAT_VERSION}; re-save it with a matching recsys")
     missing = [k for k in ("kind", "dim", "metric", "count", "stored", "files") if k not in manifest]
     if missing:
         raise ArtifactError(f"{mpath} lacks required keys {missing}; the manifest is corrupt")
-    return manifest
+    return _check_bounds(mpath, manifest)
 
 
-def _read_verified(path: Path, manifest: dict, max_bytes: int) -> dict[str, bytes]:
+def _check_bounds(mpath: Path, m: dict) -> dict:
+    """Types and bounds of every field a load uses, before any of them sizes an allocation."""
+    def bad(field: str, expected: str):
+        return ArtifactError(f"{mpath}: {field}={str(m.get(field))[:80]!r}, expected {expected}; the manifest is "
+                             "corrupt or was edited: save the index again")
+
+    def is_int(v, lo, hi):
+        return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+    if not is_int(m["dim"], 1, MAX_DIM):
+        raise bad("dim", f"an integer from 1 to {MAX_DIM}")
+    if not is_int(m["stored"], 0, MAX_COUNT):
+        raise bad("stored", f"an integer from 0 to {MAX_COUNT}")
+    if not is_int(m["count"], 0, m["stored"]):
+        raise bad("count", "an integer from 0 to stored")
+    for field in ("kind", "metric"):
+        if not isinstance(m[field], str):
+            raise bad(field, "a string")
+    if m.get("id_kind", "int") not in ("int", "str"):
+        raise bad("id_kind", "'int' or 'str'")
+    if not isinstance(m.get("segments", []), list) or not all(isinstance(x, str) for x in m.get("segments", [])):
+        raise bad("segments", "a list of strings")
+    for field in ("filter_config", "search_params"):
+        if not isinstance(m.get(field) or {}, dict):
+            raise bad(field, "an object")
+    if not isinstance(m["files"], dict):
+        raise bad("files", "an object of name -> {bytes, sha256}")
+    for name, meta in m["files"].items():
+        check_files_entry(str(mpath), name, meta, MAX_COUNT, what="index")
+        if "/" in name:
+            raise ArtifactError(f"{mpath.parent}: file {name!r} listed in the manifest is not a file of the index")
+    return m
+
+
+def read_manifest(path: str | Path) -> dict:
+    """The manifest of a saved index, validated for format, required keys, types and bounds."""
+    path = Path(path)
+    try:
+        with DirSnapshot(path) as snap:
+            data = snap.read("manifest.json", MANIFEST_MAX_BYTES)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ArtifactError(f"no index at {path}: manifest.json is missing (save one with index.save(path))") from None
+    return _parse_manifest(path / "manifest.json", data)
+
+
+def _read_verified(snap: DirSnapshot, path: Path, max_bytes: int) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and every listed file, each read once and checked on the bytes that were read."""
+    try:
+        data = snap.read("manifest.json", MANIFEST_MAX_BYTES)
+    except FileNotFoundError:
+        raise ArtifactError(f"no index at {path}: manifest.json is missing (save one with index.save(path))") from None
+    manifest = _parse_manifest(path / "manifest.json", data)
     listed = manifest["files"]
-    total = sum(int(meta["bytes"]) for meta in listed.values())
+    total = sum(meta["bytes"] for meta in listed.values())
     if total > max_bytes:
         raise ArtifactError(f"{path}: index files total {total:,} bytes, over max_bytes={max_bytes:,}; "
                             "raise max_bytes if you trust this artifact")
     files = {}
     for name, meta in listed.items():
         fpath = path / name
-        if Path(name).name != name or not fpath.is_file():
-            raise ArtifactError(f"{path}: file {name!r} listed in the manifest is missing")
-        size = fpath.stat().st_size
-        if size != int(meta["bytes"]):
-            raise ArtifactError(f"{fpath}: expected {int(meta['bytes']):,} bytes, found {size:,} "
+        try:
+            data = snap.read(name, meta["bytes"])
+        except OSError:
+            raise ArtifactError(f"{path}: file {name!r} listed in the manifest is missing") from None
+        if len(data) != meta["bytes"]:
+            found = f"{len(data):,}" if len(data) < meta["bytes"] else "more"
+            raise ArtifactError(f"{fpath}: expected {meta['bytes']:,} bytes, found {found} "
                                 "(truncated or modified); restore it from its source or save the index again")
-        data = fpath.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest != meta["sha256"]:
             raise ArtifactError(f"{fpath}: sha256 {digest[:16]}... does not match the manifest's "
-                                f"{str(meta['sha256'])[:16]}... (corrupt or tampered); refusing to load it")
+                                f"{meta['sha256'][:16]}... (corrupt or tampered); refusing to load it")
         files[name] = data
-    return files
+    return manifest, files
+
+
+def _snapshot_of(path: Path, max_bytes: int, attempts: int = 8) -> tuple[dict, dict[str, bytes]]:
+    """Manifest and files of one version of the index; read again if a save replaced it meanwhile."""
+    for _ in range(attempts):
+        try:
+            snap = DirSnapshot(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArtifactError(f"no index at {path}: manifest.json is missing (save one with index.save(path))") from None
+        with snap:
+            try:
+                return _read_verified(snap, path, max_bytes)
+            except (ArtifactError, OSError):
+                if not snap.replaced():
+                    raise
+    raise ArtifactError(f"{path} was replaced {attempts} times while it was being read; retry later")
 
 
 def _load_array(files: dict[str, bytes], name: str, dtype, n: int) -> np.ndarray:
@@ -191,19 +248,22 @@ def load_index(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES):
     from recsys.retrieval.ids import IdMap
 
     path = Path(path)
-    manifest = read_manifest(path)
-    files = _read_verified(path, manifest, max_bytes)
-    n, dim = int(manifest["stored"]), int(manifest["dim"])
-    fc = FilterConfig(**manifest.get("filter_config", {}))
-    if manifest["kind"] == "exact":
-        index = ExactIndex(manifest["metric"], dim, filter_config=fc)
-    elif manifest["kind"] == "faiss":
-        index = FaissIndex(manifest["factory"], manifest["metric"], dim, search_params=manifest.get("search_params"),
-                           train_size=manifest.get("train_size"), seed=manifest.get("seed", 0),
-                           drift_ratio=manifest.get("drift_ratio", 1.5), filter_config=fc)
-        index.tuning = manifest.get("tuning")
-    else:
-        raise ArtifactError(f"{path}: unknown index kind {manifest['kind']!r} (expected 'exact' or 'faiss')")
+    manifest, files = _snapshot_of(path, max_bytes)
+    n, dim = manifest["stored"], manifest["dim"]
+    try:
+        fc = FilterConfig(**(manifest.get("filter_config") or {}))
+        if manifest["kind"] == "exact":
+            index = ExactIndex(manifest["metric"], dim, filter_config=fc)
+        elif manifest["kind"] == "faiss":
+            index = FaissIndex(manifest["factory"], manifest["metric"], dim, search_params=manifest.get("search_params"),
+                               train_size=manifest.get("train_size"), seed=manifest.get("seed", 0),
+                               drift_ratio=manifest.get("drift_ratio", 1.5), filter_config=fc)
+            index.tuning = manifest.get("tuning")
+        else:
+            raise ArtifactError(f"{path}: unknown index kind {manifest['kind']!r} (expected 'exact' or 'faiss')")
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: the manifest's index settings are invalid ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:300] if str(e) else ''}); save the index again") from None
     try:
         index._check_config()
         alive = _load_array(files, "alive.npy", bool, n)
@@ -221,11 +281,11 @@ def load_index(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES):
         if int(alive.sum()) != int(manifest["count"]):
             raise ArtifactError(f"alive.npy marks {int(alive.sum())} live items; the manifest says {manifest['count']}")
         engine = index._engine_from_files(files, n)
+        idmap = IdMap.from_external(manifest.get("id_kind"), external, alive)
     except ArtifactError as e:
         raise ArtifactError(f"{path}: {e}") from None
     except (ValueError, RuntimeError, KeyError, TypeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path}: saved index is inconsistent or corrupt: {str(e).splitlines()[0][:300]}") from None
-    idmap = IdMap.from_external(manifest.get("id_kind"), external, alive)
     index._state = Snapshot(engine, idmap, alive, in_stock, seg, tuple(manifest.get("segments", ())),
                             manifest.get("drift"))
     return index

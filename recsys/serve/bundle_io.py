@@ -76,6 +76,26 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise ArtifactError(f"{path} could not be read as parquet ({type(e).__name__}: {e}); re-save the bundle") from None
 
 
+def _check_model_config(root: Path) -> None:
+    """Bound the two-tower config before it sizes any allocation: every table it implies must be in the weights."""
+    cfg_file, weights = root / "model" / "config.json", root / "model" / "model.safetensors"
+    fix = "the bundle is damaged or was edited: restore it or re-save it"
+    try:
+        cfg = json.loads(cfg_file.read_text())["config"]
+        dim = cfg["dim"]
+        sizes = [cfg.get("num_users", 0), cfg.get("num_items", 0), cfg.get("title_buckets", 0),
+                 *(cfg.get("user_features") or {}).values(), *(cfg.get("item_features") or {}).values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ArtifactError(f"{cfg_file} is not a two-tower config ({type(e).__name__}: {e}); {fix}") from None
+    ints = [dim, *sizes]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ints) or not 1 <= dim <= 65536:
+        raise ArtifactError(f"{cfg_file}: dim={dim!r} and table sizes {sizes!r} must be integers (dim 1..65536); {fix}")
+    budget = 2 * weights.stat().st_size + 2**20  # a float32 table of n rows is n*dim*4 bytes of the weights file
+    if max(sizes, default=0) * dim * 4 > budget:
+        raise ArtifactError(f"{cfg_file}: a {max(sizes):,} x {dim} table cannot come from the {weights.stat().st_size:,}"
+                            f"-byte {weights.name}; {fix}")
+
+
 def read_components(root: Path, manifest: dict):
     """Rebuild a ready Recommender from a verified bundle directory."""
     from safetensors.numpy import load_file
@@ -95,6 +115,7 @@ def read_components(root: Path, manifest: dict):
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{root / 'recommender.json'} or pipeline.json does not match this recsys "
                             f"({type(e).__name__}: {e}); re-save the bundle with this version") from None
+    _check_model_config(root)
     model = TwoTowerModel.load(root / "model")
     index = load_index(root / "index")
     ranker = None

@@ -63,16 +63,16 @@ def check_partner(state: ServingState, media_id: str | None) -> str | None:
     DataValidationError when the configuration refuses it."""
     cfg = state.config
     known = known_partners(state)
-    listed = ", ".join(repr(m) for m in sorted(known)[:_SHOWN]) + (", ..." if len(known) > _SHOWN else "")
     if media_id is None:
         if cfg.no_partner == "refuse":
-            raise DataValidationError(f"media_id is required: this Recommender serves partners ({listed}) and "
+            raise DataValidationError(f"media_id is required: this Recommender serves partners ({_listed(known)}) and "
                                       "refuses requests without one (no_partner='refuse'); pass the partner's "
                                       "media_id, or build it with no_partner='catalogue' or 'shared'")
         return None if cfg.no_partner == "catalogue" else (
             f"no media_id: served only the {_shared_count(state)} items every partner may show (no_partner='shared')")
     if media_id in known:
         return None
+    listed = _listed(known)
     guess = closest_partner(media_id, known)
     hint = f"; did you mean {guess!r}?" if guess is not None else ""
     if cfg.unknown_partner == "refuse":
@@ -82,6 +82,10 @@ def check_partner(state: ServingState, media_id: str | None) -> str | None:
                                   "items every partner may show")
     return (f"unknown media_id {media_id!r}{hint}: served only the {_shared_count(state)} items every partner may "
             f"show (unknown_partner='shared'), default objective {cfg.default_objective!r}")
+
+
+def _listed(known: frozenset[str]) -> str:
+    return ", ".join(repr(m) for m in sorted(known)[:_SHOWN]) + (", ..." if len(known) > _SHOWN else "")
 
 
 def _shared_pool(state: ServingState) -> np.ndarray | None:
@@ -159,7 +163,8 @@ def _log(state: ServingState) -> tuple[frozenset[str], dict | None]:
         key = rows.astype(np.int64) * len(names) + codes
         ok = rows >= 0
         order = np.argsort(key[ok], kind="stable")
-        index = {"names": names, "keys": key[ok][order], "items": events["item_id"].to_numpy()[keep][ok][order]}
+        index = {"codes": {m: i for i, m in enumerate(names)}, "keys": key[ok][order],
+                 "items": events["item_id"].to_numpy()[keep][ok][order]}
     state.partner_log = (events, users, (partners, index))
     return partners, index
 
@@ -172,10 +177,10 @@ def partner_items(state: ServingState, row: int, media_id: str | None) -> np.nda
     index = _log(state)[1]
     if index is None:
         return None
-    code = index["names"].get_indexer([media_id])[0]
-    if row < 0 or code < 0:
+    code = index["codes"].get(media_id)
+    if row < 0 or code is None:
         return np.zeros(0, np.int64)
-    key = row * len(index["names"]) + code
+    key = row * len(index["codes"]) + code
     lo, hi = np.searchsorted(index["keys"], [key, key + 1])
     pos = state.catalogue.positions(index["items"][lo:hi])
     return np.unique(pos[pos >= 0])

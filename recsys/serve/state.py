@@ -314,6 +314,7 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                          tables={k: v for k, v in tables.items() if v is not None},
                          vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
     state.candidate_features()  # built now, not on the first request
+    state.known_media  # noqa: B018 - the partners and per-partner histories, built now too
     state.folded_tower()
     return state
 

@@ -101,7 +101,7 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     from recsys.bundle import load_bundle
     from recsys.tracking.feeds import predict_feeds
 
-    bundle_dir = Path(bundle_dir)
+    bundle_dir = Path(bundle_dir).resolve()  # a re-saved bundle is a symlink to its current version: log that
     rec = recommender if recommender is not None else load_bundle(bundle_dir)
     output = predict_feeds(rec, example)
     with quiet_downloads():
@@ -128,25 +128,37 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     return out
 
 
-def _bundle_in(model_dir: Path) -> Path:
-    """The bundle directory inside a downloaded pyfunc model (named in its MLmodel file)."""
+def _bundle_rel(mlmodel: Path) -> str:
+    """The bundle artifact's path inside a logged model, as its MLmodel file names it (relative, checked)."""
     import yaml
 
-    mlmodel = model_dir / "MLmodel"
-    if not mlmodel.is_file():
-        if (model_dir / "manifest.json").is_file():  # the URI pointed at the bundle itself
-            return model_dir
-        raise ArtifactError(f"{model_dir} holds no MLmodel file: the URI does not point at a logged model")
-    conf = yaml.safe_load(mlmodel.read_text()) or {}
-    arts = (conf.get("flavors", {}).get("python_function", {}) or {}).get("artifacts", {}) or {}
-    rel = (arts.get(BUNDLE_ARTIFACT) or {}).get("path")
-    if not rel:
+    try:
+        conf = yaml.safe_load(mlmodel.read_text()) or {}
+        arts = (conf.get("flavors", {}).get("python_function", {}) or {}).get("artifacts", {}) or {}
+        rel = (arts.get(BUNDLE_ARTIFACT) or {}).get("path")
+    except (yaml.YAMLError, AttributeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{mlmodel} is not a readable MLmodel file ({type(e).__name__}); re-log the model") from None
+    if not rel or not isinstance(rel, str):
         raise ArtifactError(f"{mlmodel} names no '{BUNDLE_ARTIFACT}' artifact: this model was not logged by "
                             "recsys.tracking.log_recommender")
-    path = (model_dir / rel).resolve()
-    if model_dir.resolve() not in path.parents:
+    parts = rel.replace("\\", "/").split("/")
+    if rel.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ArtifactError(f"{mlmodel}: the bundle path {rel!r} points outside the model; refusing to load")
-    return path
+    return "/".join(parts)
+
+
+def _download_bundle(mlflow, uri: str, dst: Path) -> Path:
+    """Download only the bundle of a logged model (never its Python code); a URI of a bundle itself works too."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(uri)
+    names = {Path(f.path).name for f in repo.list_artifacts("")}
+    if "MLmodel" not in names:
+        if "manifest.json" in names:  # the URI pointed at the bundle itself
+            return Path(repo.download_artifacts("", str(dst)))
+        raise ArtifactError(f"{uri} holds no MLmodel file: the URI does not point at a logged model")
+    rel = _bundle_rel(Path(repo.download_artifacts("MLmodel", str(dst))))
+    return Path(repo.download_artifacts(rel, str(dst)))
 
 
 _STORE_LOCK = threading.Lock()
@@ -205,8 +217,11 @@ def _check_store_exists(mlflow, uri: str, tracking_uri: str | None) -> None:
                                 "sqlite:////abs/path/mlflow.db) or pass tracking_uri=...; nothing was created")
 
 
-def load_recommender(uri: str, *, tracking_uri: str | None = None):
+def load_recommender(uri: str, *, tracking_uri: str | None = None, key: str | bytes | None = None):
     """``recsys.load`` for ``models:/``, ``runs:/`` and ``mlflow-artifacts:/`` URIs: download, verify, load.
+
+    Only the MLmodel file (parsed as YAML data) and the bundle are downloaded; the model's logged Python code
+    is neither downloaded nor run. ``key`` (else ``$RECSYS_BUNDLE_KEY``): require the bundle's signature.
 
     The store is ``tracking_uri``, else MLflow's current one (``$MLFLOW_TRACKING_URI`` or ./mlflow.db); a
     local store that does not exist is an :class:`ArtifactError` (loading never creates one).
@@ -227,11 +242,11 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None):
     try:
         try:
             with quiet_downloads(), _store(mlflow, tracking_uri):
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp)))
+                local = _download_bundle(mlflow, uri, tmp)
         except mlflow.exceptions.MlflowException as e:
             raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {tracking_uri or mlflow.get_tracking_uri()}: "
                                 f"{e.message}. Check the model name and alias (mlflow ui lists them) or set "
                                 "MLFLOW_TRACKING_URI to the store that holds it") from None
-        return load_bundle(_bundle_in(local))
+        return load_bundle(local, key=key)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

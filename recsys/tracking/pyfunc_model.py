@@ -6,6 +6,12 @@ on load MLflow executes it, it hands MLflow a fresh :class:`GuessYouLikeModel` t
 ``mlflow.models.set_model``, and ``load_context`` opens the bundle directory that was logged as the
 model's ``bundle`` artifact with :func:`recsys.load`, which verifies every checksum and reads only
 JSON, safetensors, parquet and FAISS files. No pickle of our code or data is written or read.
+
+This file itself is not covered by the bundle's checksums, and MLflow runs it before ``load_context``:
+``load_context`` refuses to go on when the file that ran differs from the one the installed recsys ships
+(a model logged by another version, an accidental edit), but only
+:func:`recsys.tracking.model_code.load_pyfunc`, which checks the file before MLflow imports it, protects
+against a deliberate edit in the artifact store (see docs/RELIABILITY.md, "Loading and trust").
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ class GuessYouLikeModel(PythonModel):
 
     def load_context(self, context) -> None:
         import recsys
+        from recsys.tracking.model_code import code_sha256
 
+        if code_sha256(__file__) != code_sha256():
+            from recsys.errors import ArtifactError
+
+            raise ArtifactError(f"{__file__} differs from the pyfunc_model.py of the installed recsys: re-log the "
+                                "model with this recsys, or load it with recsys.tracking.model_code.load_pyfunc")
         self.recommender = recsys.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:

@@ -1,0 +1,106 @@
+"""The logged pyfunc_model.py is the one file of a logged model that runs: an edit to it in the artifact store
+is refused before it runs by load_pyfunc, refused by load_context after it ran, and recsys.load of the model
+URI neither downloads nor runs it (issue 16 item 5)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recsys.errors import ArtifactError
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles" / "v1"
+REQUESTS = pd.DataFrame({"user_id": [0, 5, 10**9], "k": [3, 3, 3]})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A real SQLite store with the v1 fixture bundle logged twice: as it was logged, and with a marker line
+    appended to its pyfunc_model.py in the artifact store."""
+    import mlflow
+
+    from recsys.tracking.mlflow_model import log_recommender
+
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment("trust", artifact_location=str(root / "art")))
+        logged = {}
+        for name in ("clean", "edited"):
+            with mlflow.start_run():
+                logged[name] = log_recommender(FIXTURE, REQUESTS, name=f"gyl-{name}", alias="champion")
+        code = [p for p in (root / "art").rglob("pyfunc_model.py")]
+        assert len(code) == 2
+        marker = root / "marker"
+        edited = next(p for p in code if logged["edited"]["model_id"] in str(p))
+        with open(edited, "a") as fh:  # what someone with write access to the store can do
+            fh.write(f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+        yield uri, marker
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+def test_recsys_load_of_a_model_uri_downloads_and_runs_no_logged_code(store):
+    import recsys
+    from recsys.tracking.mlflow_model import load_recommender
+
+    uri, marker = store
+    marker.unlink(missing_ok=True)
+    code = next(p for p in Path(uri[len("sqlite:///"):]).parent.rglob("pyfunc_model.py") if "ran" in p.read_text())
+    unreadable = code.with_name("unreadable.bin")
+    unreadable.symlink_to(code.parent / "nowhere")  # any download of more than the bundle would fail on it
+    try:
+        rec = load_recommender("models:/gyl-edited@champion", tracking_uri=uri)
+    finally:
+        unreadable.unlink()
+    assert rec.info["items"] == 100 and not marker.exists()
+    assert recsys.load("models:/gyl-clean@champion").info["items"] == 100
+
+
+def test_load_pyfunc_refuses_edited_code_before_it_runs(store):
+    from recsys.tracking.model_code import load_pyfunc
+
+    uri, marker = store
+    marker.unlink(missing_ok=True)
+    with pytest.raises(ArtifactError, match="differs from the pyfunc_model.py of this recsys"):
+        load_pyfunc("models:/gyl-edited@champion", tracking_uri=uri)
+    assert not marker.exists()
+    model = load_pyfunc("models:/gyl-clean@champion", tracking_uri=uri)
+    assert len(model.predict(REQUESTS)) == 9
+
+
+def test_mlflow_load_model_runs_the_logged_code_and_load_context_then_refuses_it(store):
+    """What plain mlflow.pyfunc.load_model does with an edited model: the edit has run before any check."""
+    import mlflow
+
+    uri, marker = store
+    marker.unlink(missing_ok=True)
+    with pytest.raises(Exception, match="differs from the pyfunc_model.py of the installed recsys"):
+        mlflow.pyfunc.load_model("models:/gyl-edited@champion")
+    assert marker.read_text() == "ran"
+
+
+def test_check_model_code_refuses_an_mlmodel_that_loads_other_code(tmp_path):
+    import yaml
+
+    from recsys.tracking.mlflow_model import PYFUNC_CODE
+    from recsys.tracking.model_code import check_model_code
+
+    model = tmp_path / "m"
+    model.mkdir()
+    shutil.copy(PYFUNC_CODE, model / "pyfunc_model.py")
+    flavor = {"loader_module": "mlflow.pyfunc.loaders.code_model", "code": None,
+              "model_code_path": "/somewhere/pyfunc_model.py"}
+    (model / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": flavor}}))
+    check_model_code(model)
+    for change in ({"loader_module": "mlflow.pyfunc.model"}, {"code": "code"}, {"model_code_path": "evil.py"}):
+        (model / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": {**flavor, **change}}}))
+        with pytest.raises(ArtifactError, match="refusing to run it"):
+            check_model_code(model)
