@@ -334,7 +334,8 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
 
     point = ResumePoint(cfg, stage, digest, mode=resume, main=run.main) if stage in ("all", "retrieval") else None
     with point or contextlib.nullcontext():
-        run_id = point.run_to_continue(cfg.tracking) if point is not None and tracker.enabled else None
+        params = flat_params(cfg) | {"stage": stage}
+        run_id = point.run_to_continue(cfg.tracking, params) if point is not None and tracker.enabled else None
         if run.main and tracker.enabled:
             settle_stale_runs(cfg.tracking, cfg.name, keep=run_id)
         _tracked(run, stage, tables, split, digest, point, run_id, promote)

@@ -151,8 +151,9 @@ class ResumePoint:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
         (self.dir / "run.json").unlink(missing_ok=True)
 
-    def run_to_continue(self, tracking: TrackingConfig) -> str | None:
-        """The MLflow run id that wrote the checkpoint being resumed (same stage, still in the store), else None."""
+    def run_to_continue(self, tracking: TrackingConfig, params: dict[str, str]) -> str | None:
+        """The MLflow run id that wrote the checkpoint being resumed, else None: same stage, still in the store and
+        logged with the same ``params`` (a key outside the checkpoint's, e.g. ``ranker.*``, changed: a new run)."""
         if not (self.main and self.resuming and (self.dir / "run.json").is_file()):
             return None
         rec = json.loads((self.dir / "run.json").read_text())
@@ -169,7 +170,8 @@ class ResumePoint:
             return None
         exp = client.get_experiment_by_name(tracking.experiment)
         same_exp = exp is not None and exp.experiment_id == run.info.experiment_id
-        return rec["run_id"] if same_exp and run.info.lifecycle_stage == "active" else None
+        same_params = all(run.data.params.get(k, v) == v for k, v in params.items())
+        return rec["run_id"] if same_exp and same_params and run.info.lifecycle_stage == "active" else None
 
     def record_run(self, run_id: str | None) -> None:
         """Name the MLflow run that trains into this checkpoint (written atomically)."""

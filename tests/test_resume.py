@@ -202,3 +202,24 @@ def test_resume_needs_a_checkpoint_and_one_process_trains_a_config_at_a_time(tmp
     with ResumePoint(cfg, "retrieval", digest, mode=None):  # as if another process were training this config
         with pytest.raises(ConfigError, match="another recsys train is training this config"):
             run_training(cfg, stage="retrieval", log=None)
+
+
+def test_a_resumed_run_continues_its_mlflow_run_only_with_the_same_params(tmp_path, store):
+    import mlflow
+
+    from recsys.config import load_config
+    from recsys.train_resume import ResumePoint
+
+    cfg = load_config(_config(tmp_path, store))
+    client = mlflow.MlflowClient(tracking_uri=store)
+    exp = client.create_experiment(tmp_path.name, artifact_location=str(tmp_path / "art"))
+    run_id = client.create_run(exp).info.run_id
+    client.log_param(run_id, "ranker.max_iter", "60")
+    with ResumePoint(cfg, "retrieval", "sha256:0", mode=None) as point:
+        assert point.run_to_continue(cfg.tracking, {"ranker.max_iter": "60"}) is None  # no checkpoint yet
+        point.record_run(run_id)
+        _save(point.dir / "fit", *_tiny(0), step=1)
+        point.resuming = True
+        assert point.run_to_continue(cfg.tracking, {"ranker.max_iter": "60"}) == run_id
+        # MLflow refuses to change a logged param: another ranker setting trains on in a new run
+        assert point.run_to_continue(cfg.tracking, {"ranker.max_iter": "20"}) is None
