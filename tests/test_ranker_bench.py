@@ -89,7 +89,27 @@ def test_synthetic_benchmark_puts_the_generating_truth_in_the_table_as_its_ceili
         assert oracle["ctcvr_auc"] >= m["ctcvr_auc"] - 0.03, name
     truth = result["test_truth"]
     assert truth["calibration_slice_purchases"] > 0 and truth["calibration_slice_ctcvr"] > 0
+    assert truth["purchases"] > 0 and truth["expected_purchases"] > 0
+    for name, m in models.items():  # every row carries the 95% interval of its pCTCVR / observed
+        lo, hi = m["ctcvr_pred_over_observed_95"]
+        assert lo < m["ctcvr_pred_over_observed"] < hi, name
     readme = (tmp_path / "README.md").read_text()
-    assert "| oracle |" in readme and "calibration slice" in readme
+    assert "| oracle |" in readme and "calibration slice" in readme and "pCTCVR/obs (95%)" in readme
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [  # plots go to out_dir, not experiments/ranker
         "reliability_synthetic_40000_esmm_ctr.png", "reliability_synthetic_40000_gbdt_ctr.png"]
+
+
+def test_ratio_interval_is_the_exact_poisson_interval_and_covers_95_percent():
+    """100 observed events: the exact (Garwood) 95% interval of the mean is 81.36-121.63 (standard tables),
+    so predicted 100 gives 100/121.63-100/81.36. Then coverage: for 4,000 seeded Poisson(300) counts the
+    interval of (expected 300) / observed covers 1 about 95% of the time (+-0.35% at 1 sigma; bound 93.5-97%,
+    exact intervals err on the wide side)."""
+    lo, hi = bench.ratio_interval(100.0, 100)
+    # tables give the bounds to 2 decimals, hence the tolerance
+    assert lo == pytest.approx(100 / 121.63, abs=1e-3) and hi == pytest.approx(100 / 81.36, abs=1e-3)
+    counts = np.random.default_rng(0).poisson(300, 4000)
+    covered = [lo <= 1.0 <= hi for lo, hi in (bench.ratio_interval(300.0, int(c)) for c in counts)]
+    assert 0.935 <= np.mean(covered) <= 0.97
+    assert bench.ratio_interval(5.0, 0)[1] == float("inf")
+    with pytest.raises(ConfigError, match="non-negative"):
+        bench.ratio_interval(-1.0, 3)

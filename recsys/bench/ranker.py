@@ -162,11 +162,29 @@ def _score(p: pd.DataFrame, y_te, groups: dict, truth: dict | None) -> dict:
         m = conversion_metrics(frame, group_cols=tuple(groups))
     clicks, buys = max(frame["click"].mean(), 1e-12), max(frame["purchase"].mean(), 1e-12)
     m.update({"ctr_pred_over_observed": float(p["pctr"].mean() / clicks),
-              "ctcvr_pred_over_observed": float(p["pctcvr"].mean() / buys)})
+              "ctcvr_pred_over_observed": float(p["pctcvr"].mean() / buys),
+              "ctcvr_pred_over_observed_95": ratio_interval(float(p["pctcvr"].sum()), int(frame["purchase"].sum()))})
     if truth is not None:  # synthetic: the generating probabilities, free of label noise
         m.update({"ctr_pred_over_truth": float(p["pctr"].mean() / truth["click"].mean()),
                   "ctcvr_pred_over_truth": float(p["pctcvr"].mean() / truth["purchase"].mean())})
     return m
+
+
+def ratio_interval(predicted: float, observed: int, level: float = 0.95) -> list[float]:
+    """Interval for predicted / expected count given ``observed`` events (exact Poisson, Garwood).
+
+    Observed purchases are a Poisson draw around what the test period's true probabilities expect, so
+    predicted / observed carries that noise: with 344 purchases the 95% interval spans about +-11%. A
+    model is consistent with calibration when its interval covers 1.
+    """
+    from scipy.stats import chi2
+
+    if observed < 0 or predicted < 0:
+        raise ConfigError(f"ratio_interval needs non-negative counts, got predicted={predicted}, observed={observed}.")
+    tail = (1.0 - level) / 2
+    lo = chi2.ppf(tail, 2 * observed) / 2 if observed > 0 else 0.0
+    hi = chi2.ppf(1 - tail, 2 * observed + 2) / 2
+    return [round(float(predicted / hi), 4), round(float(predicted / lo), 4) if lo > 0 else float("inf")]
 
 
 def _oracle_row(truth: dict, y_te, groups: dict) -> dict:
@@ -234,6 +252,7 @@ def _synthetic(n_events: int, quick: bool, seed: int = 0, plot_dir: Path | None 
     cal = rows_tr.iloc[len(rows_tr) - int(round(0.2 * len(rows_tr))):]  # the rankers' calibration slice
     result["test_truth"] = {"ctr": float(truth["click"].mean()), "ctcvr": float(truth["purchase"].mean()),
                             "observed_ctr": float(y_te["click"].mean()), "observed_ctcvr": float(y_te["purchase"].mean()),
+                            "purchases": int(y_te["purchase"].sum()), "expected_purchases": float(truth["purchase"].sum()),
                             "calibration_slice_ctcvr": float(_truth_rates(world, cal)["purchase"].mean()),
                             "calibration_slice_observed_ctcvr": float(cal["purchase"].mean()),
                             "calibration_slice_purchases": int(cal["purchase"].sum())}
@@ -590,24 +609,29 @@ def _md_synthetic(r: dict) -> list[str]:
            f"{r['split_time']}; {f['train_rows']:,} train / {f['test_rows']:,} test impressions, {f['columns']} "
            f"feature columns built point-in-time in {f['seconds']} s (peak RSS {f['peak_rss_mib']} MiB).", "",
            "| model | CTR AUC | CVR AUC (clicks) | CTCVR AUC | CTR GAUC user | CTR GAUC partner | CTR LogLoss "
-           "| CTR ECE | pCTR/obs | pCTR/truth | pCTCVR/obs | pCTCVR/truth | fit s | fit peak RSS MiB | fit RSS growth MiB |",
+           "| CTR ECE | pCTR/obs | pCTR/truth | pCTCVR/obs (95%) | pCTCVR/truth | fit s | fit peak RSS MiB | fit RSS growth MiB |",
            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, m in r["models"].items():
         out.append(f"| {name} | {_fmt(m['ctr_auc'])} | {_fmt(m['cvr_auc'])} | {_fmt(m['ctcvr_auc'])} "
                    f"| {_fmt(m.get('ctr_gauc_user_id'))} | {_fmt(m.get('ctr_gauc_media_id'))} "
                    f"| {_fmt(m['ctr_logloss'])} | {_fmt(m['ctr_ece'])} | {_fmt(m['ctr_pred_over_observed'], 3)} "
-                   f"| {_fmt(m.get('ctr_pred_over_truth'), 3)} | {_fmt(m['ctcvr_pred_over_observed'], 3)} "
+                   f"| {_fmt(m.get('ctr_pred_over_truth'), 3)} | {_fmt(m['ctcvr_pred_over_observed'], 3)}{_ci(m)} "
                    f"| {_fmt(m.get('ctcvr_pred_over_truth'), 3)} | {m.get('train', {}).get('seconds', '–')} "
                    f"| {m.get('train', {}).get('peak_rss_mib', '–')} | {m.get('train', {}).get('rss_growth_mib', '–')} |")
     tt = r.get("test_truth", {})
     if tt:
         out += ["", f"Test impressions: observed CTR {tt['observed_ctr']:.4f} (true mean {tt['ctr']:.4f}), observed "
                 f"CTCVR {tt['observed_ctcvr']:.5f} (true mean {tt['ctcvr']:.5f}"
+                + (f"; {tt['purchases']} purchases where the truth expects {tt['expected_purchases']:.0f}" if "purchases"
+                   in tt else "")
                 + ("" if "calibration_slice_ctcvr" in tt else "; measured before repeat purchases were damped in "
                    "the truth, so it overstates CTCVR by a few percent") + "). \"/obs\" compares mean "
                 "prediction with the observed rate, \"/truth\" with the generating probabilities (no label noise)"
                 + ("; the oracle row scores those probabilities themselves, so its AUCs are the ceiling and its /obs "
-                   "is the label noise of the test period." if "oracle" in r["models"] else ".")]
+                   "is the label noise of the test period." if "oracle" in r["models"] else ".")
+                + (" The interval after pCTCVR/obs is its 95% interval from that Poisson noise (exact, on the test "
+                   "period's purchase count): a calibrated model's interval covers 1 in 95% of worlds, so where the oracle's "
+                   "does not, this test period is one of the other 5%." if "purchases" in tt else "")]
         if "calibration_slice_ctcvr" in tt:
             out[-1] += (f" The rankers' calibration slice (last 20% of training impressions) holds "
                         f"{tt['calibration_slice_purchases']} purchases: observed CTCVR "
@@ -631,6 +655,11 @@ def _md_synthetic(r: dict) -> list[str]:
     out += ["", "Leakage check (`check_feature_leakage`, run by every ranker's fit):", ""]
     out += [f"- {case}: {res}" for case, res in r["leakage_check"].items()]
     return out + [""]
+
+
+def _ci(m: dict) -> str:
+    ci = m.get("ctcvr_pred_over_observed_95")
+    return f" ({ci[0]:.2f}–{ci[1]:.2f})" if ci else ""
 
 
 def _md_taobao(r: dict) -> list[str]:
