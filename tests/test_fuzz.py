@@ -115,6 +115,7 @@ def run(kind: str, call, check, inputs: dict) -> None:
         return
     except Exception as e:  # noqa: BLE001 - any other exception is the crash being counted
         COUNTS[kind]["crash"] += 1
+        COUNTS[kind][f"crash {type(e).__module__}.{type(e).__name__}"] += 1  # what kind of crash, for the record
         FAILURES[kind].append(f"crash {inputs!r}: {''.join(traceback.format_exception_only(e)).strip()}")
         return
     problems = check(out)
@@ -245,26 +246,29 @@ def base_tables() -> dict[str, pd.DataFrame]:
 def mutate(data, table: str) -> pd.DataFrame:
     """A small valid table with one or two columns replaced, retyped, dropped, duplicated or renamed."""
     df = base_tables()[table].copy()
+    df.columns = pd.Index(list(df.columns), dtype=object)  # names as given: a lone surrogate stays out of pyarrow
     for _ in range(data.draw(st.integers(1, 2))):
         column = data.draw(st.sampled_from([*df.columns, "extra"]))
         action = data.draw(st.sampled_from(["values", "values", "dtype", "drop", "dup", "rename", "empty"]))
-        if action == "values":
-            df[column] = pd.Series(data.draw(st.lists(CELLS, min_size=len(df), max_size=len(df))), dtype=object,
-                                   index=df.index)
-        elif action == "dtype" and column in df.columns:
-            try:
-                df[column] = df[column].astype(data.draw(DTYPES))
-            except Exception:  # noqa: BLE001 - a cast pandas refuses leaves the column as it was
-                pass
-        elif action == "drop" and column in df.columns:
-            df = df.drop(columns=[column])
-        elif action == "dup" and column in df.columns:
-            df = pd.concat([df, df[[column]]], axis=1)
-        elif action == "rename":
-            name = data.draw(TEXTS)  # set as an object Index: pandas' own rename refuses a lone surrogate
-            df.columns = pd.Index([name if c == column else c for c in df.columns], dtype=object)
-        elif action == "empty":
-            df = df.head(0)
+        keep = [c != column for c in df.columns]
+        try:  # building the input: a change pandas itself refuses leaves the table as it was
+            if action == "values" or action == "dtype" and not all(keep):  # the column replaced, moved last
+                new = (pd.Series(data.draw(st.lists(CELLS, min_size=len(df), max_size=len(df))), dtype=object,
+                                 index=df.index) if action == "values"
+                       else df.iloc[:, keep.index(False)].astype(data.draw(DTYPES)))
+                df = pd.concat([df.loc[:, keep], new.rename("_new")], axis=1)
+                df.columns = pd.Index([*df.columns[:-1], column], dtype=object)
+            elif action == "drop":
+                df = df.loc[:, keep]
+            elif action == "dup" and not all(keep):
+                df = df.iloc[:, [*range(df.shape[1]), keep.index(False)]]
+            elif action == "rename":
+                df.columns = pd.Index([data.draw(TEXTS) if not k else c for c, k in zip(df.columns, keep,
+                                                                                         strict=True)], dtype=object)
+            elif action == "empty":
+                df = df.head(0)
+        except Exception:  # noqa: BLE001 - not the code under test
+            pass
     return df
 
 
