@@ -73,9 +73,10 @@ def resolve_data_path(path: str | None, source: str) -> Path:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    from recsys.ids import read_csv_table  # ids as written: '007' stays '007'
+    """One table file; an unreadable file is a DataValidationError naming it (ids as written: '007' stays '007')."""
+    from recsys.features.validation import read_table
 
-    return pd.read_parquet(path) if path.suffix == ".parquet" else read_csv_table(path)
+    return read_table(path)
 
 
 def _files(cfg: DataConfig) -> Tables:
