@@ -152,13 +152,22 @@ def _download_bundle(mlflow, uri: str, dst: Path) -> Path:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     repo = get_artifact_repository(uri)
-    names = {Path(f.path).name for f in repo.list_artifacts("")}
-    if "MLmodel" not in names:
-        if "manifest.json" in names:  # the URI pointed at the bundle itself
-            return Path(repo.download_artifacts("", str(dst)))
+    mlmodel = _download_one(mlflow, repo, "MLmodel", dst)  # fetched by name: listing the folder would stat
+    if mlmodel is None:                                     # (and download) whatever else lies there
+        if _download_one(mlflow, repo, "manifest.json", dst / ".probe") is not None:  # the URI is the bundle itself
+            return Path(repo.download_artifacts("", str(dst / "bundle")))
         raise ArtifactError(f"{uri} holds no MLmodel file: the URI does not point at a logged model")
-    rel = _bundle_rel(Path(repo.download_artifacts("MLmodel", str(dst))))
-    return Path(repo.download_artifacts(rel, str(dst)))
+    return Path(repo.download_artifacts(_bundle_rel(mlmodel), str(dst)))
+
+
+def _download_one(mlflow, repo, name: str, dst: Path) -> Path | None:
+    """One top-level artifact file downloaded under ``dst``, or None when the artifact has no such file."""
+    dst.mkdir(parents=True, exist_ok=True)
+    try:
+        path = Path(repo.download_artifacts(name, str(dst)))
+    except (OSError, mlflow.exceptions.MlflowException):
+        return None
+    return path if path.is_file() else None
 
 
 _STORE_LOCK = threading.Lock()
