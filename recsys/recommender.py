@@ -412,19 +412,22 @@ class Recommender:
         self._update(lambda state: (set_in_stock(state, _item_ids(state, ids), in_stock), None))
 
     # ----- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free."""
+    def save(self, path: str | Path, *, overwrite: bool = False, key: str | bytes | None = None) -> Path:
+        """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free.
+
+        ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the bundle (docs/RELIABILITY.md, "Tampering")."""
         from recsys.bundle import save_bundle
 
         with self._update_lock():  # the shared index and the tables are written as of one state
-            return save_bundle(self, path, overwrite=overwrite)
+            return save_bundle(self, path, overwrite=overwrite, key=key)
 
     @classmethod
-    def load(cls, path: str | Path) -> Recommender:
-        """Load a bundle saved by :meth:`save` (every checksum verified first)."""
+    def load(cls, path: str | Path, *, key: str | bytes | None = None) -> Recommender:
+        """Load a bundle saved by :meth:`save` (every checksum verified first; with ``key`` or
+        ``$RECSYS_BUNDLE_KEY``, an unsigned or wrongly signed bundle is refused)."""
         from recsys.bundle import load_bundle
 
-        return load_bundle(path)
+        return load_bundle(path, key=key)
 
     @property
     def info(self) -> dict:

@@ -156,3 +156,19 @@ def test_fuzzed_manifest_fields_load_or_raise_artifact_error(tmp_path):
         except ArtifactError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0, outcomes
+
+
+def test_recommender_save_and_load_take_the_key(tmp_path, monkeypatch):
+    """The Recommender's own save/load forward ``key=``: what it signs, a load with another key refuses."""
+    from recsys.recommender import Recommender
+
+    monkeypatch.delenv("RECSYS_BUNDLE_KEY", raising=False)
+    rec = Recommender.load(FIXTURE)
+    path = rec.save(tmp_path / "signed", key=KEY)
+    assert (path / "signature.json").is_file()
+    assert Recommender.load(path, key=KEY).n_candidates == rec.n_candidates
+    with pytest.raises(ArtifactError):
+        Recommender.load(path, key="another-key-of-16-bytes")
+    unsigned = rec.save(tmp_path / "unsigned")
+    with pytest.raises(ArtifactError):
+        Recommender.load(unsigned, key=KEY)
