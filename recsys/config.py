@@ -123,13 +123,16 @@ class RankerConfig:
 
 @dataclass(frozen=True)
 class RecommenderConfig:
-    """Serving settings stored in the bundle (see :class:`recsys.recommender.Recommender`)."""
+    """Serving settings stored in the bundle (see :class:`recsys.recommender.Recommender`). ``no_partner``:
+    what a request without a partner gets ("auto": refused when some partner's pool is restricted, else the
+    catalogue; "catalogue" for a network that serves its own pages)."""
 
     n_candidates: int = bounded(300, low=1)
     max_per_category: int | None = bounded(3, low=1)
     default_objective: str = choice("commission", ("clicks", "purchases", "gmv", "commission"))
     cold_start: str = choice("auto", ("auto", "features", "popular"))
     require_in_stock: bool = True
+    no_partner: str = choice("auto", ("auto", "catalogue", "shared", "refuse"))
 
 
 @dataclass(frozen=True)

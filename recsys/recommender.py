@@ -140,7 +140,10 @@ class Recommender:
     users table; ``train`` the :class:`~recsys.serve.training.TrainSettings` used by :meth:`fit`.
     Partner separation (:mod:`recsys.serve.partners`): ``unknown_partner`` "refuse" (a misspelt or unknown
     media_id raises DataValidationError naming the closest known one) or "shared" (served only the items every
-    partner may show); ``no_partner`` for ``media_id=None``: "catalogue" (every item), "shared" or "refuse";
+    partner may show); ``no_partner`` for ``media_id=None``: "auto" (the default: refused, with a
+    DataValidationError saying how to fix it, when some partner's pool is restricted, so no partner never widens
+    what is served; the whole catalogue when none is), "catalogue" (every item: the network's own pages and
+    offline evaluation), "shared" or "refuse";
     ``trust_context_segment``: let an unknown user's ``context['segment']`` unlock invite-only items (a known
     user's segment always comes from the users table).
     """
@@ -148,7 +151,7 @@ class Recommender:
     def __init__(self, *, n_candidates: int = 300, max_per_category: int | None = 3,
                  repeat_purchase_categories: Iterable[str] = (), require_in_stock: bool = True,
                  default_objective: str = "commission", cold_start: str = "auto", segment_column: str = "segment",
-                 train: TrainSettings | None = None, unknown_partner: str = "refuse", no_partner: str = "catalogue",
+                 train: TrainSettings | None = None, unknown_partner: str = "refuse", no_partner: str = "auto",
                  trust_context_segment: bool = False) -> None:
         self.n_candidates = n_candidates
         self.max_per_category = max_per_category

@@ -252,7 +252,8 @@ def _example(tables, split) -> pd.DataFrame:
     from recsys.tracking.feeds import input_example
 
     users = pd.unique(split.train["user_id"])[:3].tolist()
-    media = tables.media["media_id"].astype(str).tolist()[:2] if tables.media is not None else [None]
+    known = tables.media if tables.media is not None else tables.media_pools  # partners: None may be refused
+    media = pd.unique(known["media_id"].astype(str)).tolist()[:2] if known is not None and len(known) else [None]
     return input_example(users, [media[n % len(media)] for n in range(len(users))], k=10)
 
 
@@ -268,7 +269,7 @@ def _bundle(run: _Run, tables, split, digest, pipeline, res, index, emb, ranker)
         users=tables.users, social=tables.social, media=tables.media, media_pools=tables.media_pools,
         item_embeddings=emb, training_data_hash=digest, n_candidates=r.n_candidates,
         max_per_category=r.max_per_category, default_objective=r.default_objective, cold_start=r.cold_start,
-        require_in_stock=r.require_in_stock)
+        require_in_stock=r.require_in_stock, no_partner=r.no_partner)
     path = rec.save(run.out / "bundle", overwrite=cfg.output.overwrite)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     run.log(f"   {path} ({size / 2**20:.1f} MiB)")

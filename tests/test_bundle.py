@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 
 import recsys
 from recsys.bundle import FORMAT_VERSION, data_hash, load_bundle, verify_bundle
-from recsys.errors import ArtifactError
+from recsys.errors import ArtifactError, DataValidationError
 from tests.test_recommender import fitted, world
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles"
@@ -63,8 +65,17 @@ def test_manifest_records_versions_hash_and_every_file(saved):
 def test_committed_v1_fixture_loads_and_serves_its_known_feeds():
     expected = json.loads((FIXTURE / "v1_expected.json").read_text())
     rec = recsys.load(FIXTURE / "v1")
+    # issue 16: the bundle predates no_partner and loads with the safe "auto"; its partners have restricted pools,
+    # so a request without a partner is refused, and the catalogue it was recorded with is now chosen explicitly
+    assert rec.no_partner == rec._state.config.no_partner == "auto"
+    catalogue = copy.copy(rec)
+    catalogue._state = rec._state.evolve(config=replace(rec._state.config, no_partner="catalogue"))
     for feed in expected["feeds"]:
-        got = rec.recommend(feed["user_id"], k=expected["k"], media_id=feed["media_id"])
+        if feed["media_id"] is None:
+            with pytest.raises(DataValidationError, match="media_id is required"):
+                rec.recommend(feed["user_id"], k=expected["k"])
+        got = (rec if feed["media_id"] else catalogue).recommend(feed["user_id"], k=expected["k"],
+                                                                 media_id=feed["media_id"])
         assert got.item_ids == feed["item_ids"], feed
         assert got.fallback == feed["fallback"]
         np.testing.assert_allclose(got.items["score"], feed["scores"], rtol=1e-5)
@@ -143,12 +154,13 @@ def test_catalogue_updates_survive_a_round_trip(tmp_path):
     s = fitted()._state
     rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=w.items, events=w.events,
                                       ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,
-                                      media=w.media, media_pools=w.media_pools)
+                                      media=w.media, media_pools=w.media_pools, no_partner="catalogue")
     new = w.items.head(2).assign(item_id=[5000, 5001])
     rec.add_items(new)
     rec.remove_items([5000, 3])
     rec.save(tmp_path / "b")
     loaded = recsys.load(tmp_path / "b")
+    assert loaded.no_partner == loaded._state.config.no_partner == "catalogue"  # USERS asks with media_id=None
     pd.testing.assert_frame_equal(rec.recommend_batch(USERS, k=8), loaded.recommend_batch(USERS, k=8))
     assert loaded.similar_items(5001, k=3).fallback is None
     assert loaded.similar_items(5000, k=3).fallback == "popular"  # removed: unknown to serving
@@ -186,7 +198,8 @@ def test_string_ids_come_back_unchanged_through_serving_and_a_bundle(tmp_path):
     items, users = w.items.assign(item_id=i(w.items["item_id"])), w.users.assign(user_id=u(w.users["user_id"]))
     social = w.social.assign(user_id=u(w.social["user_id"]), friend_id=u(w.social["friend_id"]))
     pools = w.media_pools.assign(item_id=i(w.media_pools["item_id"]))
-    rec = Recommender(train=TrainSettings(dim=8, epochs=1, title_buckets=64, ranker="none")).fit(
+    settings = TrainSettings(dim=8, epochs=1, title_buckets=64, ranker="none")
+    rec = Recommender(train=settings, no_partner="catalogue").fit(  # recommend(3) below asks without a partner
         events, items, users=users, social=social, media=w.media, media_pools=pools, progress=False)
     feed = rec.recommend("u3", k=5, media_id="guide-0")
     assert len(feed) == 5 and all(isinstance(x, str) and x.startswith("i") for x in feed.item_ids)

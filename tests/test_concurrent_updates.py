@@ -29,7 +29,7 @@ def clone():
     w, s = world(), fitted()._state
     return Recommender.from_components(pipeline=s.pipeline, model=s.model, items=w.items, events=w.events,
                                        users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
-                                       max_per_category=None)
+                                       max_per_category=None, no_partner="catalogue")  # readers: no partner
 
 
 def test_concurrent_updates_are_never_lost_and_reads_see_every_finished_update(clone):

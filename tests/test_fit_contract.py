@@ -160,7 +160,7 @@ def test_ranker_none_is_explicit_quiet_and_recorded():
         rec = fit(tables(events=events), ranker="none")
     assert rec.info["ranker"] is None
     assert rec.train_summary_["ranker"]["trained"] is False and "'none'" in rec.train_summary_["ranker"]["reason"]
-    feed = rec.recommend(int(events["user_id"].iloc[0]), k=5)
+    feed = rec.recommend(int(events["user_id"].iloc[0]), k=5, media_id="app-0")
     assert len(feed) == 5 and feed.items["pctr"].isna().all()  # no ranker: no pCTR, and nothing pretends
 
 

@@ -118,7 +118,8 @@ def _csv_recommender():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        rec = Recommender(train=TrainSettings(dim=8, epochs=1, title_buckets=64, ranker="none")).fit(
+        settings = TrainSettings(dim=8, epochs=1, title_buckets=64, ranker="none")
+        rec = Recommender(train=settings, no_partner="catalogue").fit(  # tests here ask without a partner too
             t.events, t.items, users=t.users, social=t.social, media=t.media, media_pools=t.media_pools,
             progress=False)
     finally:

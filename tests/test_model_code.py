@@ -13,7 +13,8 @@ import pytest
 from recsys.errors import ArtifactError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles" / "v1"
-REQUESTS = pd.DataFrame({"user_id": [0, 5, 10**9], "k": [3, 3, 3]})
+# with partners: the v1 bundle's pools are restricted, so its default no_partner="auto" refuses media_id=None
+REQUESTS = pd.DataFrame({"user_id": [0, 5, 10**9], "k": [3, 3, 3], "media_id": ["guide-0", "app-0", "guide-0"]})
 
 
 @pytest.fixture(scope="module")

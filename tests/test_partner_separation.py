@@ -132,4 +132,47 @@ def test_the_settings_travel_in_the_bundle_and_old_bundles_get_the_safe_defaults
     old = json.loads((FIXTURE_V1 / "recommender.json").read_text())["config"]
     assert "unknown_partner" not in old  # the committed v1 bundle predates the settings
     cfg = ServingConfig.from_dict(old)
-    assert (cfg.unknown_partner, cfg.no_partner, cfg.trust_context_segment) == ("refuse", "catalogue", False)
+    assert (cfg.unknown_partner, cfg.no_partner, cfg.trust_context_segment) == ("refuse", "auto", False)
+    assert recsys.load(FIXTURE_V1).no_partner == "auto"  # settings written before the key: the safe default too
+
+
+def test_auto_refuses_no_partner_when_a_pool_is_restricted_and_says_how_to_fix_it(tmp_path):
+    import recsys
+    from recsys.recommender import Recommender
+
+    assert Recommender().no_partner == ServingConfig().no_partner == "auto"
+    auto = _variant(no_partner="auto")  # the world's kol-* and guide-* pools are restricted
+    fix = r"Pass the partner's media_id, or build it with no_partner='catalogue' for the network's own pages"
+    for call in (lambda r: r.recommend(3, k=5), lambda r: r.recommend_batch([3, 5], k=5),
+                 lambda r: r.recommend_ids([3], k=5), lambda r: r.similar_items(12, k=5)):
+        with pytest.raises(DataValidationError, match=fix):
+            call(auto)
+    with pytest.raises(DataValidationError, match=r"partners .*'kol-0'.* have restricted pools .*\(no_partner='auto'\)"):
+        auto.recommend(3, k=5)
+    assert set(auto.recommend(3, k=20, media_id="kol-0").item_ids) <= _pool("kol-0")  # partners are served
+    auto.save(tmp_path / "b")
+    loaded = recsys.load(tmp_path / "b")
+    assert loaded.no_partner == loaded._state.config.no_partner == "auto"
+    with pytest.raises(DataValidationError, match="media_id is required"):
+        loaded.recommend(3, k=5)
+
+
+def test_recsys_train_config_takes_no_partner_and_refuses_unknown_choices():
+    from recsys.config import config_from_dict
+
+    assert config_from_dict({"name": "t"}).recommender.no_partner == "auto"
+    assert config_from_dict({"name": "t", "recommender": {"no_partner": "catalogue"}}).recommender.no_partner == \
+        "catalogue"
+    with pytest.raises(ConfigError, match="no_partner"):
+        config_from_dict({"name": "t", "recommender": {"no_partner": "everything"}})
+
+
+def test_auto_serves_the_catalogue_when_no_pool_is_restricted_and_catalogue_stays_explicit():
+    rec = fitted()
+    n = len(rec._state.catalogue)
+    assert rec._state.config.no_partner == "catalogue"  # explicit: every item, with pools restricted
+    explicit = rec.recommend(3, k=n)
+    assert len(explicit) > len(_pool("guide-0")) and not any("media_id" in m for m in explicit.notes)
+    for pools in ({}, {"pa": np.ones(n, bool)}):  # no pool, or one listing every item: nothing can widen
+        feed = _variant(pools, no_partner="auto").recommend(3, k=n)
+        assert feed.item_ids == explicit.item_ids and feed.notes == explicit.notes

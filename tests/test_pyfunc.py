@@ -36,7 +36,7 @@ def bundle(store):
 def requests_for(result) -> pd.DataFrame:
     users = result["requests"]["user_id"].unique().tolist()
     return pd.DataFrame({"user_id": users + [users[0], 10**9], "k": [5, 3, 7, 4, 5][: len(users) + 2],
-                         "media_id": ["guide-0", "app-0", None, "kol-0", "guide-0"][: len(users) + 2]})
+                         "media_id": ["guide-0", "app-0", "app-1", "kol-0", "guide-0"][: len(users) + 2]})
 
 
 def test_pyfunc_predict_equals_bundle_recommend(store, bundle):
@@ -85,6 +85,29 @@ def test_recsys_load_takes_the_model_uri(store, bundle):
     assert via_load.info["items"] == bundle.info["items"]
     assert via_load.recommend_batch(df[["user_id", "media_id"]], k=5).equals(
         bundle.recommend_batch(df[["user_id", "media_id"]], k=5))
+
+
+def test_a_request_without_a_partner_follows_the_models_no_partner(store, bundle):
+    """The demo's model keeps the default no_partner="auto" and its partners have restricted pools: a request
+    frame without media_id (or a null one) is refused with the fix, never served the whole catalogue (issue 16);
+    a model built with no_partner="catalogue" serves it, as recommend does."""
+    import copy
+    from dataclasses import replace
+
+    import mlflow
+
+    from recsys.tracking.feeds import predict_feeds
+
+    model = mlflow.pyfunc.load_model(URI)
+    uid = int(store[0]["requests"]["user_id"].iloc[0])
+    assert bundle.no_partner == "auto"
+    for frame in ({"user_id": [uid], "k": [5]}, {"user_id": [uid], "k": [5], "media_id": [None]}):
+        with pytest.raises(DataValidationError, match="media_id is required.*no_partner='catalogue'"):
+            model.predict(pd.DataFrame(frame))
+    catalogue = copy.copy(bundle)
+    catalogue._state = bundle._state.evolve(config=replace(bundle._state.config, no_partner="catalogue"))
+    out = predict_feeds(catalogue, pd.DataFrame({"user_id": [uid], "k": [5]}))
+    assert out["item_id"].tolist() == catalogue.recommend(uid, k=5).item_ids and len(out) == 5
 
 
 def test_model_is_built_from_code_and_holds_no_pickle(store):
@@ -160,7 +183,7 @@ def test_pyfunc_reads_every_spelling_of_an_id_as_recommend_does(store, bundle):
         feed = bundle.recommend(spelling, k=5, media_id="guide-0")
         assert out["item_id"].tolist() == feed.item_ids == want.item_ids, spelling
         assert out["user_id"].tolist() == [uid] * 5 and feed.fallback == want.fallback and not feed.notes
-    out = model.predict(pd.DataFrame({"user_id": ["12a"], "k": [5]}))
-    feed = bundle.recommend("12a", k=5)
+    out = model.predict(pd.DataFrame({"user_id": ["12a"], "k": [5], "media_id": ["app-0"]}))
+    feed = bundle.recommend("12a", k=5, media_id="app-0")
     assert out["item_id"].tolist() == feed.item_ids and out["fallback"].tolist() == [feed.fallback] * 5
     assert feed.fallback is not None and feed.notes[0].startswith("user_id '12a' is not an integer id")

@@ -39,7 +39,9 @@ def world():
 
 @functools.cache
 def fitted():
-    """A Recommender fitted on :func:`world` (two-tower, exact index, GBDT ranker)."""
+    """A Recommender fitted on :func:`world` (two-tower, exact index, GBDT ranker). ``no_partner="catalogue"``:
+    the tests sharing it ask the whole catalogue with ``media_id=None`` (the "auto" default refuses that here,
+    since the world's partners have restricted pools: tests/test_partner_separation.py)."""
     import torch
 
     from recsys.recommender import Recommender
@@ -49,7 +51,7 @@ def fitted():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return Recommender(max_per_category=2, train=TrainSettings(**SETTINGS)).fit(
+        return Recommender(max_per_category=2, train=TrainSettings(**SETTINGS), no_partner="catalogue").fit(
             w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
             progress=False)
     finally:
@@ -318,7 +320,8 @@ def test_added_items_enter_from_content_and_removed_items_vanish(rec):
     w = world()
     clone = Recommender.from_components(
         pipeline=rec._state.pipeline, model=rec._state.model, items=w.items, events=w.events, users=w.users,
-        social=w.social, media=w.media, media_pools=w.media_pools, max_per_category=None)
+        social=w.social, media=w.media, media_pools=w.media_pools, max_per_category=None,
+        no_partner="catalogue")  # the feeds below ask the whole catalogue (media_id=None)
     src = w.items[w.items["in_stock"] & (w.items["eligibility"] == "")].iloc[3]
     new = pd.DataFrame([src, src]).assign(item_id=[10_000, 10_001])  # two never-seen ids, same content
     assert clone.add_items(new, media_pools=pd.DataFrame({"media_id": ["guide-0"], "item_id": [10_000]})) == 2

@@ -26,7 +26,8 @@ def clone():
 
     w, s = world(), fitted()._state
     return Recommender.from_components(pipeline=s.pipeline, model=s.model, items=w.items, events=w.events,
-                                       users=w.users, social=w.social, media=w.media, media_pools=w.media_pools)
+                                       users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
+                                       no_partner="catalogue")  # the feeds here ask without a partner
 
 
 def _fingerprint(rec) -> tuple:

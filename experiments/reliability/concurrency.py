@@ -39,7 +39,7 @@ def build(seed: int, n_items: int):
     w = generate_world(30_000, n_items=n_items, seed=seed, progress=False)
     settings = TrainSettings(dim=16, epochs=2, title_buckets=256, ranker_max_iter=15,
                              ranker_options={"check_leakage": False, "num_threads": 1}, seed=seed)
-    rec = Recommender(max_per_category=None, train=settings).fit(
+    rec = Recommender(max_per_category=None, train=settings, no_partner="catalogue").fit(  # readers ask the catalogue
         w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools, progress=False)
     return rec, w
 

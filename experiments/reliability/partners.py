@@ -5,7 +5,8 @@
 Fits a small Recommender (max_per_category=2 as the demo) and counts:
 
 * unknown partner: what a misspelt or missing partner id gets (refused; or, in "shared" mode, items outside
-  kol-0's pool in a k=800 feed);
+  kol-0's pool in a k=800 feed); no partner (``media_id=None``): refused by the default ``no_partner="auto"``,
+  and the same count under ``"catalogue"`` and ``"shared"``;
 * reasons: "because you viewed" reasons on a partner that name an item the user never engaged with on that
   partner (checked from the raw events), for the serving rule and, on the same model, for the old rule
   (every event of the history citeable); each figure also under the rules before issue 16 (:func:`old_rules`);
@@ -77,6 +78,11 @@ def unknown_partner(rec: Recommender, w) -> dict:
             out[f"{typo!r} default"] = f"refused: {str(e)[:80]}"
         feed = variant(rec, unknown_partner="shared").recommend(7, k=800, media_id=typo)
         out[f"{typo!r} shared: items / outside kol-0's pool"] = [len(feed), len(set(feed.item_ids) - pool)]
+    try:  # no partner under the default no_partner="auto": kol-0's pool (and others) are restricted
+        rec.recommend(7, k=800)
+        out["None default"] = "served"
+    except DataValidationError as e:
+        out["None default"] = f"refused: {str(e)[:80]}"
     for mode in ("catalogue", "shared"):
         feed = variant(rec, no_partner=mode).recommend(7, k=800)
         out[f"None no_partner={mode}: items / outside kol-0's pool"] = [len(feed), len(set(feed.item_ids) - pool)]

@@ -120,7 +120,8 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool)
     t_index = time.perf_counter() - t1
     rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=items, events=w.events, index=index,
                                       ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,
-                                      media=w.media, media_pools=pools, item_embeddings=emb, n_candidates=300)
+                                      media=w.media, media_pools=pools, item_embeddings=emb, n_candidates=300,
+                                      no_partner="catalogue")  # a fifth of the requests are the network's own pages
     setup = {"world_events": len(w.events), "fit_seconds": t_fit, "embed_seconds": t_embed,
              "index_build_seconds": t_index, "total_setup_seconds": time.perf_counter() - t0}
     return rec, w, setup

@@ -7,8 +7,10 @@
   partners and the closest match; with ``"shared"`` it is served only what *every* known partner may show,
   the intersection of their allowed sets, where a partner without a pool allows everything (so: the items
   in every pool; the whole catalogue when no partner has a pool; possibly nothing).
-* **No partner** (``media_id=None``) follows ``no_partner``: ``"catalogue"`` (the default: every item, for
-  the owner's own pages and offline evaluation), ``"shared"`` (as an unknown partner) or ``"refuse"``.
+* **No partner** (``media_id=None``) follows ``no_partner``: ``"auto"`` (the default) refuses it when some
+  partner's pool is restricted (not the whole catalogue, see :func:`restricted_partners`) and serves the
+  catalogue when none is (then nothing can widen); ``"catalogue"`` (every item, for the owner's own pages and
+  offline evaluation, chosen explicitly), ``"shared"`` (as an unknown partner) or ``"refuse"``.
 * **Segments** that unlock invite-only items come from the users table for a known user (a different
   ``context['segment']`` is ignored, with a note); an unknown user's context segment counts only when the
   Recommender trusts the caller (``trust_context_segment=True``), otherwise it is ignored with a note.
@@ -29,8 +31,8 @@ from recsys.errors import DataValidationError
 if TYPE_CHECKING:
     from recsys.serve.state import ServingState
 
-__all__ = ["SHARED", "known_partners", "closest_partner", "check_partner", "pool_key", "partner_pool",
-           "request_segment", "partner_items"]
+__all__ = ["SHARED", "known_partners", "restricted_partners", "no_partner_mode", "closest_partner", "check_partner",
+           "pool_key", "partner_pool", "request_segment", "partner_items"]
 
 _SHOWN = 20  # known partner ids listed in an error
 SHARED = ("shared",)  # the pool key of requests held to what every partner may show (never a partner id)
@@ -45,6 +47,27 @@ def known_partners(state: ServingState) -> frozenset[str]:
         hit = frozenset(table) | set(state.pools) | set(state.objectives) | _log(state)[0]
         state.filters_cache["known_partners"] = hit
     return hit
+
+
+def restricted_partners(state: ServingState) -> frozenset[str]:
+    """Partners whose pool is not the whole catalogue (cached per state): those a request without a partner
+    would widen past."""
+    hit = state.filters_cache.get("restricted_partners")
+    if hit is None:
+        live = state.catalogue.alive
+        hit = frozenset(m for m, mask in state.pools.items()
+                        if m not in state.open_pools and not (live.any() and bool(mask[live].all())))
+        state.filters_cache["restricted_partners"] = hit
+    return hit
+
+
+def no_partner_mode(state: ServingState) -> str:
+    """How ``media_id=None`` is served: ``no_partner``, with "auto" resolved to "refuse" when some partner's pool
+    is restricted and to "catalogue" when none is."""
+    mode = state.config.no_partner
+    if mode == "auto":
+        return "refuse" if restricted_partners(state) else "catalogue"
+    return mode
 
 
 def closest_partner(media_id: str, known: frozenset[str] | set[str]) -> str | None:
@@ -64,11 +87,16 @@ def check_partner(state: ServingState, media_id: str | None) -> str | None:
     cfg = state.config
     known = known_partners(state)
     if media_id is None:
-        if cfg.no_partner == "refuse":
-            raise DataValidationError(f"media_id is required: this Recommender serves partners ({_listed(known)}) and "
-                                      "refuses requests without one (no_partner='refuse'); pass the partner's "
-                                      "media_id, or build it with no_partner='catalogue' or 'shared'")
-        return None if cfg.no_partner == "catalogue" else (
+        mode = no_partner_mode(state)
+        if mode == "refuse":
+            why = (f"this Recommender serves partners ({_listed(known)}) and refuses requests without one "
+                   "(no_partner='refuse')" if cfg.no_partner == "refuse" else
+                   f"partners {_listed(restricted_partners(state))} have restricted pools and the whole catalogue "
+                   "would widen what they may show (no_partner='auto')")
+            raise DataValidationError(f"media_id is required: {why}. Pass the partner's media_id, or build "
+                                      "it with no_partner='catalogue' for the network's own pages or offline "
+                                      "evaluation (every item), or 'shared' (the items every partner may show)")
+        return None if mode == "catalogue" else (
             f"no media_id: served only the {_shared_count(state)} items every partner may show (no_partner='shared')")
     if media_id in known:
         return None
@@ -107,10 +135,10 @@ def _shared_count(state: ServingState) -> int:
 
 def pool_key(state: ServingState, media_id: str | None) -> str | tuple | None:
     """The key of the pool a request on ``media_id`` is held to: the partner's id when it is known, None
-    for no partner under ``no_partner='catalogue'``, else :data:`SHARED` (so that caches keyed by it hold one
-    entry for every unknown id)."""
+    for no partner served the catalogue (:func:`no_partner_mode`), else :data:`SHARED` (so that caches keyed by it
+    hold one entry for every unknown id)."""
     if media_id is None:
-        return SHARED if state.config.no_partner == "shared" else None
+        return SHARED if no_partner_mode(state) == "shared" else None
     return media_id if media_id in known_partners(state) else SHARED
 
 

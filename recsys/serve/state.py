@@ -24,7 +24,7 @@ __all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "b
 
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
 UNKNOWN_PARTNER_MODES = ("refuse", "shared")
-NO_PARTNER_MODES = ("catalogue", "shared", "refuse")
+NO_PARTNER_MODES = ("auto", "catalogue", "shared", "refuse")
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,10 @@ class ServingConfig:
     Partner separation (see :mod:`recsys.serve.partners`): ``unknown_partner`` says what a request for a
     partner id the Recommender does not know gets: "refuse" (a DataValidationError naming the closest known
     partner) or "shared" (only the items every known partner may show); ``no_partner`` what a request without
-    a partner (``media_id=None``) gets: "catalogue" (every item: the owner's own pages, offline evaluation),
-    "shared" or "refuse"; ``trust_context_segment``: whether an unknown user's ``context['segment']`` may
-    unlock invite-only items (a known user's segment always comes from the users table).
+    a partner (``media_id=None``) gets: "auto" (the default: "refuse" when some partner's pool is restricted,
+    else "catalogue", so no partner never widens what is served), "catalogue" (every item: the owner's own
+    pages, offline evaluation), "shared" or "refuse"; ``trust_context_segment``: whether an unknown user's
+    ``context['segment']`` may unlock invite-only items (a known user's segment always comes from the users table).
     """
 
     n_candidates: int = 300
@@ -51,7 +52,7 @@ class ServingConfig:
     segment_column: str = "segment"
     allow_fraction: float = 0.3
     unknown_partner: str = "refuse"
-    no_partner: str = "catalogue"
+    no_partner: str = "auto"
     trust_context_segment: bool = False
 
     def __post_init__(self) -> None:

@@ -1,7 +1,8 @@
 """The request/response frames of the MLflow model: user ids and options in, feeds out.
 
 Input: one row per feed request, ``user_id`` (required), ``k`` (items in the feed, default 20) and
-``media_id`` (the partner; missing or null: no partner). Output: one row per feed item,
+``media_id`` (the partner; missing or null: no partner, served as the model's ``no_partner`` says: under the
+default "auto", refused when some partner's pool is restricted). Output: one row per feed item,
 ``request`` (the input row's position) followed by :data:`recsys.recommender.OUTPUT_COLUMNS`
 (user_id, media_id, rank, item_id, score, pctr, pcvr, reason, reason_code, source, fallback, score_kind);
 ``fallback`` is None on the normal path, as in ``Recommender.recommend``; ``score_kind`` says what ``score``
