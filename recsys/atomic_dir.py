@@ -80,16 +80,7 @@ def fsync_tree(root: Path) -> None:
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
     for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
-        try:
-            fd = os.open(d, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        _fsync_dir(d)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -109,7 +100,8 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -137,7 +129,7 @@ def _stale(entry: Path, tag: str, *, own_is_stale: bool) -> bool:
             return False
     if pid == os.getpid():
         return own_is_stale
-    return not _alive(pid)
+    return not pid_alive(pid)
 
 
 def _current(path: Path) -> str | None:

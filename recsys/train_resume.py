@@ -64,13 +64,9 @@ def process_alive(tag: str) -> bool:
         return True
     if Path("/proc").is_dir():
         return Path(f"/proc/{pid}").exists() and (not start or _start_ticks(pid) == start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from recsys.atomic_dir import pid_alive
+
+    return pid_alive(pid)
 
 
 def settle_stale_runs(cfg: TrackingConfig, config_name: str, keep: str | None = None) -> list[str]:
