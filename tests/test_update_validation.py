@@ -37,6 +37,7 @@ def _fingerprint(rec) -> tuple:
 
 
 def _unchanged(rec, before) -> bool:
+    """Exact on purpose: the same state object, ids, and boolean stock/alive flags (no floats compared)."""
     after = _fingerprint(rec)
     return after[0] is before[0] and after[1] == before[1] and np.array_equal(after[2], before[2]) \
         and np.array_equal(after[3], before[3])
