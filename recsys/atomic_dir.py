@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -60,7 +61,9 @@ def discard(p: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: so a rename inside it is durable); file systems that cannot fsync a
+    folder are let be (the rename is still atomic)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -73,6 +76,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def fsync_tree(root: Path) -> None:
     """fsync every file and folder under ``root`` (before it is published)."""
     for p in sorted(root.rglob("*"), reverse=True):
@@ -80,7 +92,7 @@ def fsync_tree(root: Path) -> None:
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
     for d in [root, *[p for p in root.rglob("*") if p.is_dir()]]:
-        _fsync_dir(d)
+        fsync_path(d)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -170,14 +182,14 @@ def publish(tmp: Path, path: Path) -> None:
                 if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
                     raise
             else:
-                _fsync_dir(path.parent)
+                fsync_path(path.parent)
                 _clean(path)
                 return
         versions = path.parent / f".{path.name}.versions"
         versions.mkdir(exist_ok=True)
         version = f"{time.time_ns()}-{_tag()}"
         os.rename(tmp, versions / version)
-        _fsync_dir(versions)
+        fsync_path(versions)
         link = path.parent / f".{path.name}.link-{_tag()}"
         os.symlink(f"{versions.name}/{version}", link)
         if path.is_symlink():
@@ -189,7 +201,7 @@ def publish(tmp: Path, path: Path) -> None:
             os.rename(path, old)
             os.replace(link, path)
             discard(old)
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
         _clean(path)
 
 

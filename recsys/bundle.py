@@ -44,7 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.atomic_dir import DirSnapshot, discard, fsync_tree, publish, staging_dir
+from recsys.atomic_dir import DirSnapshot, discard, file_sha256, fsync_tree, publish, staging_dir
 from recsys.bundle_trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 from recsys.errors import ArtifactError
 
@@ -83,14 +83,6 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _follow_umask(root: Path) -> None:
     """Give every file and folder under ``root`` the modes the umask allows (0644 / 0755 under umask 022).
 
@@ -122,7 +114,7 @@ def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False,
     try:
         components = write_components(recommender, tmp)
         _follow_umask(tmp)
-        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -15,7 +15,6 @@ write are deleted and never read. No pickle anywhere: a checkpoint from an untru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 
 import torch
 
+from recsys.atomic_dir import file_sha256, fsync_path
 from recsys.errors import ArtifactError
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint"]
@@ -56,24 +56,6 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot fsync a directory; the rename is still atomic
-        pass
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _test_step(name: str) -> None:
     """Kill-window tests: record the step just finished and sleep (both off unless the env vars are set)."""
     if os.environ.get(TRACE_ENV):
@@ -94,7 +76,7 @@ def _complete(ckpt: Path) -> bool:
     """Whether every file the manifest lists is there with its size and sha256."""
     try:
         manifest = json.loads((ckpt / MANIFEST).read_text())
-        return all((ckpt / name).stat().st_size == entry["bytes"] and _sha256(ckpt / name) == entry["sha256"]
+        return all((ckpt / name).stat().st_size == entry["bytes"] and file_sha256(ckpt / name) == entry["sha256"]
                    for name, entry in manifest["files"].items())
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -147,24 +129,24 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
         files["best.safetensors"] = {k: v.detach().cpu().contiguous() for k, v in best_state.items()}
     for fname, tensors in files.items():
         save_file(tensors, str(tmp / fname))
-        _fsync(tmp / fname)
+        fsync_path(tmp / fname)
         _test_step(f"{name} {fname}")
     state = dict(trainer_state, optimizer=opt_meta, has_best=best_state is not None)
     (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
-    _fsync(tmp / "state.json")
+    fsync_path(tmp / "state.json")
     _test_step(f"{name} state.json")
-    listed = {f: {"sha256": _sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in [*files, "state.json"]}
+    listed = {f: {"sha256": file_sha256(tmp / f), "bytes": (tmp / f).stat().st_size} for f in [*files, "state.json"]}
     (tmp / MANIFEST).write_text(json.dumps({"files": listed}, indent=1, sort_keys=True))
-    _fsync(tmp / MANIFEST)
-    _fsync(tmp)
+    fsync_path(tmp / MANIFEST)
+    fsync_path(tmp)
     _test_step(f"{name} {MANIFEST}")
     os.rename(tmp, root / name)
-    _fsync(root)
+    fsync_path(root)
     _test_step(f"{name} renamed")
     (root / f"{LATEST}.tmp").write_text(name + "\n")
-    _fsync(root / f"{LATEST}.tmp")
+    fsync_path(root / f"{LATEST}.tmp")
     os.replace(root / f"{LATEST}.tmp", root / LATEST)
-    _fsync(root)
+    fsync_path(root)
     _test_step(f"{name} {LATEST}")
     _clean_leftovers(root, keep=name)
     return root / name

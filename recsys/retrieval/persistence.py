@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.atomic_dir import DirSnapshot, discard, publish, staging_dir
+from recsys.atomic_dir import DirSnapshot, discard, fsync_path, publish, staging_dir
 from recsys.bundle_trust import MAX_COUNT, MAX_DIM, check_files_entry
 from recsys.errors import ArtifactError
 
@@ -57,14 +57,6 @@ def _write_synced(path: Path, data: bytes) -> None:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _index_files(index) -> tuple[dict[str, bytes], dict]:
@@ -112,7 +104,7 @@ def save_index(index, path: str | Path) -> Path:
         for name, data in files.items():
             _write_synced(tmp / name, data)
         _write_synced(tmp / "manifest.json", json.dumps(manifest, indent=2, default=_json_default).encode())
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         publish(tmp, path)
     except BaseException:
         discard(tmp)
