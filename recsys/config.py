@@ -212,7 +212,9 @@ def lower_is_better(metric: str) -> bool:
 def _check_tracking(cfg: TrainConfig, source: str | None) -> None:
     where = f"{source}: " if source else ""
     name, known = cfg.tracking.champion_metric, champion_metrics(cfg)
-    if name.replace("@", "_at_") not in known:  # recall@20 is accepted for recall_at_20
+    from recsys.tracking.tracker import metric_name  # here: tracker imports this module
+
+    if metric_name(name) not in known:  # recall@20 is accepted for recall_at_20
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{where}config key 'tracking.champion_metric': {name!r} is not a metric recsys train "

@@ -15,6 +15,7 @@ so an id written ``007`` stays the string ``"007"`` and comes back as written.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = ["ID_COLUMNS", "canonical_int", "id_kind", "check_text", "coerce_id", 
 
 ID_COLUMNS = ("user_id", "item_id", "friend_id", "media_id")
 _CANONICAL = r"-?[1-9][0-9]*|0"
+_CANONICAL_RE = re.compile(_CANONICAL)
 _INT64 = (-(2**63), 2**63)
 _EXACT_FLOAT = 2**53  # floats hold every integer below this exactly
 _KIND_WORDS = {"int": "an integer id", "str": "a string id", "any": "an id"}
@@ -34,9 +36,7 @@ _KIND_WORDS = {"int": "an integer id", "str": "a string id", "any": "an id"}
 
 def canonical_int(text: str) -> int | None:
     """The integer ``text`` spells canonically ("42", "-7"; not "007", "+7", " 7", "7.0"), else None."""
-    import re
-
-    if not re.fullmatch(_CANONICAL, text):
+    if not _CANONICAL_RE.fullmatch(text):
         return None
     value = int(text)
     return value if _INT64[0] <= value < _INT64[1] else None

@@ -38,9 +38,6 @@ from recsys.serve.training import TrainSettings, train_components
 
 __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 
-_ID_TYPES = (int, np.integer, str)
-
-
 MAX_K = 10_000  # the longest feed one request may ask for (recommend_ids allocates n_users x k)
 
 
@@ -54,12 +51,6 @@ def _check_k(k: Any, what: str = "k", maximum: int | None = MAX_K) -> int:
         raise DataValidationError(f"{what} must be <= {maximum:,} (recsys.recommender.MAX_K), got {k:,}; a feed "
                                   f"never holds more items than that: page through a long list instead")
     return int(k)
-
-
-def _check_id(value: Any, what: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, _ID_TYPES):
-        raise DataValidationError(f"{what} must be an int or a str, got {type(value).__name__} {value!r}")
-    return value.item() if isinstance(value, np.generic) else value
 
 
 UNKNOWN_USER = "served as an unknown user"

@@ -339,14 +339,15 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
         run_id = point.run_to_continue(cfg.tracking, params) if point is not None and tracker.enabled else None
         if run.main and tracker.enabled:
             settle_stale_runs(cfg.tracking, cfg.name, keep=run_id)
-        _tracked(run, stage, tables, split, digest, point, run_id, promote)
+        _tracked(run, stage, tables, split, digest, point, run_id, promote, params)
         if point is not None:
             point.finish()
     run.step(f"done ({stage})")
     return run.result
 
 
-def _tracked(run: _Run, stage: str, tables, split, digest, point, run_id: str | None, promote: bool) -> None:
+def _tracked(run: _Run, stage: str, tables, split, digest, point, run_id: str | None, promote: bool,
+             params: dict[str, str]) -> None:
     """The MLflow run of ``stage``: a new one, or ``run_id`` continued (resuming its checkpoint)."""
     from recsys.train_resume import process_tag
 
@@ -360,7 +361,7 @@ def _tracked(run: _Run, stage: str, tables, split, digest, point, run_id: str | 
             run.log(f"   continuing MLflow run {run_id} (it wrote the checkpoint being resumed)")
         if point is not None:
             point.record_run(tracker.run_id)
-        tracker.log_params(flat_params(cfg) | {"stage": stage})
+        tracker.log_params(params)
         tracker.log_dict(config_to_dict(cfg), "config.yaml")
         _data(run, tables, split, digest)
         rec = path = None

@@ -17,6 +17,7 @@ import pandas as pd
 
 from recsys.config import DataConfig, SplitConfig
 from recsys.errors import ConfigError, DataValidationError
+from recsys.features.validation import read_table
 
 __all__ = ["Tables", "Split", "load_tables", "split_tables", "resolve_data_path", "data_digest", "ENGAGED"]
 
@@ -72,20 +73,13 @@ def resolve_data_path(path: str | None, source: str) -> Path:
     return require_shared(path)
 
 
-def _read(path: Path) -> pd.DataFrame:
-    """One table file; an unreadable file is a DataValidationError naming it (ids as written: '007' stays '007')."""
-    from recsys.features.validation import read_table
-
-    return read_table(path)
-
-
 def _files(cfg: DataConfig) -> Tables:
     root = resolve_data_path(cfg.path, "files")
     found = {}
     for name in _TABLE_FILES:
         hits = [root / f"{name}{ext}" for ext in (".parquet", ".csv") if (root / f"{name}{ext}").is_file()]
         if hits:
-            found[name] = _read(hits[0])
+            found[name] = read_table(hits[0])  # ids as written; a broken file names itself
     missing = [n for n in ("events", "items") if n not in found]
     if missing:
         raise DataValidationError(f"{root} lacks {', '.join(f'{m}.parquet (or .csv)' for m in missing)}; it holds "

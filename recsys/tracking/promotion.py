@@ -29,16 +29,13 @@ CANDIDATE_ALIAS = "candidate"
 def metric_value(metrics: Mapping[str, float], name: str) -> float | None:
     """``name``'s finite value in a run's logged metrics, else None.
 
-    The one place that maps a configured metric name (``retrieval.recall_at_20`` or ``retrieval.recall@20``)
-    to the key a run logged it under (MLflow's ``recall_at_20``; older runs' own): a renaming changes it only.
+    A configured name (``retrieval.recall_at_20`` or ``retrieval.recall@20``) is looked up under the key the
+    tracker logs it as (:func:`~recsys.tracking.tracker.metric_name`).
     """
     from recsys.tracking.tracker import metric_name
 
-    for key in (metric_name(name), name, name.replace("_at_", "@")):
-        value = metrics.get(key)
-        if value is not None and math.isfinite(float(value)):
-            return float(value)
-    return None
+    value = metrics.get(metric_name(name))
+    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 @dataclass(frozen=True)
