@@ -153,16 +153,17 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
 
 
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    rank: int = 0) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
+                    rank: int = 0, checkpoint: Path | None = None) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
     """Restore model, optimizer and RNG states from the newest complete checkpoint under ``path``, in place;
     return (trainer state, best weights or None).
 
     ``rank`` > 0 (data-parallel training) restores that rank's RNG state if the checkpoint has one,
-    else keeps the RNG as it is (a job resumed with more processes than it was saved with).
+    else keeps the RNG as it is (a job resumed with more processes than it was saved with). ``checkpoint``: the
+    directory :func:`latest_checkpoint` already returned (its files are not hashed a second time).
     """
     from safetensors.torch import load_file
 
-    ckpt = latest_checkpoint(path)
+    ckpt = checkpoint if checkpoint is not None else latest_checkpoint(path)
     if ckpt is None:
         raise ArtifactError(f"no complete checkpoint in {path}: expected a ckpt-<n>/ directory whose files match its "
                             f"{MANIFEST} (was training started with checkpoint_dir={str(path)!r}?)")

@@ -287,8 +287,10 @@ class Trainer:
         st = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
               "seconds": 0.0, "epoch_loss": 0.0}
         best, self.resumed_from = None, None
-        if resume and self.checkpoint_dir is not None and latest_checkpoint(self.checkpoint_dir) is not None:
-            st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, rank=dp.rank)
+        ckpt = latest_checkpoint(self.checkpoint_dir) if resume and self.checkpoint_dir is not None else None
+        if ckpt is not None:
+            st, best = load_checkpoint(self.checkpoint_dir, model=self.model, optimizer=opt, rank=dp.rank,
+                                       checkpoint=ckpt)
             self.resumed_from = {"epoch": st["epoch"], "step": st["step"]}
         dp.wrap(self.model, self._loss, self._terms, collective=self._gathers_batch())
         t_start = time.perf_counter() - st["seconds"]

@@ -54,9 +54,9 @@ def restricted_partners(state: ServingState) -> frozenset[str]:
     would widen past."""
     hit = state.filters_cache.get("restricted_partners")
     if hit is None:
-        live = state.catalogue.alive
-        hit = frozenset(m for m, mask in state.pools.items()
-                        if m not in state.open_pools and not (live.any() and bool(mask[live].all())))
+        from recsys.serve.state import whole_catalogue_pools
+
+        hit = frozenset(state.pools) - state.open_pools - whole_catalogue_pools(state.pools, state.catalogue)
         state.filters_cache["restricted_partners"] = hit
     return hit
 
