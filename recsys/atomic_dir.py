@@ -29,9 +29,14 @@ import stat
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["staging_dir", "fsync_tree", "publish", "discard", "DirSnapshot"]
+__all__ = ["staging_dir", "fsync_tree", "fsync_path", "file_sha256", "publish", "discard", "DirSnapshot",
+           "read_consistent"]
+
+T = TypeVar("T")
 
 _HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:40] or "host"
 _TAG = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<rand>[0-9a-f]{8})$")
@@ -249,3 +254,24 @@ class DirSnapshot:
             return True
         mine = os.fstat(self._fd)
         return (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino) or mine.st_nlink == 0
+
+
+def read_consistent(path: Path, work: Callable[[DirSnapshot], T], *, missing: str, attempts: int = 8) -> T:
+    """``work(snapshot)`` on one opened version of the directory at ``path``, started again when a writer
+    replaced that version meanwhile (an error then is the writer's doing, not the artifact's). ``missing``: the
+    ArtifactError message when there is no directory at ``path``."""
+    from recsys.errors import ArtifactError
+
+    for _ in range(attempts):
+        try:
+            snap = DirSnapshot(path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ArtifactError(missing) from None
+        with snap:
+            try:
+                return work(snap)
+            except (ArtifactError, OSError):
+                if not snap.replaced():
+                    raise
+    raise ArtifactError(f"{path} was replaced {attempts} times while it was being read; retry when the writer "
+                        "saving it so often has finished")

@@ -44,7 +44,15 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.atomic_dir import DirSnapshot, discard, file_sha256, fsync_tree, publish, staging_dir
+from recsys.atomic_dir import (
+    DirSnapshot,
+    discard,
+    file_sha256,
+    fsync_tree,
+    publish,
+    read_consistent,
+    staging_dir,
+)
 from recsys.bundle_trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 from recsys.errors import ArtifactError
 
@@ -155,12 +163,16 @@ def _parse_manifest(mf: Path, data: bytes, max_bytes: int) -> dict:
     return check_manifest(str(mf), manifest, max_bytes)
 
 
+def _not_a_bundle(path: Path) -> str:
+    return (f"{path} is not a bundle directory (it does not exist or is a file); pass the directory written by "
+            "Recommender.save(path)")
+
+
 def _open(path: Path) -> DirSnapshot:
     try:
         return DirSnapshot(path)
     except (FileNotFoundError, NotADirectoryError):
-        raise ArtifactError(f"{path} is not a bundle directory (it does not exist or is a file); pass the "
-                            "directory written by Recommender.save(path)") from None
+        raise ArtifactError(_not_a_bundle(path)) from None
 
 
 def _manifest_of(snap: DirSnapshot, path: Path, max_bytes: int) -> tuple[bytes, dict]:
@@ -228,18 +240,9 @@ def _verified(snap: DirSnapshot, path: Path, max_bytes: int, key: bytes | None, 
     return manifest
 
 
-def _consistent(path: Path, work, attempts: int = 8):
-    """Run ``work(snapshot)`` on one opened version of the bundle; start again if a writer replaced it meanwhile."""
-    for _ in range(attempts):
-        snap = _open(path)
-        with snap:
-            try:
-                return work(snap)
-            except (ArtifactError, OSError):
-                if not snap.replaced():
-                    raise
-    raise ArtifactError(f"{path} was replaced {attempts} times while it was being read; retry when the writer "
-                        "saving it so often has finished")
+def _consistent(path: Path, work):
+    """``work(snapshot)`` on one whole version of the bundle (:func:`recsys.atomic_dir.read_consistent`)."""
+    return read_consistent(path, work, missing=_not_a_bundle(path))
 
 
 def verify_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: str | bytes | None = None) -> dict:

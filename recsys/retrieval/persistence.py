@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recsys.atomic_dir import DirSnapshot, discard, fsync_path, publish, staging_dir
+from recsys.atomic_dir import DirSnapshot, discard, fsync_path, publish, read_consistent, staging_dir
 from recsys.bundle_trust import MAX_COUNT, MAX_DIM, check_files_entry
 from recsys.errors import ArtifactError
 
@@ -206,20 +206,10 @@ def _read_verified(snap: DirSnapshot, path: Path, max_bytes: int) -> tuple[dict,
     return manifest, files
 
 
-def _snapshot_of(path: Path, max_bytes: int, attempts: int = 8) -> tuple[dict, dict[str, bytes]]:
-    """Manifest and files of one version of the index; read again if a save replaced it meanwhile."""
-    for _ in range(attempts):
-        try:
-            snap = DirSnapshot(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise ArtifactError(f"no index at {path}: manifest.json is missing (save one with index.save(path))") from None
-        with snap:
-            try:
-                return _read_verified(snap, path, max_bytes)
-            except (ArtifactError, OSError):
-                if not snap.replaced():
-                    raise
-    raise ArtifactError(f"{path} was replaced {attempts} times while it was being read; retry later")
+def _snapshot_of(path: Path, max_bytes: int) -> tuple[dict, dict[str, bytes]]:
+    """Manifest and files of one whole version of the index (:func:`recsys.atomic_dir.read_consistent`)."""
+    return read_consistent(path, lambda snap: _read_verified(snap, path, max_bytes),
+                           missing=f"no index at {path}: manifest.json is missing (save one with index.save(path))")
 
 
 def _load_array(files: dict[str, bytes], name: str, dtype, n: int) -> np.ndarray:
