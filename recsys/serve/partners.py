@@ -128,9 +128,13 @@ def _shared_pool(state: ServingState) -> np.ndarray | None:
 
 
 def _shared_count(state: ServingState) -> int:
-    pool = _shared_pool(state)
-    live = state.catalogue.alive
-    return int(live.sum() if pool is None else (pool & live).sum())
+    """Live items every partner may show, for the request's note (counted once per state, not per request)."""
+    hit = state.filters_cache.get("shared_count")
+    if hit is None:
+        pool, live = _shared_pool(state), state.catalogue.alive
+        hit = int(live.sum() if pool is None else (pool & live).sum())
+        state.filters_cache["shared_count"] = hit
+    return hit
 
 
 def pool_key(state: ServingState, media_id: str | None) -> str | tuple | None:
