@@ -210,6 +210,8 @@ def lower_is_better(metric: str) -> bool:
 
 
 def _check_tracking(cfg: TrainConfig, source: str | None) -> None:
+    if not (cfg.tracking.enabled and cfg.tracking.register):  # nothing is registered: no champion to compare
+        return
     where = f"{source}: " if source else ""
     name, known = cfg.tracking.champion_metric, champion_metrics(cfg)
     from recsys.tracking.tracker import metric_name  # here: tracker imports this module

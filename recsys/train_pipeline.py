@@ -231,8 +231,8 @@ def _ranker(run: _Run, tables, split):
     cfg = run.cfg
     run.step(f"ranker: {cfg.ranker.kind}")
     res = train_ranker(cfg, tables, split, bins=cfg.evaluation.calibration_bins)
-    if res is None or res.ranker is None:  # asked for (kind none), or too few clicks: said and recorded, not silent
-        why = res.summary["reason"] if res is not None else "ranker.kind none"
+    if res.ranker is None:  # asked for (kind none), or too few clicks: said and recorded, not silent
+        why = res.summary["reason"]
         run.log(f"   no ranker ({why}): rank by two-tower score")
         run.result.evaluation["ranker"] = {"trained": False, "reason": why}
         run.tracker.set_tags({"ranker.skipped": why[:4000]})

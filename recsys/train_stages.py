@@ -251,14 +251,12 @@ def _ranker_object(cfg: RankerConfig, seed: int):
     return ESMMRanker(**{"epochs": cfg.epochs, "seed": seed, **common, **cfg.options})
 
 
-def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult | None:
+def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult:
     """Fit the ranker on training impressions; score test impressions with point-in-time features.
 
-    None for ``ranker.kind: none``; events without ``impression_id`` raise ``DataValidationError``; too few
-    clicked impressions give a result with ``ranker=None`` and the reason in ``summary`` (and a
-    ``RankerSkippedWarning``), never a silent skip."""
-    if cfg.ranker.kind == "none":
-        return None
+    Events without ``impression_id`` raise ``DataValidationError``; ``ranker.kind: none`` and too few clicked
+    impressions (with a ``RankerSkippedWarning``) give a result with ``ranker=None`` and the reason in
+    ``summary``, never a silent skip."""
     from recsys.evaluation import calibration, conversion_metrics
     from recsys.features.ranking_features import RankingFeatureBuilder, impression_labels
     from recsys.serve.training import ranker_labels

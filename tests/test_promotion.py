@@ -132,3 +132,12 @@ def test_champion_metric_is_checked_with_the_config():
         config_from_dict({"tracking": {"champion_metric": "retrieval.recall@25"}})
     with pytest.raises(ConfigError, match="tracking.alias"):
         config_from_dict({"tracking": {"alias": "candidate"}})
+
+
+def test_a_run_that_registers_nothing_is_not_held_to_the_champion_metric():
+    """Cut-offs without 20 (the default champion metric's) are fine when nothing is registered to compare."""
+    small = {"evaluation": {"ks": [10]}}
+    for off in ({"enabled": False}, {"register": False}):
+        assert config_from_dict({**small, "tracking": off}).evaluation.ks == (10,)
+    with pytest.raises(ConfigError, match="recall_at_10"):
+        config_from_dict(small)
