@@ -11,7 +11,7 @@ __all__ = ["__version__", "load", "Recommender"]
 
 def __getattr__(name: str):
     if name == "load":
-        from recsys.bundle import load
+        from recsys.storage.bundle import load
 
         return load
     if name == "Recommender":

@@ -44,8 +44,8 @@ PARTNERS = ("guide-0", "app-0")  # a shopping-guide site ranking by commission, 
 
 
 def demo_config(*, n_events: int | None = None, seed: int | None = None, overrides: Iterable[str] = ()):
-    """The demo's :class:`~recsys.config.TrainConfig` (``overrides``: ``key.path=value`` strings)."""
-    from recsys.config import config_from_dict
+    """The demo's :class:`~recsys.fit.settings.TrainConfig` (``overrides``: ``key.path=value`` strings)."""
+    from recsys.fit.settings import config_from_dict
 
     extra = [f"data.n_events={n_events}"] if n_events is not None else []
     extra += [f"seed={seed}"] if seed is not None else []
@@ -110,8 +110,8 @@ def run_demo(*, n_events: int = 300_000, seed: int = 0, overrides: Iterable[str]
     """Run the demo end to end; returns the metrics, the run and model ids, the feeds and the timing."""
     import mlflow
 
+    from recsys.pipeline.train import run_training
     from recsys.tracking.mlflow_model import quiet_downloads
-    from recsys.train_pipeline import run_training
 
     t0 = time.perf_counter()
     extra = list(overrides)

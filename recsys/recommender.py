@@ -7,11 +7,11 @@
 It composes the fitted feature pipeline, the two-tower model, the item index and the ranker:
 retrieve ``n_candidates`` items with the user tower and the index -> rank them with the partner's
 objective (clicks, purchases, GMV or commission) -> apply the business rules
-(:mod:`recsys.serve.rules`) -> the top ``k`` with a reason each (:mod:`recsys.serve.reasons`).
-Users without history take the cold-start path (:mod:`recsys.serve.fallback`); unknown user or
+(:mod:`recsys.feed.rules`) -> the top ``k`` with a reason each (:mod:`recsys.feed.reasons`).
+Users without history take the cold-start path (:mod:`recsys.feed.fallback`); unknown user or
 item ids never raise in a serving call, they fall back and the result says so. An unknown partner id
 never widens what is served: it is refused, or served only what every partner may show
-(:mod:`recsys.serve.partners`).
+(:mod:`recsys.feed.partners`).
 
 Build one with :meth:`Recommender.fit` (trains every component with small defaults) or
 :meth:`Recommender.from_components` (components trained elsewhere, e.g. by ``recsys train``);
@@ -29,12 +29,12 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
+from recsys.feed.engine import OUTPUT_COLUMNS, Request, partner_objective, run_batch, score_kind
+from recsys.feed.result import Feed
+from recsys.feed.rules import BusinessRules
+from recsys.feed.state import ServingConfig, ServingState, build_state
+from recsys.fit.components import TrainSettings, train_components
 from recsys.ids import check_text, coerce_id, coerce_ids, coerce_media, id_kind
-from recsys.serve.engine import OUTPUT_COLUMNS, Request, partner_objective, run_batch, score_kind
-from recsys.serve.feed import Feed
-from recsys.serve.rules import BusinessRules
-from recsys.serve.state import ServingConfig, ServingState, build_state
-from recsys.serve.training import TrainSettings, train_components
 
 __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 
@@ -128,8 +128,8 @@ class Recommender:
     ``max_per_category`` items of one category in a feed (None: no cap); ``repeat_purchase_categories``
     whose bought items may be recommended again; ``require_in_stock``; ``default_objective`` for
     partners without one; ``cold_start`` ("auto", "features" or "popular"); ``segment_column`` of the
-    users table; ``train`` the :class:`~recsys.serve.training.TrainSettings` used by :meth:`fit`.
-    Partner separation (:mod:`recsys.serve.partners`): ``unknown_partner`` "refuse" (a misspelt or unknown
+    users table; ``train`` the :class:`~recsys.fit.components.TrainSettings` used by :meth:`fit`.
+    Partner separation (:mod:`recsys.feed.partners`): ``unknown_partner`` "refuse" (a misspelt or unknown
     media_id raises DataValidationError naming the closest known one) or "shared" (served only the items every
     partner may show); ``no_partner`` for ``media_id=None``: "auto" (the default: refused, with a
     DataValidationError saying how to fix it, when some partner's pool is restricted, so no partner never widens
@@ -183,7 +183,7 @@ class Recommender:
             t.get(n) for n in ("events", "items", "users", "social", "media", "media_pools"))
         parts = train_components(events, items, users, social, settings=self.train,
                                  segment_column=self.segment_column, progress=progress)
-        from recsys.bundle import data_hash
+        from recsys.storage.bundle import data_hash
 
         self._adopt(build_state(pipeline=parts["pipeline"], model=parts["model"], index=parts["index"],
                                 ranker=parts["ranker"], builder=parts["feature_builder"], items=items, events=events,
@@ -217,12 +217,12 @@ class Recommender:
         rec = cls(**settings)
         params = None
         if feature_builder is not None:
-            from recsys.serve.state import builder_events, builder_items
+            from recsys.feed.state import builder_events, builder_items
 
             params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(feature_builder).items()
                       if not k.startswith("_") and not k.endswith("_")}
             feature_builder = type(feature_builder)(**params).fit(builder_events(events), builder_items(items), social)
-        from recsys.bundle import data_hash
+        from recsys.storage.bundle import data_hash
 
         state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=feature_builder,
                             items=items, events=events, users=users, social=social, media=media,
@@ -352,7 +352,7 @@ class Recommender:
 
     def similar_items(self, item_id: Any, k: int = 20, media_id: str | None = None) -> Feed:
         """Items close to ``item_id`` in the two towers' space, within partner ``media_id``'s pool."""
-        from recsys.serve.similar import similar_items
+        from recsys.feed.similar import similar_items
 
         state = self._ready()
         item, note = coerce_id(item_id, id_kind(state.catalogue.index), "item_id", "served as an unknown item")
@@ -388,29 +388,29 @@ class Recommender:
         without rows joins the partners whose pool is the whole catalogue (their ``media_pools`` rows listed
         every item at fit; the bundle remembers them) and no restricted pool.
         """
-        from recsys.serve.updates import add_items
+        from recsys.feed.updates import add_items
 
         return self._update(lambda state: (add_items(state, items, media_pools), len(items)))
 
     def remove_items(self, ids: Iterable) -> int:
         """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""
-        from recsys.serve.updates import remove_items
+        from recsys.feed.updates import remove_items
 
         return self._update(lambda state: remove_items(state, _item_ids(state, ids)))
 
     def set_in_stock(self, ids: Iterable, in_stock: bool | Iterable[bool]) -> None:
         """Mark items in or out of stock; feeds follow at once. ``in_stock``: True/False (or 1/0) for every id,
         or one such flag per id; text ('no'), NaN or a count other than len(ids) raise DataValidationError."""
-        from recsys.serve.updates import set_in_stock
+        from recsys.feed.updates import set_in_stock
 
         self._update(lambda state: (set_in_stock(state, _item_ids(state, ids), in_stock), None))
 
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, key: str | bytes | None = None) -> Path:
-        """Write a bundle directory (see :mod:`recsys.bundle`); atomic, checksummed, pickle-free.
+        """Write a bundle directory (see :mod:`recsys.storage.bundle`); atomic, checksummed, pickle-free.
 
         ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the bundle (docs/RELIABILITY.md, "Tampering")."""
-        from recsys.bundle import save_bundle
+        from recsys.storage.bundle import save_bundle
 
         with self._update_lock():  # the shared index and the tables are written as of one state
             return save_bundle(self, path, overwrite=overwrite, key=key)
@@ -419,7 +419,7 @@ class Recommender:
     def load(cls, path: str | Path, *, key: str | bytes | None = None) -> Recommender:
         """Load a bundle saved by :meth:`save` (every checksum verified first; with ``key`` or
         ``$RECSYS_BUNDLE_KEY``, an unsigned or wrongly signed bundle is refused)."""
-        from recsys.bundle import load_bundle
+        from recsys.storage.bundle import load_bundle
 
         return load_bundle(path, key=key)
 

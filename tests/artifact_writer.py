@@ -14,9 +14,9 @@ import sys
 
 def main(kind: str, src_a: str, src_b: str, target: str, saves: int | None = None) -> None:
     if kind == "bundle":
-        from recsys.bundle import load_bundle as load
+        from recsys.storage.bundle import load_bundle as load
     else:
-        from recsys.retrieval import load_index as load
+        from recsys.index import load_index as load
     sources = [load(src_a), load(src_b)]
     print("ready", flush=True)
     sys.stdin.readline()

@@ -27,9 +27,9 @@ import torch
 if __name__ == "__main__":  # run as a script by torchrun: make `recsys` importable from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys.models.callbacks import Callback, StopTraining  # noqa: E402
+from recsys.fit.callbacks import Callback, StopTraining  # noqa: E402
+from recsys.fit.trainer import RetrievalData, Trainer, encode_all  # noqa: E402
 from recsys.models.tasks import FullSoftmaxTask, SampledSoftmaxTask  # noqa: E402
-from recsys.models.trainer import RetrievalData, Trainer, encode_all  # noqa: E402
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel  # noqa: E402
 
 N_USERS, N_ITEMS, BLOCKS, BATCH = 49, 30, 3, 16  # 49 users: the last global batch has one row (rank 1 gets none)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recsys.bundle import load_bundle
 from recsys.errors import ArtifactError
-from recsys.retrieval import ExactIndex, load_index
+from recsys.index import ExactIndex, load_index
+from recsys.storage.bundle import load_bundle
 from tests.test_recommender import fitted
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +145,7 @@ def test_saving_over_a_plain_directory_bundle_and_leftovers_of_dead_writers(tmp_
     shutil.copytree(FIXTURE, target)  # a plain directory, as recsys before 0.2 wrote and as copies are
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # a process that has exited: what it left behind is stale
-    host = __import__("recsys.atomic_dir", fromlist=["_HOST"])._HOST
+    host = __import__("recsys.storage.atomic", fromlist=["_HOST"])._HOST
     for junk in (f".rec.tmp-{host}-{pid}-0123abcd", ".rec.old-89abcdef", f".rec.link-{host}-{pid}-00000000"):
         (tmp_path / junk).mkdir() if "link" not in junk else os.symlink("nowhere", tmp_path / junk)
     live = tmp_path / f".rec.tmp-{host}-{os.getpid()}-feedbeef"  # a save in progress in this process: kept

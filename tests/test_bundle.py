@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import recsys
-from recsys.bundle import FORMAT_VERSION, data_hash, load_bundle, verify_bundle
 from recsys.errors import ArtifactError, DataValidationError
+from recsys.storage.bundle import FORMAT_VERSION, data_hash, load_bundle, verify_bundle
 from tests.test_recommender import fitted, world
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles"
@@ -188,8 +188,8 @@ def test_mlflow_uris_dispatch_to_the_mlflow_hook(tmp_path, monkeypatch):
 
 def test_string_ids_come_back_unchanged_through_serving_and_a_bundle(tmp_path):
     from recsys.datasets.synthetic import generate_world
+    from recsys.fit.components import TrainSettings
     from recsys.recommender import Recommender
-    from recsys.serve.training import TrainSettings
 
     w = generate_world(5_000, seed=3, progress=False)
     u = lambda s: "u" + s.astype(str)  # noqa: E731

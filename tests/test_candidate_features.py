@@ -109,7 +109,7 @@ def test_compiled_forest_refuses_bad_input_clearly(monkeypatch):
 
 
 def test_feeds_on_arrays_equal_feeds_on_frames():
-    from recsys.serve.engine import Request, run_batch
+    from recsys.feed.engine import Request, run_batch
 
     state = fitted()._state
     frames = replace(state, arrays=False)  # the builder's frames and predict_proba, as before arrays
@@ -126,8 +126,8 @@ def test_feeds_on_arrays_equal_feeds_on_frames():
 
 
 def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
-    import recsys.serve.engine as engine
-    import recsys.serve.ranking as ranking
+    import recsys.feed.engine as engine
+    import recsys.feed.ranking as ranking
 
     state = fitted()._state
 
@@ -140,7 +140,7 @@ def test_a_large_batch_ranked_in_slices_gives_the_same_feeds(monkeypatch):
 
 
 def test_feature_arrays_survive_stock_updates_but_not_a_changed_items_table():
-    from recsys.serve.updates import set_in_stock
+    from recsys.feed.updates import set_in_stock
 
     state = fitted()._state
     arrays = state.candidate_features()

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from recsys.serve.catalogue import Catalogue
+from recsys.feed.catalogue import Catalogue
 
 
 def _cat(ids) -> Catalogue:

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from recsys.config import (
+from recsys.errors import ConfigError
+from recsys.fit.settings import (
     TrainConfig,
     config_from_dict,
     config_to_dict,
     flat_params,
     load_config,
 )
-from recsys.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_CONFIGS = ["synthetic-demo.yaml", "gowalla.yaml", "yelp2018.yaml", "taobao-multibehavior.yaml"]
@@ -132,7 +132,7 @@ def test_demo_settings_match_the_experiment_file():
 
 
 def test_cli_reports_config_errors(tmp_path):
-    from recsys.tracking.cli import train_app
+    from recsys.cli.train import train_app
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("ranker:\n  kind: lightgbm\n")

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from recsys.errors import ConfigError
-from recsys.models.distributed import DataParallel, WorldInfo, rank_share, world_from_env
+from recsys.fit.distributed import DataParallel, WorldInfo, rank_share, world_from_env
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
@@ -77,7 +77,7 @@ def test_two_processes_match_one_process_with_stop_and_resume(tmp_path, outside_
         assert r0["group_left"] and r1["group_left"]
     from safetensors.torch import load_file
 
-    from recsys.models.checkpoint import latest_checkpoint
+    from recsys.fit.checkpoint import latest_checkpoint
 
     assert "torch.rank1" in load_file(str(latest_checkpoint(ckpt) / "rng.safetensors"))  # rank 1's RNG saved for resume
 

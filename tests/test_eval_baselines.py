@@ -101,7 +101,7 @@ def test_cli_evaluate_baselines(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     import recsys.bench.baselines as bb
-    from recsys.evaluation.cli import evaluate_app
+    from recsys.cli.evaluate import evaluate_app
 
     monkeypatch.setattr(bb, "DEFAULT_ALS", {**bb.DEFAULT_ALS, "factors": 4, "iterations": 3, "num_threads": 1})
     d = write_lightgcn(tmp_path / "tiny", *blocks())

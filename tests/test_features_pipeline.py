@@ -8,7 +8,7 @@ import torch
 from recsys.errors import DataValidationError
 from recsys.features.pipeline import FeaturePipeline
 from recsys.features.sequences import history_tensors, sequence_matrix
-from recsys.models.trainer import encode_all
+from recsys.fit.trainer import encode_all
 from recsys.models.two_tower import TwoTowerModel
 
 

@@ -37,8 +37,8 @@ def tables(**over) -> dict[str, pd.DataFrame]:
 def fit(t: dict, **settings):
     import torch
 
+    from recsys.fit.components import TrainSettings
     from recsys.recommender import Recommender
-    from recsys.serve.training import TrainSettings
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -124,8 +124,8 @@ def test_fit_refuses_what_recsys_train_refuses(change, needles, tmp_path):
     for needle in needles:
         assert needle in str(e.value), f"{needle!r} not in:\n{e.value}"
     # recsys train reads the same tables from files and refuses them with the same message
-    from recsys.config import DataConfig
-    from recsys.configs.data import load_tables
+    from recsys.fit.settings import DataConfig
+    from recsys.fit.tables import load_tables
 
     for name, df in bad.items():
         df.to_parquet(tmp_path / f"{name}.parquet")
@@ -175,7 +175,7 @@ def test_too_few_clicks_warn_loudly_and_are_recorded():
 def _files(tmp_path, events: pd.DataFrame):
     for name, df in tables(events=events).items():
         df.to_parquet(tmp_path / f"{name}.parquet")
-    from recsys.config import config_from_dict
+    from recsys.fit.settings import config_from_dict
 
     return config_from_dict({"name": "tiny", "data": {"source": "files", "path": str(tmp_path)},
                              "output": {"dir": str(tmp_path / "out")},
@@ -183,7 +183,7 @@ def _files(tmp_path, events: pd.DataFrame):
 
 
 def test_recsys_train_without_impression_id_stops_before_training(tmp_path):
-    from recsys.train_pipeline import run_training
+    from recsys.pipeline.train import run_training
 
     cfg = _files(tmp_path, _world().events.drop(columns=["impression_id"]))
     with pytest.raises(DataValidationError, match="'impression_id' is missing"):
@@ -192,7 +192,7 @@ def test_recsys_train_without_impression_id_stops_before_training(tmp_path):
 
 
 def test_recsys_train_with_too_few_clicks_warns_and_records(tmp_path):
-    from recsys.train_pipeline import run_training
+    from recsys.pipeline.train import run_training
 
     cfg = _files(tmp_path, few_clicks(3))
     lines: list[str] = []

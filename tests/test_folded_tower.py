@@ -98,7 +98,7 @@ def test_serving_uses_the_folded_tower_and_gives_the_torch_feeds(monkeypatch):
 
     import pandas as pd
 
-    from recsys.serve.engine import Request, run_batch
+    from recsys.feed.engine import Request, run_batch
     from tests.test_recommender import fitted
 
     state = replace(fitted()._state, filters_cache={})
@@ -128,7 +128,7 @@ def test_serving_uses_the_folded_tower_and_gives_the_torch_feeds(monkeypatch):
 
 def test_the_fold_carries_over_updates_that_keep_the_model():
 
-    from recsys.serve.updates import set_in_stock
+    from recsys.feed.updates import set_in_stock
     from tests.test_recommender import fitted
 
     state = fitted()._state

@@ -50,7 +50,7 @@ def models() -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        from recsys.serve.training import TrainSettings
+        from recsys.fit.components import TrainSettings
 
         # no_partner="catalogue" as fitted(): the fuzzed calls without a partner reach the serving path
         twin = Recommender(max_per_category=2, train=TrainSettings(**SETTINGS), no_partner="catalogue").fit(

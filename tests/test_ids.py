@@ -105,10 +105,10 @@ def _csv_recommender():
 
     import torch
 
-    from recsys.config import DataConfig
-    from recsys.configs.data import load_tables
+    from recsys.fit.components import TrainSettings
+    from recsys.fit.settings import DataConfig
+    from recsys.fit.tables import load_tables
     from recsys.recommender import Recommender
-    from recsys.serve.training import TrainSettings
 
     root = Path(tempfile.mkdtemp(prefix="recsys-csv-ids-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys.errors import DataValidationError
-from recsys.retrieval import ExactIndex, FaissIndex, FilterConfig, SearchFilters
-from recsys.retrieval.filters import plan_search
+from recsys.index import ExactIndex, FaissIndex, FilterConfig, SearchFilters
+from recsys.index.filters import plan_search
 from tests.test_index_recall import clustered
 
 N = 600

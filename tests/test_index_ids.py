@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from recsys.errors import DataValidationError
-from recsys.retrieval import ExactIndex, FaissIndex, SearchFilters, load_index
-from recsys.retrieval.ids import IdMap, normalize_ids
+from recsys.index import ExactIndex, FaissIndex, SearchFilters, load_index
+from recsys.index.ids import IdMap, normalize_ids
 from tests.test_index_recall import clustered
 
 INT_IDS = [-(2**63), 2**63 - 1, 2**53 + 1, 2**53, -1, 0, 9_007_199_254_740_995, 42]

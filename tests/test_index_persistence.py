@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsys.errors import ArtifactError
-from recsys.retrieval import ExactIndex, FaissIndex, SearchFilters, load_index, read_manifest
+from recsys.index import ExactIndex, FaissIndex, SearchFilters, load_index, read_manifest
 from tests.test_index_recall import clustered
 
 BACKENDS = ["exact", "Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ16x4fs,Refine(SQ8)"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from recsys.errors import ConfigError, DataValidationError
-from recsys.retrieval import ExactIndex, FaissIndex, auto_index, candidate_factories
+from recsys.index import ExactIndex, FaissIndex, auto_index, candidate_factories
 
 
 def clustered(n: int, d: int = 32, n_clusters: int = 40, seed: int = 0, n_queries: int = 0):
@@ -106,7 +106,7 @@ def test_auto_index_records_choice_recall_and_factory(tmp_path):
     assert idx.factory == "IVF128,PQ32x4fs,Refine(SQ8)"  # Flat, HNSW and IVF-Flat do not fit 1.2 MB
     assert idx.tuning["met_target"] and idx.tuning["recall"] >= 0.9
     assert idx.tuning["auto"]["chosen"] == idx.factory
-    from recsys.retrieval import read_manifest
+    from recsys.index import read_manifest
 
     manifest = read_manifest(idx.save(tmp_path / "auto"))
     assert manifest["factory"] == idx.factory and manifest["tuning"]["auto"]["chosen"] == idx.factory

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from recsys.retrieval import ExactIndex, FaissIndex, RebuildRecommendedWarning, SearchFilters
+from recsys.index import ExactIndex, FaissIndex, RebuildRecommendedWarning, SearchFilters
 from tests.test_index_recall import clustered
 
 BACKENDS = ["exact", "Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ16x4fs,Refine(SQ8)"]

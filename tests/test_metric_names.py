@@ -12,7 +12,7 @@ def test_console_result_and_mlflow_share_metric_names(tmp_path, monkeypatch):
     import mlflow
     from typer.testing import CliRunner
 
-    from recsys.tracking import cli
+    from recsys.cli import train as cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from recsys.errors import ConfigError, DataValidationError
-from recsys.serve.state import ServingConfig
+from recsys.feed.state import ServingConfig
 from tests.test_recommender import fitted, world
 
 FIXTURE_V1 = Path(__file__).resolve().parent / "fixtures" / "bundles" / "v1"
@@ -158,7 +158,7 @@ def test_auto_refuses_no_partner_when_a_pool_is_restricted_and_says_how_to_fix_i
 
 
 def test_recsys_train_config_takes_no_partner_and_refuses_unknown_choices():
-    from recsys.config import config_from_dict
+    from recsys.fit.settings import config_from_dict
 
     assert config_from_dict({"name": "t"}).recommender.no_partner == "auto"
     assert config_from_dict({"name": "t", "recommender": {"no_partner": "catalogue"}}).recommender.no_partner == \

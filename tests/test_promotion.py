@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from recsys.config import config_from_dict
 from recsys.errors import ConfigError
+from recsys.fit.settings import config_from_dict
 from recsys.tracking.promotion import decide, metric_value
 
 NAME = "guess-you-like"
@@ -37,7 +37,7 @@ def _champion(client) -> str:
 
 
 def _train(cfg, **kw):
-    from recsys.train_pipeline import run_training
+    from recsys.pipeline.train import run_training
 
     return run_training(cfg, log=None, progress=False, **kw)
 
@@ -45,7 +45,7 @@ def _train(cfg, **kw):
 def test_champion_moves_only_when_beaten_or_promoted(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from recsys.tracking.cli import train_app
+    from recsys.cli.train import train_app
 
     client = _client(tmp_path)
     first = _train(_cfg(tmp_path))

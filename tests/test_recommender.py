@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recsys.errors import DataValidationError
-from recsys.serve.catalogue import Catalogue
-from recsys.serve.reasons import REASON_CODES
-from recsys.serve.rules import BusinessRules, RequestScope, feed_violations
+from recsys.feed.catalogue import Catalogue
+from recsys.feed.reasons import REASON_CODES
+from recsys.feed.rules import BusinessRules, RequestScope, feed_violations
 
 SETTINGS = dict(dim=16, epochs=2, title_buckets=256, ranker_max_iter=15,
                 ranker_options={"check_leakage": False, "num_threads": 1})
@@ -44,8 +44,8 @@ def fitted():
     since the world's partners have restricted pools: tests/test_partner_separation.py)."""
     import torch
 
+    from recsys.fit.components import TrainSettings
     from recsys.recommender import Recommender
-    from recsys.serve.training import TrainSettings
 
     w = world()
     threads = torch.get_num_threads()
@@ -135,7 +135,7 @@ def test_rules_hold_for_every_request(rec, user, media, k, n_exclude, vip):
 def test_k_is_guaranteed_even_when_the_category_cap_cannot_be_met(rec):
     # kol-2's pool is small: after the rules it holds fewer items than asked, so every eligible one comes back
     cat, scope = expected_scope(3, "kol-2")
-    from recsys.serve.rules import eligible
+    from recsys.feed.rules import eligible
 
     n_eligible = int(eligible(cat, np.arange(len(cat)), scope, BusinessRules()).sum())
     feed = rec.recommend(3, k=n_eligible + 5, media_id="kol-2")
@@ -162,8 +162,8 @@ def test_invite_only_items_only_for_their_segment(rec):
 
 
 def test_repeat_purchase_categories_let_bought_items_back(rec):
+    from recsys.feed.engine import Request, _scope
     from recsys.recommender import Recommender
-    from recsys.serve.engine import Request, _scope
 
     ev = world().events
     buy = ev[ev["event_type"].astype(str) == "purchase"].iloc[0]
@@ -203,7 +203,7 @@ def test_cold_start_paths(rec):
     from recsys.recommender import Recommender
 
     popular = rec._state.evolve(config=Recommender(cold_start="popular", max_per_category=2)._config())
-    from recsys.serve.engine import Request, run_batch
+    from recsys.feed.engine import Request, run_batch
 
     rows = run_batch(popular, [Request(10**7, "kol-0", 5)])
     assert (rows["fallback"] == "popular").all() and set(rows["item_id"]) <= pool
@@ -264,8 +264,8 @@ def test_reasons_name_what_drove_the_score(rec):
 
 
 def test_a_viewed_reason_names_an_item_of_the_same_category_never_an_unrelated_one(rec):
-    from recsys.serve.engine import Request, _reason_codes, _resolve
-    from recsys.serve.ranking import Ranked
+    from recsys.feed.engine import Request, _reason_codes, _resolve
+    from recsys.feed.ranking import Ranked
 
     state = rec._state
     cat = state.catalogue.category_code
@@ -291,7 +291,7 @@ def test_a_viewed_reason_names_an_item_of_the_same_category_never_an_unrelated_o
 
 
 def test_ablation_picks_the_evidence_the_score_depends_on():
-    from recsys.serve.reasons import choose_reasons, reason_contributions
+    from recsys.feed.reasons import choose_reasons, reason_contributions
 
     frame = pd.DataFrame({"friends_clicks": [2.0, 0.0, 0.0], "item_1D_log_clk": [0.0, 3.0, 0.0],
                           "item_1D_ctr": [0.05, 0.30, 0.05], "category_1D_ctr": [0.05, 0.05, 0.05],
@@ -341,8 +341,8 @@ def test_added_items_enter_from_content_and_removed_items_vanish(rec):
 
 
 def test_offline_evaluation_sees_the_serving_feeds(rec):
-    from recsys.serve.engine import Request, _scope
-    from recsys.serve.rules import apply_rules_batch
+    from recsys.feed.engine import Request, _scope
+    from recsys.feed.rules import apply_rules_batch
 
     users = [0, 5, 10**6, 7]
     recs = rec.recommend_ids(users, k=6, media_id="kol-2")
@@ -373,7 +373,7 @@ def test_request_time_sets_point_in_time_features(rec):
 
 
 def test_rules_by_hand_cap_scan_and_relaxation():
-    from recsys.serve.rules import apply_rules
+    from recsys.feed.rules import apply_rules
 
     items = pd.DataFrame({"item_id": [f"i{n}" for n in range(10)], "category": list("AAAAAABBCC"),
                           "in_stock": [True] * 9 + [False], "eligibility": [""] * 7 + ["vip", "", ""]})

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from recsys.errors import ArtifactError
-from recsys.models import checkpoint as ck
+from recsys.fit import checkpoint as ck
 
 REPO = Path(__file__).resolve().parents[1]
 # the same computation resumed on the same machine: bit-equal in practice; the tolerance only absorbs a BLAS
@@ -91,8 +91,8 @@ def store(tmp_path_factory) -> str:
 def test_runs_left_running_by_a_dead_process_are_marked_failed(tmp_path, store):
     import mlflow
 
-    from recsys.config import TrackingConfig
-    from recsys.train_resume import process_tag, settle_stale_runs
+    from recsys.fit.settings import TrackingConfig
+    from recsys.pipeline.resume import process_tag, settle_stale_runs
 
     cfg = TrackingConfig(tracking_uri=store, experiment="e")
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
@@ -189,11 +189,11 @@ def test_sigkilled_train_resumes_to_the_uninterrupted_weights_in_the_same_run(tm
 
 
 def test_resume_needs_a_checkpoint_and_one_process_trains_a_config_at_a_time(tmp_path):
-    from recsys.config import load_config
-    from recsys.configs.data import data_digest, load_tables
     from recsys.errors import ConfigError
-    from recsys.train_pipeline import run_training
-    from recsys.train_resume import ResumePoint
+    from recsys.fit.settings import load_config
+    from recsys.fit.tables import data_digest, load_tables
+    from recsys.pipeline.resume import ResumePoint
+    from recsys.pipeline.train import run_training
 
     cfg = load_config(_config(tmp_path, None))
     with pytest.raises(ArtifactError, match="--resume: no checkpoint to resume"):
@@ -209,8 +209,8 @@ def test_resume_needs_a_checkpoint_and_one_process_trains_a_config_at_a_time(tmp
 def test_a_resumed_run_continues_its_mlflow_run_only_with_the_same_params(tmp_path, store):
     import mlflow
 
-    from recsys.config import load_config
-    from recsys.train_resume import ResumePoint
+    from recsys.fit.settings import load_config
+    from recsys.pipeline.resume import ResumePoint
 
     cfg = load_config(_config(tmp_path, store))
     client = mlflow.MlflowClient(tracking_uri=store)

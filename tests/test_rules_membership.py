@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recsys.serve.rules import RequestScope, in_sorted
+from recsys.feed.rules import RequestScope, in_sorted
 
 ints = st.lists(st.integers(-3, 40), max_size=60)
 

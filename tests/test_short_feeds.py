@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.serve.catalogue import Catalogue
-from recsys.serve.rules import BusinessRules, RequestScope, apply_rules, eligible, feed_violations
+from recsys.feed.catalogue import Catalogue
+from recsys.feed.rules import BusinessRules, RequestScope, apply_rules, eligible, feed_violations
 
 
 def _catalogue() -> Catalogue:

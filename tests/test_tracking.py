@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from recsys.config import TrackingConfig, config_from_dict
 from recsys.errors import ArtifactError
+from recsys.fit.settings import TrackingConfig, config_from_dict
 
 SMALL = ["retrieval.epochs=2", "retrieval.dim=16", "features.title_buckets=256", "ranker.max_iter=10",
          "ranker.num_threads=1", "ranker.check_leakage=false", "index.tune_queries=64", "recommender.n_candidates=100"]
@@ -97,7 +97,7 @@ def test_registered_model_has_the_alias():
 
 
 def test_tracking_off_records_nothing(tmp_path, monkeypatch):
-    from recsys.train_pipeline import run_training
+    from recsys.pipeline.train import run_training
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -153,7 +153,7 @@ def test_trainer_callback_logs_each_epoch():
 
 
 def test_index_stage_needs_the_retrieval_stage(tmp_path):
-    from recsys.train_pipeline import run_training
+    from recsys.pipeline.train import run_training
 
     cfg = small_config(output={"dir": str(tmp_path)})
     with pytest.raises(ArtifactError, match="recsys train retrieval"):
@@ -163,7 +163,7 @@ def test_index_stage_needs_the_retrieval_stage(tmp_path):
 def test_stages_run_alone_from_the_cli(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from recsys.tracking.cli import train_app
+    from recsys.cli.train import train_app
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -6,9 +6,9 @@ import scipy.sparse as sp
 import torch
 
 from recsys.errors import ConfigError
-from recsys.models.callbacks import Callback, StopTraining
+from recsys.fit.callbacks import Callback, StopTraining
+from recsys.fit.trainer import RetrievalData, Trainer, encode_all
 from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask
-from recsys.models.trainer import RetrievalData, Trainer, encode_all
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 

@@ -6,8 +6,8 @@ import scipy.sparse as sp
 import torch
 
 from recsys.errors import ConfigError
+from recsys.fit.trainer import RetrievalData, Trainer, encode_all
 from recsys.models.tasks import FullSoftmaxTask
-from recsys.models.trainer import RetrievalData, Trainer, encode_all
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 # users x items: item 0 <- users 0, 1, 2; item 2 <- users 0, 3; items 1, 3, 4 have no audience
@@ -119,8 +119,8 @@ def test_trainer_sets_the_audience_and_training_is_deterministic():
 def test_recsys_train_serves_a_model_whose_audience_is_all_training_data(tmp_path):
     import json
 
-    from recsys.config import config_from_dict
-    from recsys.train_pipeline import run_training
+    from recsys.fit.settings import config_from_dict
+    from recsys.pipeline.train import run_training
     from tests.test_two_tower_bench import _write_lightgcn
 
     bench = tmp_path / "bench.yaml"

@@ -84,8 +84,8 @@ def test_popularity_prior_is_chosen_on_validation_from_the_grid(tmp_path):
 
 def _train_with_bench_config(tmp_path, bench_yaml: str):
     """``recsys train`` on the block data, its two-tower settings from a benchmark config."""
-    from recsys.config import config_from_dict
-    from recsys.train_pipeline import run_training
+    from recsys.fit.settings import config_from_dict
+    from recsys.pipeline.train import run_training
 
     bench = tmp_path / "bench.yaml"
     bench.write_text(bench_yaml)
@@ -155,7 +155,7 @@ def test_retrain_full_serves_a_model_retrained_on_all_training_data(tmp_path, mo
     # the figures are the retrained model's, not the selection run's
     from recsys.datasets.lightgcn import load_lightgcn
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.models.trainer import RetrievalData, encode_all
+    from recsys.fit.trainer import RetrievalData, encode_all
 
     ds = load_lightgcn(data)
     train, test = ds.train_matrix(), ds.test_matrix()

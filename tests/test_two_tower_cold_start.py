@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.bench.cold_start import measure_cold_start
 from recsys.datasets.synthetic import generate_world
-from recsys.models.cold_start import measure_cold_start
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def test_cold_items_from_content_beat_ids_only_and_random(world):
 
 
 def test_unknown_item_embeds_without_error(world):
+    from recsys.bench.cold_start import embed_items
     from recsys.features.pipeline import FeaturePipeline
-    from recsys.models.cold_start import embed_items
     from recsys.models.two_tower import TwoTowerModel
 
     items = world.items

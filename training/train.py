@@ -1,10 +1,10 @@
-"""Thin entry point for ``recsys train`` (the logic lives in recsys.train_pipeline):
+"""Thin entry point for ``recsys train`` (the logic lives in recsys.pipeline.train):
 
     python training/train.py -c experiments/synthetic-demo.yaml
     python training/train.py retrieval -c experiments/gowalla.yaml --no-tracking
 """
 
-from recsys.tracking.cli import train_app
+from recsys.cli.train import train_app
 
 if __name__ == "__main__":
     train_app(prog_name="recsys train")

@@ -3,7 +3,7 @@
 Same data as ``recsys benchmark index`` (ALS factors of Gowalla + the fitted generator, seed 0).
 Latency: ``FaissIndex.raw_search`` one query at a time on one thread (no filter planning), 300
 queries; recall@100 against exact search on 1,000 held-out user vectors. Settings below 0.94
-recall are not timed. It motivated ``REFINE_COST`` in ``recsys/retrieval/tuning.py``.
+recall are not timed. It motivated ``REFINE_COST`` in ``recsys/index/tuning.py``.
 
     .venv/bin/python experiments/index/knob_latency.py 1000000 "IVF1024,PQ64x4fs,Refine(SQ8)"
 """
@@ -18,8 +18,8 @@ from threadpoolctl import threadpool_limits
 
 from recsys.bench.index import _data
 from recsys.bench.index_data import catalogue
-from recsys.retrieval import FaissIndex
-from recsys.retrieval._faiss import import_faiss
+from recsys.index import FaissIndex
+from recsys.index._faiss import import_faiss
 
 
 def main(n: int, factories: list[str]) -> None:

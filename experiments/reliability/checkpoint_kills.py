@@ -55,8 +55,8 @@ def worker(out: Path, ckpt: Path, trace: Path | None, pause: float) -> None:
     import torch
     from safetensors.torch import save_file
 
+    from recsys.fit.trainer import RetrievalData, Trainer
     from recsys.models.tasks import SampledSoftmaxTask
-    from recsys.models.trainer import RetrievalData, Trainer
     from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
     torch.set_num_threads(1)

@@ -32,8 +32,8 @@ def build(seed: int, n_items: int):
     import torch
 
     from recsys.datasets.synthetic import generate_world
+    from recsys.fit.components import TrainSettings
     from recsys.recommender import Recommender
-    from recsys.serve.training import TrainSettings
 
     torch.set_num_threads(1)
     w = generate_world(30_000, n_items=n_items, seed=seed, progress=False)

@@ -30,10 +30,10 @@ import torch
 
 from recsys.datasets.synthetic import generate_world
 from recsys.errors import DataValidationError
+from recsys.feed import engine, rules
+from recsys.feed.rules import eligible
+from recsys.fit.components import TrainSettings
 from recsys.recommender import Recommender
-from recsys.serve import engine, rules
-from recsys.serve.rules import eligible
-from recsys.serve.training import TrainSettings
 
 PARTNERS = ("guide-0", "guide-1", "kol-0", "kol-1", "app-1")
 

@@ -19,7 +19,7 @@ import torch
 from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
-from recsys.models.trainer import RetrievalData, encode_all
+from recsys.fit.trainer import RetrievalData, encode_all
 
 torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 cfg = replace(R.load_config(sys.argv[2]), baselines=False)

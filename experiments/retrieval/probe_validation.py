@@ -20,13 +20,13 @@ import time
 import numpy as np
 import torch
 
-import recsys.models.trainer as T
+import recsys.fit.trainer as T
 from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
-from recsys.models.callbacks import Callback
+from recsys.fit.callbacks import Callback
+from recsys.fit.trainer import RetrievalData, Trainer, encode_all
 from recsys.models.tasks import FullSoftmaxTask
-from recsys.models.trainer import RetrievalData, Trainer, encode_all
 
 data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 torch.set_num_threads(int(sys.argv[4]) if len(sys.argv) > 4 else 1)

@@ -73,7 +73,7 @@ def run_distributed_benchmark(config: str | Path, *, nproc: int = 2, threads: in
     The ``nproc`` processes get ``threads // nproc`` threads each; the one process gets ``single_threads``
     (default ``threads``: the same budget).
     """
-    from recsys.config import load_config
+    from recsys.fit.settings import load_config
 
     if nproc < 2:
         raise ConfigError(f"nproc must be >= 2 to compare with one process, got {nproc}")

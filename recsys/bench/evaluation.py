@@ -105,7 +105,7 @@ def index_cost_case(data_dir: str | Path, ef_search: tuple[int, ...] = (16, 64),
 
     A FAISS index already has the ``search(queries, k) -> (scores, ids)`` that evaluate_topk calls.
     """
-    from recsys.retrieval._faiss import import_faiss
+    from recsys.index._faiss import import_faiss
 
     faiss = import_faiss()
 

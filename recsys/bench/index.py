@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys.bench.index_data import ClusteredGenerator, als_factors, catalogue, fidelity
-from recsys.retrieval.tuning import recall_at_k
+from recsys.index.tuning import recall_at_k
 
 DEFAULT_OUT = Path("experiments/index")
 K = 100
@@ -30,7 +30,7 @@ _CACHE: dict = {}
 
 def default_factories(n: int, d: int, memory_budget_mb: float) -> list[tuple[str, str | None]]:
     """(factory, reason to skip or None): exact Flat, then every approximate type ``auto_index`` weighs."""
-    from recsys.retrieval.tuning import HNSW_MAX_ITEMS, candidate_factories
+    from recsys.index.tuning import HNSW_MAX_ITEMS, candidate_factories
 
     rows: list[tuple[str, str | None]] = [("Flat", None)]
     for c in candidate_factories(max(n, 100_000), d, memory_budget_mb):
@@ -65,7 +65,7 @@ def _latency_ms(idx, queries: np.ndarray, filters=None, exact=None, n_exact: int
     """
     from threadpoolctl import threadpool_limits
 
-    from recsys.retrieval._faiss import import_faiss
+    from recsys.index._faiss import import_faiss
 
     faiss = import_faiss()
 
@@ -104,7 +104,7 @@ def _rss_mb() -> float:
 def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: dict, filt: list,
                  recall_target: float, n_latency: int, exact=None):
     """One index type: its row, and the index itself when it is the exact one (kept for pairing)."""
-    from recsys.retrieval import FaissIndex
+    from recsys.index import FaissIndex
 
     gc.collect()
     rss0 = _rss_mb()
@@ -128,7 +128,7 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
     row.update(_latency_ms(idx, q["eval"][:n_latency], exact=exact, n_exact=n_exact))
     row["filtered"] = {}
     for frac, f, ftruth in filt:
-        from recsys.retrieval.filters import plan_search
+        from recsys.index.filters import plan_search
 
         _, ffound = idx.search(q["eval"][:len(ftruth)], K, f)
         plan = plan_search(idx._state, f, K, idx.filter_config)
@@ -152,12 +152,12 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
 
     ``embeddings``: (user vectors, item vectors) to fit the generator to instead of ALS on Gowalla.
     """
-    from recsys.retrieval._faiss import import_faiss
+    from recsys.index._faiss import import_faiss
 
     faiss = import_faiss()
 
     from recsys.datasets.paths import require_shared
-    from recsys.retrieval import SearchFilters
+    from recsys.index import SearchFilters
 
     t_start, load_start = time.perf_counter(), os.getloadavg()
     if embeddings is not None:

@@ -50,7 +50,7 @@ class ClusteredGenerator:
     norms_: list = field(default=None, repr=False)
 
     def fit(self, x: np.ndarray) -> ClusteredGenerator:
-        from recsys.retrieval._faiss import import_faiss
+        from recsys.index._faiss import import_faiss
 
         faiss = import_faiss()
 
@@ -116,7 +116,7 @@ def catalogue(n: int, real_items: np.ndarray, generator: ClusteredGenerator, see
 
 def fidelity(real_items: np.ndarray, generator: ClusteredGenerator, queries: np.ndarray, seed: int = 0) -> dict:
     """How the generator compares with the real items: norms and the queries' top-100 scores."""
-    from recsys.retrieval._faiss import import_faiss
+    from recsys.index._faiss import import_faiss
 
     faiss = import_faiss()
 

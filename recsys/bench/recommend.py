@@ -94,10 +94,10 @@ def _matmul_limit(user_vecs: np.ndarray, item_emb: np.ndarray, n_users: int, k: 
 
 def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool):
     from recsys.datasets.synthetic import generate_world
+    from recsys.feed.state import item_embeddings
+    from recsys.fit.components import TrainSettings
+    from recsys.index import FaissIndex
     from recsys.recommender import Recommender
-    from recsys.retrieval import FaissIndex
-    from recsys.serve.state import item_embeddings
-    from recsys.serve.training import TrainSettings
 
     t0 = time.perf_counter()
     w = generate_world(n_events, seed=seed, progress=progress)
@@ -148,7 +148,7 @@ def _latency(rec, picks: list[tuple], medias: list, k: int, rounds: int = 5) -> 
     """Per round, wall and CPU (this thread) percentiles of the single recommend calls ``picks`` (the same
     requests each round, each round starting with no remembered user vectors); per-stage means (wall, CPU);
     percentiles of each request's median CPU over the rounds."""
-    from recsys.serve.engine import Request, run_batch
+    from recsys.feed.engine import Request, run_batch
 
     _warm(rec, medias)
     per_round, cpu_by_round = [], []
@@ -229,7 +229,7 @@ def _tower_engines(rec, picks: list, n: int = 300, repeats: int = 5) -> dict:
     tower serving uses) and through torch, side by side (round robin, median of ``repeats``), for ``n`` requests."""
     import torch
 
-    from recsys.serve.engine import Request, _resolve
+    from recsys.feed.engine import Request, _resolve
 
     state = rec._state
     folded = state.folded_tower()
@@ -428,7 +428,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
 
 
 def _user_vectors(rec, users: np.ndarray) -> np.ndarray:
-    from recsys.serve.engine import Request, _resolve, _user_vectors
+    from recsys.feed.engine import Request, _resolve, _user_vectors
 
     reqs = [Request(u, "app-0", 20) for u in users]
     _resolve(rec._state, reqs)

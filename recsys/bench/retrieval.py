@@ -154,7 +154,7 @@ def make_validator(data: Any, validation: sp.csr_matrix, priors: tuple[float, ..
     (the served scores), with ``popularity_prior`` (the weight) and ``recall@20_no_prior`` beside them.
     """
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.models.trainer import encode_all
+    from recsys.fit.trainer import encode_all
 
     train = data.positives
     log_counts = popularity_log_counts(train)
@@ -231,8 +231,8 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
            log) -> tuple[Any, dict]:
     import torch
 
-    from recsys.models.callbacks import Callback
-    from recsys.models.trainer import RetrievalData, Trainer
+    from recsys.fit.callbacks import Callback
+    from recsys.fit.trainer import RetrievalData, Trainer
 
     data = RetrievalData(train)
     torch.manual_seed(cfg.seed)
@@ -261,7 +261,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     from recsys.bench.baselines import evaluate_baselines
     from recsys.datasets.lightgcn import load_lightgcn
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.models.trainer import RetrievalData, encode_all
+    from recsys.fit.trainer import RetrievalData, encode_all
 
     cfg = load_config(config_path)
     if cfg.threads:

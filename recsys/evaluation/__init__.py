@@ -2,7 +2,7 @@
 pCTR/pCVR, beyond-accuracy and business-value metrics, sampled metrics on request, leakage guards.
 
 Everything works from the public interface (a :class:`Scorer` or arrays of scores), never a torch module.
-Names load lazily on first use, so ``recsys.evaluation.cli`` (and ``recsys --help``) stays light.
+Names load lazily on first use, so ``recsys.cli.evaluate`` (and ``recsys --help``) stays light.
 """
 
 from __future__ import annotations

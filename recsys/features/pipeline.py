@@ -146,10 +146,10 @@ class FeaturePipeline:
         return frame.reindex(pd.Index(self.items_.values_, name="item_id")).reset_index()
 
     def training_data(self, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None):
-        """A :class:`recsys.models.trainer.RetrievalData` from training tables (same encoders as inference)."""
+        """A :class:`recsys.fit.trainer.RetrievalData` from training tables (same encoders as inference)."""
         import scipy.sparse as sp
 
-        from recsys.models.trainer import RetrievalData
+        from recsys.fit.trainer import RetrievalData
 
         n_users, n_items = self.users_.size, self.items_.size
         pos = self._positives(events)

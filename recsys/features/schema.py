@@ -237,7 +237,7 @@ def validate_tables(*, events=None, items=None, users=None, social=None, media=N
                     media_pools=None) -> dict[str, pd.DataFrame]:
     """Validate whichever tables are given, then check events and pools only name known items and users.
 
-    The one entry point of the data contract: ``recsys train`` (:func:`recsys.configs.data.load_tables`)
+    The one entry point of the data contract: ``recsys train`` (:func:`recsys.fit.tables.load_tables`)
     and :meth:`recsys.Recommender.fit` both call it."""
     given = {"events": events, "items": items, "users": users, "social": social, "media": media,
              "media_pools": media_pools}

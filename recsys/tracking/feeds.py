@@ -6,7 +6,7 @@ default "auto", refused when some partner's pool is restricted). Output: one row
 ``request`` (the input row's position) followed by :data:`recsys.recommender.OUTPUT_COLUMNS`
 (user_id, media_id, rank, item_id, score, pctr, pcvr, reason, reason_code, source, fallback, score_kind);
 ``fallback`` is None on the normal path, as in ``Recommender.recommend``; ``score_kind`` says what ``score``
-measures (:data:`recsys.serve.feed.SCORE_KINDS`). User ids are read by :func:`recsys.ids.coerce_id`, as
+measures (:data:`recsys.feed.result.SCORE_KINDS`). User ids are read by :func:`recsys.ids.coerce_id`, as
 in-process: "1279" or 1279.0 is user 1279 of a model with integer ids, and an id that is not one of the
 model's type ("12a") is served as an unknown user. The same function answers the pyfunc model and the tests
 that compare it with the bundle.

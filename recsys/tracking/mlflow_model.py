@@ -6,7 +6,7 @@
 
 The model is built from code (:mod:`recsys.tracking.pyfunc_model`), its only artifact is the bundle
 directory, and :func:`load_recommender` downloads that directory and opens it with
-:func:`recsys.bundle.load_bundle`; see the pyfunc module for why no pickle is involved.
+:func:`recsys.storage.bundle.load_bundle`; see the pyfunc module for why no pickle is involved.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     """
     import mlflow
 
-    from recsys.bundle import load_bundle
+    from recsys.storage.bundle import load_bundle
     from recsys.tracking.feeds import predict_feeds
 
     bundle_dir = Path(bundle_dir).resolve()  # a re-saved bundle is a symlink to its current version: log that
@@ -244,7 +244,7 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None, key: str | by
         from recsys.errors import MissingDependencyError
 
         raise MissingDependencyError(f"loading {uri!r} needs mlflow: pip install 'mlflow>=3'") from e
-    from recsys.bundle import load_bundle
+    from recsys.storage.bundle import load_bundle
 
     _check_store_exists(mlflow, uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recsys.config import lower_is_better
+from recsys.fit.settings import lower_is_better
 
 __all__ = ["CANDIDATE_ALIAS", "Decision", "decide", "metric_value", "record_decision"]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from recsys.config import TrackingConfig
-from recsys.models.callbacks import Callback
+from recsys.fit.callbacks import Callback
+from recsys.fit.settings import TrackingConfig
 
 __all__ = ["Tracker", "MlflowTracker", "TrackingCallback", "make_tracker", "resolve_tracking_uri", "metric_name",
            "code_version", "DEFAULT_TRACKING_URI"]
@@ -167,7 +167,7 @@ class MlflowTracker(Tracker):
         import mlflow
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
-        from recsys.bundle import data_hash
+        from recsys.storage.bundle import data_hash
 
         # the dataset's own digest (MLflow's dataset view tells tables apart by it); ``digest``, the hash of all
         # the run's tables, goes in its tags

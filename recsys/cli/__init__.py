@@ -1,0 +1,197 @@
+"""The `recsys` command line: `recsys --help` lists every command.
+
+Command bodies import their modules lazily so that `recsys --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsys.cli.evaluate import evaluate_app
+from recsys.cli.train import train_app
+
+app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
+                  no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(help="Inspect and validate data.", no_args_is_help=True)
+benchmark_app = typer.Typer(help="Benchmarks that write JSON figures (see experiments/).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(benchmark_app, name="benchmark")
+app.add_typer(train_app, name="train")
+
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
+
+
+def _echo_json(result: dict, path: Path | None) -> None:
+    text = json.dumps(result, indent=2, default=str)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        typer.echo(f"wrote {path}")
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def version() -> None:
+    """Print the library version."""
+    from recsys import __version__
+
+    typer.echo(__version__)
+
+
+@app.command()
+def demo(
+    n_events: Annotated[int, typer.Option(help="Size of the synthetic affiliate world.")] = 300_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Run the main job end to end on the synthetic affiliate world (the embedded default)."""
+    from recsys.demo import run_demo
+
+    run_demo(n_events=n_events, seed=seed)
+
+
+@data_app.command("validate")
+def data_validate(
+    path: Annotated[Path, typer.Argument(help="A parquet or CSV file.")],
+    table: Annotated[str, typer.Option(help="events | items | users | social | media | media_pools")] = "events",
+) -> None:
+    """Validate a table against its data contract and print a summary, or ``error: ...`` and exit 2."""
+    from recsys.errors import RecsysError
+    from recsys.features import schema
+
+    fns = {"events": schema.validate_events, "items": schema.validate_items,
+           "users": schema.validate_users, "social": schema.validate_social, "media": schema.validate_media,
+           "media_pools": schema.validate_media_pools}
+    if table not in fns:
+        raise typer.BadParameter(f"unknown table {table!r}; use one of {sorted(fns)}", param_hint="--table")
+    try:
+        df = fns[table](path)
+    except RecsysError as e:  # unreadable files included: read_table turns them into DataValidationError
+        typer.echo(f"error: {e}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
+        raise typer.Exit(code=2) from None
+    typer.echo(f"{table}: {len(df):,} rows, columns {list(df.columns)}: OK")
+
+
+@data_app.command("stats")
+def data_stats(data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")]) -> None:
+    """Print user/item/interaction counts of a LightGCN-format directory (train.txt, test.txt)."""
+    from recsys.datasets.lightgcn import load_lightgcn
+
+    _echo_json(load_lightgcn(data_dir).stats(), None)
+
+
+@benchmark_app.command("retrieval")
+def benchmark_retrieval(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
+    config: Annotated[Path | None, typer.Option("--config", help="YAML config; defaults if absent.")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Train the two-tower model and report full-ranking Recall@20/NDCG@20, time and memory."""
+    from recsys.bench.retrieval import run_retrieval_benchmark
+
+    result = run_retrieval_benchmark(data_dir, config_path=config, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("index")
+def benchmark_index(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size (e.g. 100000, 1000000).")],
+    json_path: JsonOpt = None,
+) -> None:
+    """Build time, memory, latency and recall of each index type at one catalogue size."""
+    from recsys.bench.index import run_index_benchmark
+
+    result = run_index_benchmark(items, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("ranker")
+def benchmark_ranker(
+    data: Annotated[str, typer.Option("--data", help="synthetic | taobao-multibehavior | ali-ccp")] = "synthetic",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Directory of the real data.")] = None,
+    json_path: JsonOpt = None,
+    n_events: Annotated[int, typer.Option("--n-events", help="Synthetic world size (or Ali-CCP row cap).")] = 1_000_000,
+) -> None:
+    """Rankers against baselines: AUCs, calibration, value per 1,000 impressions, time and memory."""
+    from recsys.bench.ranker import run_ranker_benchmark
+
+    result = run_ranker_benchmark(data, data_dir=data_dir, json_path=json_path, n_events=n_events)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+@benchmark_app.command("evaluation")
+def benchmark_evaluation(
+    json_path: JsonOpt = Path("experiments/evaluation/evaluation_speed.json"),
+    repeats: Annotated[int, typer.Option(help="Runs per case; medians reported.")] = 3,
+) -> None:
+    """Speed of full evaluation on Gowalla at d=64 and memory at 100k users x 100k items."""
+    from recsys.bench.evaluation import run_evaluation_benchmark
+
+    _echo_json(run_evaluation_benchmark(json_path, repeats=repeats), None)
+
+
+@benchmark_app.command("recommend")
+def benchmark_recommend(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size of the index.")] = 1_000_000,
+    requests: Annotated[int, typer.Option("--requests", help="Single recommend() calls timed.")] = 2000,
+    batch_users: Annotated[int, typer.Option("--batch-users", help="Users in the recommend_batch run.")] = 100_000,
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of --requests calls; medians reported.")] = 5,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
+        "experiments/recommend"),
+) -> None:
+    """In-process recommend() latency p50/p99 on one thread and recommend_batch throughput."""
+    from recsys.bench.recommend import run_recommend_benchmark
+
+    _echo_json(run_recommend_benchmark(n_items=items, n_requests=requests, n_batch_users=batch_users,
+                                       latency_rounds=rounds, out_dir=out_dir), None)
+
+
+@benchmark_app.command("distributed")
+def benchmark_distributed(
+    config: Annotated[Path, typer.Option("--config", "-c", help="A train config, e.g. experiments/distributed/gowalla.yaml.")],
+    nproc: Annotated[int, typer.Option("--nproc", help="Processes of the torchrun run.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="Total torch threads, split over the processes.")] = 2,
+    repeats: Annotated[int, typer.Option(help="Pairs of runs (alternating order); medians reported.")] = 1,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Config override (repeatable).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where results.json and the table go.")] = Path(
+        "experiments/distributed"),
+    tag: Annotated[str | None, typer.Option(help="Suffix of the output files (results-<tag>.json).")] = None,
+    single_threads: Annotated[int | None, typer.Option(help="Threads of the one process (default: --threads).")] = None,
+) -> None:
+    """The retrieval stage in one process against torchrun (DDP): test Recall/NDCG@20 and wall time."""
+    from recsys.bench.distributed import run_distributed_benchmark
+
+    result = run_distributed_benchmark(config, nproc=nproc, threads=threads, repeats=repeats, overrides=set_ or (),
+                                       out_dir=out_dir, tag=tag, single_threads=single_threads)
+    _echo_json({k: result[k] for k in ("summary", "ratios", "max_weight_difference_first_pair")}, None)
+
+
+@benchmark_app.command("synthetic")
+def benchmark_synthetic(
+    sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",
+    repeats: Annotated[int, typer.Option(help="Runs per size (each in a fresh process); medians reported.")] = 3,
+    json_path: JsonOpt = None,
+) -> None:
+    """Generation time and peak memory of the synthetic affiliate world at several sizes."""
+    from recsys.bench.synthetic import run_synthetic_benchmark
+
+    try:
+        parsed = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected integers such as 1000000,10000000; got {sizes!r}") from None
+    result = run_synthetic_benchmark(parsed, repeats=repeats, json_path=json_path)
+    if json_path is None:
+        _echo_json(result, None)
+
+
+def main() -> None:
+    """Entry point of the `recsys` console script."""
+    app()

@@ -1,0 +1,363 @@
+"""One vectorised pass for a batch of feed requests: retrieve -> rank -> rules -> reasons.
+
+``recommend`` is this pass on a batch of one, so a single request and a batch give the same feeds.
+Per batch: one user-tower forward, one index search per (partner, segment) group, one feature
+frame and one ranker call for every (request, candidate) row, one ablation call for the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import DataValidationError
+from recsys.feed.fallback import cold_start_path
+from recsys.feed.partners import check_partner, partner_items, partner_pool, pool_key, request_segment
+from recsys.feed.ranking import Candidates, Ranked, candidates, rank
+from recsys.feed.reasons import choose_reasons, reason_text
+from recsys.feed.rules import RequestScope, apply_rules, eligible, in_sorted
+from recsys.feed.state import ServingState
+
+__all__ = ["Request", "run_batch", "OUTPUT_COLUMNS", "score_kind", "partner_objective"]
+
+OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
+                  "source", "fallback", "score_kind")
+SOURCES = ("retrieval", "popular", "backfill")
+
+
+@dataclass
+class Request:
+    """One feed request (already validated)."""
+
+    user_id: Any
+    media_id: str | None
+    k: int
+    exclude: tuple = ()
+    context: dict | None = None
+    # filled by the engine
+    row: int = -1
+    segment: str = ""
+    pool: Any = None  # the key of the pool it is held to (recsys.feed.partners.pool_key)
+    path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def score_kind(state: ServingState, req: Request) -> str:
+    """What a resolved request's scores measure (:data:`recsys.feed.result.SCORE_KINDS`): a ranker scores every
+    candidate of every path ("objective"); without one, retrieval's "two_tower" or the popular path's "popularity"."""
+    if state.ranker is not None and state.builder is not None:
+        return "objective"
+    return "popularity" if req.path == "popular" else "two_tower"
+
+
+def partner_objective(state: ServingState, req: Request) -> str:
+    """The objective the ranker's scores of this request are in (the partner's, else the default)."""
+    return state.objectives.get(req.media_id, state.config.default_objective)
+
+
+def _scope(state: ServingState, req: Request) -> RequestScope:
+    bought = state.users.bought(req.row)
+    repeat = state.config.rules.repeat_purchase_categories
+    if repeat and len(bought):
+        bought = bought[~np.isin(state.catalogue.category[bought], list(repeat))]
+    extra = state.catalogue.positions(list(req.exclude)) if req.exclude else np.zeros(0, np.int64)
+    excluded = np.unique(np.concatenate([bought, extra[extra >= 0]]))
+    pool = partner_pool(state, req.pool)
+    return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded,
+                        pool_positions=state.pool_positions(req.pool) if pool is not None else None)
+
+
+def _resolve(state: ServingState, reqs: list[Request]) -> None:
+    """User rows, segments, partner pools (recsys.feed.partners), notes on unknown ids, and the cold-start path
+    of each request. A partner the configuration refuses raises DataValidationError before any work."""
+    for r in reqs:
+        try:
+            note = check_partner(state, r.media_id)
+        except DataValidationError as e:
+            raise DataValidationError(f"user_id {r.user_id!r}: {e}" if len(reqs) > 1 else str(e)) from None
+        r.pool = pool_key(state, r.media_id)
+        if note:
+            r.notes.append(note)
+    rows = state.users.rows([r.user_id for r in reqs])
+    model_ctx = state.users.context_key is not None
+    for r, row in zip(reqs, rows, strict=True):
+        r.row = int(row)
+        if r.row < 0:
+            r.notes.append(f"unknown user_id {r.user_id!r}: served as a new user")
+        r.segment = request_segment(state, r.row, r.context, r.notes)
+        has_hist = r.row >= 0 and bool(state.users.has_history[r.row])
+        profile = any((r.context or {}).get(c) is not None for c in state.users.profile_keys)
+        has_feats = (model_ctx and r.media_id is not None) or profile or (r.row >= 0 and bool(state.users.profile_keys))
+        r.path = cold_start_path(state.config.cold_start, has_history=has_hist, has_features=has_feats)
+
+
+USER_VECTOR_MEMO = 100_000  # (known user, partner) vectors a serving state remembers before starting over
+
+
+def _user_vectors(state: ServingState, reqs: list[Request]) -> np.ndarray:
+    """User-tower vectors of the requests. A single known user's vector is remembered per partner (the tower's
+    inputs for a known user are fixed until the state changes, and a new state starts with an empty memo), so a
+    returning user skips the tower; the memo holds the very vector the tower gave for that one request."""
+    memo = None
+    if len(reqs) == 1 and reqs[0].row >= 0:
+        memo = state.filters_cache.setdefault("user_vectors", {})
+        key = (reqs[0].row, reqs[0].media_id)
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+    vecs = _tower(state, reqs)
+    if memo is not None:
+        if len(memo) >= USER_VECTOR_MEMO:
+            memo.clear()
+        vecs.setflags(write=False)
+        memo[key] = vecs
+    return vecs
+
+
+def _tower(state: ServingState, reqs: list[Request]) -> np.ndarray:
+    args = (np.asarray([r.user_id for r in reqs], dtype=object), np.asarray([r.row for r in reqs], dtype=np.int64),
+            [r.media_id for r in reqs], [r.context for r in reqs])
+    folded = state.folded_tower()
+    if folded is not None:  # NumPy: the same vectors without torch's per-call overhead
+        return folded(state.users.tower_arrays(*args))
+    import torch
+
+    if state.model.training:
+        state.model.eval()
+    with torch.inference_mode():  # no autograd bookkeeping at all: the same kernels, less dispatch than no_grad
+        return state.model.user_embeddings(state.users.tower_inputs(*args)).cpu().numpy().astype(np.float32)
+
+
+def _filters(state: ServingState, media: Any, segment: str):
+    """Cached SearchFilters for a (pool key, segment) group and the pool share it leaves to post-filter.
+
+    A pool smaller than ``allow_fraction`` of the live catalogue is an allow-list (searched exactly or with
+    widened ANN effort by the index); a larger one is over-fetched by 1 / its share and filtered here (its
+    ids would cost the index a lookup of most of the catalogue on every update). Stock and segments are the
+    index's filters, applied at its own knobs through a selector (``widen=False``): the best eligible items
+    of the lists the search scans, without over-fetching for them."""
+    key = (media, segment)
+    hit = state.filters_cache.get(key)
+    if hit is not None:
+        return hit
+    from recsys.index import SearchFilters
+
+    pool = partner_pool(state, media)
+    share, allow = 1.0, None
+    if pool is not None:
+        live = state.catalogue.alive
+        share = max(float(pool[live].mean()) if live.any() else 1.0, 1e-6)
+        if share < state.config.allow_fraction:
+            allow, share = state.catalogue.ids[pool & live].tolist(), 1.0
+    f = SearchFilters(allow=allow, segments=frozenset([segment]) if segment else frozenset(),
+                      require_in_stock=state.config.rules.require_in_stock, widen=allow is not None)
+    state.filters_cache[key] = (f, share)
+    return f, share
+
+
+def _retrieve(state: ServingState, reqs: list[Request], scopes: list[RequestScope], idx: list[int]
+              ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Top ``n_candidates`` eligible positions and two-tower scores per request in ``idx``; user vectors."""
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if not idx:
+        return out, np.zeros((0, state.item_emb.shape[1]), np.float32)
+    q = _user_vectors(state, [reqs[i] for i in idx])
+    n_cand, n_index = state.config.n_candidates, state.index_size()
+    groups: dict[tuple, list[int]] = {}
+    for j, i in enumerate(idx):
+        groups.setdefault((reqs[i].pool, reqs[i].segment), []).append(j)
+    for (media, segment), js in groups.items():
+        f, share = _filters(state, media, segment)
+        n_excl = max(len(scopes[idx[j]].excluded) for j in js)  # the user's own exclusions are checked here
+        fetch = max(1, min(n_index, math.ceil((n_cand + n_excl) / share * 1.1) + 8))
+        scores, ids = state.index.search(q[js], fetch, f)
+        pos = state.catalogue.positions(ids.reshape(-1)).reshape(ids.shape)
+        pos[~np.isfinite(scores)] = -1
+        for row, j in enumerate(js):
+            ok = eligible(state.catalogue, pos[row], scopes[idx[j]], state.config.rules)
+            out[idx[j]] = (pos[row][ok][:n_cand], scores[row][ok][:n_cand].astype(np.float64))
+    return out, q
+
+
+def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, skip: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    pos, score = state.popular.top(state.catalogue, req.media_id, req.segment or None)
+    head = 4 * n + len(skip)  # the best-ranked usually suffice: check those first, the rest only if short
+    skip_sorted = np.unique(skip)
+    for part in (slice(0, head), slice(0, len(pos))) if head < len(pos) else (slice(0, len(pos)),):
+        ok = eligible(state.catalogue, pos[part], scope, state.config.rules)
+        if len(skip):
+            ok &= ~in_sorted(pos[part], skip_sorted)
+        if ok.sum() >= n or part.stop >= len(pos):
+            break
+    return pos[part][ok][:n], score[part][ok][:n]
+
+
+def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
+              with_request: bool = False, cpu_timings: dict[str, float] | None = None,
+              drop: tuple[str, ...] = (), as_columns: bool = False) -> pd.DataFrame | dict[str, Any]:
+    """Feeds for validated requests: one row per (request, item), in feed order (see OUTPUT_COLUMNS).
+
+    ``timings`` (optional) accumulates the seconds spent per stage: retrieve, features, ranker,
+    rules, reasons (benchmarks read it), ``cpu_timings`` this thread's CPU seconds per stage;
+    ``with_request`` adds ``_request``, each row's request number; ``drop`` leaves out output columns;
+    ``as_columns`` returns the columns as a dict of arrays instead of a DataFrame (one feed's few rows:
+    the frame is the larger cost, and a caller may never need it).
+    """
+    clock = _Clock(timings, cpu_timings)
+    _resolve(state, reqs)
+    scopes = [_scope(state, r) for r in reqs]
+    n_cand = state.config.n_candidates
+    ret_idx = [i for i, r in enumerate(reqs) if r.path != "popular"]
+    retrieved, q = _retrieve(state, reqs, scopes, ret_idx)
+    vector_of = np.full(len(reqs), -1, np.int64)
+    vector_of[ret_idx] = np.arange(len(ret_idx))
+    clock.lap("retrieve")
+    blocks = []
+    for i, r in enumerate(reqs):
+        first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
+        # backfill tier: the partner's popular items, twice k so that it can also restore category variety
+        blocks += [(i, 0, *first), (i, 1, *_popular(state, r, scopes[i], 2 * r.k, first[0]))]
+    cand = candidates(state, blocks, q, vector_of)
+    ranked = rank(state, reqs, cand, clock)
+    bounds = np.searchsorted(cand.req, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
+    picked = []
+    for i, r in enumerate(reqs):
+        sl = slice(bounds[i], bounds[i + 1])
+        t, pos, score = cand.tier[sl], cand.pos[sl], ranked.scores[sl]
+        sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, [(pos[t == j], score[t == j])
+                                                                                 for j in range(2)])
+        r.notes.extend(_feed_notes(state, scopes[i], r.k, sel))
+        picked.append((i, sel))
+    clock.lap("rules")
+    out = _assemble(state, reqs, cand, ranked, picked, with_request, drop)
+    if not as_columns:
+        cols, out = out, pd.DataFrame(out)
+        for c in ("media_id", "fallback"):  # None stays None (pandas would make these str columns with NaN)
+            if c in cols:
+                out[c] = pd.Series(cols[c], dtype=object, index=out.index)
+    clock.lap("reasons")
+    return out
+
+
+def _feed_notes(state: ServingState, scope: RequestScope, k: int, sel) -> list[str]:
+    """What a feed owes the caller: that it is short (with the real count of eligible items), or that the
+    category cap was relaxed to fill it."""
+    out = []
+    if len(sel.positions) < k:
+        where = scope.pool_positions if scope.pool_positions is not None else (
+            np.flatnonzero(scope.pool) if scope.pool is not None else np.arange(len(state.catalogue)))
+        n = int(eligible(state.catalogue, where, scope, state.config.rules).sum())
+        out.append(f"only {n} eligible items for this request (asked for {k}): the partner's pool, stock, segment "
+                   "and exclusions leave no more")
+    if sel.relaxed:
+        cap = state.config.rules.max_per_category
+        out.append(f"category cap relaxed: {sel.relaxed} of {len(sel.positions)} items go beyond {cap} per "
+                   f"category, because the eligible items fill only {len(sel.positions) - sel.relaxed} slots under it")
+    return out
+
+
+class _Clock:
+    """Stage timer (wall seconds into ``timings``, this thread's CPU seconds into ``cpu``) that costs nothing
+    when neither dict is given."""
+
+    def __init__(self, timings: dict[str, float] | None, cpu: dict[str, float] | None = None) -> None:
+        import time
+
+        self.timings, self.cpu, self._now, self._cpu_now = timings, cpu, time.perf_counter, time.thread_time
+        self.t = self._now() if timings is not None else 0.0
+        self.c = self._cpu_now() if cpu is not None else 0.0
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            t = self._now()
+            self.timings[stage] = self.timings.get(stage, 0.0) + t - self.t
+            self.t = t
+        if self.cpu is not None:
+            c = self._cpu_now()
+            self.cpu[stage] = self.cpu.get(stage, 0.0) + c - self.c
+            self.c = c
+
+
+def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked: Ranked, picked,
+              with_request: bool = False, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Output columns for the selections, with reasons (arrays; the caller makes the DataFrame)."""
+    stride = np.int64(len(state.catalogue) + 1)
+    keys = cand.req * stride + cand.pos
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
+    req_i = cat([np.full(len(sel.positions), i, np.int64) for i, sel in picked], np.int64)
+    pos = cat([sel.positions for _, sel in picked], np.int64)
+    tier = cat([sel.tiers for _, sel in picked], np.int64)
+    score = cat([sel.scores for _, sel in picked], np.float64)
+    want = req_i * stride + pos
+    hit = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
+    has_row = sorted_keys[hit] == want if len(sorted_keys) else np.zeros(len(want), bool)
+    safe = np.where(has_row, order[hit] if len(order) else 0, 0)
+    popular_path = np.array([r.path == "popular" for r in reqs], bool)[req_i] if len(req_i) else np.zeros(0, bool)
+    source = np.where(tier == 0, np.where(popular_path, "popular", "retrieval"),
+                      np.where(tier == 1, "popular", "backfill")).astype(object)
+    empty = not len(cand)
+    pctr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pctr.astype(np.float64)[safe], np.nan)
+    pcvr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pcvr.astype(np.float64)[safe], np.nan)
+    codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row)
+    reasons = [_text(state, reqs[i], code, p, a) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
+    starts = np.r_[0, np.flatnonzero(np.diff(req_i)) + 1] if len(req_i) else np.zeros(0, np.int64)
+    rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.r_[starts, len(req_i)])) + 1
+    obj = lambda values: np.asarray(values, dtype=object)[req_i] if len(req_i) else np.zeros(0, object)  # noqa: E731
+    out = {"user_id": obj([r.user_id for r in reqs]), "media_id": obj([r.media_id for r in reqs]), "rank": rank,
+           "item_id": state.catalogue.ids[pos], "score": score, "pctr": pctr, "pcvr": pcvr, "reason": reasons,
+           "reason_code": codes, "source": source, "fallback": obj([r.path for r in reqs]),
+           "score_kind": obj([score_kind(state, r) for r in reqs])}
+    if with_request:
+        out["_request"] = req_i
+    return {k: v for k, v in out.items() if k not in drop}
+
+
+def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_i: np.ndarray, pos: np.ndarray,
+                  score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Reason code and the named viewed item (position, -1 for none) of every output row. The viewed item
+    named is the most similar one of the user's history in the item's own category, else the most similar
+    of all (then it must be alike enough to be named: :func:`choose_reasons`)."""
+    n = len(pos)
+    default = np.where(source == "retrieval", "for_you", "popular").astype(object)
+    sim, anchor, same_category = np.full(n, np.nan), np.full(n, -1, np.int64), np.zeros(n, bool)
+    if state.vocab_to_pos is not None:
+        cat = state.catalogue.category_code
+        for i in np.unique(req_i):
+            hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
+            hist = hist[hist >= 0]
+            allowed = partner_items(state, reqs[i].row, reqs[i].media_id)  # never cite another partner's events
+            if allowed is not None:
+                hist = hist[in_sorted(hist, allowed)]
+            if not len(hist):
+                continue
+            m = req_i == i
+            s = state.item_emb[pos[m]] @ state.item_emb[hist].T
+            s[pos[m][:, None] == hist[None, :]] = -np.inf
+            same = (cat[pos[m]][:, None] == cat[hist][None, :]) & np.isfinite(s)
+            has_same = same.any(axis=1)
+            best = np.where(has_same, np.where(same, s, -np.inf).argmax(axis=1), s.argmax(axis=1))
+            sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
+            same_category[m] = has_same
+    names: list[str] = []
+    values = np.zeros((n, 0))
+    if ranked.contributions is not None and has_row.any():
+        names, part = ranked.contributions(safe[has_row], score[has_row])
+        values = np.full((n, len(names)), np.nan)
+        values[has_row] = part
+    return choose_reasons((names, values), score, similarity=sim, default=default, anchor_fits=same_category), anchor
+
+
+def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:
+    cat = state.catalogue
+    title = None
+    if code == "viewed" and anchor >= 0:
+        title = cat.title[anchor] or str(cat.ids[anchor])
+    return reason_text(code, item_title=title, category=cat.category[pos], media_id=req.media_id)

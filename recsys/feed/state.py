@@ -1,0 +1,358 @@
+"""Everything a Recommender serves from, in one object that updates replace as a whole.
+
+A request reads one :class:`ServingState` from start to end; ``add_items`` / ``remove_items`` build
+a new one and swap it in, so a request never sees half an update.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ConfigError
+from recsys.feed.catalogue import Catalogue
+from recsys.feed.fallback import COLD_START_MODES, PopularItems
+from recsys.feed.rules import BusinessRules
+from recsys.feed.users import UserState
+
+__all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "builder_items", "builder_events",
+           "objective_scores_by_partner", "EVENT_COLUMNS"]
+
+EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
+UNKNOWN_PARTNER_MODES = ("refuse", "shared")
+NO_PARTNER_MODES = ("auto", "catalogue", "shared", "refuse")
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Request-time settings (stored in the bundle).
+
+    ``n_candidates``: items retrieved and ranked per request; ``default_objective``: for partners
+    without one; ``cold_start``: "auto" (features-only tower when the request carries profile or
+    partner, else popular), "features" or "popular"; ``allow_fraction``: pools smaller than this
+    share of the catalogue are searched as an allow-list, larger ones by over-fetching and filtering.
+
+    Partner separation (see :mod:`recsys.feed.partners`): ``unknown_partner`` says what a request for a
+    partner id the Recommender does not know gets: "refuse" (a DataValidationError naming the closest known
+    partner) or "shared" (only the items every known partner may show); ``no_partner`` what a request without
+    a partner (``media_id=None``) gets: "auto" (the default: "refuse" when some partner's pool is restricted,
+    else "catalogue", so no partner never widens what is served), "catalogue" (every item: the owner's own
+    pages, offline evaluation), "shared" or "refuse"; ``trust_context_segment``: whether an unknown user's
+    ``context['segment']`` may unlock invite-only items (a known user's segment always comes from the users table).
+    """
+
+    n_candidates: int = 300
+    rules: BusinessRules = field(default_factory=BusinessRules)
+    default_objective: str = "commission"
+    cold_start: str = "auto"
+    segment_column: str = "segment"
+    allow_fraction: float = 0.3
+    unknown_partner: str = "refuse"
+    no_partner: str = "auto"
+    trust_context_segment: bool = False
+
+    def __post_init__(self) -> None:
+        n = self.n_candidates
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ConfigError(f"n_candidates must be a positive int, got {n!r}")
+        if self.cold_start not in COLD_START_MODES:
+            raise ConfigError(f"cold_start must be one of {COLD_START_MODES}, got {self.cold_start!r}")
+        if self.unknown_partner not in UNKNOWN_PARTNER_MODES:
+            raise ConfigError(f"unknown_partner must be one of {UNKNOWN_PARTNER_MODES} (what a request for a partner "
+                              f"id this Recommender does not know gets), got {self.unknown_partner!r}")
+        if self.no_partner not in NO_PARTNER_MODES:
+            raise ConfigError(f"no_partner must be one of {NO_PARTNER_MODES} (what a request with media_id=None "
+                              f"gets), got {self.no_partner!r}")
+        if not isinstance(self.trust_context_segment, (bool, np.bool_)):
+            raise ConfigError(f"trust_context_segment must be True or False, got {self.trust_context_segment!r}")
+        object.__setattr__(self, "trust_context_segment", bool(self.trust_context_segment))
+        from recsys.models.rankers.objectives import normalise_objective
+
+        object.__setattr__(self, "default_objective", normalise_objective(self.default_objective))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rules"] = self.rules.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ServingConfig:
+        d = dict(d)
+        d["rules"] = BusinessRules.from_dict(d.get("rules", {}))
+        return cls(**d)
+
+
+@dataclass
+class ServingState:
+    """Components, catalogue, per-user state and partner settings behind every request."""
+
+    pipeline: Any
+    model: Any
+    index: Any
+    ranker: Any
+    builder: Any
+    catalogue: Catalogue
+    item_emb: np.ndarray
+    users: UserState
+    pools: dict[str, np.ndarray]
+    objectives: dict[str, str]
+    popular: PopularItems
+    config: ServingConfig
+    as_of: pd.Timestamp
+    tables: dict[str, pd.DataFrame]
+    vocab_to_pos: np.ndarray | None
+    builder_params: dict | None = None
+    open_pools: frozenset = frozenset()  # partners whose pool is the whole catalogue: new items join them
+    filters_cache: dict = field(default_factory=dict)
+    arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
+    folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
+    partner_log: Any = None  # (events, users, partners and per-partner histories): recsys.feed.partners
+
+    def evolve(self, **changes) -> ServingState:
+        """A copy with ``changes``. The ranking feature arrays carry over only while the items' attributes do:
+        same builder and the very same items table (stock flags and removals keep it; added or replaced items
+        make a new one), so an update that changes a price can never serve stale features. The folded user
+        tower carries over while the model does."""
+        same_items = "builder" not in changes and changes.get("catalogue", self.catalogue).frame is self.catalogue.frame
+        return replace(self, filters_cache={}, arrays=self.arrays if same_items else None,
+                       folded=self.folded if "model" not in changes else None, **changes)
+
+    def index_size(self) -> int:
+        """Live items in the index (cached: every index update comes with a new state)."""
+        hit = self.filters_cache.get("index_size")
+        if hit is None:
+            hit = self.filters_cache["index_size"] = len(self.index)
+        return hit
+
+    @property
+    def as_of_ns(self) -> int:
+        """The serving time (``as_of``) in int64 nanoseconds."""
+        return int(np.array([self.as_of.to_datetime64()], dtype="datetime64[ns]").astype(np.int64)[0])
+
+    def _arrays(self):
+        if self.arrays is None:
+            self.arrays = _candidate_arrays(self.ranker, self.builder, self.catalogue.ids, self.as_of) or False
+        return self.arrays or None
+
+    def candidate_features(self):
+        """The ranker's features as arrays for requests at ``as_of``
+        (:class:`~recsys.features.candidate_features.CandidateFeatures`), or None when the ranker reads frames."""
+        hit = self._arrays()
+        return None if hit is None else hit[0]
+
+    def ranking_columns(self) -> list[str]:
+        """Columns of the serving feature matrix: the ranker's, then the reasons' ablation sources it lacks."""
+        return self._arrays()[1]
+
+    def folded_tower(self):
+        """The user tower in NumPy (:class:`~recsys.models.folded_tower.FoldedUserTower`), checked once per model
+        against the torch forward on a sample of known users and one unknown user; None when the tower cannot
+        be folded or the check fails (then the torch forward serves, and a warning says why)."""
+        if self.folded is None:
+            self.folded = _fold_user_tower(self) or False
+        return self.folded or None
+
+    def pool_positions(self, media: str | None) -> np.ndarray:
+        """Catalogue positions in the pool a request on ``media`` is held to (cached until the next update);
+        only for a partner that has one (:func:`recsys.feed.partners.partner_pool`)."""
+        key = ("pool_positions", media)
+        hit = self.filters_cache.get(key)
+        if hit is None:
+            from recsys.feed.partners import partner_pool
+
+            hit = self.filters_cache[key] = np.flatnonzero(partner_pool(self, media))
+        return hit
+
+    @property
+    def known_media(self) -> frozenset[str]:
+        """Partner ids this state knows (media table, pools, objectives, serving log)."""
+        from recsys.feed.partners import known_partners
+
+        return known_partners(self)
+
+
+def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp):
+    """(CandidateFeatures, matrix columns) when the ranker scores matrices and the builder's features can be
+    computed as arrays; None otherwise (those requests go through the builder's frames)."""
+    from recsys.features.candidate_features import CandidateFeatures
+    from recsys.features.ranking_features import RankingFeatureBuilder
+
+    if ranker is None or not hasattr(ranker, "predict_arrays") or not isinstance(builder, RankingFeatureBuilder):
+        return None
+    features = CandidateFeatures.build(builder, item_ids, as_of)
+    columns = list(ranker.columns_)
+    if not features.supports(columns):
+        return None
+    extra = sorted(c for c in features.names if c.startswith("category_") and c.endswith(("_ctr", "_cvr"))
+                   and c not in set(columns))
+    return features, columns + extra
+
+
+def item_embeddings(pipeline: Any, model: Any, items: pd.DataFrame, chunk: int = 65_536) -> np.ndarray:
+    """Item-tower embeddings of ``items`` rows (content features carry items the model never saw)."""
+    import torch
+
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), chunk):
+            feats = pipeline.encode_items(items.iloc[start:start + chunk])
+            out.append(model.item_embeddings(feats).cpu().numpy().astype(np.float32))
+    dim = model.config.dim
+    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
+
+
+BUILDER_ITEM_COLUMNS = ("item_id", "category", "brand", "shop", "price", "commission_rate", "coupon")
+
+
+def _objects(df: pd.DataFrame, columns) -> pd.DataFrame:
+    out = df[[c for c in columns if c in df.columns]].copy()
+    for c in out.columns:
+        dt = out[c].dtype
+        if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_datetime64_any_dtype(dt)):
+            out[c] = out[c].to_numpy(dtype=object)
+    return out.reset_index(drop=True)
+
+
+def builder_items(items: pd.DataFrame) -> pd.DataFrame:
+    """The item columns the ranking feature builder reads, strings as numpy objects (fast row lookups)."""
+    return _objects(items, BUILDER_ITEM_COLUMNS)
+
+
+def builder_events(events: pd.DataFrame) -> pd.DataFrame:
+    """The event columns the ranking feature builder reads, strings as numpy objects (same values)."""
+    return _objects(events, EVENT_COLUMNS)
+
+
+def objective_scores_by_partner(preds: pd.DataFrame, rows: pd.DataFrame, objectives: dict[str, str],
+                                default: str) -> np.ndarray:
+    """Each row scored by its partner's objective (one vectorised call per objective, not per row)."""
+    from recsys.models.rankers.objectives import objective_scores
+
+    media = rows["media_id"].to_numpy(dtype=object)
+    names = np.array([objectives.get(m, default) for m in pd.unique(media)], dtype=object)
+    per_row = names[pd.Index(pd.unique(media)).get_indexer(media)] if len(media) else names[:0]
+    price, rate = rows["price"].to_numpy(np.float64), rows["commission_rate"].to_numpy(np.float64)
+    out = np.zeros(len(rows))
+    for name in pd.unique(per_row):
+        m = per_row == name
+        part = preds.iloc[np.flatnonzero(m)] if not m.all() else preds
+        out[m] = objective_scores(part, name, price=price[m], commission_rate=rate[m])
+    return out
+
+
+def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[str, np.ndarray]:
+    """media_id -> bool mask over catalogue positions (partners absent from the table have no pool)."""
+    if media_pools is None or not len(media_pools):
+        return {}
+    out = {}
+    for media, part in media_pools.groupby(media_pools["media_id"].astype(str), sort=True):
+        mask = np.zeros(len(catalogue), bool)
+        pos = catalogue.positions(part["item_id"].to_numpy())
+        mask[pos[pos >= 0]] = True
+        out[str(media)] = mask
+    return out
+
+
+def whole_catalogue_pools(pools: dict[str, np.ndarray], catalogue: Catalogue) -> frozenset:
+    """Partners whose pool lists every live item of the catalogue (e.g. a content app with no restriction):
+    their pool is "everything", so items added later without pool rows join it."""
+    live = catalogue.alive
+    return frozenset(m for m, mask in pools.items() if live.any() and bool(mask[live].all()))
+
+
+def _vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
+    values = getattr(getattr(pipeline, "items_", None), "values_", None)
+    return None if values is None else catalogue.positions(np.asarray(values))
+
+
+def sync_index(index: Any, catalogue: Catalogue, positions: np.ndarray | None = None) -> None:
+    """Push stock and eligibility of ``positions`` (default: all) into the index."""
+    pos = np.arange(len(catalogue)) if positions is None else np.asarray(positions)
+    pos = pos[catalogue.alive[pos]]
+    if len(pos):
+        index.set_item_attributes(catalogue.ids[pos], in_stock=catalogue.in_stock[pos],
+                                  eligibility=list(catalogue.eligibility[pos]))
+
+
+def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: Any, items: pd.DataFrame,
+                events: pd.DataFrame, users: pd.DataFrame | None, social: pd.DataFrame | None,
+                media: pd.DataFrame | None, media_pools: pd.DataFrame | None, config: ServingConfig,
+                popular: PopularItems | None = None, item_emb: np.ndarray | None = None,
+                builder_params: dict | None = None, removed: np.ndarray | None = None,
+                open_pools: Any = None) -> ServingState:
+    """Assemble a serving state from fitted components and the serving tables (``removed``: ids already
+    removed from the catalogue, kept for their positions; ``open_pools``: partners whose pool is the whole
+    catalogue, None to take those whose ``media_pools`` rows list every item, see :func:`whole_catalogue_pools`)."""
+    from recsys.models.rankers.objectives import partner_objectives
+
+    catalogue = Catalogue.from_items(items)
+    if removed is not None and len(removed):
+        catalogue, _ = catalogue.without(removed)
+    if item_emb is None:
+        item_emb = item_embeddings(pipeline, model, catalogue.frame)
+    if index is None:
+        from recsys.index import ExactIndex
+
+        index = ExactIndex(metric="ip").build(item_emb, catalogue.ids)
+    sync_index(index, catalogue)
+    ev = events[[c for c in EVENT_COLUMNS if c in events.columns]].reset_index(drop=True)
+    user_state = UserState(pipeline, ev, users, catalogue, segment_column=config.segment_column)
+    objectives = partner_objectives(media) if media is not None and "objective" in media.columns else {}
+    popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
+    as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
+    tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
+    pools = pool_masks(media_pools, catalogue)
+    open_pools = whole_catalogue_pools(pools, catalogue) if open_pools is None else frozenset(map(str, open_pools))
+    state = ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
+                         catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
+                         users=user_state, pools=pools, objectives=objectives, open_pools=open_pools & set(pools),
+                         popular=popular, config=config, as_of=as_of,
+                         tables={k: v for k, v in tables.items() if v is not None},
+                         vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
+    state.candidate_features()  # built now, not on the first request
+    state.known_media  # noqa: B018 - the partners and per-partner histories, built now too
+    state.folded_tower()
+    return state
+
+
+FOLD_CHECK_USERS = 64  # known users (plus one unknown) on which a folded tower must match the torch forward
+FOLD_TOLERANCE = 1e-5
+
+
+def _fold_user_tower(state: ServingState):
+    """A checked :class:`~recsys.models.folded_tower.FoldedUserTower` for ``state``'s model, or None."""
+    import torch
+
+    from recsys.models.folded_tower import FoldedUserTower
+
+    model = state.model
+    if model.training:
+        model.eval()
+    if not FoldedUserTower.supports(model):
+        return None
+    folded = FoldedUserTower(model)
+    users = state.users
+    rows = np.r_[np.arange(min(len(users.ids), FOLD_CHECK_USERS)), -1].astype(np.int64)
+    ids = np.asarray([*users.ids[rows[:-1]].tolist(), "__recsys_fold_check_unknown_user__"], dtype=object)
+    media = list(state.pools)[:1] or [None]
+    media_ids = [media[0] if i % 2 else None for i in range(len(rows))]
+    args = (ids, rows, media_ids, [None] * len(rows))
+    try:
+        with torch.inference_mode():
+            want = model.user_embeddings(users.tower_inputs(*args)).cpu().numpy()
+        got = folded(users.tower_arrays(*args))
+    except Exception as e:  # a check that cannot run must not take serving down: torch serves
+        warnings.warn(f"the NumPy user tower could not be checked ({type(e).__name__}: {e}); serving with the torch "
+                      "forward", RuntimeWarning, stacklevel=3)
+        return None
+    err = float(np.abs(got - want).max()) if want.size else 0.0
+    if got.shape != want.shape or not err <= FOLD_TOLERANCE:
+        warnings.warn(f"the NumPy user tower differs from the torch forward by {err:.2e} (> {FOLD_TOLERANCE}); "
+                      "serving with the torch forward", RuntimeWarning, stacklevel=3)
+        return None
+    return folded

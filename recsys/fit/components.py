@@ -1,0 +1,173 @@
+"""Train every component a Recommender composes, with small sensible defaults (``Recommender.fit``).
+
+This is the short path for tests, notebooks and the demo; the tracked, configurable pipeline lives in
+``recsys train`` (MLflow issue) and hands its fitted components to ``Recommender.from_components``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
+
+__all__ = ["TrainSettings", "train_components", "profile_columns", "ranker_labels", "require_impression_ids",
+           "MIN_RANKER_CLICKS"]
+
+RANKERS = ("gbdt", "esmm", "none")
+INDEXES = ("exact", "faiss", "auto")
+MIN_RANKER_CLICKS = 10  # clicked impressions below which no ranker is trained (a warning says so)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters of the quick fit (two-tower, index, ranker; ``ranker_options`` go to the ranker's
+    constructor, e.g. ``{"check_leakage": False}``)."""
+
+    dim: int = 32
+    epochs: int = 5
+    batch_size: int = 512
+    lr: float = 5e-3
+    temperature: float = 0.1
+    item_id_dropout: float = 0.1
+    title_buckets: int = 1 << 12
+    history_len: int = 50
+    index: str = "exact"
+    index_factory: str = "HNSW32"
+    ranker: str = "gbdt"
+    ranker_max_iter: int = 100
+    ranker_options: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.ranker not in RANKERS:
+            raise ConfigError(f"ranker must be one of {RANKERS}, got {self.ranker!r}")
+        if self.index not in INDEXES:
+            raise ConfigError(f"index must be one of {INDEXES}, got {self.index!r}")
+        for name in ("dim", "epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive int, got {v!r}")
+
+
+def profile_columns(users: pd.DataFrame | None, segment_column: str = "segment") -> tuple[str, ...]:
+    """Low-cardinality profile columns of a users table (strings, categories, small ints), id and times excluded."""
+    if users is None:
+        return ()
+    out = []
+    for c in users.columns:
+        if c == "user_id" or pd.api.types.is_datetime64_any_dtype(users[c].dtype):
+            continue
+        small = users[c].nunique(dropna=True) <= 64
+        if small and (not pd.api.types.is_float_dtype(users[c].dtype) or c == segment_column):
+            out.append(c)
+    return tuple(out)
+
+
+def _index(settings: TrainSettings, emb: np.ndarray, ids: np.ndarray):
+    from recsys.index import ExactIndex, FaissIndex, auto_index
+
+    if settings.index == "exact":
+        return ExactIndex(metric="ip").build(emb, ids)
+    if settings.index == "faiss":
+        return FaissIndex(settings.index_factory, metric="ip").build(emb, ids)
+    return auto_index(emb, ids, memory_budget_mb=max(64.0, emb.nbytes / 2**20 * 2), metric="ip", seed=settings.seed)
+
+
+def require_impression_ids(events: pd.DataFrame, kind: str) -> None:
+    """Raise :class:`DataValidationError` when ranker ``kind`` (not "none") is asked for but the events lack
+    ``impression_id``: nothing then tells which impressions went unclicked, so pCTR cannot be learned."""
+    if kind == "none" or "impression_id" in events.columns:
+        return
+    kinds = events["event_type"].astype(str).value_counts()
+    raise DataValidationError(
+        f"events: column 'impression_id' is missing, and the '{kind}' ranker needs it to learn pCTR and pCVR "
+        f"(the events hold {kinds.get('impression', 0)} impressions, {kinds.get('click', 0)} clicks and "
+        f"{kinds.get('purchase', 0)} purchases, but nothing links a click or purchase to the impression it "
+        "followed).\nFix: add 'impression_id' (an impression carries its own id; each click, cart, fav and "
+        "purchase carries the id of the impression it followed), or train without a ranker: "
+        "TrainSettings(ranker='none') for Recommender.fit, 'ranker: {kind: none}' in a recsys train config "
+        "(feeds then rank by the two-tower score)."
+    )
+
+
+def ranker_labels(events: pd.DataFrame, kind: str, *, min_clicks: int = MIN_RANKER_CLICKS,
+                  ) -> tuple[pd.DataFrame | None, dict]:
+    """Labelled impressions for ranker ``kind`` and a record of what was decided (``Recommender.fit`` and
+    ``recsys train`` both call it). ``kind="none"``: no rows, by request. Events without ``impression_id``
+    raise (:func:`require_impression_ids`); fewer than ``min_clicks`` clicked impressions warn with
+    :class:`RankerSkippedWarning` and give no rows."""
+    if kind == "none":
+        return None, {"kind": None, "trained": False, "reason": "ranker 'none' was asked for: feeds rank by the "
+                      "two-tower score, pctr / pcvr are NaN"}
+    require_impression_ids(events, kind)
+    from recsys.features.ranking_features import impression_labels
+
+    labelled = impression_labels(events)
+    record = {"kind": kind, "impressions": len(labelled), "clicked_impressions": int(labelled["click"].sum()),
+              "purchased_impressions": int(labelled["purchase"].sum())}
+    if record["clicked_impressions"] < min_clicks:
+        reason = (f"no '{kind}' ranker: the events hold {len(labelled)} impression rows of which "
+                  f"{record['clicked_impressions']} were clicked (a click whose impression_id names an impression "
+                  f"row); at least {min_clicks} are needed. Feeds rank by the two-tower score and pctr / pcvr are "
+                  "NaN. Add impression rows and link clicks to them, or ask for ranker 'none' to silence this.")
+        warnings.warn(reason, RankerSkippedWarning, stacklevel=3)
+        return None, record | {"trained": False, "reason": reason}
+    return labelled, record | {"trained": True, "reason": None}
+
+
+def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.DataFrame, items: pd.DataFrame,
+            social: pd.DataFrame | None) -> tuple[Any, Any, dict | None]:
+    """(ranker, feature builder, builder params) trained on ``labelled`` impressions; Nones without them."""
+    if labelled is None:
+        return None, None, None
+    from recsys.features.ranking_features import RankingFeatureBuilder
+    from recsys.feed.state import builder_events, builder_items
+    from recsys.models.rankers import ESMMRanker, GBDTRanker
+
+    params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
+    builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social)
+    rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
+    frame = builder.transform(rows)
+    if settings.ranker == "gbdt":
+        ranker = GBDTRanker(**{"max_iter": settings.ranker_max_iter, "random_state": settings.seed,
+                               **settings.ranker_options})
+    else:
+        ranker = ESMMRanker(**{"seed": settings.seed, **settings.ranker_options})
+    ranker.fit(frame, labelled[["click", "purchase"]])
+    return ranker, builder, params
+
+
+def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None,
+                     social: pd.DataFrame | None = None, *, settings: TrainSettings | None = None,
+                     segment_column: str = "segment", progress: bool | None = None) -> dict[str, Any]:
+    """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables
+    (validated ones: :func:`recsys.features.schema.validate_tables`). ``train_summary["ranker"]`` records
+    whether a ranker was trained and, when not, why."""
+    import torch
+
+    from recsys.features.pipeline import FeaturePipeline
+    from recsys.feed.state import item_embeddings
+    from recsys.fit.trainer import Trainer
+    from recsys.models.tasks import SampledSoftmaxTask
+    from recsys.models.two_tower import TwoTowerModel
+
+    s = settings or TrainSettings()
+    labelled, record = ranker_labels(events, s.ranker)  # first: a log the ranker cannot use fails before training
+    pipeline = FeaturePipeline(user_categoricals=profile_columns(users, segment_column), title_buckets=s.title_buckets,
+                               history_len=s.history_len).fit(events, items, users)
+    data = pipeline.training_data(events, items, users)
+    torch.manual_seed(s.seed)
+    model = TwoTowerModel(pipeline.model_config(dim=s.dim, item_id_dropout=s.item_id_dropout))
+    summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), epochs=s.epochs, batch_size=s.batch_size,
+                      lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)), seed=s.seed,
+                      progress=progress, device="cpu").fit(data)
+    emb = item_embeddings(pipeline, model, items.reset_index(drop=True))
+    index = _index(s, emb, items["item_id"].to_numpy())
+    ranker, builder, params = _ranker(s, labelled, events, items, social)
+    return {"pipeline": pipeline, "model": model, "index": index, "item_embeddings": emb, "ranker": ranker,
+            "feature_builder": builder, "builder_params": params, "train_summary": {**summary, "ranker": record}}

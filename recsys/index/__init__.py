@@ -1,0 +1,19 @@
+"""Item retrieval indexes: one interface (``ItemIndex``), an exact oracle and FAISS backends.
+
+>>> from recsys.index import FaissIndex, SearchFilters
+>>> idx = FaissIndex("HNSW32", metric="cosine").build(item_vectors, item_ids)      # doctest: +SKIP
+>>> scores, ids = idx.search(user_vectors, 100, SearchFilters(exclude=seen))      # doctest: +SKIP
+
+FAISS is imported only when an index is built, searched or loaded.
+"""
+
+from recsys.index.base import ItemIndex, SearchFilters
+from recsys.index.core import RebuildRecommendedWarning
+from recsys.index.exact import ExactIndex
+from recsys.index.faiss_index import FaissIndex
+from recsys.index.filters import FilterConfig
+from recsys.index.persistence import load_index, read_manifest
+from recsys.index.tuning import auto_index, candidate_factories, tune_index
+
+__all__ = ["ExactIndex", "FaissIndex", "FilterConfig", "ItemIndex", "RebuildRecommendedWarning", "SearchFilters",
+           "auto_index", "candidate_factories", "load_index", "read_manifest", "tune_index"]
