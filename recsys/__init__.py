@@ -4,7 +4,7 @@
 ``recsys.load(path_or_uri)`` and ``recsys.Recommender`` are resolved on first use.
 """
 
-__version__ = "0.1.0"
+from recsys.version import __version__
 
 __all__ = ["__version__", "load", "Recommender"]
 

@@ -39,7 +39,7 @@ def _echo_json(result: dict, path: Path | None) -> None:
 @app.command()
 def version() -> None:
     """Print the library version."""
-    from recsys import __version__
+    from recsys.version import __version__
 
     typer.echo(__version__)
 

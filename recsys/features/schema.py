@@ -188,7 +188,7 @@ def validate_social(social: pd.DataFrame | str) -> pd.DataFrame:
 
 def validate_media(media: pd.DataFrame | str) -> pd.DataFrame:
     """Check a media-partner table: one row per media_id; an objective column must name known objectives."""
-    from recsys.models.rankers.objectives import OBJECTIVES
+    from recsys.features.objective_names import OBJECTIVES
 
     t = MEDIA.name
     df = v.require_frame(t, media)
@@ -206,7 +206,7 @@ def validate_media(media: pd.DataFrame | str) -> pd.DataFrame:
 
 
 def _known_objective(name: object) -> bool:
-    from recsys.models.rankers.objectives import normalise_objective
+    from recsys.features.objective_names import normalise_objective
 
     try:
         normalise_objective(str(name))

@@ -60,8 +60,8 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _index_files(index) -> tuple[dict[str, bytes], dict]:
-    import recsys
     from recsys.index._faiss import import_faiss
+    from recsys.version import __version__
 
     faiss = import_faiss()
 
@@ -81,7 +81,7 @@ def _index_files(index) -> tuple[dict[str, bytes], dict]:
     fc = index.filter_config
     manifest = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "kind": index.kind,
-        "recsys_version": recsys.__version__, "faiss_version": faiss.__version__, "numpy_version": np.__version__,
+        "recsys_version": __version__, "faiss_version": faiss.__version__, "numpy_version": np.__version__,
         "dim": int(index.dim), "metric": index.metric, "count": int(st.alive.sum()), "stored": len(st.alive),
         "id_kind": st.ids.kind, "segments": list(st.segments), "drift": st.drift,
         "filter_config": {"subset_max": fc.subset_max, "postfilter_min": fc.postfilter_min, "max_widen": fc.max_widen},

@@ -111,7 +111,7 @@ def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False,
     ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the manifest with HMAC-SHA256 so that loads given the same key
     refuse any later change. Replacing an existing bundle leaves ``path`` a symlink to
     ``.<name>.versions/<id>/`` (see :mod:`recsys.storage.atomic`): readers see the old bundle or the new one."""
-    from recsys import __version__
+    from recsys.version import __version__
     from recsys.recommender_io import write_components
 
     path = Path(path)

@@ -50,7 +50,7 @@ def quiet_downloads() -> Iterator[None]:
 
 def pip_requirements() -> list[str]:
     """The serving environment: recsys itself (install it from its repository) and its pinned dependencies."""
-    from recsys import __version__
+    from recsys.version import __version__
 
     out = [f"recsys=={__version__}"]
     for dist in _REQUIREMENTS:

@@ -37,7 +37,7 @@ def metric_name(name: str) -> str:
 
 def code_version() -> dict[str, str]:
     """The library version and, inside a git checkout, the commit and whether the tree has local changes."""
-    from recsys import __version__
+    from recsys.version import __version__
 
     out = {"recsys.version": __version__}
     root = Path(__file__).resolve().parents[2]

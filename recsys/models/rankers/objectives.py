@@ -19,21 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from recsys.errors import ConfigError, DataValidationError
-
-OBJECTIVES = ("clicks", "purchases", "gmv", "commission")
-_SYNONYMS = {"click": "clicks", "ctr": "clicks", "traffic": "clicks", "purchase": "purchases", "orders": "purchases",
-             "conversions": "purchases", "ctcvr": "purchases", "sales": "gmv", "revenue": "gmv",
-             "expected_commission": "commission", "earnings": "commission", "value": "commission"}
-
-
-def normalise_objective(name: str) -> str:
-    """The canonical objective for a name or common synonym ('ctr' -> 'clicks', 'earnings' -> 'commission')."""
-    key = str(name).strip().lower()
-    key = _SYNONYMS.get(key, key)
-    if key not in OBJECTIVES:
-        raise ConfigError(f"objective {name!r} is unknown; choose from {list(OBJECTIVES)}.")
-    return key
+from recsys.errors import DataValidationError
+from recsys.features.objective_names import OBJECTIVES, normalise_objective  # noqa: F401 (re-exported)
 
 
 def objective_scores(preds: pd.DataFrame, objective: str, *, price=None, commission_rate=None) -> np.ndarray:
