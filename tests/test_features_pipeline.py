@@ -69,7 +69,7 @@ def test_new_ids_at_inference_never_crash(tables):
                           media_ids="brand-new-partner")
     assert uenc["user_id"][0] == p.users_.oov_index
     assert uenc["history"].tolist()[0] == p.items_.oov_index  # unknown item in history: OOV row
-    model = TwoTowerModel(p.model_config(dim=8, history="mean+attention")).eval()
+    model = TwoTowerModel.for_features(p, dim=8, history="mean+attention").eval()
     with torch.no_grad():
         assert torch.isfinite(model.item_embeddings(enc)).all()
         assert torch.isfinite(model.user_embeddings(uenc)).all()
@@ -79,7 +79,7 @@ def test_training_and_inference_encode_alike(tables):
     events, items, users = tables
     p = _pipe(tables)
     data = p.training_data(events, items, users)
-    model = TwoTowerModel(p.model_config(dim=8, history="mean")).eval()
+    model = TwoTowerModel.for_features(p, dim=8, history="mean").eval()
     u_train, i_train = encode_all(model, data)
     ids = p.users_.inverse_transform(np.arange(p.users_.num_known))
     media = p._dominant_media(events, ids)
@@ -100,7 +100,7 @@ def test_json_round_trip_encodes_identically(tables, tmp_path):
     a = p.encode_users(["u2", "x"], events=events, users=users, media_ids=["m2", "m9"])
     b = q.encode_users(["u2", "x"], events=events, users=users, media_ids=["m2", "m9"])
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert p.model_config(dim=4) == q.model_config(dim=4)
+    assert p.tower_sizes() == q.tower_sizes()
 
 
 def test_missing_columns_are_named(tables):

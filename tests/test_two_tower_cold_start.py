@@ -31,7 +31,7 @@ def test_unknown_item_embeds_without_error(world):
 
     items = world.items
     pipe = FeaturePipeline().fit(world.events.head(2000), items.head(50))
-    model = TwoTowerModel(pipe.model_config(dim=8))
+    model = TwoTowerModel.for_features(pipe, dim=8)
     new = pd.DataFrame({"item_id": [10**12], "category": ["never"], "brand": ["x"], "shop": ["y"],
                         "price": [3.0], "title": ["brand new gadget"]})
     emb = embed_items(model, pipe, new)

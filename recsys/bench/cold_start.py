@@ -67,7 +67,7 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     pipe.fit(train, warm_items, world.users)
     data = pipe.training_data(train, warm_items, world.users)
     torch.manual_seed(seed)
-    model = TwoTowerModel(pipe.model_config(dim=dim, history="mean", item_id_dropout=item_id_dropout))
+    model = TwoTowerModel.for_features(pipe, dim=dim, history="mean", item_id_dropout=item_id_dropout)
     Trainer(model, SampledSoftmaxTask(temperature=0.1), epochs=epochs, batch_size=512, lr=0.005,
             negatives="mixed", num_negatives=512, seed=seed, progress=False).fit(data)
 

@@ -146,10 +146,10 @@ class FeaturePipeline:
         return frame.reindex(pd.Index(self.items_.values_, name="item_id")).reset_index()
 
     def training_data(self, events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None):
-        """A :class:`recsys.fit.trainer.RetrievalData` from training tables (same encoders as inference)."""
+        """A :class:`recsys.features.retrieval_data.RetrievalData` from training tables (same encoders as inference)."""
         import scipy.sparse as sp
 
-        from recsys.fit.trainer import RetrievalData
+        from recsys.features.retrieval_data import RetrievalData
 
         n_users, n_items = self.users_.size, self.items_.size
         pos = self._positives(events)
@@ -186,21 +186,18 @@ class FeaturePipeline:
         top = events.groupby("user_id")[self.context_column].agg(lambda s: s.astype(str).mode().iat[0])
         return top.reindex(user_ids).to_numpy(dtype=object)
 
-    def model_config(self, **overrides: Any):
-        """A :class:`TwoTowerConfig` sized for this pipeline's vocabularies (overrides win)."""
-        from recsys.models.two_tower import TwoTowerConfig
-
+    def tower_sizes(self) -> dict[str, Any]:
+        """The table sizes a two-tower model needs for this pipeline's vocabularies
+        (:meth:`recsys.models.two_tower.TwoTowerModel.for_features` builds the model from them)."""
         item_feats = {c: v.size for c, v in self.item_vocabs_.items()}
         if self.price_ is not None:
             item_feats["price_bucket"] = self.price_.size
         user_feats = {c: v.size for c, v in self.user_vocabs_.items()}
         if self.context_ is not None:
             user_feats[self.context_column] = self.context_.size
-        kw = dict(num_users=self.users_.size, num_items=self.items_.size, user_features=user_feats,
-                  item_features=item_feats, title_buckets=self.title_.size if self.title_ else 0,
-                  history_len=self.history_len, item_oov_index=self.items_.oov_index)
-        kw.update(overrides)
-        return TwoTowerConfig(**kw)
+        return dict(num_users=self.users_.size, num_items=self.items_.size, user_features=user_feats,
+                    item_features=item_feats, title_buckets=self.title_.size if self.title_ else 0,
+                    history_len=self.history_len, item_oov_index=self.items_.oov_index)
 
     # ----- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
                                history_len=s.history_len).fit(events, items, users)
     data = pipeline.training_data(events, items, users)
     torch.manual_seed(s.seed)
-    model = TwoTowerModel(pipeline.model_config(dim=s.dim, item_id_dropout=s.item_id_dropout))
+    model = TwoTowerModel.for_features(pipeline, dim=s.dim, item_id_dropout=s.item_id_dropout)
     summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), epochs=s.epochs, batch_size=s.batch_size,
                       lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)), seed=s.seed,
                       progress=progress, device="cpu").fit(data)

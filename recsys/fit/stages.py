@@ -87,12 +87,12 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
     from recsys.models.two_tower import TwoTowerModel
 
     torch.manual_seed(bc.seed)
-    return TwoTowerModel(pipeline.model_config(
-        dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
+    return TwoTowerModel.for_features(
+        pipeline, dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
         normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
         item_bias=bc.item_bias, item_audience=bc.item_audience, share_audience_embeddings=bc.share_audience_embeddings,
         history_audience=bc.history_audience, user_dropout=bc.user_dropout, item_dropout=bc.item_dropout,
-        item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout))
+        item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout)
 
 
 def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool,

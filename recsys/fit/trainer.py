@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,14 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys.errors import ConfigError, DataValidationError
+from recsys.errors import ConfigError
+from recsys.features.retrieval_data import RetrievalData
 from recsys.features.sequences import history_tensors
 from recsys.fit.callbacks import (
     Callback,
     StopTraining,
     latest_checkpoint,
     load_checkpoint,
-    progress_enabled,
     save_checkpoint,
 )
 from recsys.fit.distributed import DataParallel, WorldInfo
@@ -37,40 +36,12 @@ from recsys.models.tasks import (
     SampledSoftmaxTask,
 )
 from recsys.models.two_tower import TwoTowerModel
+from recsys.progress import show_progress
 
 __all__ = ["RetrievalData", "Trainer", "NEGATIVES", "encode_all", "user_inputs"]
 
 NEGATIVES = ("in_batch", "uniform", "mixed", "impressions")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-@dataclass
-class RetrievalData:
-    """Training data in index space.
-
-    ``positives`` users x items (CSR): the interactions to fit. ``history`` (CSR, default
-    ``positives``): each user's behaviour input, items in each row oldest to newest.
-    ``impressions`` (CSR, optional): shown but not clicked, for impression negatives.
-    ``user_features``/``item_features``: tensors indexed by user/item index (default: ids only).
-    """
-
-    positives: sp.csr_matrix
-    history: sp.csr_matrix | None = None
-    impressions: sp.csr_matrix | None = None
-    user_features: dict[str, torch.Tensor] | None = None
-    item_features: dict[str, torch.Tensor] | None = None
-
-    def __post_init__(self) -> None:
-        self.positives = sp.csr_matrix(self.positives)
-        if self.positives.nnz == 0:
-            raise DataValidationError("RetrievalData.positives is empty: expected at least one interaction")
-        n_users, n_items = self.positives.shape
-        self.user_features = self.user_features or {"user_id": torch.arange(n_users)}
-        self.item_features = self.item_features or {"item_id": torch.arange(n_items)}
-        counts = np.bincount(self.positives.indices, minlength=n_items).astype(np.float64)
-        self.item_log_freq = torch.from_numpy(np.log(np.maximum(counts, 0.5) / counts.sum())).float()
-        coo = self.positives.tocoo()
-        self.pair_users, self.pair_items = coo.row.astype(np.int64), coo.col.astype(np.int64)
 
 
 def user_inputs(model: TwoTowerModel, data: RetrievalData, users: np.ndarray, device: torch.device | str = "cpu", *,
@@ -145,7 +116,7 @@ class Trainer:
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
-        self.progress = progress_enabled() if progress is None else progress
+        self.progress = show_progress(progress)
         self._dp = DataParallel(WorldInfo())  # fit() joins the torchrun group when there is one
         self.resumed_from: dict[str, int] | None = None  # set by fit(): the epoch and step it resumed at
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -195,6 +196,11 @@ class TwoTowerModel(nn.Module):
         state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(path / "model.safetensors"))
         return path
+
+    @classmethod
+    def for_features(cls, pipeline: Any, **config: Any) -> TwoTowerModel:
+        """A model sized for a fitted :class:`~recsys.features.pipeline.FeaturePipeline` (``config`` sets the rest)."""
+        return cls(TwoTowerConfig(**{**pipeline.tower_sizes(), **config}))
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> TwoTowerModel:
