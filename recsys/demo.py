@@ -78,7 +78,7 @@ def _print_feeds(feeds: pd.DataFrame, requests: pd.DataFrame, items: pd.DataFram
 
 def _evaluation_table(result) -> str:
     ev = result.evaluation
-    from recsys.tracking.tracker import metric_name  # headed by the names the MLflow run shows: recall_at_20
+    from recsys.evaluation.names import metric_name  # headed by the names the MLflow run shows: recall_at_20
 
     keys = ("recall@10", "recall@20", "ndcg@20", "recall@50", "hit_rate@20")
     head = f"   {'retrieval (test, full ranking)':<32}" + "".join(f"{metric_name(k):>15}" for k in keys)

@@ -20,6 +20,7 @@ from typing import Any
 
 from recsys.errors import ConfigError
 from recsys.fit.parsing import apply_overrides, bounded, choice, flatten, parse, read_yaml, to_dict
+from recsys.models.rankers.registry import RANKER_KINDS
 
 __all__ = ["TrainConfig", "DataConfig", "SplitConfig", "FeaturesConfig", "RetrievalConfig", "IndexConfig",
            "RankerConfig", "RecommenderConfig", "EvaluationConfig", "TrackingConfig", "OutputConfig",
@@ -112,7 +113,7 @@ class RankerConfig:
     """Conversion-aware ranker on impressions: ``gbdt`` (``max_iter`` trees per target), ``esmm``
     (``epochs``) or ``none`` (rank by the two-tower score). ``options`` go to the ranker's constructor."""
 
-    kind: str = choice("gbdt", ("gbdt", "esmm", "none"))
+    kind: str = choice("gbdt", (*RANKER_KINDS, "none"))
     max_iter: int = bounded(100, low=1)
     epochs: int = bounded(2, low=1)
     num_threads: int | None = bounded(None, low=1)
@@ -214,7 +215,7 @@ def _check_tracking(cfg: TrainConfig, source: str | None) -> None:
         return
     where = f"{source}: " if source else ""
     name, known = cfg.tracking.champion_metric, champion_metrics(cfg)
-    from recsys.tracking.tracker import metric_name  # here: tracker imports this module
+    from recsys.evaluation.names import metric_name
 
     if metric_name(name) not in known:  # recall@20 is accepted for recall_at_20
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)

@@ -32,6 +32,7 @@ import pandas as pd
 
 from recsys.errors import ArtifactError, ConfigError
 from recsys.fit.settings import STAGES, TrainConfig, config_to_dict, flat_params
+from recsys.progress import show_progress
 
 __all__ = ["TrainResult", "run_training"]
 
@@ -75,7 +76,7 @@ class _Run:
     def metrics(self, values: dict, prefix: str = "") -> None:
         """Record metrics under the MLflow-safe names (``recall@20`` -> ``recall_at_20``) the run logs them by,
         so ``result.metrics``, the console summary and the MLflow run share one set of keys."""
-        from recsys.tracking.tracker import metric_name
+        from recsys.evaluation.names import metric_name
 
         clean = {metric_name(prefix + k): v for k, v in values.items()
                  if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
@@ -175,7 +176,7 @@ class _EpochLog:
         self.log = log
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-        from recsys.tracking.tracker import metric_name  # the names MLflow shows: recall_at_20, not recall@20
+        from recsys.evaluation.names import metric_name  # the names MLflow shows: recall_at_20, not recall@20
 
         shown = (f"{metric_name(k)} {v:.4f}" if isinstance(v, float) else f"{metric_name(k)} {v}"
                  for k, v in metrics.items() if k != "epoch")
@@ -315,7 +316,6 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
     if resume is not None and stage not in ("all", "retrieval"):
         raise ConfigError(f"--resume/--no-resume apply to the stages that train the two-tower (all, retrieval), "
                           f"not to {stage!r}: that stage keeps no checkpoint")
-    from recsys.fit.callbacks import progress_enabled
     from recsys.fit.distributed import is_main_process
     from recsys.tracking.tracker import make_tracker
 
@@ -328,7 +328,7 @@ def run_training(cfg: TrainConfig, *, stage: str = "all", tracking: bool | None 
             return TrainResult(config=cfg, stage=stage)
         tracking, log, progress = False, None, False
     tracker = make_tracker(cfg.tracking, enabled=tracking)
-    run = _Run(cfg, tracker, log or (lambda _msg: None), progress_enabled() if progress is None else progress)
+    run = _Run(cfg, tracker, log or (lambda _msg: None), show_progress(progress))
     run.result.stage = stage
     tables, split, digest = _load_data(run)
     from recsys.pipeline.resume import ResumePoint, settle_stale_runs

@@ -30,9 +30,9 @@ def metric_value(metrics: Mapping[str, float], name: str) -> float | None:
     """``name``'s finite value in a run's logged metrics, else None.
 
     A configured name (``retrieval.recall_at_20`` or ``retrieval.recall@20``) is looked up under the key the
-    tracker logs it as (:func:`~recsys.tracking.tracker.metric_name`).
+    tracker logs it as (:func:`~recsys.evaluation.names.metric_name`).
     """
-    from recsys.tracking.tracker import metric_name
+    from recsys.evaluation.names import metric_name
 
     value = metrics.get(metric_name(name))
     return float(value) if value is not None and math.isfinite(float(value)) else None

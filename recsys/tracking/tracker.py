@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from recsys.evaluation.names import metric_name
 from recsys.fit.callbacks import Callback
 from recsys.fit.settings import TrackingConfig
 
@@ -28,11 +29,6 @@ SCHEMA_SAMPLE_ROWS = 5_000
 def resolve_tracking_uri(cfg: TrackingConfig) -> str:
     """``cfg.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:///mlflow.db``."""
     return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
-def metric_name(name: str) -> str:
-    """An MLflow-safe metric name: ``recall@20`` -> ``recall_at_20``."""
-    return str(name).replace("@", "_at_").replace("+", "_plus_")
 
 
 def code_version() -> dict[str, str]:
