@@ -21,9 +21,7 @@ preprocessing drops them too).
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +31,7 @@ import pandas as pd
 
 from recsys.datasets.ranking_samples import check_funnel_labels
 from recsys.errors import DataValidationError
+from recsys.progress import show_progress
 
 SPARSE_FIELDS: tuple[str, ...] = ("101", "121", "122", "124", "125", "126", "127", "128", "129", "205", "206",
                                   "207", "210", "216", "508", "509", "702", "853", "301", "109_14", "110_14",
@@ -284,8 +283,8 @@ def _collect(chunks: Iterator[pd.DataFrame], max_rows: int | None) -> pd.DataFra
 
 
 def progress(path: Path, desc: str):
-    """A byte-counting tqdm bar over a file, quiet under CI=true or when stderr is not a terminal."""
-    if os.environ.get("CI", "").lower() == "true" or not sys.stderr.isatty():
+    """A byte-counting tqdm bar over a file, shown only where :func:`recsys.progress.show_progress` allows."""
+    if not show_progress():
         return contextlib.nullcontext(_NoBar())
     from tqdm import tqdm
 

@@ -9,14 +9,12 @@ blocks of numpy arrays, so time and memory grow linearly with the number of even
 
 from __future__ import annotations
 
-import os
-import sys
-
 import numpy as np
 import pandas as pd
 
 from recsys.datasets.synthetic_world import DAY, HOUR_WEIGHTS, StaticWorld
 from recsys.errors import ConfigError
+from recsys.progress import show_progress
 
 EVENT_CODES = {"impression": 0, "click": 1, "cart": 2, "fav": 3, "purchase": 4}
 SECOND = 1_000_000_000
@@ -114,8 +112,7 @@ def simulate_events(world: StaticWorld, *, n_events: int, n_days: int, start_ns:
 
 
 def _progress(it, enabled: bool, desc: str):
-    quiet = os.environ.get("CI", "").lower() in ("1", "true", "yes") or not sys.stderr.isatty()
-    if not enabled or quiet:
+    if not (enabled and show_progress()):
         return it
     from tqdm.auto import tqdm
 

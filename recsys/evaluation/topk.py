@@ -9,8 +9,6 @@ Each metric's definition is in :func:`evaluate_topk`'s docstring.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -20,6 +18,7 @@ import scipy.sparse as sp
 from recsys.errors import ConfigError, DataValidationError
 from recsys.evaluation.leakage import check_no_overlap
 from recsys.evaluation.parallel import default_workers, map_chunks
+from recsys.progress import show_progress
 
 METRICS = ("recall", "ndcg", "hit_rate", "precision", "mrr", "map")
 _BLOCK_ELEMENTS = 1 << 26  # 64 Mi float32 scores (256 MiB) per chunk by default
@@ -59,11 +58,6 @@ class EmbeddingScorer:
         the reference machine, so the block is a numpy product.
         """
         return np.matmul(self.user_emb[np.asarray(user_indices)], self.item_emb.T, out=out)
-
-
-def progress_enabled() -> bool:
-    """Progress bars show only on a terminal and never under ``CI=true``."""
-    return os.environ.get("CI", "").lower() != "true" and sys.stderr.isatty()
 
 
 def default_chunk_size(n_items: int, workers: int = 1) -> int:
@@ -132,7 +126,7 @@ def evaluate_topk(
     from tqdm.auto import tqdm
 
     results = map_chunks(task, chunks, states)
-    for e, a in tqdm(results, total=len(chunks), desc="evaluate", unit="chunk", disable=not progress_enabled()):
+    for e, a in tqdm(results, total=len(chunks), desc="evaluate", unit="chunk", disable=not show_progress()):
         for total, part in ((exact_sums, e), (index_sums, a)):
             for key, v in part.items():
                 total[key] = total.get(key, 0.0) + v

@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from recsys.fit.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 
-__all__ = ["Callback", "StopTraining", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "progress_enabled"]
+__all__ = ["Callback", "StopTraining", "save_checkpoint", "load_checkpoint", "latest_checkpoint"]
 
 
 class Callback:
@@ -24,10 +23,3 @@ class Callback:
 
 class StopTraining(Exception):
     """Raise from a callback to stop training at once (the last checkpoint stays resumable)."""
-
-
-def progress_enabled() -> bool:
-    """Progress bars only for a person at a terminal: off under ``CI=true`` or when stderr is not a TTY."""
-    import sys
-
-    return os.environ.get("CI", "").lower() not in ("1", "true", "yes") and sys.stderr.isatty()

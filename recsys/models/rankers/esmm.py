@@ -15,8 +15,6 @@ IPS term is detached (it reweights, it is not trained through that term).
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -30,6 +28,7 @@ from torch import nn
 
 from recsys.errors import ArtifactError
 from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
+from recsys.progress import show_progress
 
 
 @dataclass(frozen=True)
@@ -116,8 +115,7 @@ def _threads(n: int | None):
 
 
 def _progress(iterable, total: int, desc: str):
-    quiet = os.environ.get("CI", "").lower() == "true" or not sys.stderr.isatty()
-    if quiet:
+    if not show_progress():
         return iterable
     from tqdm import tqdm
 
