@@ -40,8 +40,10 @@ def write_components(rec: Any, root: Path) -> dict:
     """Write every component of a fitted Recommender under ``root``; returns the component summary."""
     from safetensors.numpy import save_file
 
+    from recsys.models.rankers.registry import RANKER_KINDS
+
     state = rec._ready()
-    if state.ranker is not None and getattr(state.ranker, "kind", None) not in ("gbdt", "esmm"):
+    if state.ranker is not None and getattr(state.ranker, "kind", None) not in RANKER_KINDS:
         raise ArtifactError(f"cannot bundle a {type(state.ranker).__name__}: only rankers that load without pickle "
                             "through recsys.models.rankers.load_ranker (GBDTRanker, ESMMRanker) can be saved")
     ids = state.catalogue.ids

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
+from recsys.models.rankers.registry import RANKER_KINDS
 
 __all__ = ["TrainSettings", "train_components", "profile_columns", "ranker_labels", "require_impression_ids",
            "MIN_RANKER_CLICKS"]
 
-RANKERS = ("gbdt", "esmm", "none")
+RANKERS = (*RANKER_KINDS, "none")
 INDEXES = ("exact", "faiss", "auto")
 MIN_RANKER_CLICKS = 10  # clicked impressions below which no ranker is trained (a warning says so)
 

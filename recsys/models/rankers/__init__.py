@@ -6,20 +6,17 @@ pieces only when fitting, ``ESMMRanker`` imports torch.
 
 from __future__ import annotations
 
-from recsys.models.rankers.base import OUTPUTS, CalibratedRanker, Ranker, load_ranker
+from recsys.models.rankers.base import OUTPUTS, CalibratedRanker, Ranker
 from recsys.models.rankers.objectives import OBJECTIVES, objective_scores, score_rows
+from recsys.models.rankers.registry import RANKER_KINDS, load_ranker, ranker_class
 
-__all__ = ["OUTPUTS", "OBJECTIVES", "CalibratedRanker", "Ranker", "load_ranker", "objective_scores", "score_rows",
-           "GBDTRanker", "ESMMRanker"]
+__all__ = ["OUTPUTS", "OBJECTIVES", "RANKER_KINDS", "CalibratedRanker", "Ranker", "load_ranker", "ranker_class",
+           "objective_scores", "score_rows", "GBDTRanker", "ESMMRanker"]
+
+_LAZY_CLASSES = {"GBDTRanker": "gbdt", "ESMMRanker": "esmm"}
 
 
 def __getattr__(name: str):
-    if name == "GBDTRanker":
-        from recsys.models.rankers.gbdt import GBDTRanker
-
-        return GBDTRanker
-    if name == "ESMMRanker":
-        from recsys.models.rankers.esmm import ESMMRanker
-
-        return ESMMRanker
-    raise AttributeError(name)
+    if name in _LAZY_CLASSES:
+        return ranker_class(_LAZY_CLASSES[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ feature frame from :mod:`recsys.features.ranking_features` — and returns calib
 ``save(path)`` / ``load(path)``
     a directory with ``ranker.json`` (kind, format version, hyperparameters, columns),
     ``calibration.json`` and the model's arrays as safetensors; loading runs no pickle and
-    :func:`load_ranker` picks the right class from ``ranker.json``.
+    :func:`recsys.models.rankers.registry.load_ranker` picks the right class from ``ranker.json``.
 
 Fixed seeds make ``fit`` deterministic: the same frame and seed give the same predictions.
 """
@@ -177,14 +177,3 @@ def _read_meta(path: str | Path) -> dict:
                             f"{FORMAT_VERSION}. Re-train and save with this version.")
     return meta
 
-
-def load_ranker(path: str | Path) -> CalibratedRanker:
-    """Load any saved ranker, picking its class from ``ranker.json``."""
-    kind = _read_meta(path)["kind"]
-    if kind == "gbdt":
-        from recsys.models.rankers.gbdt import GBDTRanker as cls
-    elif kind == "esmm":
-        from recsys.models.rankers.esmm import ESMMRanker as cls
-    else:
-        raise ArtifactError(f"{path}: unknown ranker kind {kind!r}; expected 'gbdt' or 'esmm'.")
-    return cls.load(path)
