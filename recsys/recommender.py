@@ -410,18 +410,29 @@ class Recommender:
         """Write a bundle directory (see :mod:`recsys.storage.bundle`); atomic, checksummed, pickle-free.
 
         ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the bundle (docs/RELIABILITY.md, "Tampering")."""
-        from recsys.storage.bundle import save_bundle
+        from recsys.recommender_io import write_components
+        from recsys.storage.bundle import write_bundle
 
         with self._update_lock():  # the shared index and the tables are written as of one state
-            return save_bundle(self, path, overwrite=overwrite, key=key)
+            return write_bundle(path, lambda root: write_components(self, root), overwrite=overwrite, key=key,
+                                training_data_hash=getattr(self, "training_data_hash_", None))
 
     @classmethod
-    def load(cls, path: str | Path, *, key: str | bytes | None = None) -> Recommender:
+    def load(cls, path: str | Path, *, key: str | bytes | None = None,
+             max_bytes: int | None = None) -> Recommender:
         """Load a bundle saved by :meth:`save` (every checksum verified first; with ``key`` or
-        ``$RECSYS_BUNDLE_KEY``, an unsigned or wrongly signed bundle is refused)."""
-        from recsys.storage.bundle import load_bundle
+        ``$RECSYS_BUNDLE_KEY``, an unsigned or wrongly signed bundle is refused; ``max_bytes`` bounds the
+        bundle's total size, 16 GiB by default)."""
+        from recsys.recommender_io import read_components
+        from recsys.storage.bundle import DEFAULT_MAX_BYTES, read_bundle
 
-        return load_bundle(path, key=key)
+        def parts(root: Path, manifest: dict) -> Recommender:
+            rec = read_components(root, manifest, cls)
+            rec.training_data_hash_ = manifest.get("training_data_hash")
+            rec.bundle_manifest_ = manifest
+            return rec
+
+        return read_bundle(path, parts, key=key, max_bytes=DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
 
     @property
     def info(self) -> dict:

@@ -1,4 +1,5 @@
-"""Writing and reading the parts of a bundle (the manifest and checksums live in :mod:`recsys.storage.bundle`).
+"""Writing and reading the parts of a Recommender's bundle (the manifest and checksums live in
+:mod:`recsys.storage.bundle`, which knows nothing of the Recommender).
 
 Only safe formats: JSON, safetensors, parquet, and the retrieval package's own index files.
 """
@@ -6,8 +7,9 @@ Only safe formats: JSON, safetensors, parquet, and the retrieval package's own i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from recsys.errors import ArtifactError
 
 __all__ = ["write_components", "read_components"]
 
+R = TypeVar("R")
 TABLES = ("events", "users", "social", "media", "media_pools")
 
 
@@ -98,8 +101,9 @@ def _check_model_config(root: Path) -> None:
                             f"-byte {weights.name}; {fix}")
 
 
-def read_components(root: Path, manifest: dict):
-    """Rebuild a ready Recommender from a verified bundle directory."""
+def read_components(root: Path, manifest: dict, make: Callable[..., R]) -> R:
+    """Rebuild a ready Recommender from a verified bundle directory: ``make(**settings)`` (the Recommender class,
+    passed in by ``Recommender.load`` so that this module need not import it) adopts the loaded state."""
     from safetensors.numpy import load_file
 
     from recsys.features.pipeline import FeaturePipeline
@@ -107,11 +111,10 @@ def read_components(root: Path, manifest: dict):
     from recsys.feed.state import ServingConfig, build_state, builder_events, builder_items
     from recsys.index import load_index
     from recsys.models.two_tower import TwoTowerModel
-    from recsys.recommender import Recommender
 
     try:
         meta = json.loads((root / "recommender.json").read_text())
-        rec = Recommender(**meta["settings"])
+        rec = make(**meta["settings"])
         config = ServingConfig.from_dict(meta["config"])
         pipeline = FeaturePipeline.load(root / "pipeline.json")
     except (KeyError, TypeError, ValueError) as e:

@@ -14,7 +14,7 @@ import sys
 
 def main(kind: str, src_a: str, src_b: str, target: str, saves: int | None = None) -> None:
     if kind == "bundle":
-        from recsys.storage.bundle import load_bundle as load
+        from recsys.loading import load_bundle as load
     else:
         from recsys.index import load_index as load
     sources = [load(src_a), load(src_b)]

@@ -20,7 +20,7 @@ import pytest
 
 from recsys.errors import ArtifactError
 from recsys.index import ExactIndex, load_index
-from recsys.storage.bundle import load_bundle
+from recsys.loading import load_bundle
 from tests.test_recommender import fitted
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import pytest
 
 import recsys
 from recsys.errors import ArtifactError, DataValidationError
-from recsys.storage.bundle import FORMAT_VERSION, data_hash, load_bundle, verify_bundle
+from recsys.loading import load_bundle
+from recsys.storage.bundle import FORMAT_VERSION, data_hash, verify_bundle
 from tests.test_recommender import fitted, world
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles"

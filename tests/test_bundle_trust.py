@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from recsys.errors import ArtifactError, ConfigError
-from recsys.storage.bundle import load_bundle, save_bundle
+from recsys.loading import load_bundle, save_bundle
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles" / "v1"
 KEY = "k" * 16 + "-test-signing-key"

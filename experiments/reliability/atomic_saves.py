@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from recsys.storage.bundle import load_bundle  # noqa: E402
+from recsys.loading import load_bundle  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "bundles" / "v1"
 

@@ -1,4 +1,8 @@
-"""The saved form of a Recommender: a bundle directory that loads without pickle and refuses tampering.
+"""The bundle format: a directory that loads without pickle and refuses tampering (the saved form of a Recommender).
+
+This module knows files, manifests, checksums and signatures, not what the files mean: the Recommender's parts
+are written and read by :mod:`recsys.recommender_io`, and ``recsys.load`` (:mod:`recsys.loading`) dispatches
+between bundle paths and MLflow model URIs.
 
 Layout (format version 1)::
 
@@ -17,14 +21,14 @@ Layout (format version 1)::
     tables/*.parquet             items (+ removed flags), serving events, users, social edges, media
                                  partners, partner pools, popularity
 
-:func:`save_bundle` writes everything into a staging directory beside the path, fsyncs it, and publishes
+:func:`write_bundle` writes everything into a staging directory beside the path, fsyncs it, and publishes
 it in one atomic step (:mod:`recsys.storage.atomic`): a reader sees the old bundle or the new one, whole, and a
-killed save leaves nothing that the next save does not remove. :func:`load_bundle` opens the directory
+killed save leaves nothing that the next save does not remove. :func:`read_bundle` opens the directory
 once, validates the manifest's schema and bounds (and its HMAC signature when a key is configured, see
 :mod:`recsys.storage.trust`), reads every file once, checking its size and sha256 on the very bytes it
 copies into a private folder (and that no file was added), and only then parses that copy;
 a tampered, truncated, incompatible or incomplete bundle raises :class:`~recsys.errors.ArtifactError`
-naming the file and the fix. :func:`load` also takes MLflow model URIs (``models:/``, ``runs:/``).
+naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -37,10 +41,10 @@ import platform
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pandas as pd
 
@@ -56,16 +60,16 @@ from recsys.storage.atomic import (
 )
 from recsys.storage.trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "MLFLOW_SCHEMES", "save_bundle", "load_bundle", "load", "verify_bundle",
+__all__ = ["FORMAT", "FORMAT_VERSION", "write_bundle", "read_bundle", "verify_bundle",
            "data_hash", "read_bundle_manifest"]
 
 FORMAT = "recsys.bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 DEPENDENCIES = ("numpy", "pandas", "pyarrow", "torch", "faiss-cpu", "safetensors", "scikit-learn", "scipy")
 DEFAULT_MAX_BYTES = 16 * 2**30
 MANIFEST_MAX_BYTES = 16 * 2**20
+T = TypeVar("T")
 
 
 def data_hash(tables: Mapping[str, pd.DataFrame | None]) -> str:
@@ -104,15 +108,17 @@ def _follow_umask(root: Path) -> None:
             os.chmod(p, folder if p.is_dir() else folder & 0o666)
 
 
-def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False,
-                key: str | bytes | None = None) -> Path:
-    """Write ``recommender`` as a bundle directory at ``path``, atomically; returns the path.
+def write_bundle(path: str | Path, write_parts: Callable[[Path], dict], *, overwrite: bool = False,
+                 key: str | bytes | None = None, training_data_hash: str | None = None) -> Path:
+    """Write a bundle directory at ``path``, atomically; returns the path.
 
-    ``key`` (else ``$RECSYS_BUNDLE_KEY``): sign the manifest with HMAC-SHA256 so that loads given the same key
-    refuse any later change. Replacing an existing bundle leaves ``path`` a symlink to
-    ``.<name>.versions/<id>/`` (see :mod:`recsys.storage.atomic`): readers see the old bundle or the new one."""
+    ``write_parts(folder)`` writes the component files into the staging folder and returns the manifest's
+    ``components`` summary (:func:`recsys.recommender_io.write_components` for a Recommender); this module adds
+    the manifest (sizes, sha256, versions) and publishes the folder in one step. ``key`` (else
+    ``$RECSYS_BUNDLE_KEY``): sign the manifest with HMAC-SHA256 so that loads given the same key refuse any later
+    change. Replacing an existing bundle leaves ``path`` a symlink to ``.<name>.versions/<id>/`` (see
+    :mod:`recsys.storage.atomic`): readers see the old bundle or the new one."""
     from recsys.version import __version__
-    from recsys.recommender_io import write_components
 
     path = Path(path)
     signing_key = resolve_key(key)
@@ -120,14 +126,14 @@ def save_bundle(recommender: Any, path: str | Path, *, overwrite: bool = False,
         raise ArtifactError(f"{path} already exists; pass overwrite=True to replace it, or choose a new path")
     tmp = staging_dir(path)
     try:
-        components = write_components(recommender, tmp)
+        components = write_parts(tmp)
         _follow_umask(tmp)
         files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
                  for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "library": {"recsys": __version__}, "dependencies": _versions(),
-                    "training_data_hash": getattr(recommender, "training_data_hash_", None),
+                    "training_data_hash": training_data_hash,
                     "components": components, "files": files}
         data = json.dumps(manifest, indent=1, sort_keys=True).encode()
         (tmp / MANIFEST).write_bytes(data)
@@ -251,14 +257,14 @@ def verify_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: 
     return _consistent(path, lambda snap: _verified(snap, path, max_bytes, key_bytes, None))
 
 
-def load_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: str | bytes | None = None):
-    """Verify, then load a bundle into a ready :class:`~recsys.recommender.Recommender` (no pickle).
+def read_bundle(path: str | Path, read_parts: Callable[[Path, dict], T], *, max_bytes: int = DEFAULT_MAX_BYTES,
+                key: str | bytes | None = None) -> T:
+    """Verify a bundle, then return ``read_parts(folder, manifest)`` on a verified private copy (no pickle).
 
     Every file is read once: its bytes are checked against the manifest as they are copied into a private
     temporary folder, and only that verified copy is parsed, so a concurrent save or a change to the files
-    after the check cannot reach the model. ``key`` (else ``$RECSYS_BUNDLE_KEY``): require a valid signature."""
-    from recsys.recommender_io import read_components
-
+    after the check cannot reach the model. ``key`` (else ``$RECSYS_BUNDLE_KEY``): require a valid signature.
+    ``read_parts`` is :func:`recsys.recommender_io.read_components` for a Recommender (``Recommender.load``)."""
     path, key_bytes = Path(path), resolve_key(key)
     with tempfile.TemporaryDirectory(prefix="recsys-bundle-") as tmp:
         def copy(snap: DirSnapshot) -> dict:
@@ -268,32 +274,6 @@ def load_bundle(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, key: st
 
         manifest = _consistent(path, copy)
         try:
-            rec = read_components(Path(tmp), manifest)
+            return read_parts(Path(tmp), manifest)
         except ArtifactError as e:  # name the bundle, not the private copy
             raise ArtifactError(str(e).replace(tmp, str(path))) from None
-    rec.training_data_hash_ = manifest.get("training_data_hash")
-    rec.bundle_manifest_ = manifest
-    return rec
-
-
-def load_mlflow_uri(uri: str, *, key: str | bytes | None = None):
-    """Resolve a ``models:/``, ``runs:/`` or ``mlflow-artifacts:/`` URI to its bundle and load it (no pickle)."""
-    from recsys.tracking.mlflow_model import load_recommender
-
-    return load_recommender(uri, key=key)
-
-
-def load(uri: str | os.PathLike, *, key: str | bytes | None = None):
-    """``recsys.load``: a bundle directory (path or ``file://`` URI) or an MLflow model URI.
-
-    ``key`` (else ``$RECSYS_BUNDLE_KEY``): refuse a bundle that is not signed with it."""
-    if not isinstance(uri, (str, os.PathLike)):
-        raise ArtifactError(f"recsys.load takes a bundle path or a model URI, got {type(uri).__name__}")
-    s = os.fspath(uri)
-    if s.startswith(MLFLOW_SCHEMES):
-        return load_mlflow_uri(s, key=key)
-    if s.startswith("file://"):
-        from urllib.parse import unquote, urlparse
-
-        s = unquote(urlparse(s).path)
-    return load_bundle(s, key=key)

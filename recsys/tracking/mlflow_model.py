@@ -6,7 +6,7 @@
 
 The model is built from code (:mod:`recsys.tracking.pyfunc_model`), its only artifact is the bundle
 directory, and :func:`load_recommender` downloads that directory and opens it with
-:func:`recsys.storage.bundle.load_bundle`; see the pyfunc module for why no pickle is involved.
+:meth:`recsys.recommender.Recommender.load`; see the pyfunc module for why no pickle is involved.
 """
 
 from __future__ import annotations
@@ -98,11 +98,11 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
     """
     import mlflow
 
-    from recsys.storage.bundle import load_bundle
+    from recsys.recommender import Recommender
     from recsys.tracking.feeds import predict_feeds
 
     bundle_dir = Path(bundle_dir).resolve()  # a re-saved bundle is a symlink to its current version: log that
-    rec = recommender if recommender is not None else load_bundle(bundle_dir)
+    rec = recommender if recommender is not None else Recommender.load(bundle_dir)
     output = predict_feeds(rec, example)
     with quiet_downloads():
         info = mlflow.pyfunc.log_model(
@@ -244,7 +244,7 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None, key: str | by
         from recsys.errors import MissingDependencyError
 
         raise MissingDependencyError(f"loading {uri!r} needs mlflow: pip install 'mlflow>=3'") from e
-    from recsys.storage.bundle import load_bundle
+    from recsys.recommender import Recommender
 
     _check_store_exists(mlflow, uri, tracking_uri)
     tmp = Path(tempfile.mkdtemp(prefix="recsys-mlflow-"))
@@ -256,6 +256,6 @@ def load_recommender(uri: str, *, tracking_uri: str | None = None, key: str | by
             raise ArtifactError(f"cannot resolve {uri!r} in the MLflow store {tracking_uri or mlflow.get_tracking_uri()}: "
                                 f"{e.message}. Check the model name and alias (mlflow ui lists them) or set "
                                 "MLFLOW_TRACKING_URI to the store that holds it") from None
-        return load_bundle(local, key=key)
+        return Recommender.load(local, key=key)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
