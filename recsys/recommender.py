@@ -29,10 +29,12 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
-from recsys.feed.engine import OUTPUT_COLUMNS, Request, partner_objective, run_batch, score_kind
+from recsys.feed.build import build_state
+from recsys.feed.engine import OUTPUT_COLUMNS, partner_objective, run_batch, score_kind
+from recsys.feed.request import Request
 from recsys.feed.result import Feed
 from recsys.feed.rules import BusinessRules
-from recsys.feed.state import ServingConfig, ServingState, build_state
+from recsys.feed.state import ServingConfig, ServingState
 from recsys.fit.components import TrainSettings, train_components
 from recsys.ids import check_text, coerce_id, coerce_ids, coerce_media, id_kind
 

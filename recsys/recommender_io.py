@@ -107,8 +107,9 @@ def read_components(root: Path, manifest: dict, make: Callable[..., R]) -> R:
     from safetensors.numpy import load_file
 
     from recsys.features.pipeline import FeaturePipeline
+    from recsys.feed.build import build_state
     from recsys.feed.fallback import PopularItems
-    from recsys.feed.state import ServingConfig, build_state, builder_events, builder_items
+    from recsys.feed.state import ServingConfig, builder_events, builder_items
     from recsys.index import load_index
     from recsys.models.two_tower import TwoTowerModel
 

@@ -8,7 +8,6 @@ frame and one ranker call for every (request, candidate) row, one ablation call 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,9 +15,17 @@ import pandas as pd
 
 from recsys.errors import DataValidationError
 from recsys.feed.fallback import cold_start_path
-from recsys.feed.partners import check_partner, partner_items, partner_pool, pool_key, request_segment
+from recsys.feed.partners import (
+    check_partner,
+    partner_items,
+    partner_pool,
+    pool_key,
+    pool_positions,
+    request_segment,
+)
 from recsys.feed.ranking import Candidates, Ranked, candidates, rank
 from recsys.feed.reasons import choose_reasons, reason_text
+from recsys.feed.request import Request
 from recsys.feed.rules import RequestScope, apply_rules, eligible, in_sorted
 from recsys.feed.state import ServingState
 
@@ -27,23 +34,6 @@ __all__ = ["Request", "run_batch", "OUTPUT_COLUMNS", "score_kind", "partner_obje
 OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
                   "source", "fallback", "score_kind")
 SOURCES = ("retrieval", "popular", "backfill")
-
-
-@dataclass
-class Request:
-    """One feed request (already validated)."""
-
-    user_id: Any
-    media_id: str | None
-    k: int
-    exclude: tuple = ()
-    context: dict | None = None
-    # filled by the engine
-    row: int = -1
-    segment: str = ""
-    pool: Any = None  # the key of the pool it is held to (recsys.feed.partners.pool_key)
-    path: str | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def score_kind(state: ServingState, req: Request) -> str:
@@ -68,7 +58,7 @@ def _scope(state: ServingState, req: Request) -> RequestScope:
     excluded = np.unique(np.concatenate([bought, extra[extra >= 0]]))
     pool = partner_pool(state, req.pool)
     return RequestScope(pool=pool, segments=frozenset([req.segment]) if req.segment else frozenset(), excluded=excluded,
-                        pool_positions=state.pool_positions(req.pool) if pool is not None else None)
+                        pool_positions=pool_positions(state, req.pool) if pool is not None else None)
 
 
 def _resolve(state: ServingState, reqs: list[Request]) -> None:

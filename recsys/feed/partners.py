@@ -29,6 +29,7 @@ import pandas as pd
 from recsys.errors import DataValidationError
 
 if TYPE_CHECKING:
+    from recsys.feed.catalogue import Catalogue
     from recsys.feed.state import ServingState
 
 __all__ = ["SHARED", "known_partners", "restricted_partners", "no_partner_mode", "closest_partner", "check_partner",
@@ -54,8 +55,6 @@ def restricted_partners(state: ServingState) -> frozenset[str]:
     would widen past."""
     hit = state.filters_cache.get("restricted_partners")
     if hit is None:
-        from recsys.feed.state import whole_catalogue_pools
-
         hit = frozenset(state.pools) - state.open_pools - whole_catalogue_pools(state.pools, state.catalogue)
         state.filters_cache["restricted_partners"] = hit
     return hit
@@ -216,3 +215,20 @@ def partner_items(state: ServingState, row: int, media_id: str | None) -> np.nda
     lo, hi = np.searchsorted(index["keys"], [key, key + 1])
     pos = state.catalogue.positions(index["items"][lo:hi])
     return np.unique(pos[pos >= 0])
+
+
+def whole_catalogue_pools(pools: dict[str, np.ndarray], catalogue: Catalogue) -> frozenset:
+    """Partners whose pool lists every live item of the catalogue (e.g. a content app with no restriction):
+    their pool is "everything", so items added later without pool rows join it."""
+    live = catalogue.alive
+    return frozenset(m for m, mask in pools.items() if live.any() and bool(mask[live].all()))
+
+
+def pool_positions(state: ServingState, media: str | None) -> np.ndarray:
+    """Catalogue positions in the pool a request on ``media`` is held to (cached until the next update);
+    only for a partner that has one (:func:`partner_pool`)."""
+    key = ("pool_positions", media)
+    hit = state.filters_cache.get(key)
+    if hit is None:
+        hit = state.filters_cache[key] = np.flatnonzero(partner_pool(state, media))
+    return hit

@@ -21,7 +21,7 @@ from recsys.feed.state import ServingState, objective_scores_by_partner
 from recsys.models.rankers.objectives import objective_arrays
 
 if TYPE_CHECKING:
-    from recsys.feed.engine import Request
+    from recsys.feed.request import Request
 
 __all__ = ["Candidates", "Ranked", "candidates", "rank", "MATRIX_ROWS"]
 

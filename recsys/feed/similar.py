@@ -19,7 +19,7 @@ def similar_items(state: ServingState, item_id: Any, k: int, media_id: str | Non
     Shown to anyone, so invite-only items are left out; no category cap (similar items share one).
     An unknown item id falls back to what is popular on the partner, and the feed says so.
     """
-    from recsys.recommender import Feed
+    from recsys.feed.result import Feed
 
     cat = state.catalogue
     pos = cat.live_positions([item_id])

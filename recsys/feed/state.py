@@ -19,7 +19,7 @@ from recsys.feed.fallback import COLD_START_MODES, PopularItems
 from recsys.feed.rules import BusinessRules
 from recsys.feed.users import UserState
 
-__all__ = ["ServingConfig", "ServingState", "build_state", "item_embeddings", "builder_items", "builder_events",
+__all__ = ["ServingConfig", "ServingState", "item_embeddings", "builder_items", "builder_events",
            "objective_scores_by_partner", "EVENT_COLUMNS"]
 
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
@@ -153,26 +153,8 @@ class ServingState:
         against the torch forward on a sample of known users and one unknown user; None when the tower cannot
         be folded or the check fails (then the torch forward serves, and a warning says why)."""
         if self.folded is None:
-            self.folded = _fold_user_tower(self) or False
+            self.folded = fold_user_tower(self) or False
         return self.folded or None
-
-    def pool_positions(self, media: str | None) -> np.ndarray:
-        """Catalogue positions in the pool a request on ``media`` is held to (cached until the next update);
-        only for a partner that has one (:func:`recsys.feed.partners.partner_pool`)."""
-        key = ("pool_positions", media)
-        hit = self.filters_cache.get(key)
-        if hit is None:
-            from recsys.feed.partners import partner_pool
-
-            hit = self.filters_cache[key] = np.flatnonzero(partner_pool(self, media))
-        return hit
-
-    @property
-    def known_media(self) -> frozenset[str]:
-        """Partner ids this state knows (media table, pools, objectives, serving log)."""
-        from recsys.feed.partners import known_partners
-
-        return known_partners(self)
 
 
 def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp):
@@ -258,14 +240,7 @@ def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[s
     return out
 
 
-def whole_catalogue_pools(pools: dict[str, np.ndarray], catalogue: Catalogue) -> frozenset:
-    """Partners whose pool lists every live item of the catalogue (e.g. a content app with no restriction):
-    their pool is "everything", so items added later without pool rows join it."""
-    live = catalogue.alive
-    return frozenset(m for m, mask in pools.items() if live.any() and bool(mask[live].all()))
-
-
-def _vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
+def vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
     values = getattr(getattr(pipeline, "items_", None), "values_", None)
     return None if values is None else catalogue.positions(np.asarray(values))
 
@@ -279,52 +254,11 @@ def sync_index(index: Any, catalogue: Catalogue, positions: np.ndarray | None = 
                                   eligibility=list(catalogue.eligibility[pos]))
 
 
-def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: Any, items: pd.DataFrame,
-                events: pd.DataFrame, users: pd.DataFrame | None, social: pd.DataFrame | None,
-                media: pd.DataFrame | None, media_pools: pd.DataFrame | None, config: ServingConfig,
-                popular: PopularItems | None = None, item_emb: np.ndarray | None = None,
-                builder_params: dict | None = None, removed: np.ndarray | None = None,
-                open_pools: Any = None) -> ServingState:
-    """Assemble a serving state from fitted components and the serving tables (``removed``: ids already
-    removed from the catalogue, kept for their positions; ``open_pools``: partners whose pool is the whole
-    catalogue, None to take those whose ``media_pools`` rows list every item, see :func:`whole_catalogue_pools`)."""
-    from recsys.models.rankers.objectives import partner_objectives
-
-    catalogue = Catalogue.from_items(items)
-    if removed is not None and len(removed):
-        catalogue, _ = catalogue.without(removed)
-    if item_emb is None:
-        item_emb = item_embeddings(pipeline, model, catalogue.frame)
-    if index is None:
-        from recsys.index import ExactIndex
-
-        index = ExactIndex(metric="ip").build(item_emb, catalogue.ids)
-    sync_index(index, catalogue)
-    ev = events[[c for c in EVENT_COLUMNS if c in events.columns]].reset_index(drop=True)
-    user_state = UserState(pipeline, ev, users, catalogue, segment_column=config.segment_column)
-    objectives = partner_objectives(media) if media is not None and "objective" in media.columns else {}
-    popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
-    as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
-    tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
-    pools = pool_masks(media_pools, catalogue)
-    open_pools = whole_catalogue_pools(pools, catalogue) if open_pools is None else frozenset(map(str, open_pools))
-    state = ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,
-                         catalogue=catalogue, item_emb=np.ascontiguousarray(item_emb, dtype=np.float32),
-                         users=user_state, pools=pools, objectives=objectives, open_pools=open_pools & set(pools),
-                         popular=popular, config=config, as_of=as_of,
-                         tables={k: v for k, v in tables.items() if v is not None},
-                         vocab_to_pos=_vocab_positions(pipeline, catalogue), builder_params=builder_params)
-    state.candidate_features()  # built now, not on the first request
-    state.known_media  # noqa: B018 - the partners and per-partner histories, built now too
-    state.folded_tower()
-    return state
-
-
 FOLD_CHECK_USERS = 64  # known users (plus one unknown) on which a folded tower must match the torch forward
 FOLD_TOLERANCE = 1e-5
 
 
-def _fold_user_tower(state: ServingState):
+def fold_user_tower(state: ServingState):
     """A checked :class:`~recsys.models.folded_tower.FoldedUserTower` for ``state``'s model, or None."""
     import torch
 

@@ -22,11 +22,11 @@ import pandas as pd
 from recsys.errors import DataValidationError
 from recsys.feed.state import (
     ServingState,
-    _vocab_positions,
     builder_events,
     builder_items,
     item_embeddings,
     sync_index,
+    vocab_positions,
 )
 
 __all__ = ["add_items", "remove_items", "set_in_stock"]
@@ -77,7 +77,7 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
 
         builder = RankingFeatureBuilder(**state.builder_params).fit(
             builder_events(tables["events"]), builder_items(catalogue.to_frame(False)), tables.get("social"))
-    vocab_to_pos = _vocab_positions(state.pipeline, catalogue)
+    vocab_to_pos = vocab_positions(state.pipeline, catalogue)
     state.index.add(emb, items["item_id"].to_numpy())  # last: whatever could fail has run
     sync_index(state.index, catalogue, pos)
     return state.evolve(catalogue=catalogue, item_emb=item_emb, pools=pools, tables=tables, builder=builder,
