@@ -4,18 +4,10 @@
 ``recsys.load(path_or_uri)`` and ``recsys.Recommender`` are resolved on first use.
 """
 
+from recsys.lazy import lazy_exports
 from recsys.version import __version__
 
 __all__ = ["__version__", "load", "Recommender"]
 
-
-def __getattr__(name: str):
-    if name == "load":
-        from recsys.storage.bundle import load
-
-        return load
-    if name == "Recommender":
-        from recsys.recommender import Recommender
-
-        return Recommender
-    raise AttributeError(f"module 'recsys' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"load": "recsys.loading", "Recommender": "recsys.recommender"})
+del lazy_exports

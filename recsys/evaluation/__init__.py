@@ -7,8 +7,9 @@ Names load lazily on first use, so ``recsys.cli.evaluate`` (and ``recsys --help`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from recsys.lazy import lazy_exports
 
 _EXPORTS = {
     "topk": ["METRICS", "EmbeddingScorer", "Scorer", "evaluate_topk", "recommend_topk"],
@@ -20,20 +21,9 @@ _EXPORTS = {
     "sampled": ["SampledMetricWarning", "sampled_metrics"],
     "leakage": ["check_features_before_split", "check_labels_not_in_features", "check_no_overlap"],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE = {name: f".{module}" for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'recsys.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"recsys.evaluation.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs

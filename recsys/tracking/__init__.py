@@ -13,17 +13,12 @@ parquet, FAISS files; checksummed) and a Python file; loading it never unpickles
 
 from __future__ import annotations
 
+from recsys.lazy import lazy_exports
+
 __all__ = ["Tracker", "MlflowTracker", "TrackingCallback", "make_tracker", "resolve_tracking_uri",
            "load_recommender", "log_recommender", "predict_feeds"]
 
-_LAZY = {"Tracker": "tracker", "MlflowTracker": "tracker", "TrackingCallback": "tracker", "make_tracker": "tracker",
-         "resolve_tracking_uri": "tracker", "load_recommender": "mlflow_model", "log_recommender": "mlflow_model",
-         "predict_feeds": "feeds"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f"recsys.tracking.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'recsys.tracking' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "Tracker": ".tracker", "MlflowTracker": ".tracker", "TrackingCallback": ".tracker", "make_tracker": ".tracker",
+    "resolve_tracking_uri": ".tracker", "load_recommender": ".mlflow_model", "log_recommender": ".mlflow_model",
+    "predict_feeds": ".feeds"})
