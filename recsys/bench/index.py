@@ -30,7 +30,7 @@ _CACHE: dict = {}
 
 def default_factories(n: int, d: int, memory_budget_mb: float) -> list[tuple[str, str | None]]:
     """(factory, reason to skip or None): exact Flat, then every approximate type ``auto_index`` weighs."""
-    from recsys.index.tuning import HNSW_MAX_ITEMS, candidate_factories
+    from recsys.index.auto import HNSW_MAX_ITEMS, candidate_factories
 
     rows: list[tuple[str, str | None]] = [("Flat", None)]
     for c in candidate_factories(max(n, 100_000), d, memory_budget_mb):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +19,13 @@ from recsys.errors import DataValidationError
 from recsys.index.base import METRICS, FiltersArg, SearchFilters
 from recsys.index.filters import FilterConfig, keep_eligible, make_selector, plan_search, subset_search
 from recsys.index.ids import IdMap, normalize_ids
+from recsys.index.snapshot import Snapshot
 
 HIDDEN_FRACTION_REBUILD = 0.25
 
 
 class RebuildRecommendedWarning(UserWarning):
     """The index still answers correctly, but a rebuild would restore its speed or recall."""
-
-
-@dataclass
-class Snapshot:
-    """Everything one search reads; replaced as a whole by every update (never mutated, bar the cache)."""
-
-    engine: Any
-    ids: IdMap
-    alive: np.ndarray
-    in_stock: np.ndarray
-    seg_code: np.ndarray
-    segments: tuple[str, ...] = ()
-    drift: dict | None = None
-    cache: dict = field(default_factory=dict)
-
-    def segment_codes(self, names) -> list[int]:
-        lookup = {s: i + 1 for i, s in enumerate(self.segments)}
-        return [lookup[s] for s in names if s in lookup]
-
-    def evolve(self, **changes) -> Snapshot:
-        return replace(self, cache={}, **changes)
 
 
 class IndexBase:
@@ -314,6 +293,11 @@ class IndexBase:
         from recsys.index.persistence import save_index
 
         return save_index(self, path)
+
+    @classmethod
+    def _from_manifest(cls, manifest: dict, filter_config: FilterConfig) -> IndexBase:
+        """An empty index with the settings a saved manifest records (the load side of ``_manifest_extra``)."""
+        return cls(metric=manifest["metric"], dim=manifest["dim"], filter_config=filter_config)
 
     # ------------------------------------------------------------------ hooks
     def _engine_build(self, x: np.ndarray) -> tuple[Any, dict | None]:

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from recsys.index.core import IndexBase, Snapshot
+from recsys.index.core import IndexBase
 from recsys.index.filters import FilterConfig, plan_search, topk_exact
+from recsys.index.snapshot import Snapshot
 
 
 class ExactIndex(IndexBase):

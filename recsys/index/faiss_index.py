@@ -18,52 +18,15 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import ConfigError, DataValidationError
+from recsys.index._faiss import faiss_index_parts_pq, knob_names, parts
+from recsys.index._faiss import import_faiss as _faiss
 from recsys.index.core import IndexBase
 from recsys.index.filters import FilterConfig
+from recsys.index.tuning import tune_index
 
 DEFAULT_PARAMS = {"efSearch": 128, "nprobe": 16, "k_factor": 4}
 DEFAULT_DRIFT_RATIO = 1.5
 DRIFT_MIN_ADDED = 200
-
-
-def _faiss():
-    from recsys.index._faiss import import_faiss
-
-    return import_faiss()
-
-
-def parts(index) -> dict:
-    """The parts of a FAISS index the knobs apply to: {"hnsw": ..., "ivf": ..., "refine": ...}."""
-    faiss = _faiss()
-    out: dict = {"refine": None, "ivf": None, "hnsw": None}
-    base = faiss.downcast_index(index)
-    if isinstance(base, faiss.IndexRefine):
-        out["refine"] = base
-        base = faiss.downcast_index(base.base_index)
-    out["ivf"] = faiss.try_extract_index_ivf(base)
-    if isinstance(base, faiss.IndexHNSW):
-        out["hnsw"] = base
-    return out
-
-
-def knob_names(index) -> list[str]:
-    """The tunable knobs of an index, in tuning order."""
-    p = parts(index)
-    return [name for name, part in (("efSearch", p["hnsw"]), ("nprobe", p["ivf"]), ("k_factor", p["refine"]))
-            if part is not None]
-
-
-def faiss_index_parts_pq(index) -> list:
-    """Sub-indexes that would run polysemous training (IndexPQ, IndexIVFPQ)."""
-    faiss = _faiss()
-    out, base = [], faiss.downcast_index(index)
-    if isinstance(base, faiss.IndexRefine):
-        base = faiss.downcast_index(base.base_index)
-    ivf = faiss.try_extract_index_ivf(base)
-    for cand in (base, ivf):
-        if cand is not None and hasattr(cand, "do_polysemous_training"):
-            out.append(cand)
-    return out
 
 
 class FaissIndex(IndexBase):
@@ -195,8 +158,6 @@ class FaissIndex(IndexBase):
     def tune(self, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
              reference_vectors: np.ndarray | None = None) -> dict:
         """Set the fastest knobs reaching ``recall_target`` (recall@k vs exact on the sample); see tuning.py."""
-        from recsys.index.tuning import tune_index
-
         return tune_index(self, sample_queries, k=k, recall_target=recall_target,
                           reference_vectors=reference_vectors)
 
@@ -236,3 +197,12 @@ class FaissIndex(IndexBase):
     def _manifest_extra(self) -> dict:
         return {"factory": self.factory, "search_params": self.effective_params(), "tuning": self.tuning,
                 "train_size": self.train_size, "seed": self.seed, "drift_ratio": self.drift_ratio}
+
+    @classmethod
+    def _from_manifest(cls, manifest: dict, filter_config: FilterConfig) -> FaissIndex:
+        index = cls(manifest["factory"], manifest["metric"], manifest["dim"],
+                    search_params=manifest.get("search_params"), train_size=manifest.get("train_size"),
+                    seed=manifest.get("seed", 0), drift_ratio=manifest.get("drift_ratio", DEFAULT_DRIFT_RATIO),
+                    filter_config=filter_config)
+        index.tuning = manifest.get("tuning")
+        return index

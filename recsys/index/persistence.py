@@ -29,6 +29,10 @@ from pathlib import Path
 import numpy as np
 
 from recsys.errors import ArtifactError
+from recsys.index.filters import FilterConfig
+from recsys.index.ids import IdMap
+from recsys.index.registry import INDEX_KINDS, index_class
+from recsys.index.snapshot import Snapshot
 from recsys.storage.atomic import DirSnapshot, discard, fsync_path, publish, read_consistent, staging_dir
 from recsys.storage.trust import MAX_COUNT, MAX_DIM, check_files_entry
 
@@ -223,26 +227,14 @@ def _load_array(files: dict[str, bytes], name: str, dtype, n: int) -> np.ndarray
 
 def load_index(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES):
     """Load an index saved by ``save``: verified sizes and checksums first, then FAISS/numpy."""
-    from recsys.index.core import Snapshot
-    from recsys.index.exact import ExactIndex
-    from recsys.index.faiss_index import FaissIndex
-    from recsys.index.filters import FilterConfig
-    from recsys.index.ids import IdMap
-
     path = Path(path)
     manifest, files = _snapshot_of(path, max_bytes)
-    n, dim = manifest["stored"], manifest["dim"]
+    n = manifest["stored"]
+    if manifest["kind"] not in INDEX_KINDS:
+        raise ArtifactError(f"{path}: unknown index kind {manifest['kind']!r} (expected one of {list(INDEX_KINDS)})")
     try:
         fc = FilterConfig(**(manifest.get("filter_config") or {}))
-        if manifest["kind"] == "exact":
-            index = ExactIndex(manifest["metric"], dim, filter_config=fc)
-        elif manifest["kind"] == "faiss":
-            index = FaissIndex(manifest["factory"], manifest["metric"], dim, search_params=manifest.get("search_params"),
-                               train_size=manifest.get("train_size"), seed=manifest.get("seed", 0),
-                               drift_ratio=manifest.get("drift_ratio", 1.5), filter_config=fc)
-            index.tuning = manifest.get("tuning")
-        else:
-            raise ArtifactError(f"{path}: unknown index kind {manifest['kind']!r} (expected 'exact' or 'faiss')")
+        index = index_class(manifest["kind"])._from_manifest(manifest, fc)
     except (ValueError, RuntimeError, KeyError, TypeError) as e:
         raise ArtifactError(f"{path}: the manifest's index settings are invalid ({type(e).__name__}: "
                             f"{str(e).splitlines()[0][:300] if str(e) else ''}); save the index again") from None

@@ -1,26 +1,21 @@
-"""Automatic index choice and knob tuning, measured against exact search on sample queries.
+"""Search-knob tuning of a FAISS index, measured against exact search on sample queries.
 
-``auto_index`` estimates the memory of each index type for the catalogue, keeps those within the
-budget in order of preference (exact Flat for small catalogues, then HNSW, IVF-Flat, fast-scan
-IVF-PQ with an SQ8 refine stage, plain fast-scan IVF-PQ), builds the first, tunes its knobs and moves on to the next
-only if the recall target cannot be reached. The choice, the measured recall and the factory
-string are recorded in ``index.tuning`` and so in the saved manifest.
+``tune_index`` (what ``FaissIndex.tune`` runs) tries the knobs (``efSearch``, ``nprobe``,
+``k_factor``) from the least to the most estimated work and keeps the cheapest that reaches the
+recall target; the choice, the measured recall and the grid are recorded in ``index.tuning`` and
+so in the saved manifest. Choosing the index type itself is :mod:`recsys.index.auto`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from collections.abc import Sequence
 
 import numpy as np
 
-from recsys.errors import ConfigError
-from recsys.index.faiss_index import FaissIndex, knob_names, parts
+from recsys.index._faiss import import_faiss, knob_names, parts
+from recsys.index.core import IndexBase
 
-FLAT_MAX_ITEMS = 50_000
-HNSW_MAX_ITEMS = 5_000_000
 EF_GRID = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 K_FACTOR_GRID = (64, 32, 16, 8, 4)  # re-rank 64x..4x k candidates with the refine codes; largest first
 # Work of one re-ranked candidate in units of one scanned IVF code. Measured on 1M ALS-fitted items,
@@ -50,15 +45,12 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 def exact_labels(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact top-k labels (row positions of ``vectors``) by inner product."""
-    from recsys.index._faiss import import_faiss
-
     faiss = import_faiss()
-
     return faiss.knn(np.ascontiguousarray(queries, np.float32), np.ascontiguousarray(vectors, np.float32), k,
                      metric=faiss.METRIC_INNER_PRODUCT)[1]
 
 
-def _grid(index: FaissIndex, k: int) -> list[dict]:
+def _grid(index: IndexBase, k: int) -> list[dict]:
     engine = index._state_or_raise().engine
     names = knob_names(engine)
     if "efSearch" in names:
@@ -72,7 +64,7 @@ def _grid(index: FaissIndex, k: int) -> list[dict]:
     return [{}]
 
 
-def _work_model(index: FaissIndex, k: int):
+def _work_model(index: IndexBase, k: int):
     """Estimated work of one query at given knobs, in scanned-code units (see ``REFINE_COST``)."""
     ivf = parts(index._state_or_raise().engine)["ivf"]
     list_size = ivf.ntotal / max(ivf.nlist, 1) if ivf is not None else 0.0
@@ -83,9 +75,10 @@ def _work_model(index: FaissIndex, k: int):
     return work
 
 
-def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
+def tune_index(index: IndexBase, sample_queries: np.ndarray, *, k: int = 100, recall_target: float = 0.95,
                reference_vectors: np.ndarray | None = None) -> dict:
-    """Set the cheapest knobs whose recall@k against exact search on the sample reaches the target.
+    """Set the cheapest knobs of ``index`` (a :class:`~recsys.index.faiss_index.FaissIndex`) whose recall@k
+    against exact search on the sample reaches the target.
 
     Cheapest = least estimated work per query (codes scanned in the probed lists plus
     ``REFINE_COST`` per re-ranked candidate; efSearch for HNSW): a deterministic cost order, since
@@ -133,65 +126,3 @@ def tune_index(index: FaissIndex, sample_queries: np.ndarray, *, k: int = 100, r
                     "params": chosen["params"], "recall": chosen["recall"], "met_target": met,
                     "reference": reference, "grid": grid}
     return index.tuning
-
-
-def _pq_m(d: int) -> int:
-    return max(m for m in range(1, d // 2 + 1) if d % m == 0) if d > 1 else 1
-
-
-def candidate_factories(n: int, d: int, memory_budget_mb: float) -> list[dict]:
-    """Index types in order of preference with their estimated memory; ``fits`` against the budget."""
-    nlist = 2 ** round(math.log2(max(16.0, math.sqrt(n))))  # 100k: 256, 1M: 1024, 10M: 4096
-    nlist = int(max(1, min(nlist, n // 39, 65_536)))
-    m = d if d % 2 == 0 else _pq_m(d)  # fast-scan PQ: one 4-bit sub-quantizer per dimension (d/2 bytes)
-    rows = []
-    if n <= FLAT_MAX_ITEMS:
-        rows.append(("Flat", n * 4 * d))
-    if n <= HNSW_MAX_ITEMS:
-        # M=48: on inner-product ALS factors, recall@100 0.945 at efSearch=256 where M=32 gave 0.90
-        rows.append(("HNSW48", n * (4 * d + 2 * 48 * 4 * 1.05 + 24)))
-    if nlist >= 2:
-        # fast-scan PQ (4-bit codes, SIMD scan, seconds to train) with an SQ8 refine stage that restores recall
-        rows += [(f"IVF{nlist},Flat", n * (4 * d + 16) + nlist * d * 4),
-                 (f"IVF{nlist},PQ{m}x4fs,Refine(SQ8)", n * (m / 2 + 16 + d) + nlist * d * 4),
-                 (f"IVF{nlist},PQ{m}x4fs", n * (m / 2 + 16) + nlist * d * 4)]
-    meta = n * 8 * 3 + n * 6  # ids + lookup + attribute arrays
-    return [{"factory": f, "estimated_mb": (b + meta) / 2**20, "fits": (b + meta) / 2**20 <= memory_budget_mb}
-            for f, b in rows]
-
-
-def auto_index(embeddings: np.ndarray, ids: Sequence[int | str], *, memory_budget_mb: float,
-               recall_target: float = 0.95, sample_queries: np.ndarray | None = None, k: int = 100,
-               metric: str = "ip", seed: int = 0) -> FaissIndex:
-    """Pick, build and tune the preferred index type that fits the memory budget and reaches the target."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    if x.ndim != 2 or len(x) == 0:
-        raise ConfigError(f"auto_index needs a non-empty (n, dim) embedding matrix, got shape {x.shape}")
-    candidates = candidate_factories(len(x), x.shape[1], memory_budget_mb)
-    fitting = [c for c in candidates if c["fits"]]
-    if not fitting:
-        smallest = min(candidates, key=lambda c: c["estimated_mb"])
-        raise ConfigError(f"no index type fits memory_budget_mb={memory_budget_mb} for {len(x):,} x {x.shape[1]} "
-                          f"embeddings; the smallest ({smallest['factory']}) needs ~{smallest['estimated_mb']:.0f} MB")
-    queries = sample_queries
-    query_source = "sample_queries"
-    if queries is None:
-        rng = np.random.default_rng(seed)
-        queries = x[rng.choice(len(x), min(256, len(x)), replace=False)]
-        query_source = "item embeddings (no sample_queries given)"
-    best = None
-    for cand in fitting:
-        idx = FaissIndex(cand["factory"], metric=metric, dim=x.shape[1], seed=seed).build(x, ids)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            record = tune_index(idx, queries, k=min(k, len(x)), recall_target=recall_target, reference_vectors=x)
-        if best is None or record["recall"] > best.tuning["recall"]:
-            best = idx
-        if record["met_target"]:
-            break
-    if not best.tuning["met_target"]:
-        warnings.warn(f"auto_index: no index type within {memory_budget_mb} MB reached recall@{k} {recall_target}; "
-                      f"returning {best.factory} at {best.tuning['recall']:.3f}", stacklevel=2)
-    best.tuning["auto"] = {"memory_budget_mb": memory_budget_mb, "candidates": candidates,
-                           "chosen": best.factory, "queries": query_source}
-    return best
