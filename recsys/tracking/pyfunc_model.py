@@ -25,7 +25,7 @@ class GuessYouLikeModel(PythonModel):
     """Requests (user_id, k, media_id) in, feeds out; see :mod:`recsys.tracking.feeds`."""
 
     def load_context(self, context) -> None:
-        import recsys
+        from recsys.recommender import Recommender
         from recsys.tracking.model_code import code_sha256
 
         if code_sha256(__file__) != code_sha256():
@@ -33,7 +33,7 @@ class GuessYouLikeModel(PythonModel):
 
             raise ArtifactError(f"{__file__} differs from the pyfunc_model.py of the installed recsys: re-log the "
                                 "model with this recsys, or load it with recsys.tracking.model_code.load_pyfunc")
-        self.recommender = recsys.load(context.artifacts["bundle"])
+        self.recommender = Recommender.load(context.artifacts["bundle"])  # a bundle directory
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from recsys.tracking.feeds import predict_feeds
