@@ -25,8 +25,8 @@ def test_cold_items_from_content_beat_ids_only_and_random(world):
 
 
 def test_unknown_item_embeds_without_error(world):
-    from recsys.bench.cold_start import embed_items
     from recsys.features.pipeline import FeaturePipeline
+    from recsys.models.encode import embed_items
     from recsys.models.two_tower import TwoTowerModel
 
     items = world.items

@@ -11,21 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from recsys.features.pipeline import FeaturePipeline
+from recsys.models.encode import embed_items
 from recsys.models.two_tower import TwoTowerModel
 
-__all__ = ["embed_items", "measure_cold_start"]
-
-
-@torch.no_grad()
-def embed_items(model: TwoTowerModel, pipeline: FeaturePipeline, items: pd.DataFrame) -> np.ndarray:
-    """Embeddings [n, dim] for catalogue rows, known or brand-new (content only for new ids)."""
-    model.eval()
-    feats = {k: v.to(model.device) for k, v in pipeline.encode_items(items).items()}
-    return model.item_embeddings(feats).float().cpu().numpy()
+__all__ = ["measure_cold_start"]
 
 
 def _recall(top: np.ndarray, targets: list[set], k: int) -> float:

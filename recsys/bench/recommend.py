@@ -94,9 +94,9 @@ def _matmul_limit(user_vecs: np.ndarray, item_emb: np.ndarray, n_users: int, k: 
 
 def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool):
     from recsys.datasets.synthetic import generate_world
-    from recsys.feed.state import item_embeddings
     from recsys.fit.components import TrainSettings
     from recsys.index import FaissIndex
+    from recsys.models.encode import embed_items
     from recsys.recommender import Recommender
 
     t0 = time.perf_counter()
@@ -113,7 +113,7 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool)
                        pd.DataFrame({"media_id": "guide-0", "item_id": new_ids[rng.random(len(new_ids)) < 0.5]})],
                       ignore_index=True)
     t1 = time.perf_counter()
-    emb = item_embeddings(s.pipeline, s.model, items)
+    emb = embed_items(s.model, s.pipeline, items)
     t_embed = time.perf_counter() - t1
     t1 = time.perf_counter()
     index = FaissIndex(factory, metric="ip").build(emb, items["item_id"].to_numpy())

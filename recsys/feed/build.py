@@ -14,12 +14,12 @@ from recsys.feed.state import (
     EVENT_COLUMNS,
     ServingConfig,
     ServingState,
-    item_embeddings,
     pool_masks,
     sync_index,
     vocab_positions,
 )
 from recsys.feed.users import UserState
+from recsys.models.encode import embed_items
 
 __all__ = ["build_state"]
 
@@ -39,7 +39,7 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
     if removed is not None and len(removed):
         catalogue, _ = catalogue.without(removed)
     if item_emb is None:
-        item_emb = item_embeddings(pipeline, model, catalogue.frame)
+        item_emb = embed_items(model, pipeline, catalogue.frame)
     if index is None:
         from recsys.index import ExactIndex
 

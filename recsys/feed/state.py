@@ -19,7 +19,7 @@ from recsys.feed.fallback import COLD_START_MODES, PopularItems
 from recsys.feed.rules import BusinessRules
 from recsys.feed.users import UserState
 
-__all__ = ["ServingConfig", "ServingState", "item_embeddings", "builder_items", "builder_events",
+__all__ = ["ServingConfig", "ServingState", "builder_items", "builder_events",
            "objective_scores_by_partner", "EVENT_COLUMNS"]
 
 EVENT_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")
@@ -172,20 +172,6 @@ def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd
     extra = sorted(c for c in features.names if c.startswith("category_") and c.endswith(("_ctr", "_cvr"))
                    and c not in set(columns))
     return features, columns + extra
-
-
-def item_embeddings(pipeline: Any, model: Any, items: pd.DataFrame, chunk: int = 65_536) -> np.ndarray:
-    """Item-tower embeddings of ``items`` rows (content features carry items the model never saw)."""
-    import torch
-
-    out = []
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(items), chunk):
-            feats = pipeline.encode_items(items.iloc[start:start + chunk])
-            out.append(model.item_embeddings(feats).cpu().numpy().astype(np.float32))
-    dim = model.config.dim
-    return np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
 
 BUILDER_ITEM_COLUMNS = ("item_id", "category", "brand", "shop", "price", "commission_rate", "coupon")

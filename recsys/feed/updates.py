@@ -24,10 +24,10 @@ from recsys.feed.state import (
     ServingState,
     builder_events,
     builder_items,
-    item_embeddings,
     sync_index,
     vocab_positions,
 )
+from recsys.models.encode import embed_items
 
 __all__ = ["add_items", "remove_items", "set_in_stock"]
 
@@ -56,7 +56,7 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
                                "item_id": np.tile(ids, len(state.open_pools))})
         media_pools = joined if media_pools is None else pd.concat([media_pools[["media_id", "item_id"]], joined],
                                                                    ignore_index=True)
-    emb = item_embeddings(state.pipeline, state.model, items)
+    emb = embed_items(state.model, state.pipeline, items)
     item_emb = np.zeros((len(catalogue), emb.shape[1]), np.float32)
     item_emb[: len(state.item_emb)] = state.item_emb
     item_emb[pos] = emb

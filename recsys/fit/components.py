@@ -152,8 +152,8 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     import torch
 
     from recsys.features.pipeline import FeaturePipeline
-    from recsys.feed.state import item_embeddings
     from recsys.fit.trainer import Trainer
+    from recsys.models.encode import embed_items
     from recsys.models.tasks import SampledSoftmaxTask
     from recsys.models.two_tower import TwoTowerModel
 
@@ -167,7 +167,7 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), epochs=s.epochs, batch_size=s.batch_size,
                       lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)), seed=s.seed,
                       progress=progress, device="cpu").fit(data)
-    emb = item_embeddings(pipeline, model, items.reset_index(drop=True))
+    emb = embed_items(model, pipeline, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
     ranker, builder, params = _ranker(s, labelled, events, items, social)
     return {"pipeline": pipeline, "model": model, "index": index, "item_embeddings": emb, "ranker": ranker,

@@ -205,13 +205,13 @@ def _load_retrieval(run: _Run, tables, split):
 
 
 def _index(run: _Run, tables, pipeline, res):
-    from recsys.feed.state import item_embeddings
     from recsys.fit.stages import build_index
+    from recsys.models.encode import embed_items
     from recsys.tracking.plots import ann_curve
 
     cfg = run.cfg
     run.step(f"item index: {cfg.index.kind}" + (f" {cfg.index.factory}" if cfg.index.kind == "faiss" else ""))
-    emb = item_embeddings(pipeline, res.model, tables.items)
+    emb = embed_items(res.model, pipeline, tables.items)
     queries = res.user_emb[np.unique(res.data.positives.tocoo().row)]
     index, record = build_index(cfg.index, emb, tables.items["item_id"].to_numpy(), queries, seed=cfg.seed)
     k = record.get("k", cfg.index.tune_k)
