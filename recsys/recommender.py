@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
+from recsys.feed import request_checks as checks
 from recsys.feed.build import build_state
 from recsys.feed.engine import OUTPUT_COLUMNS, partner_objective, run_batch, score_kind
 from recsys.feed.request import Request
@@ -36,91 +37,12 @@ from recsys.feed.result import Feed
 from recsys.feed.rules import BusinessRules
 from recsys.feed.state import ServingConfig, ServingState
 from recsys.fit.components import TrainSettings, train_components
-from recsys.ids import check_text, coerce_id, coerce_ids, coerce_media, id_kind
+from recsys.ids import coerce_id, id_kind
 
 __all__ = ["Recommender", "Feed", "OUTPUT_COLUMNS"]
 
-MAX_K = 10_000  # the longest feed one request may ask for (recommend_ids allocates n_users x k)
-
-
-def _check_k(k: Any, what: str = "k", maximum: int | None = MAX_K) -> int:
-    """``k`` (or ``chunk_size``) as an int in [1, maximum]; anything else is a DataValidationError."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise DataValidationError(f"{what} must be a positive int, got {type(k).__name__} {k!r}")
-    if k < 1:
-        raise DataValidationError(f"{what} must be >= 1, got {k}; ask for at least one item")
-    if maximum is not None and k > maximum:
-        raise DataValidationError(f"{what} must be <= {maximum:,} (recsys.recommender.MAX_K), got {k:,}; a feed "
-                                  f"never holds more items than that: page through a long list instead")
-    return int(k)
-
-
-UNKNOWN_USER = "served as an unknown user"
-
-
-def _check_media(media_id: Any, notes: list[str]) -> str | None:
-    media, note = coerce_media(media_id)
-    notes.extend([note] if note else [])
-    return media
-
-
-def _item_ids(state: ServingState, ids: Any, notes: list[str] | None = None) -> tuple:
-    """Item ids read as the catalogue's ids (:func:`recsys.ids.coerce_id`). With ``notes`` (``exclude``) ids
-    that are not the catalogue's are dropped and named there; without (updates) they stay, unknown, in place."""
-    kind = id_kind(state.catalogue.index)
-    if notes is None:
-        return tuple(coerce_id(v, kind, "item_id", "ignored")[0] for v in _check_exclude(ids))
-    out, more = coerce_ids(_check_exclude(ids), kind, "exclude item_id")
-    notes.extend(more)
-    return out
-
-
-def _check_exclude(exclude: Any) -> tuple:
-    if exclude is None:
-        return ()
-    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Iterable):
-        raise DataValidationError(f"exclude must be a collection of item ids, got {type(exclude).__name__} "
-                                  f"{exclude!r}; wrap a single id: exclude=[{exclude!r}]")
-    if isinstance(exclude, Mapping):
-        raise DataValidationError(f"exclude must be a collection of item ids, got a {type(exclude).__name__}; a "
-                                  "dict user_id -> item ids is for recommend_batch / recommend_ids, per user")
-    return tuple(exclude)
-
-
-def _missing(value: Any) -> bool:
-    """None, NaN, NaT or pd.NA: a context field not given (an empty cell of a users frame)."""
-    return (value is None or value is pd.NA or value is pd.NaT
-            or isinstance(value, (float, np.floating)) and bool(np.isnan(value)))
-
-
-def _check_context(context: Any, user_kind: str = "any") -> dict | None:
-    if context is None:
-        return None
-    if not isinstance(context, Mapping):
-        raise DataValidationError(f"context must be a dict such as {{'segment': 'vip', 'timestamp': ...}}, got "
-                                  f"{type(context).__name__}")
-    out = {key: value for key, value in context.items() if not _missing(value)}  # NaN / NA / None: not given
-    for key, value in out.items():
-        if not isinstance(key, str):
-            raise DataValidationError(f"context keys must be str (column names such as 'segment'), got "
-                                      f"{type(key).__name__} {key!r}")
-        check_text(key, "context key")
-        if isinstance(value, str):
-            check_text(value, f"context[{key!r}]")
-    if out.get("timestamp") is not None:
-        try:
-            out["timestamp"] = pd.Timestamp(out["timestamp"])
-        except (ValueError, TypeError):
-            raise DataValidationError(f"context['timestamp'] must be a time (datetime, pandas Timestamp or ISO "
-                                      f"string such as '2026-01-14 12:00'), got {out['timestamp']!r}") from None
-    friends = out.get("friends")
-    if friends is not None:
-        if isinstance(friends, (str, bytes)) or not isinstance(friends, Iterable):
-            raise DataValidationError(f"context['friends'] must be a list of user ids, got {type(friends).__name__} "
-                                      f"{friends!r}; wrap a single id: {{'friends': [{friends!r}]}}")
-        # user ids read as the model's (recsys.ids); one that is not stays as given and matches no one
-        out["friends"] = tuple(coerce_id(f, user_kind, "context['friends'] entry", "ignored")[0] for f in friends)
-    return out
+MAX_K = checks.MAX_K  # the longest feed one request may ask for
+UNKNOWN_USER = checks.UNKNOWN_USER
 
 
 class Recommender:
@@ -260,9 +182,9 @@ class Recommender:
         state = self._ready()
         uid, note = coerce_id(user_id, id_kind(state.users.ids), "user_id", UNKNOWN_USER)
         notes = [note] if note else []
-        req = Request(user_id=uid, media_id=_check_media(media_id, notes), k=_check_k(k),
-                      exclude=_item_ids(state, exclude, notes),
-                      context=_check_context(context, id_kind(state.users.ids)), notes=notes)
+        req = Request(user_id=uid, media_id=checks.check_media(media_id, notes), k=checks.check_k(k),
+                      exclude=checks.item_ids(state, exclude, notes),
+                      context=checks.check_context(context, id_kind(state.users.ids)), notes=notes)
         items = run_batch(state, [req], drop=("user_id", "media_id", "fallback", "score_kind"), as_columns=True)
         kind = score_kind(state, req)
         return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes,
@@ -280,8 +202,8 @@ class Recommender:
         per user; vectorised per chunk (one tower pass, grouped index searches, one ranker call).
         Notes on fallbacks are in ``result.attrs["notes"]`` (user_id -> list of str).
         """
-        k = _check_k(k)
-        chunk_size = _check_k(chunk_size, "chunk_size", None)
+        k = checks.check_k(k)
+        chunk_size = checks.check_k(chunk_size, "chunk_size", None)
         state = self._ready()
         reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = [run_batch(state, reqs[s:s + chunk_size]) for s in range(0, len(reqs), chunk_size)]
@@ -291,10 +213,10 @@ class Recommender:
 
     def _requests(self, state: ServingState, users: Any, k: int, media_id: Any, exclude: Any, context: Any
                   ) -> list[Request]:
-        base_ctx = _check_context(context, id_kind(state.users.ids)) or {}
+        base_ctx = checks.check_context(context, id_kind(state.users.ids)) or {}
         per_user_excl = exclude if isinstance(exclude, Mapping) else None
         common_notes: list[str] = []
-        common_excl = () if per_user_excl is not None else _item_ids(state, exclude, common_notes)
+        common_excl = () if per_user_excl is not None else checks.item_ids(state, exclude, common_notes)
         user_kind = id_kind(state.users.ids)
         if isinstance(users, pd.DataFrame):
             if "user_id" not in users.columns:
@@ -317,11 +239,11 @@ class Recommender:
                 raise DataValidationError(f"row {n}: {e}") from None
             notes = [note] if note else []
             ctx = dict(base_ctx)
-            ctx.update({c: v[n] for c, v in ctx_values.items() if not _missing(v[n])})
-            ctx = _check_context(ctx, user_kind)
-            media = _check_media(media, notes)
+            ctx.update({c: v[n] for c, v in ctx_values.items() if not checks.missing(v[n])})
+            ctx = checks.check_context(ctx, user_kind)
+            media = checks.check_media(media, notes)
             if per_user_excl is not None:
-                excl = _item_ids(state, per_user_excl.get(raw, per_user_excl.get(uid, ())), notes)
+                excl = checks.item_ids(state, per_user_excl.get(raw, per_user_excl.get(uid, ())), notes)
             else:
                 excl, notes = common_excl, notes + common_notes
             reqs.append(Request(user_id=uid, media_id=media, k=k, exclude=excl, context=ctx or None, notes=notes))
@@ -336,7 +258,7 @@ class Recommender:
         -1 (None for str ids without ``item_ids``) pads feeds shorter than ``k``. The same feeds as
         :meth:`recommend_batch`, business rules included.
         """
-        k, chunk_size = _check_k(k), _check_k(chunk_size, "chunk_size", None)
+        k, chunk_size = checks.check_k(k), checks.check_k(chunk_size, "chunk_size", None)
         state = self._ready()
         reqs = self._requests(state, users, k, media_id, exclude, context)
         parts = []
@@ -359,8 +281,8 @@ class Recommender:
         state = self._ready()
         item, note = coerce_id(item_id, id_kind(state.catalogue.index), "item_id", "served as an unknown item")
         notes = [note] if note else []
-        media = _check_media(media_id, notes)
-        feed = similar_items(state, item, _check_k(k), media)
+        media = checks.check_media(media_id, notes)
+        feed = similar_items(state, item, checks.check_k(k), media)
         feed.notes[:0] = notes
         return feed
 
@@ -398,14 +320,14 @@ class Recommender:
         """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""
         from recsys.feed.updates import remove_items
 
-        return self._update(lambda state: remove_items(state, _item_ids(state, ids)))
+        return self._update(lambda state: remove_items(state, checks.item_ids(state, ids)))
 
     def set_in_stock(self, ids: Iterable, in_stock: bool | Iterable[bool]) -> None:
         """Mark items in or out of stock; feeds follow at once. ``in_stock``: True/False (or 1/0) for every id,
         or one such flag per id; text ('no'), NaN or a count other than len(ids) raise DataValidationError."""
         from recsys.feed.updates import set_in_stock
 
-        self._update(lambda state: (set_in_stock(state, _item_ids(state, ids), in_stock), None))
+        self._update(lambda state: (set_in_stock(state, checks.item_ids(state, ids), in_stock), None))
 
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, key: str | bytes | None = None) -> Path:
