@@ -6,6 +6,7 @@ pieces only when fitting, ``ESMMRanker`` imports torch.
 
 from __future__ import annotations
 
+from recsys.lazy import lazy_exports
 from recsys.models.rankers.base import OUTPUTS, CalibratedRanker, Ranker
 from recsys.models.rankers.objectives import OBJECTIVES, objective_scores, score_rows
 from recsys.models.rankers.registry import RANKER_KINDS, load_ranker, ranker_class
@@ -13,10 +14,4 @@ from recsys.models.rankers.registry import RANKER_KINDS, load_ranker, ranker_cla
 __all__ = ["OUTPUTS", "OBJECTIVES", "RANKER_KINDS", "CalibratedRanker", "Ranker", "load_ranker", "ranker_class",
            "objective_scores", "score_rows", "GBDTRanker", "ESMMRanker"]
 
-_LAZY_CLASSES = {"GBDTRanker": "gbdt", "ESMMRanker": "esmm"}
-
-
-def __getattr__(name: str):
-    if name in _LAZY_CLASSES:
-        return ranker_class(_LAZY_CLASSES[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"GBDTRanker": ".gbdt", "ESMMRanker": ".esmm"})
