@@ -8,7 +8,7 @@ import torch
 from recsys.errors import ConfigError
 from recsys.fit.callbacks import Callback, StopTraining
 from recsys.fit.trainer import RetrievalData, Trainer, encode_all
-from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask
+from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask, TaskNeeds
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
 
@@ -173,3 +173,25 @@ def test_impression_negatives_push_shown_but_unclicked_items_down():
     assert margins[1] < margins[0] - 0.1
     with pytest.raises(ConfigError, match="impressions"):
         Trainer(model, SampledSoftmaxTask(), negatives="impressions", progress=False).fit(RetrievalData(train))
+
+
+def test_trainer_reads_the_declared_needs_and_leaves_the_task_alone():
+    # a task is its declared needs and its one call: no base class, no isinstance in the trainer
+    class Align:
+        needs = TaskNeeds(catalogue=True)
+
+        def __call__(self, query, candidates, batch=None):
+            return -(query[batch.rows] * candidates[batch.cols]).sum(-1).mean() + candidates.pow(2).sum(-1).mean()
+
+    train, _ = checkerboard()
+    summary = Trainer(_model(train.shape), Align(), epochs=1, batch_size=16, progress=False).fit(RetrievalData(train))
+    assert np.isfinite(summary["history"][0]["loss"])
+    task = SampledSoftmaxTask(temperature=0.2)
+    before = dict(vars(task))
+    for negatives in ("uniform", "mixed"):
+        Trainer(_model(train.shape), task, epochs=1, batch_size=16, negatives=negatives, num_negatives=4,
+                progress=False).fit(RetrievalData(train))
+    assert vars(task) == before
+    with pytest.raises(ConfigError, match="impression"):
+        Trainer(_model(train.shape), CosineContrastiveTask(), negatives="impressions", progress=False).fit(
+            RetrievalData(train, impressions=train))

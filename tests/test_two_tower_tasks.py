@@ -13,6 +13,7 @@ from recsys.models.tasks import (
     CosineContrastiveTask,
     FullSoftmaxTask,
     SampledSoftmaxTask,
+    TaskBatch,
     uniform_log_q,
 )
 
@@ -23,7 +24,7 @@ def test_sampled_softmax_by_hand():
     u = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     i = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     task = SampledSoftmaxTask(temperature=1.0, logq_correction=False)
-    loss = task(u, i, torch.tensor([0, 1]))
+    loss = task(u, i, TaskBatch(ids=torch.tensor([0, 1])))
     expected = (math.log(1 + math.exp(-1)) + math.log(1 + math.exp(-2))) / 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
 
@@ -35,11 +36,14 @@ def test_in_batch_candidates_can_span_a_larger_batch():
     u, i = F.normalize(torch.randn(3, 4), dim=1), F.normalize(torch.randn(3, 4), dim=1)
     ids, log_q = torch.tensor([5, 7, 5]), torch.tensor([0.3, -0.2, 0.3])
     task = SampledSoftmaxTask(temperature=0.5)
-    whole = torch.logsumexp(task.logits(u, i, ids, log_q), 1) - task.logits(u, i, ids, log_q)[:, 0]
-    part = task(u[:2], i[:2], ids[:2], None, batch=Candidates(i, ids, log_q), weights=torch.ones(2))
+    own = TaskBatch(ids=ids, log_q=log_q)
+    whole = torch.logsumexp(task.logits(u, i, own), 1) - task.logits(u, i, own)[:, 0]
+    part = task(u[:2], i[:2], TaskBatch(ids=ids[:2], global_batch=Candidates(i, ids, log_q), weights=torch.ones(2)))
     assert part.item() == pytest.approx(whole[:2].mean().item(), rel=1e-6)
-    assert task(u[:0], i[:0], ids[:0], None, batch=Candidates(i, ids, log_q), weights=torch.ones(0)).item() == 0.0
-    assert task(u, i, ids, log_q).item() == pytest.approx(task(u, i, ids, None, batch=Candidates(i, ids, log_q)).item())
+    assert task(u[:0], i[:0], TaskBatch(ids=ids[:0], global_batch=Candidates(i, ids, log_q),
+                                        weights=torch.ones(0))).item() == 0.0
+    assert task(u, i, own).item() == pytest.approx(
+        task(u, i, TaskBatch(ids=ids, global_batch=Candidates(i, ids, log_q))).item())
 
 
 def test_logq_correction_lowers_popular_negatives_by_log_expected_count():
@@ -47,8 +51,8 @@ def test_logq_correction_lowers_popular_negatives_by_log_expected_count():
     u, i = torch.randn(4, 8), torch.randn(4, 8)
     ids = torch.arange(4)
     log_q = torch.log(torch.tensor([0.5, 0.1, 0.1, 0.01]) * 4)
-    plain = SampledSoftmaxTask(temperature=0.5, logq_correction=False).logits(u, i, ids, log_q)
-    corrected = SampledSoftmaxTask(temperature=0.5, logq_correction=True).logits(u, i, ids, log_q)
+    plain = SampledSoftmaxTask(temperature=0.5, logq_correction=False).logits(u, i, TaskBatch(ids=ids, log_q=log_q))
+    corrected = SampledSoftmaxTask(temperature=0.5, logq_correction=True).logits(u, i, TaskBatch(ids=ids, log_q=log_q))
     # column 0 is the positive: never corrected; in-batch negatives: logit - log_q, scale exactly 1
     assert torch.equal(plain[:, 0], corrected[:, 0])
     off_diag = ~torch.eye(4, dtype=torch.bool)  # the diagonal is each row's own positive again: masked
@@ -63,8 +67,8 @@ def test_logq_correction_makes_popular_positives_cheaper_to_miss():
     i = torch.eye(3) * 0.5 + 0.2
     ids = torch.arange(3)
     log_q = torch.log(torch.tensor([3.0, 0.1, 0.1]))
-    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, ids, log_q)
-    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, ids, log_q)
+    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, TaskBatch(ids=ids, log_q=log_q))
+    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, TaskBatch(ids=ids, log_q=log_q))
     # row 1's negative item 0 (popular) went down by log 3
     assert on[1, 1].item() == pytest.approx(off[1, 1].item() - math.log(3.0), rel=1e-6)
 
@@ -72,7 +76,7 @@ def test_logq_correction_makes_popular_positives_cheaper_to_miss():
 def test_accidental_hits_masked_but_own_positive_kept():
     u, i = torch.randn(3, 4), torch.randn(3, 4)
     ids = torch.tensor([7, 7, 9])  # rows 0 and 1 share item 7
-    logits = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, ids)
+    logits = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, TaskBatch(ids=ids))
     assert torch.isfinite(logits[:, 0]).all()
     neg = logits[:, 1:]
     assert torch.isinf(neg[0, 0]) and torch.isinf(neg[0, 1]) and torch.isfinite(neg[0, 2])
@@ -84,8 +88,9 @@ def test_mixed_negatives_each_source_gets_its_own_correction():
     u, i = torch.randn(2, 4), torch.randn(2, 4)
     extra = Candidates(torch.randn(3, 4), torch.tensor([10, 11, 12]), torch.full((3,), uniform_log_q(3, 100)))
     batch_q = torch.log(torch.tensor([0.2, 0.3]))
-    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, torch.tensor([0, 1]), batch_q, extra)
-    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, torch.tensor([0, 1]), batch_q, extra)
+    b = TaskBatch(ids=torch.tensor([0, 1]), log_q=batch_q, negatives=extra)
+    on = SampledSoftmaxTask(temperature=1.0).logits(u, i, b)
+    off = SampledSoftmaxTask(temperature=1.0, logq_correction=False).logits(u, i, b)
     diff = off[:, 1:] - on[:, 1:]
     # in-batch block: row 0 vs item 1 is corrected by log 0.3, row 1 vs item 0 by log 0.2
     assert diff[0, 1].item() == pytest.approx(math.log(0.3), rel=1e-5)
@@ -101,7 +106,8 @@ def test_fused_full_softmax_matches_autograd(exclude, bounded):
     v = F.normalize(torch.randn(11, 8), dim=1).requires_grad_()
     rows = torch.tensor([0, 0, 1, 2, 2, 2, 4])
     cols = torch.tensor([1, 3, 0, 5, 6, 10, 2])
-    loss = FullSoftmaxTask(temperature=0.2, exclude_other_positives=exclude, bounded=bounded)(u, v, rows, cols)
+    loss = FullSoftmaxTask(temperature=0.2, exclude_other_positives=exclude, bounded=bounded)(
+        u, v, TaskBatch(rows=rows, cols=cols))
     loss.backward()
     gu, gv = u.grad.clone(), v.grad.clone()
     u.grad = v.grad = None
@@ -126,13 +132,14 @@ def test_ccl_by_hand():
     u = torch.tensor([[1.0, 0.0]])
     pos = torch.tensor([[1.0, 0.0]])
     neg = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
-    loss = CosineContrastiveTask(margin=0.5, negative_weight=2.0)(u, pos, torch.tensor([0]), neg)
+    loss = CosineContrastiveTask(margin=0.5, negative_weight=2.0)(u, pos, TaskBatch(ids=torch.tensor([0]),
+                                                                                   row_negatives=neg))
     assert loss.item() == pytest.approx(0.5)
 
 
 def test_bpr_by_hand():
     u, p, n = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]])
-    assert BPRTask()(u, p, n).item() == pytest.approx(math.log(1 + math.exp(-1.0)))
+    assert BPRTask()(u, p, TaskBatch(row_negatives=n[:, None, :])).item() == pytest.approx(math.log(1 + math.exp(-1.0)))
 
 
 def test_bad_hyperparameters_raise_config_errors():
@@ -150,7 +157,8 @@ def test_known_positives_are_neither_targets_nor_negatives():
     v = F.normalize(torch.randn(9, 6), dim=1).requires_grad_()
     rows, cols = torch.tensor([0, 1, 2]), torch.tensor([4, 5, 6])
     known = (torch.tensor([0, 0, 2]), torch.tensor([1, 2, 3]))
-    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(u, v, rows, cols, known)
+    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(u, v, TaskBatch(rows=rows, cols=cols,
+                                                                                          known=known))
     loss.backward()
     logits = u @ v.detach().T / 0.5
     logits[known] = float("-inf")
@@ -159,7 +167,7 @@ def test_known_positives_are_neither_targets_nor_negatives():
     assert torch.all(v.grad[1:4].abs().sum(1)[:2] > 0)  # item 1, 2: negatives of users 1, 2 still
     # user 0's known items 1 and 2 and user 2's item 3 get no push from those users
     g_only_user0 = torch.autograd.grad(FullSoftmaxTask(temperature=0.5, exclude_other_positives=True)(
-        u[:1], v, rows[:1] * 0, cols[:1], (known[0][:2], known[1][:2])), v)[0]
+        u[:1], v, TaskBatch(rows=rows[:1] * 0, cols=cols[:1], known=(known[0][:2], known[1][:2]))), v)[0]
     assert torch.all(g_only_user0[1:3] == 0)
 
 
@@ -170,7 +178,8 @@ def test_full_softmax_user_weight_power_is_a_weighted_mean_with_matching_gradien
     u = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     it = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
     rows, cols = torch.tensor([0, 0, 0, 1, 2]), torch.tensor([1, 2, 3, 0, 5])
-    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, user_weight_power=1.0)(u, it, rows, cols)
+    loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, user_weight_power=1.0)(
+        u, it, TaskBatch(rows=rows, cols=cols))
     s = (u / 0.5) @ it.T
     if exclude:
         mask = torch.zeros_like(s, dtype=torch.bool)
@@ -197,7 +206,8 @@ def test_full_softmax_item_side_term_by_hand():
     both = FullSoftmaxTask(temperature=0.5, exclude_other_positives=True, item_side_weight=2.0)
     t00 = -torch.log_softmax(torch.tensor([1.0, 0.0]) / 0.5, 0)[0]  # item 0 vs users (0, 1)
     want = (t00 + 0.0 + 0.0) / 3  # (1, 1): user 0 also holds item 1 -> masked -> 0
-    assert torch.allclose(both(u, it, rows, cols) - base(u, it, rows, cols), 2.0 * want)
+    pos = TaskBatch(rows=rows, cols=cols)
+    assert torch.allclose(both(u, it, pos) - base(u, it, pos), 2.0 * want)
 
 
 @pytest.mark.parametrize("exclude", [True, False])
@@ -207,8 +217,9 @@ def test_full_softmax_item_prior_is_added_to_every_score_before_the_temperature(
     it = F.normalize(torch.randn(6, 4, dtype=torch.float64), dim=1).requires_grad_()
     rows, cols = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 0, 5])
     prior = torch.tensor([0.0, 0.3, 0.1, 0.0, 0.5, 0.2])
+    pos = TaskBatch(rows=rows, cols=cols)
     loss = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, bounded=True, item_prior=prior)(
-        u, it, rows, cols)
+        u, it, pos)
     s = (u @ it.T + prior.double()[None, :]) / 0.5
     if exclude:
         mask = torch.zeros_like(s, dtype=torch.bool)
@@ -224,8 +235,8 @@ def test_full_softmax_item_prior_is_added_to_every_score_before_the_temperature(
     zero = FullSoftmaxTask(temperature=0.5, exclude_other_positives=exclude, item_prior=torch.zeros(6))
     # not bit-equal: the prior rides along as a fifth coordinate (user 1, item its prior), so BLAS sums a
     # 5-term dot product in another order than the plain 4-term one: ~1e-16 relative in float64
-    torch.testing.assert_close(zero(u, it, rows, cols), plain(u, it, rows, cols), rtol=1e-12, atol=0)
+    torch.testing.assert_close(zero(u, it, pos), plain(u, it, pos), rtol=1e-12, atol=0)
     with pytest.raises(ConfigError, match="item_prior has 5 offsets"):
-        FullSoftmaxTask(item_prior=torch.zeros(5))(u, it, rows, cols)
+        FullSoftmaxTask(item_prior=torch.zeros(5))(u, it, pos)
     with pytest.raises(ConfigError, match="finite"):
         FullSoftmaxTask(item_prior=torch.tensor([float("-inf")]))

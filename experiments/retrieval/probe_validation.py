@@ -50,7 +50,8 @@ class FullCCL(FullSoftmaxTask):
         super().__init__(temperature=1.0)
         self.margin, self.weight = margin, weight
 
-    def __call__(self, user, items, rows, cols, known=None):
+    def __call__(self, user, items, batch):
+        rows, cols = batch.rows, batch.cols
         s = user @ items.T
         pos = s[rows, cols]
         r = torch.relu(s - self.margin)
@@ -73,7 +74,8 @@ class AlignUniform(FullSoftmaxTask):
     def _uniform(x):
         return torch.pdist(x).pow(2).mul(-2).exp().mean().log()
 
-    def __call__(self, user, items, rows, cols, known=None):
+    def __call__(self, user, items, batch):
+        rows, cols = batch.rows, batch.cols
         align = (user[rows] - items[cols]).pow(2).sum(1).mean()
         pos = torch.unique(cols)
         if pos.numel() > 4096:

@@ -28,13 +28,7 @@ from recsys.fit.callbacks import (
     save_checkpoint,
 )
 from recsys.fit.distributed import DataParallel, WorldInfo
-from recsys.models.tasks import (
-    BPRTask,
-    Candidates,
-    CosineContrastiveTask,
-    FullSoftmaxTask,
-    SampledSoftmaxTask,
-)
+from recsys.models.tasks import Candidates, RetrievalTask, TaskBatch
 from recsys.models.two_tower import TwoTowerModel
 from recsys.progress import show_progress
 
@@ -86,6 +80,9 @@ def _slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarr
 class Trainer:
     """Fits a :class:`TwoTowerModel` with a task from :mod:`recsys.models.tasks`.
 
+    The trainer reads what the task declares (``task.needs``: catalogue or pairs, in-batch, shared or
+    per-row negatives) and calls every task the same way, ``task(query, candidates, TaskBatch(...))``.
+
     ``validate(model) -> metrics`` is called after each epoch; ``monitor`` names the metric that
     selects the best epoch (higher is better) and drives early stopping after ``patience``
     epochs without improvement. Data order comes from ``(seed, epoch)`` and torch's RNG is saved in
@@ -96,7 +93,7 @@ class Trainer:
     ``item_audience`` gets its item audiences from ``data.positives`` when ``fit`` starts.
     """
 
-    def __init__(self, model: TwoTowerModel, task: Any, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
+    def __init__(self, model: TwoTowerModel, task: RetrievalTask, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
                  weight_decay: float = 0.0, optimizer: str = "adam", negatives: str = "in_batch",
                  num_negatives: int = 1024, history_dropout: float = 0.0, history_holdout: float = 0.0,
                  seed: int = 0, patience: int = 3,
@@ -133,59 +130,60 @@ class Trainer:
 
     def _batches(self, data: RetrievalData, epoch: int) -> Iterator[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
-        if isinstance(self.task, FullSoftmaxTask):
+        if self.task.needs.catalogue:  # batches of users
             order = rng.permutation(data.positives.shape[0])
-        else:
+        else:  # batches of (user, item) pairs
             order = rng.permutation(data.positives.nnz)
         for start in range(0, len(order), self.batch_size):
             yield order[start:start + self.batch_size]
 
     def _terms(self, data: RetrievalData, batch: np.ndarray) -> int:
-        """How many terms the batch's mean loss averages (positives for the full softmax, else rows)."""
-        if isinstance(self.task, FullSoftmaxTask):  # (with history_holdout: the expected share of them)
+        """How many terms the batch's mean loss averages (positives for a catalogue task, else rows)."""
+        if self.task.needs.catalogue:  # (with history_holdout: the expected share of them)
             return int((data.positives.indptr[batch + 1] - data.positives.indptr[batch]).sum())
         return len(batch)
 
     def _loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
-        model, task = self.model, self.task
-        if isinstance(task, FullSoftmaxTask):
-            rows, cols = _slices(data.positives, batch)
-            if self.history_holdout > 0:
-                return self._holdout_loss(data, batch, rows, cols)
-            user = model.user_embeddings(self._user_feats(data, batch))
-            items = model.item_embeddings(self._item_feats(data, None))
-            return task(user, items, torch.from_numpy(rows).to(self.device), torch.from_numpy(cols).to(self.device))
+        model, task, needs = self.model, self.task, self.task.needs
+        if needs.catalogue:
+            return self._catalogue_loss(data, batch)
         users, items = data.pair_users[batch], torch.from_numpy(data.pair_items[batch])
         user = model.user_embeddings(self._user_feats(data, users))
         pos_emb = model.item_embeddings(self._item_feats(data, items))
         n_items = data.positives.shape[1]
-        if isinstance(task, BPRTask):
+        if needs.pairwise:
             neg = torch.randint(n_items, (len(batch),))
-            return task(user, pos_emb, model.item_embeddings(self._item_feats(data, neg)))
+            neg_emb = model.item_embeddings(self._item_feats(data, neg))
+            return task(user, pos_emb, TaskBatch(row_negatives=neg_emb[:, None, :]))
         if self.negatives == "impressions":
             return self._impression_loss(data, users, user, pos_emb, items)
         extra = None
-        if self.negatives in ("uniform", "mixed") or isinstance(task, CosineContrastiveTask):
+        if needs.requires_shared_negatives or (needs.shared_negatives and self.negatives in ("uniform", "mixed")):
             neg = torch.randint(n_items, (self.num_negatives,))
             log_q = torch.full((self.num_negatives,), float(np.log(self.num_negatives / n_items)))
             extra = Candidates(model.item_embeddings(self._item_feats(data, neg)), neg.to(self.device),
                                log_q.to(self.device))
-        items = items.to(self.device)
-        if isinstance(task, CosineContrastiveTask):
-            return task(user, pos_emb, items, extra)
-        if not isinstance(task, SampledSoftmaxTask):
-            raise ConfigError(f"unsupported task {type(task).__name__}")
-        task.in_batch = self.negatives != "uniform"
+        ids = items.to(self.device)
+        return task(user, pos_emb, self._in_batch(data, pos_emb, ids, len(batch), negatives=extra))
+
+    def _in_batch(self, data: RetrievalData, pos_emb: torch.Tensor, ids: torch.Tensor, n: int,
+                  **fields: Any) -> TaskBatch:
+        """The batch of a row-aligned task: the positives' ids with their logQ as in-batch negatives, or under
+        data-parallel training the whole global batch (and equal row weights)."""
+        in_batch = self.negatives != "uniform"
         if self._gathers_batch():
-            return task(user, pos_emb, items, None, extra, weights=self._row_weights(len(batch)),
-                        batch=self._global_batch(data, pos_emb, items))
-        log_q = (data.item_log_freq[items.cpu()] + float(np.log(len(batch)))).to(self.device)
-        return task(user, pos_emb, items, log_q, extra)
+            return TaskBatch(ids=ids, in_batch=in_batch, weights=self._row_weights(n),
+                             global_batch=self._global_batch(data, pos_emb, ids), **fields)
+        log_q = None
+        if self.task.needs.in_batch:
+            log_q = (data.item_log_freq[ids.cpu()] + float(np.log(n))).to(self.device)
+        return TaskBatch(ids=ids, log_q=log_q, in_batch=in_batch, **fields)
 
     def _gathers_batch(self) -> bool:
         """Whether in-batch negatives come from the whole global batch of a data-parallel run."""
-        return self._dp.size > 1 and isinstance(self.task, SampledSoftmaxTask) and (
-            self.negatives in ("in_batch", "mixed") or (self.negatives == "impressions" and self.task.in_batch))
+        needs = self.task.needs
+        return self._dp.size > 1 and needs.in_batch and not needs.catalogue and not needs.pairwise and \
+            self.negatives != "uniform"
 
     def _row_weights(self, n: int) -> torch.Tensor:
         """Equal weights: the mean loss, and 0 (not NaN) for a rank with no rows in a short last batch."""
@@ -196,6 +194,16 @@ class Trainer:
         emb, ids = self._dp.gather_rows(pos_emb), self._dp.gather_rows(items)
         log_q = data.item_log_freq[ids.cpu()] + float(np.log(max(len(ids), 1)))
         return Candidates(emb, ids, log_q.to(self.device))
+
+    def _catalogue_loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
+        """A batch of users scored against the whole catalogue, every training item of theirs a positive."""
+        rows, cols = _slices(data.positives, batch)
+        if self.history_holdout > 0:
+            return self._holdout_loss(data, batch, rows, cols)
+        user = self.model.user_embeddings(self._user_feats(data, batch))
+        items = self.model.item_embeddings(self._item_feats(data, None))
+        return self.task(user, items, TaskBatch(rows=torch.from_numpy(rows).to(self.device),
+                                                cols=torch.from_numpy(cols).to(self.device)))
 
     def _holdout_loss(self, data: RetrievalData, batch: np.ndarray, rows: np.ndarray, cols: np.ndarray):
         """Hide a random share of each user's items from the history and predict exactly those.
@@ -213,9 +221,13 @@ class Trainer:
         user = self.model.user_embeddings(feats)
         items = self.model.item_embeddings(self._item_feats(data, None))
         dev = lambda a: torch.from_numpy(a.astype(np.int64)).to(self.device)  # noqa: E731
-        return self.task(user, items, dev(rows[hide]), dev(cols[hide]), (dev(rows[~hide]), dev(cols[~hide])))
+        return self.task(user, items, TaskBatch(rows=dev(rows[hide]), cols=dev(cols[hide]),
+                                                known=(dev(rows[~hide]), dev(cols[~hide]))))
 
     def _impression_loss(self, data, users, user, pos_emb, items) -> torch.Tensor:
+        if not self.task.needs.impressions:
+            raise ConfigError(f"{type(self.task).__name__} takes no impression negatives; choose negatives "
+                              f"'in_batch', 'uniform' or 'mixed'")
         if data.impressions is None:
             raise ConfigError("negatives='impressions' needs RetrievalData.impressions (shown, not clicked)")
         k = self.num_negatives
@@ -226,12 +238,8 @@ class Trainer:
         mask = torch.from_numpy(lens > 0)[:, None].expand(-1, k).to(self.device)
         neg_emb = self.model.item_embeddings(self._item_feats(data, torch.from_numpy(neg.reshape(-1))))
         neg_emb = neg_emb.view(len(users), k, neg_emb.shape[-1])
-        ids = items.to(self.device)
-        if self._gathers_batch():
-            return self.task(user, pos_emb, ids, None, None, neg_emb, mask, weights=self._row_weights(len(users)),
-                             batch=self._global_batch(data, pos_emb, ids))
-        log_q = (data.item_log_freq[items] + float(np.log(len(users)))).to(self.device)
-        return self.task(user, pos_emb, ids, log_q, None, neg_emb, mask)
+        return self.task(user, pos_emb, self._in_batch(data, pos_emb, items.to(self.device), len(users),
+                                                       row_negatives=neg_emb, row_negative_mask=mask))
 
     # ----- loop ----------------------------------------------------------------------------------
     def fit(self, data: RetrievalData, *, resume: bool = True) -> dict[str, Any]:

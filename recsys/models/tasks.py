@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -23,8 +24,8 @@ import torch.nn.functional as F
 from recsys.errors import ConfigError
 
 __all__ = [
-    "Candidates", "SampledSoftmaxTask", "FullSoftmaxTask", "CosineContrastiveTask", "BPRTask",
-    "full_softmax_loss", "TASKS",
+    "Candidates", "TaskBatch", "TaskNeeds", "RetrievalTask", "SampledSoftmaxTask", "FullSoftmaxTask",
+    "CosineContrastiveTask", "BPRTask", "full_softmax_loss", "TASKS",
 ]
 
 
@@ -41,6 +42,69 @@ class Candidates:
     log_q: torch.Tensor | None = None
 
 
+@dataclass(frozen=True)
+class TaskNeeds:
+    """What a task asks of the trainer; each task declares it as ``needs`` and the trainer reads only that.
+
+    ``catalogue``: scores every item: batches of users, ``candidates`` is the whole catalogue and the
+    positives are ``TaskBatch.rows``/``cols`` (``known`` under history hold-out). Otherwise batches of
+    (user, item) pairs and ``candidates`` are the rows' positives [B, d], with ``TaskBatch.ids``.
+    ``in_batch``: the other rows' positives are negatives (the trainer passes their ``log_q`` and, under
+    data-parallel training, the whole global batch). ``shared_negatives``: takes shared uniform
+    negatives when the trainer's ``negatives`` is ``uniform`` or ``mixed``; ``requires_shared_negatives``:
+    always, whatever ``negatives`` says. ``pairwise``: one uniform negative per row, as
+    ``row_negatives`` [B, 1, d], whatever ``negatives`` says. ``impressions``: takes per-row
+    impression negatives (``negatives="impressions"``).
+    """
+
+    catalogue: bool = False
+    in_batch: bool = False
+    shared_negatives: bool = False
+    requires_shared_negatives: bool = False
+    pairwise: bool = False
+    impressions: bool = False
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Everything a task may read besides the query and candidate embeddings; a task reads what it needs.
+
+    Row-aligned tasks: ``ids`` [B] each row's positive item (accidental hits), ``log_q`` [B] the
+    positives' log expected count as in-batch negatives, ``in_batch`` whether those are negatives at
+    all (``False``: uniform negatives only), ``global_batch`` the in-batch candidates when they span more
+    rows than this batch (the positives of a data-parallel run's global batch), ``negatives`` shared
+    sampled candidates, ``row_negatives`` [B, K, d] per-row negatives with ``row_negative_mask`` [B, K],
+    ``weights`` [B] row weights of the mean. Catalogue tasks: ``rows``/``cols`` the positives (user row
+    in the batch, item column) and ``known`` (rows, cols) further positives that are neither.
+    """
+
+    ids: torch.Tensor | None = None
+    log_q: torch.Tensor | None = None
+    in_batch: bool = True
+    global_batch: Candidates | None = None
+    negatives: Candidates | None = None
+    row_negatives: torch.Tensor | None = None
+    row_negative_mask: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    cols: torch.Tensor | None = None
+    known: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+class RetrievalTask(Protocol):
+    """The one call of every retrieval task (TFRS ``Retrieval.call(query, candidates, ...)``).
+
+    ``task(query, candidates, batch) -> loss``: ``query`` [B, d] user embeddings, ``candidates`` the item
+    embeddings the positives are found in (row-aligned positives [B, d], or the whole catalogue [N, d]
+    when ``needs.catalogue``), ``batch`` the :class:`TaskBatch` fields the task's ``needs`` ask for.
+    """
+
+    needs: TaskNeeds
+
+    def __call__(self, query: torch.Tensor, candidates: torch.Tensor,
+                 batch: TaskBatch | None = None) -> torch.Tensor: ...
+
+
 def _check_temperature(temperature: float) -> None:
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0, got {temperature}; typical values 0.05-0.2 (cosine) or 1.0")
@@ -55,7 +119,9 @@ class SampledSoftmaxTask:
     (not sampled by us, so not corrected). A candidate with the same item id as the row's positive
     is an accidental hit and is masked out (the row's own positive is kept). ``batch`` replaces the
     in-batch candidates (a) when they are more than this batch's own rows: under data-parallel
-    training, the positives of the whole global batch, gathered from every rank.
+    training, the positives of the whole global batch, gathered from every rank. (a), (b), (c) and
+    ``batch`` are the :class:`TaskBatch` fields ``in_batch``/``ids``/``log_q``, ``negatives``,
+    ``row_negatives`` and ``global_batch``.
     """
 
     def __init__(self, *, temperature: float = 0.1, logq_correction: bool = True,
@@ -66,23 +132,24 @@ class SampledSoftmaxTask:
         self.remove_accidental_hits = remove_accidental_hits
         self.in_batch = in_batch
 
-    def logits(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
-               pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
-               row_negatives: torch.Tensor | None = None,
-               row_negative_mask: torch.Tensor | None = None, batch: Candidates | None = None) -> torch.Tensor:
-        """Corrected logits [B, 1 + C]; column 0 is each row's positive."""
-        pos = (user_emb * pos_emb).sum(-1, keepdim=True)
+    @property
+    def needs(self) -> TaskNeeds:
+        return TaskNeeds(in_batch=self.in_batch, shared_negatives=True, impressions=True)
+
+    def logits(self, query: torch.Tensor, candidates: torch.Tensor, batch: TaskBatch | None = None) -> torch.Tensor:
+        """Corrected logits [B, 1 + C]; column 0 is each row's positive (``candidates``, row-aligned)."""
+        b = batch or TaskBatch()
+        pos = (query * candidates).sum(-1, keepdim=True)
         blocks, ids, log_qs = [pos], [], []
-        if self.in_batch:
-            if batch is None:
-                batch = Candidates(pos_emb, pos_ids, pos_log_q)
-            blocks.append(user_emb @ batch.emb.T)
-            ids.append(batch.ids)
-            log_qs.append(batch.log_q)
-        if extra is not None:
-            blocks.append(user_emb @ extra.emb.T)
-            ids.append(extra.ids)
-            log_qs.append(extra.log_q)
+        if self.in_batch and b.in_batch:
+            inb = b.global_batch if b.global_batch is not None else Candidates(candidates, b.ids, b.log_q)
+            blocks.append(query @ inb.emb.T)
+            ids.append(inb.ids)
+            log_qs.append(inb.log_q)
+        if b.negatives is not None:
+            blocks.append(query @ b.negatives.emb.T)
+            ids.append(b.negatives.ids)
+            log_qs.append(b.negatives.log_q)
         logits = torch.cat(blocks, dim=1) / self.temperature
         if len(blocks) > 1:
             neg = logits[:, 1:]
@@ -91,22 +158,21 @@ class SampledSoftmaxTask:
                 if any(q is not None for q in log_qs):
                     neg = neg - torch.cat(corr)[None, :]
             if self.remove_accidental_hits:
-                hit = pos_ids[:, None] == torch.cat(ids)[None, :]
+                hit = b.ids[:, None] == torch.cat(ids)[None, :]
                 neg = neg.masked_fill(hit, float("-inf"))
             logits = torch.cat([logits[:, :1], neg], dim=1)
-        if row_negatives is not None:
-            rn = (user_emb[:, None, :] * row_negatives).sum(-1) / self.temperature
-            if row_negative_mask is not None:
-                rn = rn.masked_fill(~row_negative_mask, float("-inf"))
+        if b.row_negatives is not None:
+            rn = (query[:, None, :] * b.row_negatives).sum(-1) / self.temperature
+            if b.row_negative_mask is not None:
+                rn = rn.masked_fill(~b.row_negative_mask, float("-inf"))
             logits = torch.cat([logits, rn], dim=1)
         return logits
 
-    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
-                 pos_log_q: torch.Tensor | None = None, extra: Candidates | None = None,
-                 row_negatives: torch.Tensor | None = None, row_negative_mask: torch.Tensor | None = None,
-                 weights: torch.Tensor | None = None, batch: Candidates | None = None) -> torch.Tensor:
-        logits = self.logits(user_emb, pos_emb, pos_ids, pos_log_q, extra, row_negatives, row_negative_mask, batch)
+    def __call__(self, query: torch.Tensor, candidates: torch.Tensor, batch: TaskBatch | None = None) -> torch.Tensor:
+        """Mean (or ``batch.weights``-weighted mean) over rows of -log softmax of the positive."""
+        logits = self.logits(query, candidates, batch)
         loss = torch.logsumexp(logits, dim=1) - logits[:, 0]
+        weights = batch.weights if batch is not None else None
         if weights is not None:
             return (loss * weights).sum() / weights.sum().clamp_min(1e-12)
         return loss.mean()
@@ -200,6 +266,8 @@ class FullSoftmaxTask:
     served scores get (:meth:`TwoTowerModel.with_item_prior`), so the vectors need not encode it.
     """
 
+    needs: ClassVar[TaskNeeds] = TaskNeeds(catalogue=True)
+
     def __init__(self, *, temperature: float = 0.1, exclude_other_positives: bool = False,
                  bounded: bool = False, user_weight_power: float = 0.0, item_side_weight: float = 0.0,
                  item_prior: torch.Tensor | None = None) -> None:
@@ -223,8 +291,9 @@ class FullSoftmaxTask:
             self.item_prior = item_prior
             self._prior_bound = float(item_prior.abs().max()) if item_prior.numel() else 0.0
 
-    def __call__(self, user_emb: torch.Tensor, item_emb: torch.Tensor, rows: torch.Tensor,
-                 cols: torch.Tensor, known: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def __call__(self, query: torch.Tensor, candidates: torch.Tensor, batch: TaskBatch | None = None) -> torch.Tensor:
+        """Mean over the positives ``batch.rows``/``cols`` of -log softmax over ``candidates`` (the catalogue)."""
+        user_emb, item_emb, rows, cols, known = query, candidates, batch.rows, batch.cols, batch.known
         weights = None
         if self.user_weight_power:
             n_pos = torch.bincount(rows, minlength=user_emb.shape[0]).to(user_emb.dtype)
@@ -259,9 +328,11 @@ class FullSoftmaxTask:
 class CosineContrastiveTask:
     """SimpleX's cosine contrastive loss: ``(1 - cos(u, i)) + w / |N| * sum_j relu(cos(u, j) - margin)``.
 
-    Expects L2-normalised embeddings. ``negatives`` is [B, K, d] per row or a shared
-    :class:`Candidates` set; shared negatives equal to the row's positive are removed.
+    Expects L2-normalised embeddings. The negatives are per row (``row_negatives`` [B, K, d]) or a shared
+    :class:`Candidates` set (``negatives``); shared negatives equal to the row's positive are removed.
     """
+
+    needs: ClassVar[TaskNeeds] = TaskNeeds(shared_negatives=True, requires_shared_negatives=True)
 
     def __init__(self, *, margin: float = 0.9, negative_weight: float = 150.0) -> None:
         if not -1.0 <= margin <= 1.0:
@@ -269,14 +340,14 @@ class CosineContrastiveTask:
         self.margin = margin
         self.negative_weight = negative_weight
 
-    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, pos_ids: torch.Tensor,
-                 negatives: Candidates | torch.Tensor) -> torch.Tensor:
-        pos_loss = 1.0 - (user_emb * pos_emb).sum(-1)
-        if isinstance(negatives, Candidates):
-            s = user_emb @ negatives.emb.T
-            keep = (pos_ids[:, None] != negatives.ids[None, :]).to(s.dtype)
+    def __call__(self, query: torch.Tensor, candidates: torch.Tensor, batch: TaskBatch | None = None) -> torch.Tensor:
+        """``batch.negatives`` (shared, with ``batch.ids``) or else ``batch.row_negatives`` [B, K, d]."""
+        pos_loss = 1.0 - (query * candidates).sum(-1)
+        if batch.negatives is not None:
+            s = query @ batch.negatives.emb.T
+            keep = (batch.ids[:, None] != batch.negatives.ids[None, :]).to(s.dtype)
         else:
-            s = (user_emb[:, None, :] * negatives).sum(-1)
+            s = (query[:, None, :] * batch.row_negatives).sum(-1)
             keep = torch.ones_like(s)
         neg = (F.relu(s - self.margin) * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         return (pos_loss + self.negative_weight * neg).mean()
@@ -285,12 +356,16 @@ class CosineContrastiveTask:
 class BPRTask:
     """Bayesian personalised ranking: ``-log sigmoid(s(u, i) - s(u, j))`` with one negative per row."""
 
+    needs: ClassVar[TaskNeeds] = TaskNeeds(pairwise=True)
+
     def __init__(self, *, temperature: float = 1.0) -> None:
         _check_temperature(temperature)
         self.temperature = temperature
 
-    def __call__(self, user_emb: torch.Tensor, pos_emb: torch.Tensor, neg_emb: torch.Tensor) -> torch.Tensor:
-        diff = ((user_emb * pos_emb).sum(-1) - (user_emb * neg_emb).sum(-1)) / self.temperature
+    def __call__(self, query: torch.Tensor, candidates: torch.Tensor, batch: TaskBatch | None = None) -> torch.Tensor:
+        """Mean over rows and ``batch.row_negatives`` [B, K, d] of the pairwise loss against ``candidates``."""
+        pos = (query * candidates).sum(-1, keepdim=True)
+        diff = (pos - (query[:, None, :] * batch.row_negatives).sum(-1)) / self.temperature
         return F.softplus(-diff).mean()
 
 
