@@ -50,6 +50,7 @@ FIELD_MEANING: dict[str, str] = {
 }
 _PROCESSED = re.compile(r"^ali_ccp_(train|val|test)(?:_sample)?\.csv$")
 _SKELETON = "sample_id,click,buy,common_feature_index,num_features,feature_list"
+_COMMON = "common_feature_index,num_features,feature_list"
 _SPARSE_POS = {f: i for i, f in enumerate(SPARSE_FIELDS)}
 _DENSE_POS = {f: i for i, f in enumerate(DENSE_FIELDS)}
 # (field, sparse column or None, dense column or None) for every field we keep
@@ -145,34 +146,27 @@ def _iter_full(skeleton: Path, common: Path, split: str, chunk_rows: int,
     index, c_sparse, c_dense, c_has_s, c_has_d = _read_common(common)
     dropped = 0
     chunk = _Chunk(chunk_rows)
-    with skeleton.open("r", encoding="utf-8", newline="\n") as fh, progress(skeleton, "Ali-CCP " + split) as bar:
-        for lineno, line in enumerate(fh, start=1):
-            bar.update(len(line))
-            if not line.strip():
-                continue
-            parts = line.rstrip("\r\n").split(",", 5)
-            if len(parts) != 6:
-                _bad_line(skeleton, lineno, f"expected 6 comma-separated fields, found {len(parts)}", _SKELETON, line)
-            try:
-                sid, click, buy = int(parts[0]), int(parts[1]), int(parts[2])
-            except ValueError:
-                _bad_line(skeleton, lineno, "sample_id, click and buy must be integers", _SKELETON, line)
-            if click not in (0, 1) or buy not in (0, 1):
-                _bad_line(skeleton, lineno, f"click={click}, buy={buy}: labels must be 0 or 1", _SKELETON, line)
-            if buy and not click and drop_inconsistent:
-                dropped += 1
-                continue
-            ci = index.get(parts[3])
-            if ci is None:
-                _bad_line(skeleton, lineno, f"common_feature_index {parts[3]!r} is not in {common.name}",
-                          "use the common_features file of the same split")
-            r = chunk.n
-            chunk.meta[r] = (sid, click, buy, ci)
-            _parse_features(parts[5], parts[4], chunk.sparse[r], chunk.dense[r], skeleton, lineno)
-            chunk.n += 1
-            if chunk.n == chunk_rows:
-                yield chunk.frame(c_sparse, c_dense, c_has_s, c_has_d)
-                chunk = _Chunk(chunk_rows)
+    for lineno, parts, line in _records(skeleton, "Ali-CCP " + split, _SKELETON):
+        try:
+            sid, click, buy = int(parts[0]), int(parts[1]), int(parts[2])
+        except ValueError:
+            _bad_line(skeleton, lineno, "sample_id, click and buy must be integers", _SKELETON, line)
+        if click not in (0, 1) or buy not in (0, 1):
+            _bad_line(skeleton, lineno, f"click={click}, buy={buy}: labels must be 0 or 1", _SKELETON, line)
+        if buy and not click and drop_inconsistent:
+            dropped += 1
+            continue
+        ci = index.get(parts[3])
+        if ci is None:
+            _bad_line(skeleton, lineno, f"common_feature_index {parts[3]!r} is not in {common.name}",
+                      "use the common_features file of the same split")
+        r = chunk.n
+        chunk.meta[r] = (sid, click, buy, ci)
+        _parse_features(parts[5], parts[4], chunk.sparse[r], chunk.dense[r], skeleton, lineno)
+        chunk.n += 1
+        if chunk.n == chunk_rows:
+            yield chunk.frame(c_sparse, c_dense, c_has_s, c_has_d)
+            chunk = _Chunk(chunk_rows)
     if chunk.n:
         yield chunk.frame(c_sparse, c_dense, c_has_s, c_has_d)
     if dropped:
@@ -211,27 +205,37 @@ def _read_common(path: Path):
     cap = 1024
     sparse = np.full((cap, len(SPARSE_FIELDS)), -1, dtype=np.int64)
     dense = np.full((cap, len(DENSE_FIELDS)), np.nan, dtype=np.float64)
-    with path.open("r", encoding="utf-8", newline="\n") as fh, progress(path, "Ali-CCP common features") as bar:
+    for lineno, parts, _line in _records(path, "Ali-CCP common features", _COMMON):
+        if parts[0] in index:
+            _bad_line(path, lineno, f"common_feature_index {parts[0]!r} appears twice", "keep one line per index")
+        row = len(index)
+        if row == cap:
+            cap *= 2
+            sparse = np.concatenate([sparse, np.full_like(sparse, -1)])
+            dense = np.concatenate([dense, np.full_like(dense, np.nan)])
+        index[parts[0]] = row
+        _parse_features(parts[2], parts[1], sparse[row], dense[row], path, lineno)
+    n = len(index)
+    sparse, dense = sparse[:n], dense[:n]
+    return index, sparse, dense, sparse >= 0, ~np.isnan(dense)
+
+
+def _records(path: Path, desc: str, header: str) -> Iterator[tuple[int, list[str], str]]:
+    """(line number, fields, line) of each non-blank line of ``path`` under a byte progress bar.
+
+    A line splits into as many comma-separated fields as ``header`` names (the last keeps its commas);
+    any other count is a DataValidationError that shows the line.
+    """
+    n = header.count(",") + 1
+    with path.open("r", encoding="utf-8", newline="\n") as fh, progress(path, desc) as bar:
         for lineno, line in enumerate(fh, start=1):
             bar.update(len(line))
             if not line.strip():
                 continue
-            parts = line.rstrip("\r\n").split(",", 2)
-            if len(parts) != 3:
-                _bad_line(path, lineno, f"expected 3 comma-separated fields, found {len(parts)}",
-                          "common_feature_index,num_features,feature_list")
-            if parts[0] in index:
-                _bad_line(path, lineno, f"common_feature_index {parts[0]!r} appears twice", "keep one line per index")
-            row = len(index)
-            if row == cap:
-                cap *= 2
-                sparse = np.concatenate([sparse, np.full_like(sparse, -1)])
-                dense = np.concatenate([dense, np.full_like(dense, np.nan)])
-            index[parts[0]] = row
-            _parse_features(parts[2], parts[1], sparse[row], dense[row], path, lineno)
-    n = len(index)
-    sparse, dense = sparse[:n], dense[:n]
-    return index, sparse, dense, sparse >= 0, ~np.isnan(dense)
+            parts = line.rstrip("\r\n").split(",", n - 1)
+            if len(parts) != n:
+                _bad_line(path, lineno, f"expected {n} comma-separated fields, found {len(parts)}", header, line)
+            yield lineno, parts, line
 
 
 def _parse_features(text: str, declared: str, sparse_row: np.ndarray, dense_row: np.ndarray,
