@@ -110,14 +110,19 @@ class WorldTruth:
         i = np.asarray(items)
         return np.maximum(self.price[i] - self.coupon[i], 0.01)
 
+    def _funnel_terms(self, users, items, media, media_bias: np.ndarray, affinity):
+        """The terms both funnel logits share: user and item rows, the partner's bias (0 without a partner),
+        log(effective price / REFERENCE_PRICE) and the affinity (computed unless given)."""
+        u, i = np.broadcast_arrays(np.asarray(users), np.asarray(items))
+        bias = media_bias[self._media_codes(media)] if media is not None else 0.0
+        log_price = np.log(self.effective_price(i) / REFERENCE_PRICE)
+        aff = self.affinity(users, items) if affinity is None else affinity
+        return u, i, bias, log_price, aff
+
     def click_logit(self, users, items, *, position=0, media=None, affinity=None) -> np.ndarray:
         """Logit of P(click | impression at ``position`` in ``media``'s feed); ``affinity`` may be precomputed."""
         p = self.params
-        u, i = np.broadcast_arrays(np.asarray(users), np.asarray(items))
-        m = self._media_codes(media)
-        bias = self.media_click_bias[m] if media is not None else 0.0
-        log_price = np.log(self.effective_price(i) / REFERENCE_PRICE)
-        aff = self.affinity(users, items) if affinity is None else affinity
+        u, i, bias, log_price, aff = self._funnel_terms(users, items, media, self.media_click_bias, affinity)
         return (p.click_intercept + p.click_affinity * aff + self.item_quality[i]
                 - p.click_price * self.price_sensitivity[u] * log_price
                 - p.position_decay * np.log1p(np.asarray(position, dtype=np.float64))
@@ -130,11 +135,7 @@ class WorldTruth:
     def purchase_logit(self, users, items, *, media=None, affinity=None) -> np.ndarray:
         """Logit of P(purchase | click): affinity, price sensitivity x price, coupon, partner."""
         p = self.params
-        u, i = np.broadcast_arrays(np.asarray(users), np.asarray(items))
-        m = self._media_codes(media)
-        bias = self.media_purchase_bias[m] if media is not None else 0.0
-        log_price = np.log(self.effective_price(i) / REFERENCE_PRICE)
-        aff = self.affinity(users, items) if affinity is None else affinity
+        u, i, bias, log_price, aff = self._funnel_terms(users, items, media, self.media_purchase_bias, affinity)
         return (p.purchase_intercept + p.purchase_affinity * aff
                 - self.price_sensitivity[u] * log_price + p.coupon_purchase * (self.coupon[i] > 0) + bias)
 
