@@ -100,7 +100,7 @@ def test_sigkill_during_index_saves_leaves_a_whole_index_and_nothing_behind(tmp_
     src = tmp_path / "src"
     sizes = {}
     for name, n in (("a", 3000), ("b", 2000)):
-        idx = ExactIndex("ip").build(rng.normal(size=(n, 16)).astype(np.float32), np.arange(n))
+        idx = ExactIndex(metric="ip").build(rng.normal(size=(n, 16)).astype(np.float32), np.arange(n))
         idx.save(src / name)
         sizes[n] = idx
     target = tmp_path / "live" / "index"

@@ -31,7 +31,7 @@ _BUILT: dict = {}
 def _index(factory: str):
     """Built once per backend (hypothesis runs many examples on the same index)."""
     if factory not in _BUILT:
-        idx = ExactIndex("ip") if factory == "exact" else FaissIndex(factory, "ip", search_params={"nprobe": 2})
+        idx = ExactIndex(metric="ip") if factory == "exact" else FaissIndex(factory=factory, metric="ip", search_params={"nprobe": 2})
         idx.build(ITEMS, IDS)
         idx.set_item_attributes(IDS, in_stock=IN_STOCK, eligibility=SEGMENT)
         idx.remove(sorted(REMOVED))
@@ -80,7 +80,7 @@ def test_filters_never_leak_and_return_k_when_possible(factory, strategy, f, k, 
 
 
 def test_strategy_follows_selectivity():
-    idx = FaissIndex("IVF8,Flat", "ip").build(ITEMS, IDS)
+    idx = FaissIndex(factory="IVF8,Flat", metric="ip").build(ITEMS, IDS)
     idx.filter_config = FilterConfig(subset_max=50, postfilter_min=0.5)
     plan = lambda f: plan_search(idx._state, f, 10, idx.filter_config).strategy  # noqa: E731
     assert plan(None) == "plain"
@@ -98,9 +98,9 @@ def test_selector_and_subset_agree_with_exact_on_a_partner_pool():
     ids = np.arange(20_000, dtype=np.int64) + 2**60
     pool_small = set(np.random.default_rng(0).choice(ids, 1000, replace=False).tolist())
     pool_big = set(np.random.default_rng(1).choice(ids, 6000, replace=False).tolist())
-    exact = ExactIndex("ip").build(items, ids)
+    exact = ExactIndex(metric="ip").build(items, ids)
     for factory in ("HNSW32", "IVF64,Flat"):
-        idx = FaissIndex(factory, "ip").build(items, ids)
+        idx = FaissIndex(factory=factory, metric="ip").build(items, ids)
         idx.tune(queries, k=100, recall_target=0.95, reference_vectors=items)
         idx.filter_config = FilterConfig(subset_max=2000)  # small pool: subset; big pool: selector
         for pool in (pool_small, pool_big):
@@ -115,7 +115,7 @@ def test_selector_and_subset_agree_with_exact_on_a_partner_pool():
 def test_an_unwidened_search_returns_the_best_eligible_items_of_the_lists_it_scans():
     """widen=False: the index's own nprobe, and exactly the eligible items of the scanned lists, best first
     (what over-fetching the unfiltered search and dropping the rest approximates), from one reused selector."""
-    idx = FaissIndex("IVF8,Flat", "ip", search_params={"nprobe": 2}).build(ITEMS, IDS)
+    idx = FaissIndex(factory="IVF8,Flat", metric="ip", search_params={"nprobe": 2}).build(ITEMS, IDS)
     idx.set_item_attributes(IDS, in_stock=IN_STOCK, eligibility=SEGMENT)
     idx.filter_config = FilterConfig(subset_max=0)  # never the exact subset path (a 1M catalogue's case)
     f = SearchFilters(segments={"vip"}, widen=False)

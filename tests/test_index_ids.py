@@ -18,7 +18,7 @@ STR_IDS = ["", "a", "商品/123", "emoji-🛒", "line\nbreak", "surrogate-\udc80
 @pytest.mark.parametrize("factory", ["exact", "HNSW16"])
 def test_ids_round_trip_unchanged(tmp_path, ids, factory):
     items = np.eye(8, 8, dtype=np.float32) + 0.01
-    idx = ExactIndex("cosine") if factory == "exact" else FaissIndex(factory, "cosine")
+    idx = ExactIndex(metric="cosine") if factory == "exact" else FaissIndex(factory=factory, metric="cosine")
     n = len(ids)
     idx.build(items[:n], ids)
     _, found = idx.search(items[:n], 1)
@@ -34,11 +34,11 @@ def test_ids_round_trip_unchanged(tmp_path, ids, factory):
 
 
 def test_int_ids_search_as_int64_and_pad_with_minus_one():
-    idx = ExactIndex("ip").build(np.ones((3, 4), np.float32), [2**62, 5, 7])
+    idx = ExactIndex(metric="ip").build(np.ones((3, 4), np.float32), [2**62, 5, 7])
     scores, ids = idx.search(np.ones((1, 4), np.float32), 5)
     assert ids.dtype == np.int64 and list(ids[0][3:]) == [-1, -1] and np.isneginf(scores[0][3:]).all()
     assert int(ids[0][0]) in (2**62, 5, 7)
-    sidx = ExactIndex("ip").build(np.ones((2, 4), np.float32), ["a", "b"])
+    sidx = ExactIndex(metric="ip").build(np.ones((2, 4), np.float32), ["a", "b"])
     _, sids = sidx.search(np.ones((1, 4), np.float32), 3)
     assert sids.dtype == object and sids[0][2] is None
 
@@ -55,17 +55,17 @@ def test_int_ids_search_as_int64_and_pad_with_minus_one():
 ])
 def test_bad_ids_are_refused(bad, message):
     with pytest.raises(DataValidationError, match=message):
-        ExactIndex("ip").build(np.ones((len(bad), 4), np.float32), bad)
+        ExactIndex(metric="ip").build(np.ones((len(bad), 4), np.float32), bad)
 
 
 def test_mismatched_lengths_and_kinds():
-    idx = ExactIndex("ip").build(np.ones((3, 4), np.float32), [1, 2, 3])
+    idx = ExactIndex(metric="ip").build(np.ones((3, 4), np.float32), [1, 2, 3])
     with pytest.raises(DataValidationError, match="2 rows but 3 ids"):
         idx.add(np.ones((2, 4), np.float32), [4, 5, 6])
     with pytest.raises(DataValidationError, match="str ids but this index holds int"):
         idx.add(np.ones((1, 4), np.float32), ["x"])
     with pytest.raises(DataValidationError, match="build"):
-        ExactIndex("ip").search(np.ones((1, 4), np.float32), 1)
+        ExactIndex(metric="ip").search(np.ones((1, 4), np.float32), 1)
 
 
 def test_id_map_is_immutable_and_tracks_replacements():
@@ -84,6 +84,6 @@ def test_id_map_is_immutable_and_tracks_replacements():
 def test_large_int_ids_in_filters_are_exact():
     items = clustered(50, d=8, seed=1)
     ids = np.arange(50, dtype=np.int64) + 2**53  # neighbours that float64 would merge
-    idx = FaissIndex("Flat", "ip").build(items, ids)
+    idx = FaissIndex(factory="Flat", metric="ip").build(items, ids)
     _, found = idx.search(items[:3], 10, SearchFilters(allow=[int(ids[1]), int(ids[2])]))
     assert set(found[0][:2]) == {2**53 + 1, 2**53 + 2} and (found[:, 2:] == -1).all()

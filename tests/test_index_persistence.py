@@ -17,7 +17,7 @@ ITEMS, QUERIES = clustered(1500, d=16, n_clusters=10, seed=12, n_queries=10)
 
 
 def _prepared(factory: str, ids):
-    idx = ExactIndex("cosine") if factory == "exact" else FaissIndex(factory, "cosine", search_params={"nprobe": 4})
+    idx = ExactIndex(metric="cosine") if factory == "exact" else FaissIndex(factory=factory, metric="cosine", search_params={"nprobe": 4})
     idx.build(ITEMS[:1400], ids[:1400])
     idx.add(ITEMS[1400:], ids[1400:])
     idx.remove(ids[10:20])
@@ -118,7 +118,7 @@ def test_size_limit_and_missing_pieces(saved, tmp_path):
 def test_save_is_atomic_and_replaces_an_existing_index(tmp_path):
     path = tmp_path / "index"
     _prepared("Flat", np.arange(1500)).save(path)
-    small = FaissIndex("Flat", "ip").build(ITEMS[:10], np.arange(10))
+    small = FaissIndex(factory="Flat", metric="ip").build(ITEMS[:10], np.arange(10))
     small.save(path)
     assert len(load_index(path)) == 10
     # no temp or old directories left: the path is a symlink to the one current version

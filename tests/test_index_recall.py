@@ -32,7 +32,7 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 def data():
     items, queries = clustered(20_000, n_queries=400, seed=1)
     ids = np.arange(len(items), dtype=np.int64) * 3 + 10
-    exact = ExactIndex("ip").build(items, ids)
+    exact = ExactIndex(metric="ip").build(items, ids)
     _, truth = exact.search(queries[200:], 100)
     return items, ids, queries[:200], queries[200:], truth
 
@@ -45,7 +45,7 @@ FLOORS = {"Flat": 1.0, "HNSW32": 0.93, "IVF64,Flat": 0.93, "IVF64,PQ32x4fs,Refin
 @pytest.mark.parametrize("factory", list(FLOORS))
 def test_backend_meets_recall_floor(data, factory):
     items, ids, tune_q, eval_q, truth = data
-    idx = FaissIndex(factory, metric="ip").build(items, ids)
+    idx = FaissIndex(factory=factory, metric="ip").build(items, ids)
     target = 0.5 if factory == "IVF64,PQ32x4fs" else 0.95  # 4-bit codes without re-ranking top out lower
     record = idx.tune(tune_q, k=100, recall_target=target, reference_vectors=items)
     scores, found = idx.search(eval_q, 100)
@@ -58,7 +58,7 @@ def test_backend_meets_recall_floor(data, factory):
 
 def test_tuning_raises_knobs_until_target(data):
     items, ids, tune_q, _, _ = data
-    idx = FaissIndex("IVF64,Flat", metric="ip").build(items, ids)
+    idx = FaissIndex(factory="IVF64,Flat", metric="ip").build(items, ids)
     record = idx.tune(tune_q, k=100, recall_target=0.95, reference_vectors=items)
     recalls = [g["recall"] for g in record["grid"]]
     assert record["met_target"] and record["recall"] >= 0.95
@@ -69,7 +69,7 @@ def test_tuning_raises_knobs_until_target(data):
 def test_tuning_picks_the_least_work_among_settings_that_reach_the_target(data):
     """With a refine stage, more probes and fewer re-ranked candidates can be the cheaper way to the target."""
     items, ids, tune_q, _, _ = data
-    idx = FaissIndex("IVF64,PQ32x4fs,Refine(SQ8)", metric="ip").build(items, ids)
+    idx = FaissIndex(factory="IVF64,PQ32x4fs,Refine(SQ8)", metric="ip").build(items, ids)
     record = idx.tune(tune_q, k=100, recall_target=0.95, reference_vectors=items)
     meeting = [g for g in record["grid"] if g["recall"] >= 0.95]
     chosen = next(g for g in record["grid"] if g["params"] == record["params"])
@@ -80,13 +80,13 @@ def test_tuning_picks_the_least_work_among_settings_that_reach_the_target(data):
 def test_cosine_matches_exact_and_ignores_norms():
     items, queries = clustered(3000, n_queries=50, seed=2)
     ids = [f"sku-{i}" for i in range(len(items))]
-    exact = ExactIndex("cosine").build(items, ids)
-    flat = FaissIndex("Flat", metric="cosine").build(items * 7.0, ids)  # scaling items changes nothing
+    exact = ExactIndex(metric="cosine").build(items, ids)
+    flat = FaissIndex(factory="Flat", metric="cosine").build(items * 7.0, ids)  # scaling items changes nothing
     s1, i1 = exact.search(queries, 20)
     s2, i2 = flat.search(queries * 0.1, 20)
     np.testing.assert_allclose(s1, s2, atol=1e-5)
     assert (i1 == i2).mean() > 0.99 and s1.max() <= 1.0 + 1e-5
-    hnsw = FaissIndex("HNSW32", metric="cosine").build(items, ids)
+    hnsw = FaissIndex(factory="HNSW32", metric="cosine").build(items, ids)
     assert _recall(hnsw.search(queries, 20)[1], i1) >= 0.95
 
 
@@ -120,12 +120,12 @@ def test_auto_index_records_choice_recall_and_factory(tmp_path):
 def test_bad_configuration_is_refused_with_a_clear_message():
     items = clustered(500, seed=4)
     with pytest.raises(ConfigError, match="factory string"):
-        FaissIndex("NotAnIndex42").build(items, np.arange(500))
+        FaissIndex(factory="NotAnIndex42").build(items, np.arange(500))
     with pytest.raises(DataValidationError, match="IVF lists"):
-        FaissIndex("IVF1024,Flat").build(items, np.arange(500))
+        FaissIndex(factory="IVF1024,Flat").build(items, np.arange(500))
     with pytest.raises(DataValidationError, match="metric"):
-        FaissIndex("Flat", metric="l2").build(items, np.arange(500))
-    idx = FaissIndex("Flat").build(items, np.arange(500))
+        FaissIndex(factory="Flat", metric="l2").build(items, np.arange(500))
+    idx = FaissIndex(factory="Flat").build(items, np.arange(500))
     with pytest.raises(DataValidationError, match="dimension 16"):
         idx.search(np.zeros((1, 16), np.float32), 5)
     with pytest.raises(DataValidationError, match="positive int"):

@@ -16,7 +16,7 @@ BACKENDS = ["exact", "Flat", "HNSW16", "IVF16,Flat", "IVF16,PQ16x4fs,Refine(SQ8)
 
 def _make(factory: str):
     """Cosine, so that an item's own vector is its nearest neighbour."""
-    return ExactIndex("cosine") if factory == "exact" else FaissIndex(factory, "cosine", search_params={"nprobe": 16})
+    return ExactIndex(metric="cosine") if factory == "exact" else FaissIndex(factory=factory, metric="cosine", search_params={"nprobe": 16})
 
 
 @pytest.mark.parametrize("factory", BACKENDS)
@@ -100,7 +100,7 @@ def test_readers_keep_searching_during_updates(factory):
 
 def test_drift_from_the_ivf_partition_recommends_a_rebuild():
     items = clustered(4000, d=16, n_clusters=10, seed=8)
-    idx = FaissIndex("IVF16,Flat", "ip").build(items, np.arange(4000))
+    idx = FaissIndex(factory="IVF16,Flat", metric="ip").build(items, np.arange(4000))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # in-distribution additions: no warning
         idx.add(clustered(500, d=16, n_clusters=10, seed=8), np.arange(4000, 4500))
@@ -119,7 +119,7 @@ def test_drift_from_the_ivf_partition_recommends_a_rebuild():
 
 def test_many_hidden_vectors_recommend_a_rebuild():
     items = clustered(1000, d=16, seed=10)
-    idx = FaissIndex("HNSW16", "ip").build(items, np.arange(1000))
+    idx = FaissIndex(factory="HNSW16", metric="ip").build(items, np.arange(1000))
     idx.remove(np.arange(200))
     assert not idx.health()["rebuild_recommended"]
     with pytest.warns(RebuildRecommendedWarning, match="hidden"):

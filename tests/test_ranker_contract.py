@@ -15,7 +15,7 @@ from recsys.models.rankers.gbdt import GBDTRanker
 
 RANKERS = {
     "gbdt": lambda **kw: GBDTRanker(max_iter=25, max_leaf_nodes=15, early_stopping=False, num_threads=1, **kw),
-    "esmm": lambda **kw: ESMMRanker(epochs=2, hidden=(32,), embedding_dim=8, batch_size=1024, num_threads=1, **kw),
+    "esmm": lambda **kw: ESMMRanker(epochs=2, hidden=(32,), dim=8, batch_size=1024, num_threads=1, **kw),
 }
 
 
@@ -91,6 +91,32 @@ def test_save_load_round_trip_gives_identical_predictions_without_pickle(kind, t
     other = "esmm" if kind == "gbdt" else "gbdt"
     with pytest.raises(ArtifactError, match=f"'{kind}' ranker"):
         type(fitted(other)[0]).load(path)
+
+
+def test_a_ranker_saved_with_the_old_parameter_names_still_loads(kind, tmp_path):
+    # learning_rate / random_state / embedding_dim were renamed lr / seed / dim; saved files keep the old names
+    import json
+
+    model, test = fitted(kind)
+    path = model.save(tmp_path / kind)
+    meta = json.loads((path / "ranker.json").read_text())
+    old = {"lr": "learning_rate", "seed": "random_state" if kind == "gbdt" else "seed", "dim": "embedding_dim"}
+    meta["params"] = {old.get(k, k): v for k, v in meta["params"].items()}
+    if kind == "esmm":
+        meta["state"]["config"] = {old.get(k, k): v for k, v in meta["state"]["config"].items()}
+    (path / "ranker.json").write_text(json.dumps(meta))
+    loaded = load_ranker(path)
+    assert loaded._params() == model._params()
+    pd.testing.assert_frame_equal(model.predict_proba(test), loaded.predict_proba(test))
+
+
+def test_unknown_ranker_kinds_are_refused_with_the_known_ones(tmp_path):
+    from recsys.errors import ConfigError
+    from recsys.models.rankers import RANKER_KINDS, ranker_class
+
+    assert set(RANKER_KINDS) == set(RANKERS) and ranker_class("gbdt") is GBDTRanker
+    with pytest.raises(ConfigError, match="'gbdt'"):
+        ranker_class("xgboost")
 
 
 def test_a_label_or_post_event_column_among_the_features_is_refused(kind):

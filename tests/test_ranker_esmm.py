@@ -21,7 +21,7 @@ def _batch(n: int = 256, seed: int = 0):
 
 def _net(seed: int = 0) -> ESMMNet:
     torch.manual_seed(seed)
-    return ESMMNet(ESMMConfig(vocab_sizes=(20, 7), n_numeric=5, embedding_dim=4, hidden=(16, 8)))
+    return ESMMNet(ESMMConfig(vocab_sizes=(20, 7), n_numeric=5, dim=4, hidden=(16, 8)))
 
 
 def _grads(net: ESMMNet, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -36,7 +36,7 @@ def main(n: int, factories: list[str]) -> None:
 
     for fac in factories:
         t0 = time.perf_counter()
-        idx = FaissIndex(fac, metric="ip", dim=64).build(x, np.arange(n))
+        idx = FaissIndex(factory=fac, metric="ip", dim=64).build(x, np.arange(n))
         print(fac, "build", round(time.perf_counter() - t0, 1), "MB", round(idx.memory_bytes() / 2**20), flush=True)
         grid = ([{"efSearch": e} for e in (256, 384, 512)] if "HNSW" in fac else
                 [{"nprobe": p, "k_factor": kf} for p in (32, 48, 64, 96, 128) for kf in (4, 8, 16, 32, 64)])

@@ -22,7 +22,7 @@ from recsys.errors import MissingDependencyError
 #: ALS hyperparameters of the baseline table: the ``ALS_GRID`` point with the best mean validation
 #: Recall@20 over Gowalla and Yelp2018 (``tune_als``; experiments/baselines/als_validation_*.json).
 DEFAULT_ALS = {"factors": 64, "regularization": 10.0, "alpha": 50.0, "iterations": 15, "num_threads": 0,
-               "random_state": 0}
+               "seed": 0}
 #: The grid ``tune_als`` searches by default.
 ALS_GRID = [{"regularization": r, "alpha": a} for a in (1.0, 10.0, 50.0, 200.0) for r in (0.1, 10.0)]
 

@@ -115,7 +115,7 @@ def index_cost_case(data_dir: str | Path, ef_search: tuple[int, ...] = (16, 64),
 
     ds = load_lightgcn(data_dir)
     train, test = ds.train_matrix(), ds.test_matrix()
-    als = ImplicitALS(factors=64, regularization=10.0, alpha=50.0, random_state=seed).fit(train)
+    als = ImplicitALS(factors=64, regularization=10.0, alpha=50.0, seed=seed).fit(train)
     scorer = EmbeddingScorer(als.user_factors_, als.item_factors_)
     index = faiss.IndexHNSWFlat(scorer.item_emb.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
     t0 = time.perf_counter()

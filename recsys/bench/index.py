@@ -109,7 +109,7 @@ def _bench_index(factory: str, x: np.ndarray, ids: np.ndarray, q: dict, truth: d
     gc.collect()
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    idx = FaissIndex(factory, metric="ip", dim=x.shape[1]).build(x, ids)
+    idx = FaissIndex(factory=factory, metric="ip", dim=x.shape[1]).build(x, ids)
     build_s = time.perf_counter() - t0
     row = {"factory": factory, "build_s": build_s, "memory_mb": idx.memory_bytes() / 2**20,
            "rss_delta_mb": _rss_mb() - rss0}

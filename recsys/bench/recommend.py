@@ -116,7 +116,7 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool)
     emb = embed_items(s.model, s.pipeline, items)
     t_embed = time.perf_counter() - t1
     t1 = time.perf_counter()
-    index = FaissIndex(factory, metric="ip").build(emb, items["item_id"].to_numpy())
+    index = FaissIndex(factory=factory, metric="ip").build(emb, items["item_id"].to_numpy())
     t_index = time.perf_counter() - t1
     rec = Recommender.from_components(pipeline=s.pipeline, model=s.model, items=items, events=w.events, index=index,
                                       ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,

@@ -75,7 +75,7 @@ def _index(settings: TrainSettings, emb: np.ndarray, ids: np.ndarray):
     if settings.index == "exact":
         return ExactIndex(metric="ip").build(emb, ids)
     if settings.index == "faiss":
-        return FaissIndex(settings.index_factory, metric="ip").build(emb, ids)
+        return FaissIndex(factory=settings.index_factory, metric="ip").build(emb, ids)
     return auto_index(emb, ids, memory_budget_mb=max(64.0, emb.nbytes / 2**20 * 2), metric="ip", seed=settings.seed)
 
 
@@ -135,7 +135,7 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
     frame = builder.transform(rows)
     if settings.ranker == "gbdt":
-        ranker = GBDTRanker(**{"max_iter": settings.ranker_max_iter, "random_state": settings.seed,
+        ranker = GBDTRanker(**{"max_iter": settings.ranker_max_iter, "seed": settings.seed,
                                **settings.ranker_options})
     else:
         ranker = ESMMRanker(**{"seed": settings.seed, **settings.ranker_options})

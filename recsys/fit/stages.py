@@ -195,7 +195,7 @@ def build_index(cfg: IndexConfig, item_emb: np.ndarray, item_ids: np.ndarray, qu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if cfg.kind == "faiss":
-            index = FaissIndex(cfg.factory, metric="ip", seed=seed).build(item_emb, item_ids)
+            index = FaissIndex(factory=cfg.factory, metric="ip", seed=seed).build(item_emb, item_ids)
             record = tune_index(index, q, k=k, recall_target=cfg.recall_target, reference_vectors=item_emb)
         else:
             index = auto_index(item_emb, item_ids, memory_budget_mb=cfg.memory_budget_mb, metric="ip",
@@ -247,7 +247,7 @@ def _ranker_object(cfg: RankerConfig, seed: int):
 
     common = {"check_leakage": cfg.check_leakage, "num_threads": cfg.num_threads}
     if cfg.kind == "gbdt":
-        return GBDTRanker(**{"max_iter": cfg.max_iter, "random_state": seed, **common, **cfg.options})
+        return GBDTRanker(**{"max_iter": cfg.max_iter, "seed": seed, **common, **cfg.options})
     return ESMMRanker(**{"epochs": cfg.epochs, "seed": seed, **common, **cfg.options})
 
 

@@ -1,7 +1,7 @@
 """Item retrieval indexes: one interface (``ItemIndex``), an exact oracle and FAISS backends.
 
 >>> from recsys.index import FaissIndex, SearchFilters
->>> idx = FaissIndex("HNSW32", metric="cosine").build(item_vectors, item_ids)      # doctest: +SKIP
+>>> idx = FaissIndex(factory="HNSW32", metric="cosine").build(item_vectors, item_ids)      # doctest: +SKIP
 >>> scores, ids = idx.search(user_vectors, 100, SearchFilters(exclude=seen))      # doctest: +SKIP
 
 FAISS is imported only when an index is built, searched or loaded.

@@ -70,7 +70,7 @@ def auto_index(embeddings: np.ndarray, ids: Sequence[int | str], *, memory_budge
         query_source = "item embeddings (no sample_queries given)"
     best = None
     for cand in fitting:
-        idx = FaissIndex(cand["factory"], metric=metric, dim=x.shape[1], seed=seed).build(x, ids)
+        idx = FaissIndex(factory=cand["factory"], metric=metric, dim=x.shape[1], seed=seed).build(x, ids)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             record = tune_index(idx, queries, k=min(k, len(x)), recall_target=recall_target, reference_vectors=x)

@@ -22,7 +22,7 @@ class ExactIndex(IndexBase):
     kind = "exact"
     batch_exclusions = False  # the oracle scores every eligible item, request by request
 
-    def __init__(self, metric: str = "ip", dim: int | None = None, *, filter_config: FilterConfig | None = None):
+    def __init__(self, *, metric: str = "ip", dim: int | None = None, filter_config: FilterConfig | None = None):
         super().__init__(metric=metric, dim=dim, filter_config=filter_config)
 
     def _engine_build(self, x: np.ndarray) -> tuple[Any, None]:

@@ -34,7 +34,7 @@ class FaissIndex(IndexBase):
 
     kind = "faiss"
 
-    def __init__(self, factory: str = "HNSW32", metric: str = "ip", dim: int | None = None, *,
+    def __init__(self, *, factory: str = "HNSW32", metric: str = "ip", dim: int | None = None,
                  search_params: dict | None = None, train_size: int | None = None, seed: int = 0,
                  drift_ratio: float = DEFAULT_DRIFT_RATIO, filter_config: FilterConfig | None = None):
         super().__init__(metric=metric, dim=dim, filter_config=filter_config)
@@ -200,7 +200,7 @@ class FaissIndex(IndexBase):
 
     @classmethod
     def _from_manifest(cls, manifest: dict, filter_config: FilterConfig) -> FaissIndex:
-        index = cls(manifest["factory"], manifest["metric"], manifest["dim"],
+        index = cls(factory=manifest["factory"], metric=manifest["metric"], dim=manifest["dim"],
                     search_params=manifest.get("search_params"), train_size=manifest.get("train_size"),
                     seed=manifest.get("seed", 0), drift_ratio=manifest.get("drift_ratio", DEFAULT_DRIFT_RATIO),
                     filter_config=filter_config)

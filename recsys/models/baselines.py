@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import DataValidationError, MissingDependencyError, RecsysError
+from recsys.params import hyperparameters
 
 
 def _check_train(train) -> sp.csr_matrix:
@@ -75,18 +76,17 @@ class ImplicitALS(_Fitted):
     thread_safe = True
 
     def __init__(self, *, factors: int = 64, regularization: float = 0.01, alpha: float = 1.0,
-                 iterations: int = 15, num_threads: int = 0, random_state: int = 0) -> None:
+                 iterations: int = 15, num_threads: int = 0, seed: int = 0) -> None:
         self.factors = factors
         self.regularization = regularization
         self.alpha = alpha
         self.iterations = iterations
         self.num_threads = num_threads
-        self.random_state = random_state
+        self.seed = seed
 
     def params(self) -> dict:
         """Hyperparameters as a plain dict (for reports)."""
-        return {k: getattr(self, k) for k in ("factors", "regularization", "alpha", "iterations",
-                                              "num_threads", "random_state")}
+        return hyperparameters(self)
 
     def fit(self, train: sp.spmatrix, *, show_progress: bool = False) -> ImplicitALS:
         try:
@@ -102,7 +102,7 @@ class ImplicitALS(_Fitted):
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it down
             model = AlternatingLeastSquares(
                 factors=self.factors, regularization=self.regularization, alpha=self.alpha,
-                iterations=self.iterations, num_threads=self.num_threads, random_state=self.random_state,
+                iterations=self.iterations, num_threads=self.num_threads, random_state=self.seed,
             )
             model.fit(train, show_progress=show_progress)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)

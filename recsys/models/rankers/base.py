@@ -39,6 +39,8 @@ from recsys.models.rankers.calibration import RankerCalibration
 
 FORMAT_VERSION = 1
 OUTPUTS = ("pctr", "pcvr", "pctcvr")
+# hyperparameters renamed after format 1 was first written (old name -> name now): read on load
+RENAMED_PARAMS = {"learning_rate": "lr", "random_state": "seed", "embedding_dim": "dim"}
 
 
 @runtime_checkable
@@ -160,10 +162,15 @@ class CalibratedRanker:
         meta = _read_meta(path)
         if meta["kind"] != cls.kind:
             raise ArtifactError(f"{path} holds a '{meta['kind']}' ranker, not '{cls.kind}'; use load_ranker(path).")
-        obj = cls(**meta["params"])
+        obj = cls(**current_param_names(meta["params"]))
         obj._load_model(Path(path), meta["state"])
         obj.calibration_ = RankerCalibration.from_dict(json.loads((Path(path) / "calibration.json").read_text()))
         return obj
+
+
+def current_param_names(params: Mapping[str, Any]) -> dict:
+    """``params`` with the names of :data:`RENAMED_PARAMS` brought up to date (saved rankers keep loading)."""
+    return {RENAMED_PARAMS.get(k, k): v for k, v in params.items()}
 
 
 def _read_meta(path: str | Path) -> dict:

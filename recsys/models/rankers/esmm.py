@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsys.errors import ArtifactError
-from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
+from recsys.models.rankers.base import CalibratedRanker, current_param_names, numeric_matrix, resolve_columns
+from recsys.params import hyperparameters
 from recsys.progress import show_progress
 
 
@@ -37,7 +38,7 @@ class ESMMConfig:
 
     vocab_sizes: tuple[int, ...]
     n_numeric: int
-    embedding_dim: int = 16
+    dim: int = 16
     hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.0
 
@@ -57,8 +58,8 @@ class ESMMNet(nn.Module):
     def __init__(self, config: ESMMConfig) -> None:
         super().__init__()
         self.config = config
-        self.embeddings = nn.ModuleList(nn.Embedding(v, config.embedding_dim) for v in config.vocab_sizes)
-        in_dim = len(config.vocab_sizes) * config.embedding_dim + config.n_numeric
+        self.embeddings = nn.ModuleList(nn.Embedding(v, config.dim) for v in config.vocab_sizes)
+        in_dim = len(config.vocab_sizes) * config.dim + config.n_numeric
         self.ctr_tower = _tower(in_dim, config.hidden, config.dropout)
         self.cvr_tower = _tower(in_dim, config.hidden, config.dropout)
 
@@ -134,18 +135,18 @@ class ESMMRanker(CalibratedRanker):
 
     kind = "esmm"
 
-    def __init__(self, *, embedding_dim: int = 16, hidden: Sequence[int] = (128, 64), dropout: float = 0.0,
-                 epochs: int = 1, batch_size: int = 2048, learning_rate: float = 2e-3, weight_decay: float = 0.0,
+    def __init__(self, *, dim: int = 16, hidden: Sequence[int] = (128, 64), dropout: float = 0.0,
+                 epochs: int = 1, batch_size: int = 2048, lr: float = 2e-3, weight_decay: float = 0.0,
                  ips_weight: float = 0.0, propensity_floor: float = 0.05, min_count: int = 1,
                  categorical: Sequence[str] | None = None, exclude: Sequence[str] = (), calibration: str = "platt",
                  calibration_fraction: float = 0.2, check_leakage: bool = True, seed: int = 0,
                  num_threads: int | None = None) -> None:
-        self.embedding_dim = embedding_dim
+        self.dim = dim
         self.hidden = hidden
         self.dropout = dropout
         self.epochs = epochs
         self.batch_size = batch_size
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.weight_decay = weight_decay
         self.ips_weight = ips_weight
         self.propensity_floor = propensity_floor
@@ -159,7 +160,7 @@ class ESMMRanker(CalibratedRanker):
         self.num_threads = num_threads
 
     def _params(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items() if not k.endswith("_")}
+        return hyperparameters(self)
 
     # ------------------------------------------------------------------ tensors
     def _tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,14 +189,14 @@ class ESMMRanker(CalibratedRanker):
         self.std_[self.std_ < 1e-6] = 1.0
         torch.manual_seed(self.seed)
         self.config_ = ESMMConfig(tuple(len(v) + 1 for v in self.vocabs_), len(self.num_columns_),
-                                  self.embedding_dim, tuple(self.hidden), self.dropout)
+                                  self.dim, tuple(self.hidden), self.dropout)
         self.net_ = ESMMNet(self.config_)
         self.net_.init_output_bias(float(click.mean()), float(purchase.sum() / max(click.sum(), 1.0)))
         with _threads(self.num_threads):
             self.history_ = self._train(*self._tensors(frame), torch.from_numpy(click), torch.from_numpy(purchase))
 
     def _train(self, cat, num, click, purchase) -> list[float]:
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(self.seed)
         n, history = len(click), []
         self.net_.train()
@@ -241,8 +242,8 @@ class ESMMRanker(CalibratedRanker):
         from safetensors.torch import load_file
 
         try:
-            cfg = state["config"]
-            self.config_ = ESMMConfig(tuple(cfg["vocab_sizes"]), cfg["n_numeric"], cfg["embedding_dim"],
+            cfg = current_param_names(state["config"])
+            self.config_ = ESMMConfig(tuple(cfg["vocab_sizes"]), cfg["n_numeric"], cfg["dim"],
                                       tuple(cfg["hidden"]), cfg["dropout"])
             vocab = json.loads((path / "vocabularies.json").read_text())
             self.cat_columns_, self.vocabs_ = list(vocab["columns"]), vocab["values"]

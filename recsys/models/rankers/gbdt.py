@@ -18,6 +18,7 @@ from safetensors.numpy import load_file, save_file
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError
 from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
+from recsys.params import hyperparameters
 
 _FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
 
@@ -82,19 +83,20 @@ class TreeEnsemble:
 class GBDTRanker(CalibratedRanker):
     """HistGradientBoosting per target (click on impressions, purchase on clicks), calibrated.
 
-    Hyperparameters are passed to scikit-learn's ``HistGradientBoostingClassifier``; ``exclude`` names
+    Hyperparameters are passed to scikit-learn's ``HistGradientBoostingClassifier`` (``lr`` as its
+    ``learning_rate``, ``seed`` as its ``random_state``); ``exclude`` names
     numeric columns not to use (e.g. for an ablation); ``num_threads`` limits OpenMP threads while fitting.
     """
 
     kind = "gbdt"
 
-    def __init__(self, *, max_iter: int = 200, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
+    def __init__(self, *, max_iter: int = 200, lr: float = 0.1, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, early_stopping: bool = True,
                  categorical: Sequence[str] | None = None, exclude: Sequence[str] = (),
                  calibration: str = "platt", calibration_fraction: float = 0.2, check_leakage: bool = True,
-                 random_state: int = 0, num_threads: int | None = None) -> None:
+                 seed: int = 0, num_threads: int | None = None) -> None:
         self.max_iter = max_iter
-        self.learning_rate = learning_rate
+        self.lr = lr
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
@@ -104,21 +106,20 @@ class GBDTRanker(CalibratedRanker):
         self.calibration = calibration
         self.calibration_fraction = calibration_fraction
         self.check_leakage = check_leakage
-        self.random_state = random_state
+        self.seed = seed
         self.num_threads = num_threads
 
     def _params(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
-                if not k.endswith("_") and not k.startswith("_")}
+        return hyperparameters(self)
 
     def _classifier(self, early_stopping: bool):
         from sklearn.ensemble import HistGradientBoostingClassifier
 
         return HistGradientBoostingClassifier(
-            max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            max_iter=self.max_iter, learning_rate=self.lr, max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
             early_stopping=early_stopping, validation_fraction=0.1, n_iter_no_change=10,
-            random_state=self.random_state)
+            random_state=self.seed)
 
     def _fit_raw(self, frame: pd.DataFrame, click: np.ndarray, purchase: np.ndarray) -> None:
         _, numeric = resolve_columns(frame, self.categorical)
