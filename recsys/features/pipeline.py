@@ -20,6 +20,7 @@ from recsys.errors import DataValidationError
 from recsys.features.sequences import history_tensors, sequence_matrix
 from recsys.features.transforms import HashedTokens, QuantileBuckets
 from recsys.features.vocab import HashingVocabulary, Vocabulary, vocabulary_from_dict
+from recsys.params import hyperparameters
 
 __all__ = ["FeaturePipeline"]
 
@@ -201,8 +202,7 @@ class FeaturePipeline:
 
     # ----- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items() if not k.endswith("_")}
-        return {"params": params, "users": self.users_.to_dict(), "items": self.items_.to_dict(),
+        return {"params": hyperparameters(self), "users": self.users_.to_dict(), "items": self.items_.to_dict(),
                 "item_vocabs": {c: v.to_dict() for c, v in self.item_vocabs_.items()},
                 "user_vocabs": {c: v.to_dict() for c, v in self.user_vocabs_.items()},
                 "price": self.price_.to_dict() if self.price_ else None,
