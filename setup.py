@@ -3,7 +3,7 @@ and the point-in-time event counts of the ranking features (recsys/features/_cou
 
 Everything else is in pyproject.toml. The extensions are optional: where no C compiler is available
 the install still succeeds, ``CompiledForest`` falls back to scikit-learn's walk (its ``engine``
-attribute says which walk is in use) and ``EventIndex`` counts with NumPy (``recsys.features.cvr_stats.COUNTS_ENGINE``).
+attribute says which walk is in use) and ``EventIndex`` counts with NumPy (``recsys.features.event_index.COUNTS_ENGINE``).
 """
 
 from setuptools import Extension, setup

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import recsys.features.cvr_stats as cvr
-from recsys.features.cvr_stats import EventIndex
+import recsys.features.event_index as cvr
+from recsys.features.event_index import EventIndex
 
 pytestmark = pytest.mark.skipif(cvr._COUNT is None, reason="recsys/features/_counts.c was not built")
 

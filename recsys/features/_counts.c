@@ -1,5 +1,5 @@
 /* Point-in-time event counts for one query time, in one call (see EventIndex.count_windows in
- * recsys/features/cvr_stats.py, whose NumPy path this equals value for value).
+ * recsys/features/event_index.py, whose NumPy path this equals value for value).
  *
  * count(sorted, code_lo, code_hi, stride, uniq_times, codes, t, windows, out)
  *

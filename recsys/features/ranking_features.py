@@ -150,25 +150,31 @@ class RankingFeatureBuilder:
         one) takes its friends' features from that list instead of the social graph, None keeps the graph's.
         Used only when the builder was fitted with social edges (otherwise there are no friends' features).
         """
+        self._check_rows(rows)
+        t = _ns(rows["timestamp"])
+        item = self.items_.reindex(rows["item_id"].to_numpy())
+        cols = _item_columns(rows, item)
+        cols.update(self._friend_columns(rows, t, friends))
+        cols.update(self._history_columns(rows, t))
+        out = pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=rows.index)
+        if self.include_cvr:
+            out = pd.concat([out, self.stats_.transform(rows)], axis=1)
+        if self.include_ids:
+            _add_id_columns(out, rows, item)
+        return out
+
+    def _check_rows(self, rows: pd.DataFrame) -> None:
         if not hasattr(self, "stats_"):
             raise DataValidationError("RankingFeatureBuilder.transform called before fit(events, items).")
         for col in ("user_id", "item_id", "timestamp"):
             if col not in rows.columns:
                 raise DataValidationError(f"rows lack '{col}'; each row to rank needs user_id, item_id, timestamp "
                                           "(and media_id when the log has partners).")
-        t = _ns(rows["timestamp"])
-        item = self.items_.reindex(rows["item_id"].to_numpy())
-        price = item["price"].to_numpy(dtype=np.float64)
-        rate = item["commission_rate"].to_numpy(dtype=np.float64)
-        coupon = item["coupon"].to_numpy(dtype=np.float64) if "coupon" in item.columns else np.zeros(len(rows))
-        cols: dict[str, np.ndarray] = {
-            "price": price, "log_price": np.log1p(price), "commission_rate": rate,
-            "log_commission_value": np.log1p(price * rate), "coupon": coupon,
-            "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
-        }
-        for col in ("two_tower_score", "two_tower_rank"):
-            if col in rows.columns:
-                cols[col] = rows[col].to_numpy(dtype=np.float64)
+
+    def _friend_columns(self, rows: pd.DataFrame, t: np.ndarray, friends: Sequence[Sequence | None] | None
+                        ) -> dict[str, np.ndarray]:
+        """Friends' clicks and purchases of each row's item (log1p), from the graph or from the listed friends."""
+        cols: dict[str, np.ndarray] = {}
         for name, index in self._friends.items():
             window = None if self.friend_window is None else int(pd.Timedelta(self.friend_window).value)
             cols[f"friends_{name}"] = np.log1p(index.count(self._user_item(rows), t, window))
@@ -182,6 +188,11 @@ class RankingFeatureBuilder:
                                                 np.where(item_ix < 0, len(self._items_ix), item_ix), t[listed])
             for name, c in counts.items():
                 cols[f"friends_{name}"][listed] = np.log1p(c)
+        return cols
+
+    def _history_columns(self, rows: pd.DataFrame, t: np.ndarray) -> dict[str, np.ndarray]:
+        """The user's own history with the item (repeat purchases) and with its brand (stage of the journey)."""
+        cols: dict[str, np.ndarray] = {}
         ui = self._user_item(rows)
         for name, index in self._own.items():  # the user's own history with this very item (repeat purchases)
             cols[f"user_item_log_{name}"] = np.log1p(index.count(ui, t))
@@ -190,17 +201,33 @@ class RankingFeatureBuilder:
         bought = self._stage["bought"].count(ub, t)
         cols["brand_stage"] = np.select([bought >= 2, bought == 1, engaged > 0, seen > 0], [4, 3, 2, 1], 0)
         cols["user_brand_log_seen"] = np.log1p(seen)
-        out = pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=rows.index)
-        if self.include_cvr:
-            out = pd.concat([out, self.stats_.transform(rows)], axis=1)
-        if self.include_ids:
-            ids = {"user_id": rows["user_id"], "item_id": rows["item_id"], "category": item["category"].to_numpy(),
-                   "brand": item["brand"].to_numpy(), "shop": item["shop"].to_numpy()}
-            if "media_id" in rows.columns:
-                ids["media_id"] = rows["media_id"]
-            for k, v in ids.items():
-                out[k] = pd.Categorical(np.asarray(v))
-        return out
+        return cols
+
+
+def _item_columns(rows: pd.DataFrame, item: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Price, commission and coupon of each row's item, and the retrieval score and rank when rows carry them."""
+    price = item["price"].to_numpy(dtype=np.float64)
+    rate = item["commission_rate"].to_numpy(dtype=np.float64)
+    coupon = item["coupon"].to_numpy(dtype=np.float64) if "coupon" in item.columns else np.zeros(len(rows))
+    cols: dict[str, np.ndarray] = {
+        "price": price, "log_price": np.log1p(price), "commission_rate": rate,
+        "log_commission_value": np.log1p(price * rate), "coupon": coupon,
+        "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
+    }
+    for col in ("two_tower_score", "two_tower_rank"):
+        if col in rows.columns:
+            cols[col] = rows[col].to_numpy(dtype=np.float64)
+    return cols
+
+
+def _add_id_columns(out: pd.DataFrame, rows: pd.DataFrame, item: pd.DataFrame) -> None:
+    """Categorical ids (user, item, category, brand, shop, media partner) for models that embed them."""
+    ids = {"user_id": rows["user_id"], "item_id": rows["item_id"], "category": item["category"].to_numpy(),
+           "brand": item["brand"].to_numpy(), "shop": item["shop"].to_numpy()}
+    if "media_id" in rows.columns:
+        ids["media_id"] = rows["media_id"]
+    for k, v in ids.items():
+        out[k] = pd.Categorical(np.asarray(v))
 
 
 def impression_labels(events: pd.DataFrame) -> pd.DataFrame:
