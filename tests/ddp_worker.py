@@ -28,7 +28,7 @@ if __name__ == "__main__":  # run as a script by torchrun: make `recsys` importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from recsys.fit.callbacks import Callback, StopTraining  # noqa: E402
-from recsys.fit.trainer import RetrievalData, Trainer, encode_all  # noqa: E402
+from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings, encode_all  # noqa: E402
 from recsys.models.tasks import FullSoftmaxTask, SampledSoftmaxTask  # noqa: E402
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel  # noqa: E402
 
@@ -104,10 +104,11 @@ def train(epochs: int = 4, stop_after: int = 0, ckpt: str | None = None,
     loss, batch = (FullSoftmaxTask(temperature=0.2), BATCH) if task == "full" else \
         (SampledSoftmaxTask(temperature=0.2), PAIR_BATCH)
     negatives = task if task in ("mixed", "impressions") else "in_batch"
-    summary = Trainer(model, loss, epochs=epochs, batch_size=batch, lr=0.02, seed=3,
-                      num_negatives=4 if task == "impressions" else 8, negatives=negatives,
-                      patience=10, monitor="recall@5", validate=validate, callbacks=[record], checkpoint_dir=ckpt,
-                      device="cpu", progress=False).fit(data)
+    settings = TrainerSettings(epochs=epochs, batch_size=batch, lr=0.02, seed=3,
+                               num_negatives=4 if task == "impressions" else 8, negatives=negatives,
+                               patience=10, monitor="recall@5", device="cpu")
+    summary = Trainer(model, loss, settings, validate=validate, callbacks=[record], checkpoint_dir=ckpt,
+                      progress=False).fit(data)
     return model, summary, record
 
 

@@ -7,7 +7,7 @@ import torch
 
 from recsys.errors import ConfigError
 from recsys.fit.callbacks import Callback, StopTraining
-from recsys.fit.trainer import RetrievalData, Trainer, encode_all
+from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings, encode_all
 from recsys.models.tasks import BPRTask, CosineContrastiveTask, FullSoftmaxTask, SampledSoftmaxTask, TaskNeeds
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -49,8 +49,8 @@ def test_checkerboard_held_out_item_ranks_first(name):
     train, held = checkerboard()
     make_task, negatives = TASKS[name]
     model = _model(train.shape, history="none" if name == "bpr" else "mean")
-    Trainer(model, make_task(), epochs=20, batch_size=16, lr=0.05, negatives=negatives, num_negatives=8,
-            seed=0, progress=False).fit(RetrievalData(train))
+    Trainer(model, make_task(), TrainerSettings(epochs=20, batch_size=16, lr=0.05, negatives=negatives,
+                                                num_negatives=8, seed=0), progress=False).fit(RetrievalData(train))
     users, items = encode_all(model, RetrievalData(train))
     scores = users @ items.T
     scores[train.nonzero()] = -np.inf
@@ -69,10 +69,11 @@ def _fit(tmp_path=None, epochs=4, callbacks=None, checkpoint_every=0, validate=T
         return {"hit@1": float((s.argmax(1) == held).mean()), "score": float(s[valid.nonzero()].mean())}
 
     model = _model(train.shape, history="mean", seed=seed)
-    trainer = Trainer(model, SampledSoftmaxTask(temperature=0.5), epochs=epochs, batch_size=8, lr=0.02,
-                      negatives="mixed", num_negatives=4, history_dropout=0.3, seed=seed, patience=10,
-                      monitor="score", validate=val if validate else None, callbacks=callbacks,
-                      checkpoint_dir=tmp_path, checkpoint_every=checkpoint_every, progress=False)
+    settings = TrainerSettings(epochs=epochs, batch_size=8, lr=0.02, negatives="mixed", num_negatives=4,
+                               history_dropout=0.3, seed=seed, patience=10, monitor="score",
+                               checkpoint_every=checkpoint_every)
+    trainer = Trainer(model, SampledSoftmaxTask(temperature=0.5), settings, validate=val if validate else None,
+                      callbacks=callbacks or (), checkpoint_dir=tmp_path, progress=False)
     return model, trainer, data
 
 
@@ -149,11 +150,10 @@ def test_early_stopping_restores_best_epoch_and_calls_hooks():
 
 
 def test_unknown_choices_are_config_errors():
-    model = _model((3, 3))
     with pytest.raises(ConfigError, match="optimizer"):
-        Trainer(model, BPRTask(), optimizer="adamax")
+        TrainerSettings(optimizer="adamax")
     with pytest.raises(ConfigError, match="negatives"):
-        Trainer(model, BPRTask(), negatives="hard")
+        TrainerSettings(negatives="hard")
 
 
 def test_impression_negatives_push_shown_but_unclicked_items_down():
@@ -165,14 +165,15 @@ def test_impression_negatives_push_shown_but_unclicked_items_down():
     for negatives in ("in_batch", "impressions"):
         data = RetrievalData(train, impressions=shown)
         model = _model(train.shape, history="mean")
-        Trainer(model, SampledSoftmaxTask(temperature=0.2), epochs=10, batch_size=16, lr=0.05, negatives=negatives,
-                num_negatives=2, seed=0, progress=False).fit(data)
+        Trainer(model, SampledSoftmaxTask(temperature=0.2), TrainerSettings(
+            epochs=10, batch_size=16, lr=0.05, negatives=negatives, num_negatives=2, seed=0), progress=False).fit(data)
         users, items = encode_all(model, data)
         scores = users @ items.T
         margins.append(float(np.mean(scores[np.arange(len(held)), held] - scores.mean(1))))
     assert margins[1] < margins[0] - 0.1
     with pytest.raises(ConfigError, match="impressions"):
-        Trainer(model, SampledSoftmaxTask(), negatives="impressions", progress=False).fit(RetrievalData(train))
+        Trainer(model, SampledSoftmaxTask(), TrainerSettings(negatives="impressions"), progress=False).fit(
+            RetrievalData(train))
 
 
 def test_trainer_reads_the_declared_needs_and_leaves_the_task_alone():
@@ -184,14 +185,16 @@ def test_trainer_reads_the_declared_needs_and_leaves_the_task_alone():
             return -(query[batch.rows] * candidates[batch.cols]).sum(-1).mean() + candidates.pow(2).sum(-1).mean()
 
     train, _ = checkerboard()
-    summary = Trainer(_model(train.shape), Align(), epochs=1, batch_size=16, progress=False).fit(RetrievalData(train))
+    summary = Trainer(_model(train.shape), Align(), TrainerSettings(epochs=1, batch_size=16), progress=False).fit(
+        RetrievalData(train))
     assert np.isfinite(summary["history"][0]["loss"])
     task = SampledSoftmaxTask(temperature=0.2)
     before = dict(vars(task))
     for negatives in ("uniform", "mixed"):
-        Trainer(_model(train.shape), task, epochs=1, batch_size=16, negatives=negatives, num_negatives=4,
-                progress=False).fit(RetrievalData(train))
+        Trainer(_model(train.shape), task, TrainerSettings(epochs=1, batch_size=16, negatives=negatives,
+                                                           num_negatives=4), progress=False).fit(RetrievalData(train))
     assert vars(task) == before
     with pytest.raises(ConfigError, match="impression"):
-        Trainer(_model(train.shape), CosineContrastiveTask(), negatives="impressions", progress=False).fit(
+        Trainer(_model(train.shape), CosineContrastiveTask(), TrainerSettings(negatives="impressions"),
+                progress=False).fit(
             RetrievalData(train, impressions=train))

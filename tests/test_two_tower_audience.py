@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 
 from recsys.errors import ConfigError
-from recsys.fit.trainer import RetrievalData, Trainer, encode_all
+from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings, encode_all
 from recsys.models.tasks import FullSoftmaxTask
 from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -101,8 +101,8 @@ def _fit(seed=0) -> TwoTowerModel:
     train = sp.csr_matrix(dense.astype(np.float32))
     torch.manual_seed(seed)
     model = TwoTowerModel(TwoTowerConfig(num_users=12, num_items=9, dim=8, item_audience="mean"))
-    Trainer(model, FullSoftmaxTask(temperature=0.2, exclude_other_positives=True), epochs=3, batch_size=4,
-            lr=0.05, seed=seed, progress=False).fit(RetrievalData(train))
+    Trainer(model, FullSoftmaxTask(temperature=0.2, exclude_other_positives=True),
+            TrainerSettings(epochs=3, batch_size=4, lr=0.05, seed=seed), progress=False).fit(RetrievalData(train))
     return model, train
 
 

@@ -1,6 +1,6 @@
 """Kills during training and what the next run makes of them (issue 16: atomic checkpoints, resume).
 
-Part 1, the trainer (``Trainer(checkpoint_dir=..., checkpoint_every=4)``, a small two-tower model): a worker
+Part 1, the trainer (``Trainer(..., TrainerSettings(checkpoint_every=4), checkpoint_dir=...)``, a small two-tower model): a worker
 process is SIGKILLed (a) right after each file write of its second checkpoint (the worker wraps
 ``safetensors.torch.save_file``, ``os.replace`` and ``os.rename``, records each call on the checkpoint and
 sleeps after it, so the kill lands exactly there) and (b) at uniform random times after its first
@@ -55,7 +55,7 @@ def worker(out: Path, ckpt: Path, trace: Path | None, pause: float) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from recsys.fit.trainer import RetrievalData, Trainer
+    from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings
     from recsys.models.tasks import SampledSoftmaxTask
     from recsys.models.two_tower import TwoTowerConfig, TwoTowerModel
 
@@ -66,9 +66,10 @@ def worker(out: Path, ckpt: Path, trace: Path | None, pause: float) -> None:
     pos.data[:] = 1.0
     torch.manual_seed(0)
     model = TwoTowerModel(TwoTowerConfig(num_users=300, num_items=120, dim=16, history="mean"))
-    Trainer(model, SampledSoftmaxTask(temperature=0.2), epochs=4, batch_size=256, lr=0.01, negatives="mixed",
-            num_negatives=32, history_dropout=0.2, seed=0, checkpoint_dir=ckpt, checkpoint_every=4,
-            progress=False).fit(RetrievalData(pos))
+    settings = TrainerSettings(epochs=4, batch_size=256, lr=0.01, negatives="mixed", num_negatives=32,
+                               history_dropout=0.2, seed=0, checkpoint_every=4)
+    Trainer(model, SampledSoftmaxTask(temperature=0.2), settings, checkpoint_dir=ckpt, progress=False).fit(
+        RetrievalData(pos))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
 
 

@@ -25,7 +25,7 @@ from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
 from recsys.fit.callbacks import Callback
-from recsys.fit.trainer import RetrievalData, Trainer, encode_all
+from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings, encode_all
 from recsys.models.tasks import FullSoftmaxTask
 
 data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
@@ -156,8 +156,9 @@ class Log(Callback):
 
 task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else R.build_task(cfg, fit)
 t0 = time.time()
-tr = Trainer(model, task, epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
-             optimizer=cfg.optimizer, history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,
-             seed=cfg.seed, patience=99, validate=validate, callbacks=[Log()], progress=False)
+tr = Trainer(model, task, TrainerSettings(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                                          weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,
+                                          history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,
+                                          seed=cfg.seed, patience=99), validate=validate, callbacks=[Log()], progress=False)
 s = tr.fit(data)
 print("done", time.time() - t0, "best", s["best_epoch"], flush=True)

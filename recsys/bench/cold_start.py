@@ -39,7 +39,7 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     """
     from recsys.datasets.splits import time_split
     from recsys.datasets.synthetic import generate_world
-    from recsys.fit.trainer import Trainer
+    from recsys.fit.trainer import Trainer, TrainerSettings
     from recsys.index import ExactIndex
     from recsys.models.tasks import SampledSoftmaxTask
 
@@ -60,8 +60,9 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     data = pipe.training_data(train, warm_items, world.users)
     torch.manual_seed(seed)
     model = TwoTowerModel.for_features(pipe, dim=dim, history="mean", item_id_dropout=item_id_dropout)
-    Trainer(model, SampledSoftmaxTask(temperature=0.1), epochs=epochs, batch_size=512, lr=0.005,
-            negatives="mixed", num_negatives=512, seed=seed, progress=False).fit(data)
+    Trainer(model, SampledSoftmaxTask(temperature=0.1), TrainerSettings(
+        epochs=epochs, batch_size=512, lr=0.005, negatives="mixed", num_negatives=512, seed=seed),
+        progress=False).fit(data)
 
     catalogue = pipe.catalogue(warm_items)
     index = ExactIndex(metric="ip").build(embed_items(model, pipe, catalogue), catalogue["item_id"].tolist())

@@ -232,7 +232,7 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
     import torch
 
     from recsys.fit.callbacks import Callback
-    from recsys.fit.trainer import RetrievalData, Trainer
+    from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings
 
     data = RetrievalData(train)
     torch.manual_seed(cfg.seed)
@@ -243,11 +243,11 @@ def _train(cfg: RetrievalBenchConfig, train: sp.csr_matrix, epochs: int, validat
             log("  epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                        for k, v in metrics.items()))
 
-    trainer = Trainer(model, build_task(cfg, train), epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                      weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, negatives=cfg.negatives,
-                      num_negatives=cfg.num_negatives, history_dropout=cfg.history_dropout,
-                      history_holdout=cfg.history_holdout, seed=cfg.seed,
-                      patience=cfg.patience,
+    settings = TrainerSettings(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               optimizer=cfg.optimizer, negatives=cfg.negatives, num_negatives=cfg.num_negatives,
+                               history_dropout=cfg.history_dropout, history_holdout=cfg.history_holdout,
+                               seed=cfg.seed, patience=cfg.patience)
+    trainer = Trainer(model, build_task(cfg, train), settings,
                       validate=None if validation is None else make_validator(data, validation, cfg.popularity_prior),
                       callbacks=[Log()])
     return model, trainer.fit(data)

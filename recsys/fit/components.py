@@ -152,7 +152,7 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     import torch
 
     from recsys.features.pipeline import FeaturePipeline
-    from recsys.fit.trainer import Trainer
+    from recsys.fit.trainer import Trainer, TrainerSettings
     from recsys.models.encode import embed_items
     from recsys.models.tasks import SampledSoftmaxTask
     from recsys.models.two_tower import TwoTowerModel
@@ -164,9 +164,9 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     data = pipeline.training_data(events, items, users)
     torch.manual_seed(s.seed)
     model = TwoTowerModel.for_features(pipeline, dim=s.dim, item_id_dropout=s.item_id_dropout)
-    summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), epochs=s.epochs, batch_size=s.batch_size,
-                      lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)), seed=s.seed,
-                      progress=progress, device="cpu").fit(data)
+    summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), TrainerSettings(
+        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)),
+        seed=s.seed, device="cpu"), progress=progress).fit(data)
     emb = embed_items(model, pipeline, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
     ranker, builder, params = _ranker(s, labelled, events, items, social)

@@ -98,15 +98,16 @@ def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
 def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool,
              checkpoint_dir: Path | None = None, checkpoint_every: int = 0):
     from recsys.bench.retrieval import build_task
-    from recsys.fit.trainer import Trainer
+    from recsys.fit.trainer import Trainer, TrainerSettings
 
     negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
-    return Trainer(model, build_task(bc, data.positives), epochs=epochs, batch_size=bc.batch_size, lr=bc.lr,
-                   weight_decay=bc.weight_decay, optimizer=bc.optimizer, negatives=negatives,
-                   num_negatives=min(bc.num_negatives, data.positives.shape[1]), history_dropout=bc.history_dropout,
-                   seed=bc.seed, patience=bc.patience, validate=validate, callbacks=callbacks, device="cpu",
-                   progress=progress, history_holdout=bc.history_holdout, checkpoint_dir=checkpoint_dir,
-                   checkpoint_every=checkpoint_every)
+    settings = TrainerSettings(epochs=epochs, batch_size=bc.batch_size, lr=bc.lr, weight_decay=bc.weight_decay,
+                               optimizer=bc.optimizer, negatives=negatives,
+                               num_negatives=min(bc.num_negatives, data.positives.shape[1]),
+                               history_dropout=bc.history_dropout, history_holdout=bc.history_holdout, seed=bc.seed,
+                               patience=bc.patience, checkpoint_every=checkpoint_every, device="cpu")
+    return Trainer(model, build_task(bc, data.positives), settings, validate=validate, callbacks=callbacks,
+                   progress=progress, checkpoint_dir=checkpoint_dir)
 
 
 def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,

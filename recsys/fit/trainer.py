@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from recsys.models.tasks import Candidates, RetrievalTask, TaskBatch
 from recsys.models.two_tower import TwoTowerModel
 from recsys.progress import show_progress
 
-__all__ = ["RetrievalData", "Trainer", "NEGATIVES", "encode_all", "user_inputs"]
+__all__ = ["RetrievalData", "Trainer", "TrainerSettings", "NEGATIVES", "encode_all", "user_inputs"]
 
 NEGATIVES = ("in_batch", "uniform", "mixed", "impressions")
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -77,6 +78,39 @@ def _slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return rows, csr.indices[pos]
 
 
+@dataclass(frozen=True)
+class TrainerSettings:
+    """How :class:`Trainer` fits: the loop's hyperparameters (unknown ``optimizer``/``negatives`` are errors).
+
+    ``negatives`` (row-aligned tasks): ``in_batch`` the other rows' positives, ``uniform`` ``num_negatives``
+    shared uniform draws, ``mixed`` both, ``impressions`` up to ``num_negatives`` shown-but-not-clicked
+    items per row. ``monitor``: the validation metric that picks the best epoch (higher is better) and
+    stops after ``patience`` epochs without a new best. ``checkpoint_every``: also checkpoint every N
+    steps inside an epoch (0: at epoch ends). ``device``: ``auto`` (CUDA when there is one), ``cpu``, ...
+    """
+
+    epochs: int = 20
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"
+    negatives: str = "in_batch"
+    num_negatives: int = 1024
+    history_dropout: float = 0.0
+    history_holdout: float = 0.0
+    seed: int = 0
+    patience: int = 3
+    monitor: str = "recall@20"
+    checkpoint_every: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
+        if self.negatives not in NEGATIVES:
+            raise ConfigError(f"unknown negatives {self.negatives!r}; choose one of {NEGATIVES}")
+
+
 class Trainer:
     """Fits a :class:`TwoTowerModel` with a task from :mod:`recsys.models.tasks`.
 
@@ -93,24 +127,15 @@ class Trainer:
     ``item_audience`` gets its item audiences from ``data.positives`` when ``fit`` starts.
     """
 
-    def __init__(self, model: TwoTowerModel, task: RetrievalTask, *, epochs: int = 20, batch_size: int = 1024, lr: float = 1e-3,
-                 weight_decay: float = 0.0, optimizer: str = "adam", negatives: str = "in_batch",
-                 num_negatives: int = 1024, history_dropout: float = 0.0, history_holdout: float = 0.0,
-                 seed: int = 0, patience: int = 3,
-                 monitor: str = "recall@20", validate: Callable[[TwoTowerModel], dict[str, float]] | None = None,
-                 checkpoint_dir: str | Path | None = None, checkpoint_every: int = 0,
-                 callbacks: list[Callback] | None = None, device: str = "auto", progress: bool | None = None) -> None:
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        if negatives not in NEGATIVES:
-            raise ConfigError(f"unknown negatives {negatives!r}; choose one of {NEGATIVES}")
+    def __init__(self, model: TwoTowerModel, task: RetrievalTask, settings: TrainerSettings | None = None, *,
+                 validate: Callable[[TwoTowerModel], dict[str, float]] | None = None,
+                 callbacks: Sequence[Callback] = (), progress: bool | None = None,
+                 checkpoint_dir: str | Path | None = None) -> None:
         self.model, self.task = model, task
-        self.epochs, self.batch_size, self.lr, self.weight_decay = epochs, batch_size, lr, weight_decay
-        self.optimizer_name, self.negatives, self.num_negatives = optimizer, negatives, num_negatives
-        self.history_dropout, self.seed, self.patience, self.monitor = history_dropout, seed, patience, monitor
-        self.history_holdout = history_holdout
-        self.validate, self.checkpoint_every, self.callbacks = validate, checkpoint_every, callbacks or []
+        self.settings = settings or TrainerSettings()
+        self.validate, self.callbacks = validate, list(callbacks or ())
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        device = self.settings.device
         self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                                    ("cpu" if device == "auto" else device))
         self.progress = show_progress(progress)
@@ -119,7 +144,7 @@ class Trainer:
 
     # ----- batches -------------------------------------------------------------------------------
     def _user_feats(self, data: RetrievalData, users: np.ndarray) -> dict[str, torch.Tensor]:
-        dropout = self.history_dropout if self.model.training else 0.0
+        dropout = self.settings.history_dropout if self.model.training else 0.0
         return user_inputs(self.model, data, users, self.device, history_dropout=dropout)
 
     def _item_feats(self, data: RetrievalData, items: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -129,13 +154,13 @@ class Trainer:
         return feats if items is None else {k: v[items.to(self.device)] for k, v in feats.items()}
 
     def _batches(self, data: RetrievalData, epoch: int) -> Iterator[np.ndarray]:
-        rng = np.random.default_rng([self.seed, epoch])
+        rng = np.random.default_rng([self.settings.seed, epoch])
         if self.task.needs.catalogue:  # batches of users
             order = rng.permutation(data.positives.shape[0])
         else:  # batches of (user, item) pairs
             order = rng.permutation(data.positives.nnz)
-        for start in range(0, len(order), self.batch_size):
-            yield order[start:start + self.batch_size]
+        for start in range(0, len(order), self.settings.batch_size):
+            yield order[start:start + self.settings.batch_size]
 
     def _terms(self, data: RetrievalData, batch: np.ndarray) -> int:
         """How many terms the batch's mean loss averages (positives for a catalogue task, else rows)."""
@@ -155,12 +180,12 @@ class Trainer:
             neg = torch.randint(n_items, (len(batch),))
             neg_emb = model.item_embeddings(self._item_feats(data, neg))
             return task(user, pos_emb, TaskBatch(row_negatives=neg_emb[:, None, :]))
-        if self.negatives == "impressions":
+        if self.settings.negatives == "impressions":
             return self._impression_loss(data, users, user, pos_emb, items)
         extra = None
-        if needs.requires_shared_negatives or (needs.shared_negatives and self.negatives in ("uniform", "mixed")):
-            neg = torch.randint(n_items, (self.num_negatives,))
-            log_q = torch.full((self.num_negatives,), float(np.log(self.num_negatives / n_items)))
+        if needs.requires_shared_negatives or (needs.shared_negatives and self.settings.negatives in ("uniform", "mixed")):
+            neg = torch.randint(n_items, (self.settings.num_negatives,))
+            log_q = torch.full((self.settings.num_negatives,), float(np.log(self.settings.num_negatives / n_items)))
             extra = Candidates(model.item_embeddings(self._item_feats(data, neg)), neg.to(self.device),
                                log_q.to(self.device))
         ids = items.to(self.device)
@@ -170,7 +195,7 @@ class Trainer:
                   **fields: Any) -> TaskBatch:
         """The batch of a row-aligned task: the positives' ids with their logQ as in-batch negatives, or under
         data-parallel training the whole global batch (and equal row weights)."""
-        in_batch = self.negatives != "uniform"
+        in_batch = self.settings.negatives != "uniform"
         if self._gathers_batch():
             return TaskBatch(ids=ids, in_batch=in_batch, weights=self._row_weights(n),
                              global_batch=self._global_batch(data, pos_emb, ids), **fields)
@@ -183,7 +208,7 @@ class Trainer:
         """Whether in-batch negatives come from the whole global batch of a data-parallel run."""
         needs = self.task.needs
         return self._dp.size > 1 and needs.in_batch and not needs.catalogue and not needs.pairwise and \
-            self.negatives != "uniform"
+            self.settings.negatives != "uniform"
 
     def _row_weights(self, n: int) -> torch.Tensor:
         """Equal weights: the mean loss, and 0 (not NaN) for a rank with no rows in a short last batch."""
@@ -198,7 +223,7 @@ class Trainer:
     def _catalogue_loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
         """A batch of users scored against the whole catalogue, every training item of theirs a positive."""
         rows, cols = _slices(data.positives, batch)
-        if self.history_holdout > 0:
+        if self.settings.history_holdout > 0:
             return self._holdout_loss(data, batch, rows, cols)
         user = self.model.user_embeddings(self._user_feats(data, batch))
         items = self.model.item_embeddings(self._item_feats(data, None))
@@ -213,7 +238,7 @@ class Trainer:
         """
         if data.history is not None:
             raise ConfigError("history_holdout needs the history to be the positives (RetrievalData.history=None)")
-        hide = (torch.rand(len(rows)) < self.history_holdout).numpy()
+        hide = (torch.rand(len(rows)) < self.settings.history_holdout).numpy()
         offsets = np.searchsorted(rows[~hide], np.arange(len(batch))).astype(np.int64)
         feats = {k: v[torch.from_numpy(batch)].to(self.device) for k, v in data.user_features.items()}
         feats["history"] = torch.from_numpy(cols[~hide].astype(np.int64)).to(self.device)
@@ -230,7 +255,7 @@ class Trainer:
                               f"'in_batch', 'uniform' or 'mixed'")
         if data.impressions is None:
             raise ConfigError("negatives='impressions' needs RetrievalData.impressions (shown, not clicked)")
-        k = self.num_negatives
+        k = self.settings.num_negatives
         imp = data.impressions
         lens = np.diff(imp.indptr)[users]
         pick = (torch.rand(len(users), k).numpy() * np.maximum(lens, 1)[:, None]).astype(np.int64)
@@ -256,12 +281,12 @@ class Trainer:
     def _fit(self, data: RetrievalData, resume: bool) -> dict[str, Any]:
         dp = self._dp
         self.device = dp.device(self.device)
-        torch.manual_seed(dp.seed(self.seed))
+        torch.manual_seed(dp.seed(self.settings.seed))
         self.model.to(self.device)
         self.model.set_item_audience(data.positives)  # item_audience: the audience is the data being fitted
         # the fused kernel is ~10x faster than the per-tensor loop on CPU (and exists on CUDA)
         fused = self.device.type in ("cpu", "cuda")
-        opt = OPTIMIZERS[self.optimizer_name](self.model.parameters(), lr=self.lr, weight_decay=self.weight_decay,
+        opt = OPTIMIZERS[self.settings.optimizer](self.model.parameters(), lr=self.settings.lr, weight_decay=self.settings.weight_decay,
                                               fused=fused)
         st = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
               "seconds": 0.0, "epoch_loss": 0.0}
@@ -273,7 +298,7 @@ class Trainer:
             self.resumed_from = {"epoch": st["epoch"], "step": st["step"]}
         dp.wrap(self.model, self._loss, self._terms, collective=self._gathers_batch())
         t_start = time.perf_counter() - st["seconds"]
-        while st["epoch"] < self.epochs and not self._early_stopped(st):  # a resumed run may have stopped early
+        while st["epoch"] < self.settings.epochs and not self._early_stopped(st):  # a resumed run may have stopped early
             self.model.train()
             batches = list(self._batches(data, st["epoch"]))
             bar = self._bar(len(batches), st) if dp.main else None
@@ -289,7 +314,7 @@ class Trainer:
                 if bar is not None:
                     bar.update(len(batch))
                     bar.set_postfix(loss=f"{st['epoch_loss'] / st['step']:.4f}")
-                if self.checkpoint_every and st["step"] % self.checkpoint_every == 0 and i + 1 < len(batches):
+                if self.settings.checkpoint_every and st["step"] % self.settings.checkpoint_every == 0 and i + 1 < len(batches):
                     self._checkpoint(opt, best, st, t_start)
             if bar is not None:
                 bar.close()
@@ -303,24 +328,24 @@ class Trainer:
         return self._finish(st, best, t_start)
 
     def _early_stopped(self, st: dict) -> bool:
-        return self.validate is not None and st["bad_epochs"] >= self.patience
+        return self.validate is not None and st["bad_epochs"] >= self.settings.patience
 
     def _bar(self, n_batches: int, st: dict):
         if not self.progress:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=None, desc=f"epoch {st['epoch'] + 1}/{self.epochs}", unit="row", unit_scale=True,
+        return tqdm(total=None, desc=f"epoch {st['epoch'] + 1}/{self.settings.epochs}", unit="row", unit_scale=True,
                     leave=False)
 
     def _end_epoch(self, st: dict, n_batches: int, best, t_start: float):
         metrics = {"epoch": st["epoch"] + 1, "loss": st["epoch_loss"] / max(n_batches, 1)}
         if self.validate is not None:
             metrics.update(self._dp.from_main(self._validation() if self._dp.main else None))
-            if self.monitor not in metrics:
-                raise ConfigError(f"monitor {self.monitor!r} is not among the validation metrics {sorted(metrics)}")
-            if st["best_metric"] is None or metrics[self.monitor] > st["best_metric"]:
-                st.update(best_metric=metrics[self.monitor], best_epoch=st["epoch"] + 1, bad_epochs=0)
+            if self.settings.monitor not in metrics:
+                raise ConfigError(f"monitor {self.settings.monitor!r} is not among the validation metrics {sorted(metrics)}")
+            if st["best_metric"] is None or metrics[self.settings.monitor] > st["best_metric"]:
+                st.update(best_metric=metrics[self.settings.monitor], best_epoch=st["epoch"] + 1, bad_epochs=0)
                 best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
             else:
                 st["bad_epochs"] += 1
