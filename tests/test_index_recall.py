@@ -77,6 +77,21 @@ def test_tuning_picks_the_least_work_among_settings_that_reach_the_target(data):
     assert {g["params"]["k_factor"] for g in record["grid"]} == {64, 32, 16, 8, 4}  # every re-ranking depth tried
 
 
+def test_every_index_declares_its_search_knobs_and_its_kind_loads_through_the_registry():
+    from recsys.index import INDEX_KINDS, ItemIndex, index_class
+
+    items = clustered(2000, seed=3)
+    exact = ExactIndex(metric="ip").build(items, np.arange(len(items)))
+    hnsw = FaissIndex(factory="HNSW16", metric="ip").build(items, np.arange(len(items)))
+    ivf = FaissIndex(factory="IVF16,Flat", metric="ip", search_params={"nprobe": 3}).build(items, np.arange(len(items)))
+    assert all(isinstance(i, ItemIndex) for i in (exact, hnsw, ivf))
+    assert exact.effective_params() == {} and set(hnsw.effective_params()) == {"efSearch"}
+    assert ivf.effective_params() == {"nprobe": 3}
+    assert {index_class(k).kind for k in INDEX_KINDS} == set(INDEX_KINDS)
+    with pytest.raises(ConfigError, match="'exact'"):
+        index_class("annoy")
+
+
 def test_cosine_matches_exact_and_ignores_norms():
     items, queries = clustered(3000, n_queries=50, seed=2)
     ids = [f"sku-{i}" for i in range(len(items))]

@@ -110,6 +110,11 @@ def test_a_ranker_saved_with_the_old_parameter_names_still_loads(kind, tmp_path)
     pd.testing.assert_frame_equal(model.predict_proba(test), loaded.predict_proba(test))
 
 
+def test_declared_capabilities_match_the_methods(kind):
+    model, _ = fitted(kind)
+    assert model.kind == kind and model.predicts_arrays == callable(getattr(model, "predict_arrays", None))
+
+
 def test_unknown_ranker_kinds_are_refused_with_the_known_ones(tmp_path):
     from recsys.errors import ConfigError
     from recsys.models.rankers import RANKER_KINDS, ranker_class

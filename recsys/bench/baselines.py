@@ -55,7 +55,7 @@ def evaluate_baselines(train: sp.csr_matrix, test: sp.csr_matrix, *, ks=(20,), a
             results[name] = {"error": str(e)}
             continue
         t1 = time.perf_counter()
-        scorer = model.scorer() if hasattr(model, "scorer") else model
+        scorer = model.scorer()
         metrics = evaluate_topk(scorer, train, test, ks, metrics=("recall", "ndcg"))
         t2 = time.perf_counter()
         entry = {**{k: round(v, 6) for k, v in metrics.items()}, "seconds": round(t2 - t0, 2),

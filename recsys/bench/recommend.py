@@ -187,9 +187,10 @@ def _forest_engines(rec, picks: list, k: int, n: int = 100, repeats: int = 5) ->
     """CPU ms per request of each GBDT tree walk, side by side (round robin, median of ``repeats``), on the very
     feature matrices ``n`` requests hand the ranker (the candidates, then the reasons' ablated rows)."""
     from recsys.models.rankers.forest import ENGINES, CompiledForest
+    from recsys.models.rankers.gbdt import GBDTRanker
 
     ranker = rec._state.ranker
-    if not hasattr(ranker, "ctr_"):
+    if not isinstance(ranker, GBDTRanker):  # the tree walks of a GBDT are what is timed
         return {}
     seen: list[np.ndarray] = []
     predict = ranker.predict_arrays
@@ -257,7 +258,7 @@ def _index_recall(rec, vecs: np.ndarray, k: int, nprobes=(4, 8, 16, 32)) -> dict
     import torch
 
     index = rec._state.index
-    knobs = index.effective_params() if hasattr(index, "effective_params") else {}
+    knobs = index.effective_params()
     if "nprobe" not in knobs:
         return {"serving": knobs}
     items = torch.from_numpy(rec._state.item_emb)
@@ -413,7 +414,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
               "uptime": {"before": uptime_before, "after": _uptime()},
               "n_items": n_items, "n_candidates": rec._state.config.n_candidates, "k": k,
               "index_factory": index_factory,
-              "index_params": index.effective_params() if hasattr(index, "effective_params") else {},
+              "index_params": index.effective_params(),
               "target_p99_ms": target_p99_ms, "setup": setup, "latency": latency, "latency_cpu": latency_cpu,
               "latency_rounds": rounds, "latency_steady_cpu": steady,
               "latency_stages_ms": stages["wall_ms"], "latency_stages_cpu_ms": stages["cpu_ms"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,13 @@ from recsys.feed.catalogue import Catalogue
 from recsys.feed.fallback import COLD_START_MODES, PopularItems
 from recsys.feed.rules import BusinessRules
 from recsys.feed.users import UserState
+
+if TYPE_CHECKING:  # the component types only: torch and the models load where they are used
+    from recsys.features.pipeline import FeaturePipeline
+    from recsys.features.ranking_features import RankingFeatureBuilder
+    from recsys.index.base import ItemIndex
+    from recsys.models.rankers.base import Ranker
+    from recsys.models.two_tower import TwoTowerModel
 
 __all__ = ["ServingConfig", "ServingState", "builder_items", "builder_events",
            "objective_scores_by_partner", "EVENT_COLUMNS"]
@@ -90,11 +97,11 @@ class ServingConfig:
 class ServingState:
     """Components, catalogue, per-user state and partner settings behind every request."""
 
-    pipeline: Any
-    model: Any
-    index: Any
-    ranker: Any
-    builder: Any
+    pipeline: FeaturePipeline
+    model: TwoTowerModel
+    index: ItemIndex
+    ranker: Ranker | None
+    builder: RankingFeatureBuilder | None
     catalogue: Catalogue
     item_emb: np.ndarray
     users: UserState
@@ -163,7 +170,7 @@ def _candidate_arrays(ranker: Any, builder: Any, item_ids: np.ndarray, as_of: pd
     from recsys.features.candidate_features import CandidateFeatures
     from recsys.features.ranking_features import RankingFeatureBuilder
 
-    if ranker is None or not hasattr(ranker, "predict_arrays") or not isinstance(builder, RankingFeatureBuilder):
+    if ranker is None or not ranker.predicts_arrays or not isinstance(builder, RankingFeatureBuilder):
         return None
     features = CandidateFeatures.build(builder, item_ids, as_of)
     columns = list(ranker.columns_)

@@ -12,6 +12,8 @@ Semantics shared by every implementation:
   reclaimed by ``compact()`` (a rebuild), which ``health()`` recommends when it pays off.
 * ``set_item_attributes(ids, in_stock=..., eligibility=...)`` sets per-item availability and the
   eligibility segment ("" or None = visible to everyone, "vip" = only for users in segment "vip").
+* ``effective_params()`` gives the run-time search knobs in use (``efSearch``, ``nprobe``, ...; ``{}``
+  for an index without knobs, like the exact one).
 * ``search`` returns ``(scores, ids)`` of shape ``(n_queries, k)``, best first. Scores are inner
   products (``metric="ip"``) or cosines (``metric="cosine"``). When fewer than ``k`` items are
   eligible the row is padded with score ``-inf`` and id ``-1`` (int ids) or ``None`` (str ids);
@@ -111,6 +113,8 @@ class ItemIndex(Protocol):
                filters: FiltersArg = None) -> tuple[np.ndarray, np.ndarray]: ...
 
     def health(self) -> dict: ...
+
+    def effective_params(self) -> dict: ...
 
     def save(self, path: str | Path) -> Path: ...
 

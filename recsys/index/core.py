@@ -271,6 +271,10 @@ class IndexBase:
             warnings.warn("index rebuild recommended: " + "; ".join(h["reasons"]), RebuildRecommendedWarning,
                           stacklevel=3)
 
+    def effective_params(self) -> dict:
+        """The search knobs searches use now ({} for an index without knobs, like the exact one)."""
+        return {}
+
     def health(self) -> dict:
         """Counts, hidden fraction, partition drift and whether a rebuild (``build``) is recommended."""
         st = self._state_or_raise()

@@ -110,7 +110,7 @@ class FaissIndex(IndexBase):
         return new, drift
 
     def effective_params(self) -> dict:
-        """The knob values searches use now (defaults for knobs not set)."""
+        """The knob values searches use now (defaults for knobs not set): ``efSearch``, ``nprobe``, ``k_factor``."""
         st = self._state_or_raise()
         return {name: self.search_params.get(name, DEFAULT_PARAMS[name]) for name in knob_names(st.engine)}
 

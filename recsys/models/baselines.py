@@ -27,6 +27,11 @@ class _Fitted:
         if not hasattr(self, "n_items_"):
             raise RecsysError(f"{type(self).__name__} is not fitted yet.\nFix: call .fit(train) first.")
 
+    def scorer(self):
+        """The Scorer that evaluates this model (the model itself unless it has a faster one)."""
+        self._require_fit()
+        return self
+
 
 class MostPopular(_Fitted):
     """Scores every item by the number of training users who interacted with it (same list for everyone)."""

@@ -51,7 +51,7 @@ class FoldedUserTower:
         self._categorical = [(key, _view(emb.weight)) for key, emb in tower.categorical.items()]
         self._history = None
         if tower.history != "none":
-            table = model.history_embedding.weight if hasattr(model, "history_embedding") else \
+            table = model.history_embedding.weight if model.history_embedding is not None else \
                 model.item_tower.id_embedding.weight
             self._history = (_view(table), _view(tower.history_proj.weight), _view(tower.gate))
 
@@ -59,7 +59,7 @@ class FoldedUserTower:
     def unsupported(model: TwoTowerModel) -> str | None:
         """Why the tower cannot be folded (None when it can)."""
         tower = model.user_tower
-        if getattr(tower, "pool_attention", False):
+        if tower.pool_attention:
             return "attention pooling is not linear in the history"
         if model.config.history_audience:
             return "history_audience pools a table the torch audience module computes"

@@ -111,6 +111,7 @@ class TwoTowerModel(nn.Module):
             # a per-item score offset, appended as one more coordinate (user side: a constant 1)
             self.item_bias = nn.Embedding(c.num_items, 1)
             nn.init.zeros_(self.item_bias.weight)
+        self.history_embedding: nn.Embedding | None = None
         if not c.share_history_embeddings and c.history != "none":
             # a separate "item as context" table (asymmetric item-item similarity, as in FISM/EASE)
             self.history_embedding = nn.Embedding(c.num_items, c.dim)
@@ -148,7 +149,7 @@ class TwoTowerModel(nn.Module):
 
     def _history_table(self) -> torch.Tensor:
         """The item vectors a user's history pools (see ``history_audience``)."""
-        if hasattr(self, "history_embedding"):
+        if self.history_embedding is not None:
             return self.history_embedding.weight
         table = self.item_tower.id_embedding.weight
         if self.config.history_audience:

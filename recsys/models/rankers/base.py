@@ -16,6 +16,9 @@ feature frame from :mod:`recsys.features.ranking_features` — and returns calib
     ``pctcvr`` = P(click and purchase | impression) = pctr x pcvr, each in [0, 1] and calibrated
     (Platt or isotonic on the held-out slice; see :mod:`.calibration`); ``calibrated=False`` gives
     the raw model outputs.
+``predict_arrays(X) -> (pctr, pcvr, pctcvr)``
+    only where the class declares ``predicts_arrays = True`` (GBDT): the calibrated outputs for a plain
+    float64 matrix whose columns are ``columns_``, without DataFrames (the serving fast path).
 ``save(path)`` / ``load(path)``
     a directory with ``ranker.json`` (kind, format version, hyperparameters, columns),
     ``calibration.json`` and the model's arrays as safetensors; loading runs no pickle and
@@ -45,7 +48,11 @@ RENAMED_PARAMS = {"learning_rate": "lr", "random_state": "seed", "embedding_dim"
 
 @runtime_checkable
 class Ranker(Protocol):
-    """See the module docstring: fit(frame, labels), predict_proba(frame) -> pctr/pcvr/pctcvr, save, load."""
+    """See the module docstring: fit(frame, labels), predict_proba(frame) -> pctr/pcvr/pctcvr, save, load;
+    ``kind`` names it in :mod:`.registry` and ``predicts_arrays`` says whether it has ``predict_arrays``."""
+
+    kind: str
+    predicts_arrays: bool
 
     def fit(self, frame: pd.DataFrame, labels: pd.DataFrame | Mapping[str, Any]) -> Ranker: ...
 
@@ -111,6 +118,7 @@ class CalibratedRanker:
     ``_save_model``, ``_load_model`` and ``_params``."""
 
     kind = "abstract"
+    predicts_arrays = False  # True where the subclass implements predict_arrays(X) (see the module docstring)
     calibration: str
     calibration_fraction: float
     check_leakage: bool

@@ -89,6 +89,7 @@ class GBDTRanker(CalibratedRanker):
     """
 
     kind = "gbdt"
+    predicts_arrays = True
 
     def __init__(self, *, max_iter: int = 200, lr: float = 0.1, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 50, l2_regularization: float = 1.0, early_stopping: bool = True,
