@@ -100,6 +100,20 @@ def evaluate_topk(
     exact minus index recall, and ``ann_recall@K`` the share of the exact top K the index returns.
     """
     train, test, ks, metrics = _validate(train, test, ks, metrics)
+    _check_inputs(scorer, train, test, check_leakage=check_leakage, index=index)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    if users.size == 0:
+        raise DataValidationError("the test matrix holds no interactions: there is no user to evaluate.")
+    exact_sums, index_sums = _sums_over_chunks(scorer, train, test, users, ks, metrics, index=index,
+                                               chunk_size=chunk_size, n_workers=n_workers)
+    exact = {key: float(v / users.size) for key, v in exact_sums.items()}
+    if index is None:
+        return exact
+    return _index_metrics(index_sums, exact, users.size, ks, metrics)
+
+
+def _check_inputs(scorer: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, *, check_leakage: bool,
+                  index: Any) -> None:
     if check_leakage:
         check_no_overlap(train, test)
     if index is not None and not hasattr(scorer, "user_emb"):
@@ -107,10 +121,13 @@ def evaluate_topk(
             f"evaluate_topk(index=...) queries the index with user embeddings, but {type(scorer).__name__} "
             "has no `user_emb`.\nFix: pass an EmbeddingScorer(user_emb, item_emb) as the scorer."
         )
+
+
+def _sums_over_chunks(scorer: Scorer, train: sp.csr_matrix, test: sp.csr_matrix, users: np.ndarray, ks, metrics, *,
+                      index: Any, chunk_size: int | None, n_workers: int | None) -> tuple[dict, dict]:
+    """Metric sums over ``users``, exact and through ``index``, scored in chunks (on several threads when the
+    scorer is thread-safe), each thread with its own scratch buffers."""
     n_items = train.shape[1]
-    users = np.flatnonzero(np.diff(test.indptr) > 0)
-    if users.size == 0:
-        raise DataValidationError("the test matrix holds no interactions: there is no user to evaluate.")
     workers = (n_workers or default_workers()) if getattr(scorer, "thread_safe", False) else 1
     chunk_size = chunk_size or default_chunk_size(n_items, workers)
     rows = min(chunk_size, users.size)
@@ -130,10 +147,12 @@ def evaluate_topk(
         for total, part in ((exact_sums, e), (index_sums, a)):
             for key, v in part.items():
                 total[key] = total.get(key, 0.0) + v
-    exact = {key: float(v / users.size) for key, v in exact_sums.items()}
-    if index is None:
-        return exact
-    out = {key: float(v / users.size) for key, v in index_sums.items()}
+    return exact_sums, index_sums
+
+
+def _index_metrics(index_sums: dict, exact: dict[str, float], n_users: int, ks, metrics) -> dict[str, float]:
+    """The index's metrics under the plain keys, the exact ones as ``exact_<m>@K``, and ``recall_cost@K``."""
+    out = {key: float(v / n_users) for key, v in index_sums.items()}
     out.update({f"exact_{key}": v for key, v in exact.items()})
     for k in ks:
         if "recall" in metrics:
