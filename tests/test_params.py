@@ -27,6 +27,6 @@ def test_learned_and_private_state_is_left_out_and_tuples_become_lists():
 
 
 def test_library_objects_report_their_constructor_arguments():
-    assert list(ImplicitALS(factors=8).params()) == list(inspect.signature(ImplicitALS).parameters)
-    assert ImplicitALS(factors=8).params()["factors"] == 8
+    assert list(ImplicitALS(factors=8).get_params()) == list(inspect.signature(ImplicitALS).parameters)
+    assert ImplicitALS(factors=8).get_params()["factors"] == 8
     assert hyperparameters(FeaturePipeline(history_len=7))["history_len"] == 7

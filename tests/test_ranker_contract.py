@@ -106,13 +106,19 @@ def test_a_ranker_saved_with_the_old_parameter_names_still_loads(kind, tmp_path)
         meta["state"]["config"] = {old.get(k, k): v for k, v in meta["state"]["config"].items()}
     (path / "ranker.json").write_text(json.dumps(meta))
     loaded = load_ranker(path)
-    assert loaded._params() == model._params()
+    assert loaded.get_params() == model.get_params()
     pd.testing.assert_frame_equal(model.predict_proba(test), loaded.predict_proba(test))
 
 
 def test_declared_capabilities_match_the_methods(kind):
     model, _ = fitted(kind)
     assert model.kind == kind and model.predicts_arrays == callable(getattr(model, "predict_arrays", None))
+    # get_params is the keyword-only constructor's arguments, in order
+    import inspect
+
+    signature = inspect.signature(type(model)).parameters
+    assert list(model.get_params()) == list(signature)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in signature.values())
 
 
 def test_unknown_ranker_kinds_are_refused_with_the_known_ones(tmp_path):

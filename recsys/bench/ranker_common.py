@@ -183,7 +183,7 @@ def _fit_and_score(name, factory, X_tr, y_tr, X_te, y_te, groups, truth=None) ->
         p = model.predict_proba(X_te)
     m = _score(p, y_te, groups, truth)
     m.update({"train": fit.as_dict(), "predict": pred.as_dict(),
-              "params": model._params() if hasattr(model, "_params") else {}})
+              "params": model.get_params()})
     print(f"  {name:18s} CTR AUC {m['ctr_auc']:.4f}  CVR AUC {m['cvr_auc']:.4f}  CTCVR AUC {m['ctcvr_auc']:.4f}  "
           f"pCTCVR/obs {m['ctcvr_pred_over_observed']:.3f}  fit {fit.seconds:.1f}s", flush=True)
     return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in m.items()}, model

@@ -23,6 +23,10 @@ def _check_train(train) -> sp.csr_matrix:
 
 
 class _Fitted:
+    def get_params(self) -> dict:
+        """The constructor's hyperparameters as a plain dict (:func:`recsys.params.hyperparameters`; for reports)."""
+        return hyperparameters(self)
+
     def _require_fit(self) -> None:
         if not hasattr(self, "n_items_"):
             raise RecsysError(f"{type(self).__name__} is not fitted yet.\nFix: call .fit(train) first.")
@@ -88,10 +92,6 @@ class ImplicitALS(_Fitted):
         self.iterations = iterations
         self.num_threads = num_threads
         self.seed = seed
-
-    def params(self) -> dict:
-        """Hyperparameters as a plain dict (for reports)."""
-        return hyperparameters(self)
 
     def fit(self, train: sp.spmatrix, *, show_progress: bool = False) -> ImplicitALS:
         try:

@@ -39,6 +39,7 @@ import pandas as pd
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError
 from recsys.models.rankers.calibration import RankerCalibration
+from recsys.params import hyperparameters
 
 FORMAT_VERSION = 1
 OUTPUTS = ("pctr", "pcvr", "pctcvr")
@@ -115,13 +116,19 @@ def numeric_matrix(frame: pd.DataFrame, numeric: Sequence[str], dtype=np.float32
 
 class CalibratedRanker:
     """Shared fit / predict_proba / save skeleton: subclasses implement ``_fit_raw``, ``_predict_raw``,
-    ``_save_model``, ``_load_model`` and ``_params``."""
+    ``_save_model`` and ``_load_model``; constructors take keyword-only hyperparameters and store them as
+    public attributes of the same names (:meth:`get_params` reads them back)."""
 
     kind = "abstract"
     predicts_arrays = False  # True where the subclass implements predict_arrays(X) (see the module docstring)
     calibration: str
     calibration_fraction: float
     check_leakage: bool
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor's hyperparameters (:func:`recsys.params.hyperparameters`): what ``ranker.json``
+        stores and ``cls(**params)`` rebuilds."""
+        return hyperparameters(self)
 
     def fit(self, frame: pd.DataFrame, labels: pd.DataFrame | Mapping[str, Any]) -> CalibratedRanker:
         """Train on the first rows and calibrate on the last ``calibration_fraction`` (time order)."""
@@ -158,7 +165,7 @@ class CalibratedRanker:
         """Write the ranker to directory ``path`` (created); returns it."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"kind": self.kind, "format_version": FORMAT_VERSION, "params": self._params(),
+        meta = {"kind": self.kind, "format_version": FORMAT_VERSION, "params": self.get_params(),
                 "state": self._save_model(path)}
         (path / "ranker.json").write_text(json.dumps(meta, indent=1))
         (path / "calibration.json").write_text(json.dumps(self.calibration_.to_dict()))

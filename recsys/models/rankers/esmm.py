@@ -28,7 +28,6 @@ from torch import nn
 
 from recsys.errors import ArtifactError
 from recsys.models.rankers.base import CalibratedRanker, current_param_names, numeric_matrix, resolve_columns
-from recsys.params import hyperparameters
 from recsys.progress import show_progress
 
 
@@ -158,9 +157,6 @@ class ESMMRanker(CalibratedRanker):
         self.check_leakage = check_leakage
         self.seed = seed
         self.num_threads = num_threads
-
-    def _params(self) -> dict:
-        return hyperparameters(self)
 
     # ------------------------------------------------------------------ tensors
     def _tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,6 @@ from safetensors.numpy import load_file, save_file
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError
 from recsys.models.rankers.base import CalibratedRanker, numeric_matrix, resolve_columns
-from recsys.params import hyperparameters
 
 _FIELDS = ("value", "feature_idx", "num_threshold", "missing_go_to_left", "left", "right", "is_leaf")
 
@@ -109,9 +108,6 @@ class GBDTRanker(CalibratedRanker):
         self.check_leakage = check_leakage
         self.seed = seed
         self.num_threads = num_threads
-
-    def _params(self) -> dict:
-        return hyperparameters(self)
 
     def _classifier(self, early_stopping: bool):
         from sklearn.ensemble import HistGradientBoostingClassifier
