@@ -155,19 +155,8 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
     from recsys.index._faiss import import_faiss
 
     faiss = import_faiss()
-
-    from recsys.datasets.paths import require_shared
-    from recsys.index import SearchFilters
-
     t_start, load_start = time.perf_counter(), os.getloadavg()
-    if embeddings is not None:
-        data_dir = Path("given-embeddings")
-        data = {"users": embeddings[0], "items": embeddings[1],
-                "generator": ClusteredGenerator(n_clusters=min(256, len(embeddings[1]) // 20), seed=seed).fit(
-                    embeddings[1])}
-    else:
-        data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
-        data = _data(data_dir, seed)
+    data_dir, data = _source(data_dir, embeddings, seed)
     x = catalogue(n_items, data["items"], data["generator"], seed=seed)
     ids = np.arange(n_items, dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -175,50 +164,90 @@ def run_index_benchmark(n_items: int, json_path: str | Path | None = None, *, da
     q = {"tune": users[:n_tune], "eval": users[n_tune:n_tune + n_eval]}
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     truth = {"eval": faiss.knn(q["eval"], x, K, metric=faiss.METRIC_INNER_PRODUCT)[1]}
-    filt = []
-    for frac in FILTER_FRACTIONS:
-        allow = np.sort(rng.choice(n_items, max(K, int(n_items * frac)), replace=False))
-        ftruth = allow[faiss.knn(q["eval"][:n_filtered], x[allow], K, metric=faiss.METRIC_INNER_PRODUCT)[1]]
-        filt.append((frac, SearchFilters(allow=frozenset(allow.tolist())), ftruth))
+    filt = _filtered_truth(x, q["eval"][:n_filtered], rng)
     plan = default_factories(n_items, x.shape[1], memory_budget_mb)
     if factories is not None:
         plan = [(f, None) for f in factories]
-    rows, exact = [], None
-    for factory, skip in plan:
-        if skip:
-            rows.append({"factory": factory, "skipped": skip})
-            print(f"[index {n_items:,}] {factory}: skipped ({skip})", file=sys.stderr)
-            continue
-        t0 = time.perf_counter()
-        row, kept = _bench_index(factory, x, ids, q, truth, filt, recall_target, n_latency, exact)
-        rows.append(row)
-        exact = kept if kept is not None else exact
-        print(f"[index {n_items:,}] {factory}: {time.perf_counter() - t0:.0f}s "
-              f"recall@100={rows[-1]['recall@100']:.3f} p50={rows[-1]['p50_ms']:.3f}ms", file=sys.stderr)
-    del exact
-    gc.collect()
+    rows = _bench_plan(plan, x, ids, q, truth, filt, recall_target, n_latency)
     result = {
         "benchmark": "index", "n_items": n_items, "dim": int(x.shape[1]), "k": K, "metric": "ip",
-        "data": {"source": f"implicit ALS factors of {data_dir.name} train (dim 64); items beyond the "
-                           f"{len(data['items']):,} real ones from a clustered generator fitted to them",
-                 "real_items": int(min(n_items, len(data["items"]))), "queries": "real ALS user factors",
-                 "n_eval_queries": len(q["eval"]), "n_tune_queries": len(q["tune"]),
-                 "n_latency_queries": n_latency, "n_filtered_queries": n_filtered,
-                 "generator_fidelity": fidelity(data["items"], data["generator"], q["eval"][:500], seed)},
+        "data": _data_section(data_dir, data, q, n_items, n_latency, n_filtered, seed),
         "recall_target": recall_target, "memory_budget_mb": memory_budget_mb,
         "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "python": sys.version.split()[0],
                     "load_average": {"start": list(load_start), "end": list(os.getloadavg())}},
         "command": f"recsys benchmark index --items {n_items}", "total_s": time.perf_counter() - t_start,
         "indexes": rows,
     }
+    _write(result, out_dir, json_path)
+    return result
+
+
+def _source(data_dir: str | Path | None, embeddings: tuple[np.ndarray, np.ndarray] | None, seed: int
+            ) -> tuple[Path, dict]:
+    """Where the vectors come from, and the user vectors, item vectors and the generator fitted to the items."""
+    from recsys.datasets.paths import require_shared
+
+    if embeddings is not None:
+        return Path("given-embeddings"), {
+            "users": embeddings[0], "items": embeddings[1],
+            "generator": ClusteredGenerator(n_clusters=min(256, len(embeddings[1]) // 20), seed=seed).fit(embeddings[1])}
+    data_dir = Path(data_dir) if data_dir else require_shared("retrieval/gowalla")
+    return data_dir, _data(data_dir, seed)
+
+
+def _filtered_truth(x: np.ndarray, queries: np.ndarray, rng: np.random.Generator) -> list:
+    """Per allow-list fraction: (fraction, its SearchFilters, the exact filtered top K of ``queries``)."""
+    from recsys.index import SearchFilters
+    from recsys.index._faiss import import_faiss
+
+    faiss = import_faiss()
+    filt = []
+    for frac in FILTER_FRACTIONS:
+        allow = np.sort(rng.choice(len(x), max(K, int(len(x) * frac)), replace=False))
+        ftruth = allow[faiss.knn(queries, x[allow], K, metric=faiss.METRIC_INNER_PRODUCT)[1]]
+        filt.append((frac, SearchFilters(allow=frozenset(allow.tolist())), ftruth))
+    return filt
+
+
+def _bench_plan(plan: list[tuple[str, str | None]], x: np.ndarray, ids: np.ndarray, q: dict, truth: dict, filt: list,
+                recall_target: float, n_latency: int) -> list[dict]:
+    """One row per planned index (or its reason to skip); the exact index, once built, is kept for the speed-ups."""
+    rows, exact = [], None
+    for factory, skip in plan:
+        if skip:
+            rows.append({"factory": factory, "skipped": skip})
+            print(f"[index {len(x):,}] {factory}: skipped ({skip})", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        row, kept = _bench_index(factory, x, ids, q, truth, filt, recall_target, n_latency, exact)
+        rows.append(row)
+        exact = kept if kept is not None else exact
+        print(f"[index {len(x):,}] {factory}: {time.perf_counter() - t0:.0f}s "
+              f"recall@100={rows[-1]['recall@100']:.3f} p50={rows[-1]['p50_ms']:.3f}ms", file=sys.stderr)
+    del exact
+    gc.collect()
+    return rows
+
+
+def _data_section(data_dir: Path, data: dict, q: dict, n_items: int, n_latency: int, n_filtered: int,
+                  seed: int) -> dict:
+    return {"source": f"implicit ALS factors of {data_dir.name} train (dim 64); items beyond the "
+                      f"{len(data['items']):,} real ones from a clustered generator fitted to them",
+            "real_items": int(min(n_items, len(data["items"]))), "queries": "real ALS user factors",
+            "n_eval_queries": len(q["eval"]), "n_tune_queries": len(q["tune"]),
+            "n_latency_queries": n_latency, "n_filtered_queries": n_filtered,
+            "generator_fidelity": fidelity(data["items"], data["generator"], q["eval"][:500], seed)}
+
+
+def _write(result: dict, out_dir: str | Path | None, json_path: str | Path | None) -> None:
+    """``index_<N>.json`` and the regenerated report under ``out_dir``, and/or the JSON at ``json_path``."""
     if out_dir is not None:
         from recsys.bench.index_report import write_report
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"index_{n_items}.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out_dir / f"index_{result['n_items']}.json").write_text(json.dumps(result, indent=2) + "\n")
         write_report(out_dir)
     if json_path is not None:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
-    return result
