@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from recsys.index.filters import FilterConfig
 from recsys.index.ids import IdMap
 from recsys.index.registry import INDEX_KINDS, index_class
 from recsys.index.snapshot import Snapshot
-from recsys.storage.atomic import DirSnapshot, discard, fsync_path, publish, read_consistent, staging_dir
+from recsys.storage.atomic import DirSnapshot, read_consistent, write_atomically
 from recsys.storage.trust import MAX_COUNT, MAX_DIM, check_files_entry
 
 FORMAT = "recsys.item_index"
@@ -54,13 +53,6 @@ def _json_default(o):
     if isinstance(o, np.ndarray):
         return o.tolist()
     raise TypeError(f"cannot write {type(o).__name__} to the manifest")
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _index_files(index) -> tuple[dict[str, bytes], dict]:
@@ -103,16 +95,12 @@ def save_index(index, path: str | Path) -> Path:
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "manifest.json").exists())):
         raise ArtifactError(f"refusing to overwrite {path}: it exists and is not a saved index; choose another path")
     files, manifest = _index_files(index)
-    tmp = staging_dir(path)  # not tempfile.mkdtemp: its 0700 would hide the index from other accounts
-    try:
+    def fill(tmp: Path) -> None:
         for name, data in files.items():
-            _write_synced(tmp / name, data)
-        _write_synced(tmp / "manifest.json", json.dumps(manifest, indent=2, default=_json_default).encode())
-        fsync_path(tmp)
-        publish(tmp, path)
-    except BaseException:
-        discard(tmp)
-        raise
+            (tmp / name).write_bytes(data)
+        (tmp / "manifest.json").write_bytes(json.dumps(manifest, indent=2, default=_json_default).encode())
+
+    write_atomically(path, fill)
     return path
 
 
@@ -195,14 +183,13 @@ def _read_verified(snap: DirSnapshot, path: Path, max_bytes: int) -> tuple[dict,
     for name, meta in listed.items():
         fpath = path / name
         try:
-            data = snap.read(name, meta["bytes"])
+            size, digest, data = snap.read_hashed(name, meta["bytes"])
         except OSError:
             raise ArtifactError(f"{path}: file {name!r} listed in the manifest is missing") from None
-        if len(data) != meta["bytes"]:
-            found = f"{len(data):,}" if len(data) < meta["bytes"] else "more"
+        if size != meta["bytes"]:
+            found = f"{size:,}" if size < meta["bytes"] else "more"
             raise ArtifactError(f"{fpath}: expected {meta['bytes']:,} bytes, found {found} "
                                 "(truncated or modified); restore it from its source or save the index again")
-        digest = hashlib.sha256(data).hexdigest()
         if digest != meta["sha256"]:
             raise ArtifactError(f"{fpath}: sha256 {digest[:16]}... does not match the manifest's "
                                 f"{meta['sha256'][:16]}... (corrupt or tampered); refusing to load it")

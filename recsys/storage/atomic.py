@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 __all__ = ["staging_dir", "fsync_tree", "fsync_path", "file_sha256", "publish", "discard", "DirSnapshot",
            "read_consistent"]
@@ -210,6 +210,40 @@ def publish(tmp: Path, path: Path) -> None:
         _clean(path)
 
 
+def write_atomically(path: Path, fill: Callable[[Path], T]) -> T:
+    """Fill a staging folder beside ``path``, fsync it whole and publish it in one step (:func:`publish`); on any
+    failure, the staging folder is removed and ``path`` keeps what it held. Returns what ``fill`` returned.
+
+    Every checksummed directory of the library (bundles, item indexes) is written through this function."""
+    tmp = staging_dir(path)  # not tempfile.mkdtemp: its 0700 would hide the artifact from other accounts
+    try:
+        out = fill(tmp)
+        fsync_tree(tmp)
+        publish(tmp, path)
+    except BaseException:
+        discard(tmp)
+        raise
+    return out
+
+
+def read_hashed(fh: BinaryIO, limit: int, sink: BinaryIO | None = None) -> tuple[int, str, bytes | None]:
+    """Read an open file once, at most ``limit`` bytes and one more (to notice a longer file): (size read, sha256
+    of exactly those bytes, the bytes, or None when they went to ``sink`` block by block). Callers compare the
+    size and digest with their manifest, so the bytes checked are the bytes used."""
+    h, size, kept = hashlib.sha256(), 0, []
+    while size <= limit:
+        block = fh.read(min(1 << 20, limit + 1 - size))
+        if not block:
+            break
+        size += len(block)
+        h.update(block)
+        if sink is None:
+            kept.append(block)
+        else:
+            sink.write(block)
+    return size, h.hexdigest(), None if sink is not None else b"".join(kept)
+
+
 class DirSnapshot:
     """A directory opened once: every read resolves against it, whatever later replaces the path."""
 
@@ -232,6 +266,11 @@ class DirSnapshot:
         """The bytes of ``rel``; ``limit``: read at most this many bytes (plus one, to notice more)."""
         with self.open(rel) as fh:
             return fh.read() if limit is None else fh.read(limit + 1)
+
+    def read_hashed(self, rel: str, limit: int) -> tuple[int, str, bytes]:
+        """Read ``rel`` once (:func:`read_hashed`): (size read, sha256 of exactly those bytes, the bytes)."""
+        with self.open(rel) as fh:
+            return read_hashed(fh, limit)
 
     def listing(self) -> tuple[list[str], list[str]]:
         """(regular files, symlinks) under the directory, as relative POSIX paths."""

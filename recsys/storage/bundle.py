@@ -53,10 +53,9 @@ from recsys.storage.atomic import (
     DirSnapshot,
     discard,
     file_sha256,
-    fsync_tree,
-    publish,
     read_consistent,
-    staging_dir,
+    read_hashed,
+    write_atomically,
 )
 from recsys.storage.trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 
@@ -124,8 +123,7 @@ def write_bundle(path: str | Path, write_parts: Callable[[Path], dict], *, overw
     signing_key = resolve_key(key)
     if os.path.lexists(path) and not overwrite:
         raise ArtifactError(f"{path} already exists; pass overwrite=True to replace it, or choose a new path")
-    tmp = staging_dir(path)
-    try:
+    def fill(tmp: Path) -> None:
         components = write_parts(tmp)
         _follow_umask(tmp)
         files = {p.relative_to(tmp).as_posix(): {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
@@ -139,11 +137,8 @@ def write_bundle(path: str | Path, write_parts: Callable[[Path], dict], *, overw
         (tmp / MANIFEST).write_bytes(data)
         if signing_key is not None:
             (tmp / SIGNATURE).write_bytes(sign(data, signing_key))
-        fsync_tree(tmp)
-        publish(tmp, path)
-    except BaseException:
-        discard(tmp)
-        raise
+
+    write_atomically(path, fill)
     return path
 
 
@@ -206,24 +201,25 @@ def _copy_verified(snap: DirSnapshot, path: Path, name: str, meta: dict, dest: P
         raise ArtifactError(f"{path / name} is missing; {fix}") from None
     except OSError as e:  # ELOOP: a symlink where a file should be; ENOTDIR: a file where a folder should be
         raise ArtifactError(f"{path / name} cannot be opened as a file of the bundle ({e.strerror}); {fix}") from None
-    h, size = hashlib.sha256(), 0
-    out = None
     if dest is not None:
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        out = open(dest / name, "wb")
-    with fh, (out or contextlib.nullcontext()):
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            size += len(block)
-            if size > meta["bytes"]:
-                break
-            h.update(block)
-            if out is not None:
-                out.write(block)
+    with fh, (open(dest / name, "wb") if dest is not None else _Discard()) as out:
+        size, digest, _ = read_hashed(fh, meta["bytes"], sink=out)
     if size != meta["bytes"]:
         shown = f"{size:,}" if size <= meta["bytes"] else f"more than {meta['bytes']:,}"
         raise ArtifactError(f"{path / name} has {shown} bytes, the manifest says {meta['bytes']!r}; {fix}")
-    if h.hexdigest() != meta["sha256"]:
+    if digest != meta["sha256"]:
         raise ArtifactError(f"{path / name} fails its sha256 checksum (manifest {meta['sha256'][:12]}...); {fix}")
+
+
+class _Discard(contextlib.nullcontext):
+    """A sink that keeps nothing (verifying without a copy)."""
+
+    def __enter__(self) -> _Discard:
+        return self
+
+    def write(self, block: bytes) -> None:
+        pass
 
 
 def _verified(snap: DirSnapshot, path: Path, max_bytes: int, key: bytes | None, dest: Path | None) -> dict:
