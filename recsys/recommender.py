@@ -363,7 +363,7 @@ class Recommender:
         """What is inside: sizes, component kinds, settings, the serving log's end."""
         s = self._ready()
         return {"items": s.catalogue.n_alive, "users": len(s.users.ids), "index": type(s.index).__name__,
-                "ranker": getattr(s.ranker, "kind", None), "dim": int(s.item_emb.shape[1]),
+                "ranker": None if s.ranker is None else s.ranker.kind, "dim": int(s.item_emb.shape[1]),
                 "as_of": str(s.as_of), "partners_with_pools": sorted(s.pools), "config": s.config.to_dict(),
                 "training_data_hash": getattr(self, "training_data_hash_", None)}
 

@@ -70,7 +70,7 @@ def write_components(rec: Any, root: Path) -> dict:
             _parquet(state.tables[name], root / "tables" / f"{name}.parquet")
     _parquet(state.popular.to_frame(), root / "tables" / "popular.parquet")
     return {"model": "two_tower", "index": getattr(state.index, "kind", type(state.index).__name__),
-            "ranker": getattr(state.ranker, "kind", None), "items": state.catalogue.n_alive,
+            "ranker": None if state.ranker is None else state.ranker.kind, "items": state.catalogue.n_alive,
             "users": len(state.users.ids), "dim": int(state.item_emb.shape[1])}
 
 

@@ -184,9 +184,9 @@ def _log(state: ServingState) -> tuple[frozenset[str], dict | None]:
     partners = frozenset(media.dropna().astype(str).unique().tolist())
     index = None
     if partners:
-        positive = getattr(state.pipeline, "positive_events", None)
+        positive = state.pipeline.positive_events
         keep = media.notna().to_numpy(dtype=bool, copy=True)
-        if positive is not None and "event_type" in events.columns:
+        if "event_type" in events.columns:
             keep &= events["event_type"].astype(str).isin(list(positive)).to_numpy()
         rows = users.rows(events["user_id"].to_numpy()[keep]) if keep.any() else np.zeros(0, np.int64)
         names = pd.Index(sorted(partners))

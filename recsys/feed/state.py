@@ -233,9 +233,9 @@ def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[s
     return out
 
 
-def vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray | None:
-    values = getattr(getattr(pipeline, "items_", None), "values_", None)
-    return None if values is None else catalogue.positions(np.asarray(values))
+def vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray:
+    """Catalogue position of each item of the pipeline's item vocabulary."""
+    return catalogue.positions(np.asarray(pipeline.items_.values_))
 
 
 def sync_index(index: Any, catalogue: Catalogue, positions: np.ndarray | None = None) -> None:

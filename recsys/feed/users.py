@@ -52,7 +52,7 @@ class UserState:
         ids = [events["user_id"]] if users is None else [users["user_id"], events["user_id"]]
         self.ids = pd.Index(pd.unique(pd.concat(ids, ignore_index=True)))
         uid = self.ids.to_numpy()
-        ctx = pipeline.context_column if getattr(pipeline, "context_", None) is not None else None
+        ctx = pipeline.context_column if pipeline.context_ is not None else None
         self.context_key = ctx
         media = _dominant_media(events, uid, ctx) if ctx else None
         feats = pipeline.encode_users(uid, users=users, media_ids=media)
