@@ -144,3 +144,58 @@ def test_cli_reports_config_errors(tmp_path):
     assert res.exit_code == 2 and "ranker.kind" in res.output
     res = runner.invoke(train_app, [])
     assert res.exit_code == 2 and "recsys train -c" in res.output
+
+
+BENCH_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments" / "retrieval").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", BENCH_CONFIGS)
+def test_every_retrieval_benchmark_config_parses_to_its_own_keys(name):
+    # one settings type: each key of the file is the field of that name, every other field its default
+    import yaml
+
+    from recsys.fit.settings import TwoTowerSettings, load_two_tower_settings
+
+    raw = yaml.safe_load((REPO / name).read_text()) or {}
+    settings, default = load_two_tower_settings(REPO / name), TwoTowerSettings()
+    for field in vars(default):
+        want = raw.get(field, getattr(default, field))
+        want = tuple(float(b) for b in want) if field == "popularity_prior" else want
+        assert getattr(settings, field) == want, field
+
+
+@pytest.mark.parametrize("name", TRAIN_CONFIGS)
+def test_every_train_config_gives_two_tower_settings(name):
+    from recsys.fit.settings import TwoTowerSettings
+    from recsys.fit.stages import retrieval_settings
+
+    cfg = load_config(REPO / "experiments" / name)
+    settings = retrieval_settings(cfg)
+    assert isinstance(settings, TwoTowerSettings)
+    if cfg.retrieval.bench_config == "default":
+        assert settings == TwoTowerSettings()
+    elif not cfg.retrieval.bench_config:  # the section's own keys, the top-level seed
+        r = cfg.retrieval
+        assert (settings.dim, settings.task, settings.negatives, settings.epochs, settings.lr, settings.seed) == (
+            r.dim, r.task, r.negatives, r.epochs, r.lr, cfg.seed)
+
+
+def test_recommender_fit_defaults_are_the_quick_fit_preset():
+    from recsys.fit.components import TrainSettings
+    from recsys.fit.settings import QUICK_FIT
+
+    assert TrainSettings().two_tower(10_000) == QUICK_FIT
+    assert (QUICK_FIT.dim, QUICK_FIT.epochs, QUICK_FIT.batch_size, QUICK_FIT.lr, QUICK_FIT.task,
+            QUICK_FIT.temperature, QUICK_FIT.negatives, QUICK_FIT.num_negatives, QUICK_FIT.item_id_dropout,
+            QUICK_FIT.use_user_id, QUICK_FIT.device) == (32, 5, 512, 5e-3, "sampled_softmax", 0.1, "mixed", 256, 0.1,
+                                                         True, "cpu")
+    assert TrainSettings(dim=8).two_tower(100).num_negatives == 100  # no more uniform negatives than items
+
+
+def test_production_code_does_not_import_the_benchmarks():
+    import re
+
+    pattern = re.compile(r"^\s*(from recsys\.bench\b|import recsys\.bench\b|from recsys import bench\b)", re.M)
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "recsys").rglob("*.py")
+                 if p.parts[len(REPO.parts) + 1] not in ("bench", "cli") and pattern.search(p.read_text())]
+    assert offenders == []

@@ -5,13 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from recsys.bench.retrieval import (
-    RetrievalBenchConfig,
-    carve_validation,
-    load_config,
-    run_retrieval_benchmark,
-)
+from recsys.bench.retrieval import run_retrieval_benchmark
 from recsys.errors import ConfigError
+from recsys.fit.settings import TwoTowerSettings
+from recsys.fit.settings import load_two_tower_settings as load_config
+from recsys.fit.validation import carve_validation
 
 
 def _write_lightgcn(path, n_blocks=4, users_per_block=12, items_per_block=10, seed=0):
@@ -53,7 +51,7 @@ def test_config_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
-    assert load_config(None) == RetrievalBenchConfig()
+    assert load_config(None) == TwoTowerSettings()
 
 
 def test_validation_is_carved_from_training_rows_only():
@@ -78,8 +76,8 @@ def test_popularity_prior_is_chosen_on_validation_from_the_grid(tmp_path):
         assert h["recall@20"] >= h["recall@20_no_prior"] and h["popularity_prior"] in (0.0, 0.05, 0.5)
     assert result["popularity_prior"] == result["validation"]["popularity_prior"]
     with pytest.raises(ConfigError, match="popularity_prior"):
-        RetrievalBenchConfig(popularity_prior=[])
-    assert RetrievalBenchConfig(popularity_prior=0.1).popularity_prior == (0.1,)
+        TwoTowerSettings(popularity_prior=[])
+    assert TwoTowerSettings(popularity_prior=0.1).popularity_prior == (0.1,)
 
 
 def _train_with_bench_config(tmp_path, bench_yaml: str):
@@ -108,16 +106,16 @@ def test_recsys_train_serves_the_popularity_prior_its_bench_config_chose(tmp_pat
 def test_train_prior_puts_the_fitted_counts_prior_into_the_training_task(tmp_path):
     import scipy.sparse as sp
 
-    from recsys.bench.retrieval import build_task
+    from recsys.fit.two_tower import build_task
 
     train = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [1, 0, 0]], dtype=np.float32))  # counts 3, 1, 0
-    task = build_task(RetrievalBenchConfig(train_prior=0.1), train)
+    task = build_task(TwoTowerSettings(train_prior=0.1), train)
     assert np.allclose(task.item_prior.numpy(), 0.1 * np.log1p([3, 1, 0]))
-    assert build_task(RetrievalBenchConfig(), train).item_prior is None  # default: off
+    assert build_task(TwoTowerSettings(), train).item_prior is None  # default: off
     with pytest.raises(ConfigError, match="train_prior"):
-        build_task(RetrievalBenchConfig(train_prior=0.1))
+        build_task(TwoTowerSettings(train_prior=0.1))
     with pytest.raises(ConfigError, match="train_prior"):
-        build_task(RetrievalBenchConfig(train_prior=0.1, task="bpr"), train)
+        build_task(TwoTowerSettings(train_prior=0.1, task="bpr"), train)
     data = _write_lightgcn(tmp_path / "blocks")  # end to end: trains, and the served prior comes from the grid
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("dim: 8\nepochs: 3\nbatch_size: 16\nlr: 0.05\ntemperature: 0.2\nbaselines: false\n"

@@ -19,20 +19,22 @@ import torch
 from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
+from recsys.fit.settings import load_two_tower_settings
 from recsys.fit.trainer import RetrievalData, encode_all
+from recsys.fit.validation import apply_chosen_prior, carve_validation
 
 torch.set_num_threads(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
-cfg = replace(R.load_config(sys.argv[2]), baselines=False)
+cfg = replace(load_two_tower_settings(sys.argv[2]), baselines=False)
 if len(sys.argv) > 4:
     cfg = replace(cfg, seed=int(sys.argv[4]))
 train = load_lightgcn(sys.argv[1]).train_matrix()
-fit, valid = R.carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
-inner_fit, inner_valid = R.carve_validation(fit, cfg.validation_fraction, cfg.validation_users, cfg.seed + 1)
+fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+inner_fit, inner_valid = carve_validation(fit, cfg.validation_fraction, cfg.validation_users, cfg.seed + 1)
 
 
 def score(model):
     model.set_item_audience(fit)
-    model, beta = R.apply_chosen_prior(model, summary, fit)
+    model, beta = apply_chosen_prior(model, summary, fit)
     users, items = encode_all(model, RetrievalData(fit))
     r = evaluate_topk(EmbeddingScorer(users, items), fit, valid, (20,), metrics=("recall", "ndcg"),
                       check_leakage=False)

@@ -3,7 +3,7 @@ for several popularity-prior weights (``r<beta>``), never touching test.
 
     python experiments/retrieval/probe_validation.py DATA_DIR EPOCHS JSON_OVERRIDES [THREADS]
 
-JSON_OVERRIDES: RetrievalBenchConfig keys, plus ``_betas`` (prior weights to score), ``_ccl``
+JSON_OVERRIDES: TwoTowerSettings keys, plus ``_betas`` (prior weights to score), ``_ccl``
 (``{"margin": m, "weight": w}``: the cosine contrastive loss with *every* non-interacted item as a
 negative, on user batches, instead of the config's task), ``_plateau`` (``{"factor": f, "patience":
 p}``: lr multiplied by f after p epochs in a row without a new best served recall) and ``_decay``
@@ -21,11 +21,13 @@ import numpy as np
 import torch
 
 import recsys.fit.trainer as T
-from recsys.bench import retrieval as R
 from recsys.datasets.lightgcn import load_lightgcn
 from recsys.evaluation import EmbeddingScorer, evaluate_topk
 from recsys.fit.callbacks import Callback
+from recsys.fit.settings import TwoTowerSettings
 from recsys.fit.trainer import RetrievalData, Trainer, TrainerSettings, encode_all
+from recsys.fit.two_tower import build_task, two_tower_model
+from recsys.fit.validation import carve_validation
 from recsys.models.tasks import FullSoftmaxTask
 
 data_dir, epochs, over = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
@@ -38,10 +40,10 @@ ema = over.pop("_ema", None)  # EMA decay per step; validation scores the averag
 au = over.pop("_au", None)  # {"gamma": g}: DirectAU alignment + uniformity
 if "_train_prior" in over:  # the first probes' name of the config key train_prior
     over["train_prior"] = over.pop("_train_prior")
-cfg = R.RetrievalBenchConfig.from_dict(over)
+cfg = TwoTowerSettings.from_dict(over)
 ds = load_lightgcn(data_dir)
 train = ds.train_matrix()
-fit, valid = R.carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
 pop = np.log1p(np.bincount(fit.indices, minlength=fit.shape[1])).astype(np.float32)
 
 
@@ -84,8 +86,7 @@ class AlignUniform(FullSoftmaxTask):
 
 
 data = RetrievalData(fit)
-torch.manual_seed(cfg.seed)
-model = R._make_model(cfg, *fit.shape)
+model = two_tower_model(cfg, {"num_users": fit.shape[0], "num_items": fit.shape[1]})
 
 
 _ema = {}
@@ -154,7 +155,7 @@ class Log(Callback):
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
 
 
-task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else R.build_task(cfg, fit)
+task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else build_task(cfg, fit)
 t0 = time.time()
 tr = Trainer(model, task, TrainerSettings(epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr,
                                           weight_decay=cfg.weight_decay, optimizer=cfg.optimizer,

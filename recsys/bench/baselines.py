@@ -14,10 +14,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import MissingDependencyError
+from recsys.fit.validation import holdout_split
 
 #: ALS hyperparameters of the baseline table: the ``ALS_GRID`` point with the best mean validation
 #: Recall@20 over Gowalla and Yelp2018 (``tune_als``; experiments/baselines/als_validation_*.json).
@@ -80,25 +80,6 @@ def run_baselines(data_dir: str | Path, json_path: str | Path | None = None, *,
     result = evaluate_baselines(ds.train_matrix(), ds.test_matrix(), als_params=als_params)
     _write_json(result, json_path)
     return result
-
-
-def holdout_split(train: sp.csr_matrix, fraction: float = 0.2, seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Move a random ``fraction`` (at least one) of each user's items with >= 2 items into a validation matrix."""
-    train = sp.csr_matrix(train)
-    rng = np.random.default_rng(seed)
-    counts = np.diff(train.indptr)
-    n_out = np.where(counts >= 2, np.maximum(1, np.round(counts * fraction)), 0).astype(np.int64)
-    # a random key per entry; within each row, the n_out smallest keys go to validation
-    keys = rng.random(train.nnz)
-    rows = np.repeat(np.arange(train.shape[0]), counts)
-    order = np.lexsort((keys, rows))
-    rank = np.empty(train.nnz, dtype=np.int64)
-    rank[order] = np.arange(train.nnz) - np.repeat(train.indptr[:-1], counts)
-    to_valid = rank < n_out[rows]
-    coo = train.tocoo()
-    def part(mask):
-        return sp.csr_matrix((coo.data[mask], (coo.row[mask], coo.col[mask])), shape=train.shape)
-    return part(~to_valid), part(to_valid)
 
 
 def tune_als(data_dir: str | Path, grid: list[dict] | None = None, *, fraction: float = 0.2, seed: int = 0,

@@ -8,6 +8,7 @@ affiliate world: recall of cold items (never seen in training) next to warm ones
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,6 @@ import torch
 
 from recsys.features.pipeline import FeaturePipeline
 from recsys.models.encode import embed_items
-from recsys.models.two_tower import TwoTowerModel
 
 __all__ = ["measure_cold_start"]
 
@@ -39,9 +39,9 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     """
     from recsys.datasets.splits import time_split
     from recsys.datasets.synthetic import generate_world
-    from recsys.fit.trainer import Trainer, TrainerSettings
+    from recsys.fit.settings import QUICK_FIT
+    from recsys.fit.two_tower import train_two_tower
     from recsys.index import ExactIndex
-    from recsys.models.tasks import SampledSoftmaxTask
 
     world = world or generate_world(n_events, seed=seed, progress=False)
     train, test = time_split(world.events, test_fraction=0.2)
@@ -58,11 +58,9 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     pipe = FeaturePipeline(user_categoricals=("age_bucket", "gender", "city_tier"), **content)
     pipe.fit(train, warm_items, world.users)
     data = pipe.training_data(train, warm_items, world.users)
-    torch.manual_seed(seed)
-    model = TwoTowerModel.for_features(pipe, dim=dim, history="mean", item_id_dropout=item_id_dropout)
-    Trainer(model, SampledSoftmaxTask(temperature=0.1), TrainerSettings(
-        epochs=epochs, batch_size=512, lr=0.005, negatives="mixed", num_negatives=512, seed=seed),
-        progress=False).fit(data)
+    settings = replace(QUICK_FIT, dim=dim, history="mean", item_id_dropout=item_id_dropout, epochs=epochs,
+                       batch_size=512, lr=0.005, num_negatives=512, seed=seed, device="auto")
+    model = train_two_tower(settings, data, sizes=pipe.tower_sizes(), progress=False).model
 
     catalogue = pipe.catalogue(warm_items)
     index = ExactIndex(metric="ip").build(embed_items(model, pipe, catalogue), catalogue["item_id"].tolist())

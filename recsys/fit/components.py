@@ -7,13 +7,14 @@ This is the short path for tests, notebooks and the demo; the tracked, configura
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
+from recsys.fit.settings import QUICK_FIT, TwoTowerSettings
 from recsys.models.rankers.registry import RANKER_KINDS
 
 __all__ = ["TrainSettings", "train_components", "profile_columns", "ranker_labels", "require_impression_ids",
@@ -27,14 +28,15 @@ MIN_RANKER_CLICKS = 10  # clicked impressions below which no ranker is trained (
 @dataclass(frozen=True)
 class TrainSettings:
     """Hyperparameters of the quick fit (two-tower, index, ranker; ``ranker_options`` go to the ranker's
-    constructor, e.g. ``{"check_leakage": False}``)."""
+    constructor, e.g. ``{"check_leakage": False}``). The two-tower ones override the
+    :data:`~recsys.fit.settings.QUICK_FIT` preset (:meth:`two_tower`), whose values are their defaults."""
 
-    dim: int = 32
-    epochs: int = 5
-    batch_size: int = 512
-    lr: float = 5e-3
-    temperature: float = 0.1
-    item_id_dropout: float = 0.1
+    dim: int = QUICK_FIT.dim
+    epochs: int = QUICK_FIT.epochs
+    batch_size: int = QUICK_FIT.batch_size
+    lr: float = QUICK_FIT.lr
+    temperature: float = QUICK_FIT.temperature
+    item_id_dropout: float = QUICK_FIT.item_id_dropout
     title_buckets: int = 1 << 12
     history_len: int = 50
     index: str = "exact"
@@ -53,6 +55,13 @@ class TrainSettings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be a positive int, got {v!r}")
+
+    def two_tower(self, n_items: int) -> TwoTowerSettings:
+        """The two-tower part: the :data:`~recsys.fit.settings.QUICK_FIT` preset with these values (no more
+        uniform negatives than the ``n_items`` of the catalogue)."""
+        return replace(QUICK_FIT, dim=self.dim, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                       temperature=self.temperature, item_id_dropout=self.item_id_dropout, seed=self.seed,
+                       num_negatives=min(QUICK_FIT.num_negatives, n_items))
 
 
 def profile_columns(users: pd.DataFrame | None, segment_column: str = "segment") -> tuple[str, ...]:
@@ -149,24 +158,17 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
     """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables
     (validated ones: :func:`recsys.features.schema.validate_tables`). ``train_summary["ranker"]`` records
     whether a ranker was trained and, when not, why."""
-    import torch
-
     from recsys.features.pipeline import FeaturePipeline
-    from recsys.fit.trainer import Trainer, TrainerSettings
+    from recsys.fit.two_tower import train_two_tower
     from recsys.models.encode import embed_items
-    from recsys.models.tasks import SampledSoftmaxTask
-    from recsys.models.two_tower import TwoTowerModel
 
     s = settings or TrainSettings()
     labelled, record = ranker_labels(events, s.ranker)  # first: a log the ranker cannot use fails before training
     pipeline = FeaturePipeline(user_categoricals=profile_columns(users, segment_column), title_buckets=s.title_buckets,
                                history_len=s.history_len).fit(events, items, users)
     data = pipeline.training_data(events, items, users)
-    torch.manual_seed(s.seed)
-    model = TwoTowerModel.for_features(pipeline, dim=s.dim, item_id_dropout=s.item_id_dropout)
-    summary = Trainer(model, SampledSoftmaxTask(temperature=s.temperature), TrainerSettings(
-        epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, negatives="mixed", num_negatives=min(256, len(items)),
-        seed=s.seed, device="cpu"), progress=progress).fit(data)
+    model, summary, _ = train_two_tower(s.two_tower(len(items)), data, sizes=pipeline.tower_sizes(),
+                                        progress=progress)
     emb = embed_items(model, pipeline, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
     ranker, builder, params = _ranker(s, labelled, events, items, social)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.fit.settings import IndexConfig, RankerConfig, TrainConfig
+from recsys.fit.settings import (
+    IndexConfig,
+    RankerConfig,
+    TrainConfig,
+    TwoTowerSettings,
+    load_two_tower_settings,
+)
 from recsys.fit.tables import ENGAGED, Split, Tables
 
 __all__ = ["RetrievalResult", "RankerResult", "fit_features", "train_retrieval", "evaluate_retrieval",
@@ -63,51 +69,28 @@ def fit_features(cfg: TrainConfig, tables: Tables, split: Split):
     return pipe.fit(split.train, tables.items, tables.users)
 
 
-def retrieval_settings(cfg: TrainConfig):
-    """The retrieval settings as a :class:`RetrievalBenchConfig`: the referenced file, or this config's keys."""
-    from recsys.bench.retrieval import RetrievalBenchConfig, load_config
-
+def retrieval_settings(cfg: TrainConfig) -> TwoTowerSettings:
+    """The two-tower settings of a ``recsys train`` config: its ``bench_config`` file (``default``: the
+    benchmark's travelling configuration), or its own ``retrieval`` keys."""
     r = cfg.retrieval
     if r.bench_config == "default":  # the benchmark's travelling configuration (no --config)
-        return RetrievalBenchConfig()
+        return TwoTowerSettings()
     if r.bench_config:
         path = Path(r.bench_config)
         repo_path = Path(__file__).resolve().parents[2] / path
-        return load_config(path if path.exists() or path.is_absolute() or not repo_path.exists() else repo_path)
-    return RetrievalBenchConfig(dim=r.dim, task=r.task, temperature=r.temperature, history=r.history,
-                                use_user_id=r.use_user_id, history_dropout=r.history_dropout, epochs=r.epochs,
-                                patience=r.patience, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
-                                optimizer=r.optimizer, negatives=r.negatives, num_negatives=r.num_negatives,
-                                validation_fraction=r.validation_fraction or 0.1, seed=cfg.seed, baselines=False)
+        return load_two_tower_settings(path if path.exists() or path.is_absolute() or not repo_path.exists()
+                                       else repo_path)
+    return r.two_tower(cfg.seed)
 
 
-def _model(bc: Any, pipeline: Any, cfg: TrainConfig, interaction_only: bool):
-    import torch
-
-    from recsys.models.two_tower import TwoTowerModel
-
-    torch.manual_seed(bc.seed)
-    return TwoTowerModel.for_features(
-        pipeline, dim=bc.dim, history=bc.history, use_user_id=bc.use_user_id, gate_init=bc.gate_init, learn_gate=bc.learn_gate,
-        normalize=bc.normalize, init_std=bc.init_std, share_history_embeddings=bc.share_history_embeddings,
-        item_bias=bc.item_bias, item_audience=bc.item_audience, share_audience_embeddings=bc.share_audience_embeddings,
-        history_audience=bc.history_audience, user_dropout=bc.user_dropout, item_dropout=bc.item_dropout,
-        item_id_dropout=0.0 if interaction_only else cfg.retrieval.item_id_dropout)
-
-
-def _trainer(bc: Any, model: Any, data: Any, epochs: int, validate, callbacks: list, progress: bool,
-             checkpoint_dir: Path | None = None, checkpoint_every: int = 0):
-    from recsys.bench.retrieval import build_task
-    from recsys.fit.trainer import Trainer, TrainerSettings
-
-    negatives = bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed"
-    settings = TrainerSettings(epochs=epochs, batch_size=bc.batch_size, lr=bc.lr, weight_decay=bc.weight_decay,
-                               optimizer=bc.optimizer, negatives=negatives,
-                               num_negatives=min(bc.num_negatives, data.positives.shape[1]),
-                               history_dropout=bc.history_dropout, history_holdout=bc.history_holdout, seed=bc.seed,
-                               patience=bc.patience, checkpoint_every=checkpoint_every, device="cpu")
-    return Trainer(model, build_task(bc, data.positives), settings, validate=validate, callbacks=callbacks,
-                   progress=progress, checkpoint_dir=checkpoint_dir)
+def _stage_settings(cfg: TrainConfig, data: Any, interaction_only: bool) -> TwoTowerSettings:
+    """:func:`retrieval_settings` as this stage trains them: on the CPU, item-id dropout and checkpoints from the
+    ``retrieval`` section, no more uniform negatives than items, impression negatives only with impressions."""
+    bc, r = retrieval_settings(cfg), cfg.retrieval
+    return replace(bc, item_id_dropout=0.0 if interaction_only else r.item_id_dropout,
+                   checkpoint_every=r.checkpoint_every, device="cpu",
+                   num_negatives=min(bc.num_negatives, data.positives.shape[1]),
+                   negatives=bc.negatives if bc.negatives != "impressions" or data.impressions is not None else "mixed")
 
 
 def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Split, *, callbacks: list,
@@ -117,28 +100,27 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
 
     ``checkpoint_dir``: checkpoint there (``fit/``, ``retrain/``) and resume from what it holds; the summary's
     ``resumed_from`` says where (epoch, step) or is None."""
-    from recsys.bench.retrieval import apply_chosen_prior, carve_validation, make_validator
     from recsys.fit.trainer import RetrievalData, encode_all
+    from recsys.fit.two_tower import train_two_tower
+    from recsys.fit.validation import apply_chosen_prior, carve_validation
 
-    bc = retrieval_settings(cfg)
-    validate_share = bc.validation_fraction if cfg.retrieval.bench_config else cfg.retrieval.validation_fraction
     data = pipeline.training_data(split.train, tables.items, tables.users)
-    model = _model(bc, pipeline, cfg, tables.interaction_only)
-    fit_data, validate = data, None
+    bc = _stage_settings(cfg, data, tables.interaction_only)
+    validate_share = bc.validation_fraction if cfg.retrieval.bench_config else cfg.retrieval.validation_fraction
+    fit_data, valid = data, None
     if validate_share > 0:
         fit, valid = carve_validation(data.positives, validate_share, bc.validation_users, bc.seed)
         fit_data = RetrievalData(fit, history=fit, impressions=data.impressions, user_features=data.user_features,
                                  item_features=data.item_features)
-        validate = make_validator(fit_data, valid, bc.popularity_prior)
 
-    every = cfg.retrieval.checkpoint_every
     sub = (lambda name: checkpoint_dir / name) if checkpoint_dir is not None else (lambda name: None)  # noqa: E731
-    trainer = _trainer(bc, model, fit_data, bc.epochs, validate, callbacks, progress, sub("fit"), every)
-    summary = {**trainer.fit(fit_data, resume=resume), "resumed_from": trainer.resumed_from}
-    if validate is not None and cfg.retrieval.bench_config and bc.retrain_full:
-        model = _model(bc, pipeline, cfg, tables.interaction_only)
-        _trainer(bc, model, data, summary["best_epoch"], None, [], progress, sub("retrain"), every).fit(
-            data, resume=resume)
+    sizes = pipeline.tower_sizes()
+    model, summary, resumed_from = train_two_tower(bc, fit_data, sizes=sizes, validation=valid, callbacks=callbacks,
+                                                   progress=progress, checkpoint_dir=sub("fit"), resume=resume)
+    summary = {**summary, "resumed_from": resumed_from}
+    if valid is not None and cfg.retrieval.bench_config and bc.retrain_full:
+        model = train_two_tower(bc, data, sizes=sizes, epochs=summary["best_epoch"], progress=progress,
+                                checkpoint_dir=sub("retrain"), resume=resume).model
         summary = {**summary, "retrained_epochs": summary["best_epoch"]}
     model.set_item_audience(data.positives)  # item_audience: served with every training interaction
     model, _ = apply_chosen_prior(model, summary, data.positives)
