@@ -182,7 +182,7 @@ def test_every_train_config_gives_two_tower_settings(name):
 
 def test_recommender_fit_defaults_are_the_quick_fit_preset():
     from recsys.fit.components import TrainSettings
-    from recsys.fit.settings import QUICK_FIT
+    from recsys.fit.settings import QUICK_FIT, RetrievalConfig
 
     assert TrainSettings().two_tower(10_000) == QUICK_FIT
     assert (QUICK_FIT.dim, QUICK_FIT.epochs, QUICK_FIT.batch_size, QUICK_FIT.lr, QUICK_FIT.task,
@@ -190,6 +190,9 @@ def test_recommender_fit_defaults_are_the_quick_fit_preset():
             QUICK_FIT.use_user_id, QUICK_FIT.device) == (32, 5, 512, 5e-3, "sampled_softmax", 0.1, "mixed", 256, 0.1,
                                                          True, "cpu")
     assert TrainSettings(dim=8).two_tower(100).num_negatives == 100  # no more uniform negatives than items
+    two_tower = RetrievalConfig().two_tower(seed=0)  # recsys train's retrieval section: the same defaults
+    assert all(getattr(two_tower, f) == getattr(QUICK_FIT, f) for f in vars(RetrievalConfig()) if hasattr(QUICK_FIT, f)
+               and f not in ("item_id_dropout", "validation_fraction"))
 
 
 def test_production_code_does_not_import_the_benchmarks():

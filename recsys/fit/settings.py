@@ -67,44 +67,6 @@ class FeaturesConfig:
 
 
 @dataclass(frozen=True)
-class RetrievalConfig:
-    """Two-tower training. ``validation_fraction`` > 0 carves the last share of the *training* events by
-    time for per-epoch Recall@20, best-epoch selection and early stopping after ``patience`` epochs.
-    ``bench_config``: for interaction-only data (lightgcn, taobao-multibehavior), a retrieval benchmark
-    YAML (``benchmark retrieval --config``, experiments/retrieval/*.yaml) whose settings are used as they are,
-    or ``default`` for that benchmark's travelling configuration, so the run reproduces its figures.
-    These keys are the ``recsys train`` spelling of a :class:`TwoTowerSettings` (:meth:`two_tower`)."""
-
-    dim: int = bounded(32, low=1)
-    history: str = choice("mean", ("none", "mean", "attention", "mean+attention"))
-    use_user_id: bool = True
-    task: str = choice("sampled_softmax", ("sampled_softmax", "full_softmax", "ccl", "bpr"))
-    temperature: float = bounded(0.1, low=1e-4)
-    epochs: int = bounded(5, low=1)
-    batch_size: int = bounded(512, low=1)
-    lr: float = bounded(0.005, low=0.0)
-    weight_decay: float = bounded(0.0, low=0.0)
-    optimizer: str = choice("adam", ("adam", "adamw"))
-    negatives: str = choice("mixed", ("in_batch", "uniform", "mixed", "impressions"))
-    num_negatives: int = bounded(256, low=1)
-    item_id_dropout: float = bounded(0.1, low=0.0, high=1.0)
-    history_dropout: float = bounded(0.0, low=0.0, high=1.0)
-    validation_fraction: float = bounded(0.0, low=0.0, high=0.5)
-    patience: int = bounded(3, low=1)
-    bench_config: str | None = None
-    checkpoint_every: int = bounded(0, low=0)  # also checkpoint every N steps inside an epoch (0: at epoch ends)
-
-    def two_tower(self, seed: int) -> TwoTowerSettings:
-        """These keys as the one two-tower settings type (every other field: the benchmark's default)."""
-        return TwoTowerSettings(dim=self.dim, task=self.task, temperature=self.temperature, history=self.history,
-                                use_user_id=self.use_user_id, history_dropout=self.history_dropout,
-                                epochs=self.epochs, patience=self.patience, batch_size=self.batch_size, lr=self.lr,
-                                weight_decay=self.weight_decay, optimizer=self.optimizer, negatives=self.negatives,
-                                num_negatives=self.num_negatives, validation_fraction=self.validation_fraction or 0.1,
-                                seed=seed, baselines=False)
-
-
-@dataclass(frozen=True)
 class TwoTowerSettings:
     """The two-tower's model, task and trainer: the one settings type of ``recsys train``, ``Recommender.fit``
     (:data:`QUICK_FIT`) and the retrieval benchmark (``benchmark retrieval --config``: its YAML keys, unknown
@@ -179,8 +141,9 @@ class TwoTowerSettings:
         object.__setattr__(self, "popularity_prior", tuple(float(b) for b in prior))
 
 
-# Recommender.fit's quick two-tower (TrainSettings overrides dim, epochs, batch_size, lr, temperature,
-# item_id_dropout and seed; num_negatives is capped at the catalogue's size)
+# The quick two-tower: Recommender.fit's (TrainSettings overrides dim, epochs, batch_size, lr, temperature,
+# item_id_dropout and seed; num_negatives is capped at the catalogue's size) and the defaults of recsys train's
+# retrieval section
 QUICK_FIT = TwoTowerSettings(dim=32, task="sampled_softmax", temperature=0.1, use_user_id=True, item_id_dropout=0.1,
                              epochs=5, batch_size=512, lr=5e-3, negatives="mixed", num_negatives=256, device="cpu",
                              baselines=False)
@@ -199,6 +162,45 @@ def load_two_tower_settings(path: str | Path | None) -> TwoTowerSettings:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
     return TwoTowerSettings.from_dict(data)
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Two-tower training. ``validation_fraction`` > 0 carves the last share of the *training* events by
+    time for per-epoch Recall@20, best-epoch selection and early stopping after ``patience`` epochs.
+    ``bench_config``: for interaction-only data (lightgcn, taobao-multibehavior), a retrieval benchmark
+    YAML (``benchmark retrieval --config``, experiments/retrieval/*.yaml) whose settings are used as they are,
+    or ``default`` for that benchmark's travelling configuration, so the run reproduces its figures.
+    These keys are the ``recsys train`` spelling of a :class:`TwoTowerSettings` (:meth:`two_tower`); their
+    defaults are the :data:`QUICK_FIT` preset's."""
+
+    dim: int = bounded(QUICK_FIT.dim, low=1)
+    history: str = choice(QUICK_FIT.history, ("none", "mean", "attention", "mean+attention"))
+    use_user_id: bool = QUICK_FIT.use_user_id
+    task: str = choice(QUICK_FIT.task, ("sampled_softmax", "full_softmax", "ccl", "bpr"))
+    temperature: float = bounded(QUICK_FIT.temperature, low=1e-4)
+    epochs: int = bounded(QUICK_FIT.epochs, low=1)
+    batch_size: int = bounded(QUICK_FIT.batch_size, low=1)
+    lr: float = bounded(QUICK_FIT.lr, low=0.0)
+    weight_decay: float = bounded(QUICK_FIT.weight_decay, low=0.0)
+    optimizer: str = choice(QUICK_FIT.optimizer, ("adam", "adamw"))
+    negatives: str = choice(QUICK_FIT.negatives, ("in_batch", "uniform", "mixed", "impressions"))
+    num_negatives: int = bounded(QUICK_FIT.num_negatives, low=1)
+    item_id_dropout: float = bounded(QUICK_FIT.item_id_dropout, low=0.0, high=1.0)
+    history_dropout: float = bounded(QUICK_FIT.history_dropout, low=0.0, high=1.0)
+    validation_fraction: float = bounded(0.0, low=0.0, high=0.5)
+    patience: int = bounded(3, low=1)
+    bench_config: str | None = None
+    checkpoint_every: int = bounded(0, low=0)  # also checkpoint every N steps inside an epoch (0: at epoch ends)
+
+    def two_tower(self, seed: int) -> TwoTowerSettings:
+        """These keys as the one two-tower settings type (every other field: the benchmark's default)."""
+        return TwoTowerSettings(dim=self.dim, task=self.task, temperature=self.temperature, history=self.history,
+                                use_user_id=self.use_user_id, history_dropout=self.history_dropout,
+                                epochs=self.epochs, patience=self.patience, batch_size=self.batch_size, lr=self.lr,
+                                weight_decay=self.weight_decay, optimizer=self.optimizer, negatives=self.negatives,
+                                num_negatives=self.num_negatives, validation_fraction=self.validation_fraction or 0.1,
+                                seed=seed, baselines=False)
 
 
 @dataclass(frozen=True)
