@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.errors import ArtifactError, DataValidationError, LeakageError
+from recsys.errors import ArtifactError, ConfigError, DataValidationError, LeakageError
 from recsys.models.rankers import OUTPUTS, Ranker, load_ranker
 from recsys.models.rankers.esmm import ESMMRanker
 from recsys.models.rankers.gbdt import GBDTRanker
@@ -156,3 +156,18 @@ def test_bad_inputs_get_clear_errors(kind):
     model, test = fitted(kind)
     with pytest.raises(DataValidationError, match="lacks feature column"):
         model.predict_proba(test.drop(columns=["price"]))
+
+
+def test_build_ranker_passes_each_kind_the_settings_it_takes_and_every_option():
+    """One constructor path for every kind: shared settings a kind does not take are left out (GBDT has no
+    epochs, ESMM no max_iter), a user's option is always passed, so a misspelt one fails loudly."""
+    from recsys.models.rankers.registry import build_ranker
+
+    shared = {"max_iter": 7, "epochs": 2, "seed": 3}
+    gbdt, esmm = build_ranker("gbdt", shared), build_ranker("esmm", shared, {"dim": 4})
+    assert (gbdt.kind, gbdt.max_iter, gbdt.seed) == ("gbdt", 7, 3)
+    assert (esmm.kind, esmm.epochs, esmm.dim, esmm.seed) == ("esmm", 2, 4, 3)
+    with pytest.raises(TypeError, match="max_iterations"):
+        build_ranker("gbdt", shared, {"max_iterations": 5})
+    with pytest.raises(ConfigError, match="unknown ranker kind"):
+        build_ranker("forest", shared)

@@ -15,13 +15,14 @@ import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
 from recsys.fit.settings import QUICK_FIT, TwoTowerSettings
+from recsys.index.registry import INDEX_CHOICES
 from recsys.models.rankers.registry import RANKER_KINDS
 
 __all__ = ["TrainSettings", "train_components", "profile_columns", "ranker_labels", "require_impression_ids",
            "MIN_RANKER_CLICKS"]
 
 RANKERS = (*RANKER_KINDS, "none")
-INDEXES = ("exact", "faiss", "auto")
+INDEXES = INDEX_CHOICES
 MIN_RANKER_CLICKS = 10  # clicked impressions below which no ranker is trained (a warning says so)
 
 
@@ -137,17 +138,14 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
         return None, None, None
     from recsys.features.ranking_features import RankingFeatureBuilder
     from recsys.feed.state import builder_events, builder_items
-    from recsys.models.rankers import ESMMRanker, GBDTRanker
+    from recsys.models.rankers.registry import build_ranker
 
     params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
     builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social)
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
     frame = builder.transform(rows)
-    if settings.ranker == "gbdt":
-        ranker = GBDTRanker(**{"max_iter": settings.ranker_max_iter, "seed": settings.seed,
-                               **settings.ranker_options})
-    else:
-        ranker = ESMMRanker(**{"seed": settings.seed, **settings.ranker_options})
+    ranker = build_ranker(settings.ranker, {"max_iter": settings.ranker_max_iter, "seed": settings.seed},
+                          settings.ranker_options)
     ranker.fit(frame, labelled[["click", "purchase"]])
     return ranker, builder, params
 

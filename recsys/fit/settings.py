@@ -20,6 +20,7 @@ from typing import Any
 
 from recsys.errors import ConfigError
 from recsys.fit.parsing import apply_overrides, bounded, choice, flatten, parse, read_yaml, to_dict
+from recsys.index.registry import INDEX_CHOICES
 from recsys.models.rankers.registry import RANKER_KINDS
 
 __all__ = ["TrainConfig", "DataConfig", "SplitConfig", "FeaturesConfig", "RetrievalConfig", "IndexConfig",
@@ -209,7 +210,7 @@ class IndexConfig:
     at ``tune_k`` on user queries) or ``auto`` (the preferred type that fits ``memory_budget_mb``).
     ``curve_k``: the k of the logged recall-against-latency sweep over the index's search settings."""
 
-    kind: str = choice("faiss", ("exact", "faiss", "auto"))
+    kind: str = choice("faiss", INDEX_CHOICES)
     factory: str = "HNSW32"
     recall_target: float = bounded(0.95, low=0.0, high=1.0)
     tune_k: int = bounded(100, low=1)

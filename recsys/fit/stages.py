@@ -226,12 +226,10 @@ def ann_sweep(index: Any, queries: np.ndarray, reference: np.ndarray, k: int) ->
 
 
 def _ranker_object(cfg: RankerConfig, seed: int):
-    from recsys.models.rankers import ESMMRanker, GBDTRanker
+    from recsys.models.rankers.registry import build_ranker
 
-    common = {"check_leakage": cfg.check_leakage, "num_threads": cfg.num_threads}
-    if cfg.kind == "gbdt":
-        return GBDTRanker(**{"max_iter": cfg.max_iter, "seed": seed, **common, **cfg.options})
-    return ESMMRanker(**{"epochs": cfg.epochs, "seed": seed, **common, **cfg.options})
+    return build_ranker(cfg.kind, {"max_iter": cfg.max_iter, "epochs": cfg.epochs, "seed": seed,
+                                   "check_leakage": cfg.check_leakage, "num_threads": cfg.num_threads}, cfg.options)
 
 
 def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult:

@@ -17,6 +17,8 @@ _CLASSES = {
     "faiss": "recsys.index.faiss_index:FaissIndex",
 }
 INDEX_KINDS: tuple[str, ...] = tuple(_CLASSES)
+# what a config may name: a saved kind, or "auto" (recsys.index.auto picks the kind that fits a memory budget)
+INDEX_CHOICES: tuple[str, ...] = (*INDEX_KINDS, "auto")
 
 
 def index_class(kind: str) -> type:

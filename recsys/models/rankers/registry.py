@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from pkgutil import resolve_name
+from typing import Any
 
 from recsys.errors import ArtifactError, ConfigError
 from recsys.models.rankers.base import CalibratedRanker, _read_meta
@@ -26,6 +29,15 @@ def ranker_class(kind: str) -> type[CalibratedRanker]:
         raise ConfigError(f"unknown ranker kind {kind!r}; expected one of {list(RANKER_KINDS)} (a new ranker is "
                           "registered in recsys/models/rankers/registry.py).")
     return resolve_name(_CLASSES[kind])
+
+
+def build_ranker(kind: str, settings: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> CalibratedRanker:
+    """A new ranker of ``kind``: ``settings`` (shared training settings such as ``seed``, ``max_iter``,
+    ``epochs``) go to it where its constructor takes them, ``options`` (a user's own) always, so a misspelt
+    option is the constructor's TypeError rather than silently dropped."""
+    cls = ranker_class(kind)
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in settings.items() if k in accepted}, **dict(options or {}))
 
 
 def load_ranker(path: str | Path) -> CalibratedRanker:
