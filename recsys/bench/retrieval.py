@@ -32,8 +32,8 @@ __all__ = ["run_retrieval_benchmark", "retrieval_command"]
 def _train(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation: sp.csr_matrix | None,
            log) -> tuple[Any, dict]:
     """One run of :func:`~recsys.fit.two_tower.train_two_tower` on ids only, logging each epoch."""
+    from recsys.features.retrieval_data import RetrievalData
     from recsys.fit.callbacks import Callback
-    from recsys.fit.trainer import RetrievalData
     from recsys.fit.two_tower import train_two_tower
 
     class Log(Callback):
@@ -53,7 +53,8 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
     from recsys.bench.baselines import evaluate_baselines
     from recsys.datasets.lightgcn import load_lightgcn
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.fit.trainer import RetrievalData, encode_all
+    from recsys.features.retrieval_data import RetrievalData
+    from recsys.fit.encoding import encode_all
 
     cfg = load_two_tower_settings(config_path)
     if cfg.threads:

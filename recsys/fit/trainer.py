@@ -10,17 +10,14 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from recsys.errors import ConfigError
 from recsys.features.retrieval_data import RetrievalData
-from recsys.features.sequences import history_tensors
 from recsys.fit.callbacks import (
     Callback,
     StopTraining,
@@ -29,86 +26,14 @@ from recsys.fit.callbacks import (
     save_checkpoint,
 )
 from recsys.fit.distributed import DataParallel, WorldInfo
+from recsys.fit.encoding import _slices, encode_all, user_inputs
+from recsys.fit.trainer_settings import NEGATIVES, OPTIMIZERS, TrainerSettings
 from recsys.models.tasks import Candidates, RetrievalTask, TaskBatch
 from recsys.models.two_tower import TwoTowerModel
 from recsys.progress import show_progress
 
+# TrainerSettings (trainer_settings.py), encode_all and user_inputs (encoding.py) are re-exported here
 __all__ = ["RetrievalData", "Trainer", "TrainerSettings", "NEGATIVES", "encode_all", "user_inputs"]
-
-NEGATIVES = ("in_batch", "uniform", "mixed", "impressions")
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-def user_inputs(model: TwoTowerModel, data: RetrievalData, users: np.ndarray, device: torch.device | str = "cpu", *,
-                history_dropout: float = 0.0) -> dict[str, torch.Tensor]:
-    """User-tower inputs for user indices ``users``: their features plus history (with optional dropout)."""
-    users = np.asarray(users, dtype=np.int64)
-    idx = torch.from_numpy(users)
-    feats = {k: v[idx].to(device) for k, v in data.user_features.items()}
-    if model.config.history != "none":
-        hist = data.history if data.history is not None else data.positives
-        drop = None
-        if history_dropout > 0:
-            n = int((hist.indptr[users + 1] - hist.indptr[users]).sum())
-            drop = (torch.rand(n) < history_dropout).numpy()
-        feats.update({k: v.to(device) for k, v in history_tensors(hist, users, drop).items()})
-    return feats
-
-
-@torch.no_grad()
-def encode_all(model: TwoTowerModel, data: RetrievalData, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Embeddings of every user and every item of ``data`` (eval mode), as float32 numpy arrays."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    items = model.item_embeddings({k: v.to(device) for k, v in data.item_features.items()})
-    n_users = data.positives.shape[0]
-    users = [model.user_embeddings(user_inputs(model, data, np.arange(s, min(s + batch_size, n_users)), device))
-             for s in range(0, n_users, batch_size)]
-    model.train(was_training)
-    return torch.cat(users).float().cpu().numpy(), items.float().cpu().numpy()
-
-
-def _slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices and column indices of ``csr`` restricted to ``users`` (rows 0..len-1)."""
-    starts, ends = csr.indptr[users], csr.indptr[users + 1]
-    lens = ends - starts
-    rows = np.repeat(np.arange(len(users)), lens)
-    pos = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
-    return rows, csr.indices[pos]
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """How :class:`Trainer` fits: the loop's hyperparameters (unknown ``optimizer``/``negatives`` are errors).
-
-    ``negatives`` (row-aligned tasks): ``in_batch`` the other rows' positives, ``uniform`` ``num_negatives``
-    shared uniform draws, ``mixed`` both, ``impressions`` up to ``num_negatives`` shown-but-not-clicked
-    items per row. ``monitor``: the validation metric that picks the best epoch (higher is better) and
-    stops after ``patience`` epochs without a new best. ``checkpoint_every``: also checkpoint every N
-    steps inside an epoch (0: at epoch ends). ``device``: ``auto`` (CUDA when there is one), ``cpu``, ...
-    """
-
-    epochs: int = 20
-    batch_size: int = 1024
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
-    negatives: str = "in_batch"
-    num_negatives: int = 1024
-    history_dropout: float = 0.0
-    history_holdout: float = 0.0
-    seed: int = 0
-    patience: int = 3
-    monitor: str = "recall@20"
-    checkpoint_every: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
-        if self.negatives not in NEGATIVES:
-            raise ConfigError(f"unknown negatives {self.negatives!r}; choose one of {NEGATIVES}")
 
 
 class Trainer:
