@@ -28,7 +28,7 @@ from recsys.fit.callbacks import (
 from recsys.fit.distributed import DataParallel, WorldInfo
 from recsys.fit.encoding import _slices, encode_all, user_inputs
 from recsys.fit.trainer_settings import NEGATIVES, OPTIMIZERS, TrainerSettings
-from recsys.models.tasks import Candidates, RetrievalTask, TaskBatch
+from recsys.models.task_interface import Candidates, RetrievalTask, TaskBatch
 from recsys.models.two_tower import TwoTowerModel
 from recsys.progress import show_progress
 
