@@ -39,8 +39,8 @@ def measure_cold_start(*, n_events: int = 200_000, seed: int = 0, dim: int = 32,
     """
     from recsys.datasets.splits import time_split
     from recsys.datasets.synthetic import generate_world
-    from recsys.fit.settings import QUICK_FIT
     from recsys.fit.two_tower import train_two_tower
+    from recsys.fit.two_tower_settings import QUICK_FIT
     from recsys.index import ExactIndex
 
     world = world or generate_world(n_events, seed=seed, progress=False)

@@ -23,7 +23,7 @@ from typing import Any
 
 import scipy.sparse as sp
 
-from recsys.fit.settings import TwoTowerSettings, load_two_tower_settings
+from recsys.fit.two_tower_settings import TwoTowerSettings, load_two_tower_settings
 from recsys.fit.validation import apply_chosen_prior, carve_validation
 
 __all__ = ["run_retrieval_benchmark", "retrieval_command"]

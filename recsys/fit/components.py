@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError, RankerSkippedWarning
-from recsys.fit.settings import QUICK_FIT, TwoTowerSettings
+from recsys.fit.two_tower_settings import QUICK_FIT, TwoTowerSettings
 from recsys.index.registry import INDEX_CHOICES
 from recsys.models.rankers.registry import RANKER_KINDS
 

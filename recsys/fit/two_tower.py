@@ -17,9 +17,9 @@ import torch
 from recsys.errors import ConfigError
 from recsys.features.retrieval_data import RetrievalData
 from recsys.fit.callbacks import Callback
-from recsys.fit.settings import TwoTowerSettings
 from recsys.fit.trainer import Trainer
 from recsys.fit.trainer_settings import TrainerSettings
+from recsys.fit.two_tower_settings import TwoTowerSettings
 from recsys.fit.validation import make_validator, popularity_log_counts
 from recsys.models.tasks import (
     BPRTask,
