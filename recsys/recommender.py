@@ -31,7 +31,8 @@ import pandas as pd
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed import request_checks as checks
 from recsys.feed.build import build_state
-from recsys.feed.engine import OUTPUT_COLUMNS, partner_objective, run_batch, score_kind
+from recsys.feed.engine import partner_objective, run_batch
+from recsys.feed.output import OUTPUT_COLUMNS, score_kind
 from recsys.feed.request import Request
 from recsys.feed.result import Feed
 from recsys.feed.rules import BusinessRules
