@@ -45,48 +45,75 @@ def _train(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation:
     return fitted.model, fitted.summary
 
 
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
 def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None = None,
                             json_path: str | Path | None = None) -> dict[str, Any]:
     """Train, select on validation, evaluate on test; returns (and optionally writes) the figures."""
-    import torch
-
-    from recsys.bench.baselines import evaluate_baselines
     from recsys.datasets.lightgcn import load_lightgcn
+
+    cfg = load_two_tower_settings(config_path)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    ds = load_lightgcn(data_dir)
+    train, test = ds.train_matrix(), ds.test_matrix()
+    _log(f"{data_dir}: {ds.n_users:,} users x {ds.n_items:,} items, {train.nnz:,} train / {test.nnz:,} test")
+    model, summary, prior, cost = _select_and_fit(cfg, train)
+    metrics = _evaluate(model, train, test)
+    _log(f"two-tower: recall@20 {metrics['recall@20']:.4f}  ndcg@20 {metrics['ndcg@20']:.4f}  "
+         f"train {cost['train_seconds']:.0f} s (cpu {cost['train_cpu_seconds']:.0f} s)  "
+         f"peak {cost['peak_memory_mb']:.0f} MB")
+    result = _result(cfg, ds, data_dir, config_path, metrics, summary, prior, cost)
+    if cfg.baselines:
+        _add_baselines(result, train, test)
+    if json_path is not None:
+        _write_json(result, json_path)
+    return result
+
+
+def _select_and_fit(cfg: TwoTowerSettings, train: sp.csr_matrix) -> tuple[Any, dict, Any, dict[str, float]]:
+    """The selection run on a validation split carved from ``train`` (and, with ``retrain_full``, a retrain on
+    all of it for the chosen epochs), the chosen popularity prior applied; with its time and peak memory."""
+    fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+    t0, c0 = time.perf_counter(), time.process_time()
+    _log(f"selection run: train on {fit.nnz:,}, validate on {valid.nnz:,} held out of the training data")
+    model, summary = _train(cfg, fit, cfg.epochs, valid, _log)
+    if cfg.retrain_full:
+        _log(f"retrain on all training data for the chosen {summary['best_epoch']} epochs")
+        model, _ = _train(cfg, train, summary["best_epoch"], None, _log)
+    model.set_item_audience(train)  # item_audience: test is scored with every training interaction
+    model, prior = apply_chosen_prior(model, summary, train, _log)
+    train_seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return model, summary, prior, {"train_seconds": train_seconds, "train_cpu_seconds": cpu_seconds,
+                                   "peak_memory_mb": peak_mb}
+
+
+def _evaluate(model: Any, train: sp.csr_matrix, test: sp.csr_matrix) -> dict[str, float]:
+    """Full-ranking Recall@20 / NDCG@20 on test, training items masked."""
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
     from recsys.features.retrieval_data import RetrievalData
     from recsys.fit.encoding import encode_all
 
-    cfg = load_two_tower_settings(config_path)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-
-    def log(msg: str) -> None:
-        print(msg, flush=True)
-
-    ds = load_lightgcn(data_dir)
-    train, test = ds.train_matrix(), ds.test_matrix()
-    log(f"{data_dir}: {ds.n_users:,} users x {ds.n_items:,} items, {train.nnz:,} train / {test.nnz:,} test")
-    fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
-    t0, c0 = time.perf_counter(), time.process_time()
-    log(f"selection run: train on {fit.nnz:,}, validate on {valid.nnz:,} held out of the training data")
-    model, summary = _train(cfg, fit, cfg.epochs, valid, log)
-    best_epoch = summary["best_epoch"]
-    if cfg.retrain_full:
-        log(f"retrain on all training data for the chosen {best_epoch} epochs")
-        model, _ = _train(cfg, train, best_epoch, None, log)
-    model.set_item_audience(train)  # item_audience: test is scored with every training interaction
-    model, prior = apply_chosen_prior(model, summary, train, log)
-    train_seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     users, items = encode_all(model, RetrievalData(train))
-    metrics = evaluate_topk(EmbeddingScorer(users, items), train, test, (20,), metrics=("recall", "ndcg"))
-    log(f"two-tower: recall@20 {metrics['recall@20']:.4f}  ndcg@20 {metrics['ndcg@20']:.4f}  "
-        f"train {train_seconds:.0f} s (cpu {cpu_seconds:.0f} s)  peak {peak_mb:.0f} MB")
-    result: dict[str, Any] = {
+    return evaluate_topk(EmbeddingScorer(users, items), train, test, (20,), metrics=("recall", "ndcg"))
+
+
+def _result(cfg: TwoTowerSettings, ds: Any, data_dir: str | Path, config_path: str | Path | None,
+            metrics: dict[str, float], summary: dict, prior: Any, cost: dict[str, float]) -> dict[str, Any]:
+    """The figures of the run, its settings and the machine it ran on."""
+    import torch
+
+    return {
         "data_dir": str(data_dir), "n_users": ds.n_users, "n_items": ds.n_items,
         "recall@20": round(metrics["recall@20"], 6), "ndcg@20": round(metrics["ndcg@20"], 6),
-        "train_seconds": round(train_seconds, 1), "train_cpu_seconds": round(cpu_seconds, 1),
-        "peak_memory_mb": round(peak_mb, 1), "best_epoch": best_epoch, "epochs_run": summary["epochs_run"],
+        "train_seconds": round(cost["train_seconds"], 1), "train_cpu_seconds": round(cost["train_cpu_seconds"], 1),
+        "peak_memory_mb": round(cost["peak_memory_mb"], 1), "best_epoch": summary["best_epoch"],
+        "epochs_run": summary["epochs_run"],
         "popularity_prior": prior,
         "validation": summary["best_metrics"], "validation_history": summary["history"],
         "config": asdict(cfg), "config_file": str(config_path) if config_path else None,
@@ -94,17 +121,23 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
                     "processor": platform.processor() or platform.machine(),
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     }
-    if cfg.baselines:
-        als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
-        result["implicit-als"] = als
-        if "recall@20" in als:
-            result["ratio_vs_als"] = {k: round(result[k] / als[k], 3) for k in ("recall@20", "ndcg@20")}
-    if json_path is not None:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-        log(f"wrote {path}")
-    return result
+
+
+def _add_baselines(result: dict[str, Any], train: sp.csr_matrix, test: sp.csr_matrix) -> None:
+    """implicit-ALS fitted in the same process, and the two-tower's ratio to it."""
+    from recsys.bench.baselines import evaluate_baselines
+
+    als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
+    result["implicit-als"] = als
+    if "recall@20" in als:
+        result["ratio_vs_als"] = {k: round(result[k] / als[k], 3) for k in ("recall@20", "ndcg@20")}
+
+
+def _write_json(result: dict[str, Any], json_path: str | Path) -> None:
+    path = Path(json_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    _log(f"wrote {path}")
 
 
 def retrieval_command(data_dir: Path, config: Path | None = None, json: Path | None = None) -> None:
