@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,24 @@ def tune_index(index: IndexBase, sample_queries: np.ndarray, *, k: int = 100, re
     """
     st = index._state_or_raise()
     q = index._prep(sample_queries, "sample_queries")
+    truth, reference = _ground_truth(index, st, q, k, reference_vectors)
+    grid, chosen = _sweep(index, q, k, truth, recall_target)
+    met = chosen is not None
+    if not met:
+        chosen = max(grid, key=lambda g: g["recall"])
+        warnings.warn(f"{index.factory}: best recall@{k} {chosen['recall']:.3f} is below the target "
+                      f"{recall_target} even at {chosen['params']}", stacklevel=2)
+    index.search_params = {**index.search_params, **chosen["params"]}
+    index.tuning = {**(index.tuning or {}), "k": k, "recall_target": recall_target, "n_queries": len(q),
+                    "params": chosen["params"], "recall": chosen["recall"], "met_target": met,
+                    "reference": reference, "grid": grid}
+    return index.tuning
+
+
+def _ground_truth(index: IndexBase, st: Any, q: np.ndarray, k: int,
+                  reference_vectors: np.ndarray | None) -> tuple[np.ndarray, str]:
+    """Exact top-``k`` labels of the live items (``st``: the index's state) for the queries, and what they were
+    computed from."""
     if reference_vectors is None:
         reference = "stored vectors"
         reference_vectors = index._engine_vectors(st.engine, np.arange(len(st.alive)))
@@ -96,10 +115,14 @@ def tune_index(index: IndexBase, sample_queries: np.ndarray, *, k: int = 100, re
         reference = "embeddings"
         reference_vectors = index._prep(reference_vectors, "reference_vectors")
     if st.alive.all():  # no copy of a (possibly 10M-row) matrix
-        truth = exact_labels(reference_vectors, q, k)
-    else:
-        live = np.flatnonzero(st.alive)
-        truth = live[exact_labels(reference_vectors[live], q, k)]
+        return exact_labels(reference_vectors, q, k), reference
+    live = np.flatnonzero(st.alive)
+    return live[exact_labels(reference_vectors[live], q, k)], reference
+
+
+def _sweep(index: IndexBase, q: np.ndarray, k: int, truth: np.ndarray,
+           recall_target: float) -> tuple[list[dict], dict | None]:
+    """Every knob setting tried, cheapest first within each family, and the cheapest that met the target."""
     grid, chosen, done_families = [], None, set()
     cost = _work_model(index, k)
     for params in _grid(index, k):
@@ -116,13 +139,4 @@ def tune_index(index: IndexBase, sample_queries: np.ndarray, *, k: int = 100, re
             chosen = grid[-1]  # cheaper than any earlier choice, by the skip above
             if "k_factor" not in params:
                 break
-    met = chosen is not None
-    if not met:
-        chosen = max(grid, key=lambda g: g["recall"])
-        warnings.warn(f"{index.factory}: best recall@{k} {chosen['recall']:.3f} is below the target "
-                      f"{recall_target} even at {chosen['params']}", stacklevel=2)
-    index.search_params = {**index.search_params, **chosen["params"]}
-    index.tuning = {**(index.tuning or {}), "k": k, "recall_target": recall_target, "n_queries": len(q),
-                    "params": chosen["params"], "recall": chosen["recall"], "met_target": met,
-                    "reference": reference, "grid": grid}
-    return index.tuning
+    return grid, chosen
