@@ -106,8 +106,6 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
 
     ``rank_rng_states`` (data-parallel training): every rank's torch RNG state, index = rank.
     """
-    from safetensors.torch import save_file
-
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(root)
@@ -116,6 +114,18 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     tmp = root / f"{_TMP}{n}-{os.getpid()}"
     tmp.mkdir()
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    files = {"model.safetensors": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+             "optimizer.safetensors": opt_tensors, "rng.safetensors": _rng_states(rank_rng_states)}
+    if best_state is not None:
+        files["best.safetensors"] = {k: v.detach().cpu().contiguous() for k, v in best_state.items()}
+    _write_unit(tmp, name, files, dict(trainer_state, optimizer=opt_meta, has_best=best_state is not None))
+    _publish(root, tmp, name)
+    _clean_leftovers(root, keep=name)
+    return root / name
+
+
+def _rng_states(rank_rng_states: list[torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """This process's torch RNG state, the other ranks' (``torch.rank<r>``) and every CUDA device's."""
     rng = {"torch": torch.get_rng_state()}
     for r, state in enumerate(rank_rng_states or []):
         if r > 0:
@@ -123,15 +133,17 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{i}"] = s
-    files = {"model.safetensors": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-             "optimizer.safetensors": opt_tensors, "rng.safetensors": rng}
-    if best_state is not None:
-        files["best.safetensors"] = {k: v.detach().cpu().contiguous() for k, v in best_state.items()}
+    return rng
+
+
+def _write_unit(tmp: Path, name: str, files: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> None:
+    """The tensor files, ``state.json`` and, last, the manifest of their hashes, each fsynced, into ``tmp``."""
+    from safetensors.torch import save_file
+
     for fname, tensors in files.items():
         save_file(tensors, str(tmp / fname))
         fsync_path(tmp / fname)
         _test_step(f"{name} {fname}")
-    state = dict(trainer_state, optimizer=opt_meta, has_best=best_state is not None)
     (tmp / "state.json").write_text(json.dumps(state, indent=1, sort_keys=True))
     fsync_path(tmp / "state.json")
     _test_step(f"{name} state.json")
@@ -140,6 +152,10 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     fsync_path(tmp / MANIFEST)
     fsync_path(tmp)
     _test_step(f"{name} {MANIFEST}")
+
+
+def _publish(root: Path, tmp: Path, name: str) -> None:
+    """Rename the finished unit to ``name``, then point ``LATEST`` at it (each step atomic and fsynced)."""
     os.rename(tmp, root / name)
     fsync_path(root)
     _test_step(f"{name} renamed")
@@ -148,8 +164,6 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torc
     os.replace(root / f"{LATEST}.tmp", root / LATEST)
     fsync_path(root)
     _test_step(f"{name} {LATEST}")
-    _clean_leftovers(root, keep=name)
-    return root / name
 
 
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
