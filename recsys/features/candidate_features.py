@@ -160,7 +160,22 @@ class CandidateFeatures:
         ``transform(rows, friends=...)``).
         """
         row_dest, block_dest = self._plan(tuple(columns))
-        b = self.builder
+        row, item = self._item_columns(pos, two_tower_score, two_tower_rank)
+        row.update(self._user_item_columns(user_ids, req, item, friends))
+        # the builder stores every feature as float32; the ranker reads them as float64
+        out = np.empty((len(columns), len(pos)), dtype=np.float32)  # column by column: contiguous writes
+        for name, j in row_dest:
+            out[j] = row[name]
+        if block_dest:
+            blocks = self._request_blocks(user_ids, media_ids, req, item)
+            for key, dest, src in block_dest:
+                out[dest] = blocks[key].T[src]
+        return out.T.astype(np.float64)
+
+    def _item_columns(self, pos: np.ndarray, two_tower_score: np.ndarray, two_tower_rank: np.ndarray
+                      ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The row columns read off the candidate item alone (and the two-tower's score and rank), and the
+        item's codes by name."""
         attrs, codes = self.attrs[pos], self.codes[pos]
         price, rate, coupon = attrs[:, 0], attrs[:, 1], attrs[:, 2]
         item = {k: codes[:, j] for j, k in enumerate(self.code_names)}
@@ -168,6 +183,14 @@ class CandidateFeatures:
                "log_commission_value": np.log1p(price * rate), "coupon": coupon,
                "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
                "two_tower_score": two_tower_score, "two_tower_rank": two_tower_rank}
+        return row, item
+
+    def _user_item_columns(self, user_ids: np.ndarray, req: np.ndarray, item: dict[str, np.ndarray],
+                           friends: list | None) -> dict[str, np.ndarray]:
+        """The row columns of the (user, item) and (user, brand) pair: friends' and the user's own events on the
+        item, and the user's stage with the brand."""
+        b = self.builder
+        row = {}
         t = np.array([self.t], dtype=np.int64)
         u = self._lookup("builder_user", b._users, user_ids)
         n_items, n_brands = np.int64(len(b._items_ix) + 1), np.int64(len(b._brands) + 1)
@@ -192,15 +215,7 @@ class CandidateFeatures:
         row["brand_stage"] = np.where(bought >= 2, 4, np.where(bought == 1, 3, np.where(engaged > 0, 2,
                                                                                         (seen > 0).astype(np.int64))))
         row["user_brand_log_seen"] = np.log1p(seen)
-        # the builder stores every feature as float32; the ranker reads them as float64
-        out = np.empty((len(columns), len(pos)), dtype=np.float32)  # column by column: contiguous writes
-        for name, j in row_dest:
-            out[j] = row[name]
-        if block_dest:
-            blocks = self._request_blocks(user_ids, media_ids, req, item)
-            for key, dest, src in block_dest:
-                out[dest] = blocks[key].T[src]
-        return out.T.astype(np.float64)
+        return row
 
     def _plan(self, columns: tuple) -> tuple[list, list]:
         """Where each column comes from: a row column, or column j of a key's block."""
