@@ -119,9 +119,35 @@ def _brand_names(n: int) -> np.ndarray:
 
 
 def _items(n_items, n_days, start_ns, cats, centroids, rng, params):
+    # every draw from rng happens in one fixed order (here and in the steps), so a seed gives one world
     k, d = centroids.shape
     info = [_cat_info(c) for c in cats]
     cat = rng.choice(k, size=n_items, p=rng.dirichlet(np.full(k, 5.0)))
+    brand, brand_offset, n_brands = _item_brands(cat, k, rng)
+    brand_vec = rng.normal(0, 1 / np.sqrt(d), (brand_offset[-1], d))
+    item_f = centroids[cat] + 0.5 * brand_vec[brand] + rng.normal(0, 0.4 / np.sqrt(d), (n_items, d))
+    price, rate, coupon = _item_prices(info, cat, brand, brand_offset[-1], rng, params)
+    item_vip = rng.random(n_items) < params.vip_item_fraction
+    avail = _available_from(n_items, n_days, start_ns, rng, params)
+    z = rng.normal(0, 1, n_items)
+    popularity = np.exp(1.0 * z)
+    quality = 0.25 * z + rng.normal(0, 0.2, n_items)
+    brand_names = _brand_names(brand_offset[-1])
+    cat_names = np.array(cats, dtype=object)
+    shop, title = _shops_and_titles(info, cat, brand, n_brands, brand_names, cat_names, rng)
+    items = pd.DataFrame({
+        "item_id": np.arange(n_items, dtype=np.int64), "category": cat_names[cat].astype(str),
+        "brand": brand_names[brand].astype(str), "shop": shop.astype(str), "price": price,
+        "commission_rate": rate, "title": title.astype(str), "coupon": coupon,
+        "eligibility": np.where(item_vip, "vip", ""), "in_stock": rng.random(n_items) >= params.out_of_stock_fraction,
+        "available_from": avail.astype("datetime64[ns]"),
+    })
+    return items, item_f, quality, popularity, item_vip, avail, cat
+
+
+def _item_brands(cat, k, rng):
+    """Each item's brand (global index), the first brand index of each category, and brands per category."""
+    n_items = len(cat)
     per_cat = np.bincount(cat, minlength=k)
     n_brands = np.clip(np.round(per_cat / 12).astype(int), 2, 60)
     brand_offset = np.concatenate([[0], np.cumsum(n_brands)])
@@ -132,27 +158,36 @@ def _items(n_items, n_days, start_ns, cats, centroids, rng, params):
         w = 1.0 / np.arange(1, n_brands[c] + 1) ** 0.8
         brand[cat == c] = brand_offset[c] + np.searchsorted(np.cumsum(w) / w.sum(), u[cat == c], side="right")
     brand = np.minimum(brand, brand_offset[cat + 1] - 1)
-    brand_vec = rng.normal(0, 1 / np.sqrt(d), (brand_offset[-1], d))
-    item_f = centroids[cat] + 0.5 * brand_vec[brand] + rng.normal(0, 0.4 / np.sqrt(d), (n_items, d))
-    brand_premium = rng.normal(0, 0.3, brand_offset[-1])
+    return brand, brand_offset, n_brands
+
+
+def _item_prices(info, cat, brand, n_all_brands, rng, params):
+    """Price (category median, brand premium, noise), commission rate and coupon of each item."""
+    n_items = len(cat)
+    brand_premium = rng.normal(0, 0.3, n_all_brands)
     median = np.array([i[1] for i in info])[cat]
     price = np.floor(median * np.exp(brand_premium[brand] + rng.normal(0, 0.5, n_items))) + 0.99
     rate = np.clip(np.array([i[2] for i in info])[cat] * rng.lognormal(0, 0.3, n_items), 0.01, 0.30).round(4)
     coupon = np.where(rng.random(n_items) < params.coupon_fraction,
                       np.floor(price * rng.uniform(0.05, 0.3, n_items)), 0.0)
-    item_vip = rng.random(n_items) < params.vip_item_fraction
+    return price, rate, coupon
+
+
+def _available_from(n_items, n_days, start_ns, rng, params):
+    """When each item becomes available (ns): cold items during the logged window, the rest up to a year before."""
     cold = rng.random(n_items) < params.cold_item_fraction
     window = n_days * DAY.astype(np.int64)
-    avail = np.where(cold, start_ns + (params.cold_start_after + (1 - params.cold_start_after) *
-                                       rng.random(n_items)) * window * 0.95,
-                     start_ns - rng.uniform(0, 365, n_items) * DAY.astype(np.int64)).astype(np.int64)
-    z = rng.normal(0, 1, n_items)
-    popularity = np.exp(1.0 * z)
-    quality = 0.25 * z + rng.normal(0, 0.2, n_items)
-    brand_names = _brand_names(brand_offset[-1])
+    return np.where(cold, start_ns + (params.cold_start_after + (1 - params.cold_start_after) *
+                                      rng.random(n_items)) * window * 0.95,
+                    start_ns - rng.uniform(0, 365, n_items) * DAY.astype(np.int64)).astype(np.int64)
+
+
+def _shops_and_titles(info, cat, brand, n_brands, brand_names, cat_names, rng):
+    """Each item's shop (the brand's official one or a category reseller) and title (brand, category, two
+    category words and a generic word)."""
+    n_items = len(cat)
     resellers = np.maximum(1, n_brands // 3)
     reseller = (rng.random(n_items) * resellers[cat]).astype(int)
-    cat_names = np.array(cats, dtype=object)
     shop = np.where(rng.random(n_items) < 0.6, brand_names[brand] + "-official",
                     cat_names[cat] + "-mall-" + reseller.astype(str).astype(object))
     attrs = np.array([i[0] for i in info], dtype=object)
@@ -161,14 +196,7 @@ def _items(n_items, n_days, start_ns, cats, centroids, rng, params):
     generic = GENERIC_WORDS[rng.integers(0, len(GENERIC_WORDS), n_items)]
     title = pd.Series(brand_names[brand] + " " + cat_names[cat] + " " + attrs[cat, a] + " " + attrs[cat, b]
                       + " " + generic).str.strip()
-    items = pd.DataFrame({
-        "item_id": np.arange(n_items, dtype=np.int64), "category": cat_names[cat].astype(str),
-        "brand": brand_names[brand].astype(str), "shop": shop.astype(str), "price": price,
-        "commission_rate": rate, "title": title.astype(str), "coupon": coupon,
-        "eligibility": np.where(item_vip, "vip", ""), "in_stock": rng.random(n_items) >= params.out_of_stock_fraction,
-        "available_from": avail.astype("datetime64[ns]"),
-    })
-    return items, item_f, quality, popularity, item_vip, avail, cat
+    return shop, title
 
 
 def _users(n_users, n_days, start_ns, cats, rng, params):
