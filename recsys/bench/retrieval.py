@@ -97,7 +97,7 @@ def _evaluate(model: Any, train: sp.csr_matrix, test: sp.csr_matrix) -> dict[str
     """Full-ranking Recall@20 / NDCG@20 on test, training items masked."""
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
     from recsys.features.retrieval_data import RetrievalData
-    from recsys.fit.encoding import encode_all
+    from recsys.models.encode import encode_all
 
     users, items = encode_all(model, RetrievalData(train))
     return evaluate_topk(EmbeddingScorer(users, items), train, test, (20,), metrics=("recall", "ndcg"))

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from recsys.errors import DataValidationError
 
-__all__ = ["sequence_matrix", "last_n_items", "append_to_history", "history_tensors", "history_arrays"]
+__all__ = ["sequence_matrix", "last_n_items", "append_to_history", "history_tensors", "history_arrays", "row_slices"]
 
 
 def sequence_matrix(user_idx: np.ndarray, item_idx: np.ndarray, order: np.ndarray | None, *, n_users: int,
@@ -91,3 +91,12 @@ def history_arrays(csr: sp.csr_matrix, users: np.ndarray, drop: np.ndarray | Non
         rows, cols = rows[~drop], cols[~drop]
     offsets = np.searchsorted(rows, np.arange(len(users))).astype(np.int64)
     return {"history": cols, "history_offsets": offsets}
+
+
+def row_slices(csr: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices and column indices of ``csr`` restricted to ``users`` (rows 0..len-1)."""
+    starts, ends = csr.indptr[users], csr.indptr[users + 1]
+    lens = ends - starts
+    rows = np.repeat(np.arange(len(users)), lens)
+    pos = np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    return rows, csr.indices[pos]

@@ -101,9 +101,9 @@ def train_retrieval(cfg: TrainConfig, pipeline: Any, tables: Tables, split: Spli
     ``checkpoint_dir``: checkpoint there (``fit/``, ``retrain/``) and resume from what it holds; the summary's
     ``resumed_from`` says where (epoch, step) or is None."""
     from recsys.features.retrieval_data import RetrievalData
-    from recsys.fit.encoding import encode_all
     from recsys.fit.two_tower import train_two_tower
     from recsys.fit.validation import apply_chosen_prior, carve_validation
+    from recsys.models.encode import encode_all
 
     data = pipeline.training_data(split.train, tables.items, tables.users)
     bc = _stage_settings(cfg, data, tables.interaction_only)

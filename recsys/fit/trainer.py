@@ -18,6 +18,7 @@ import torch
 
 from recsys.errors import ConfigError
 from recsys.features.retrieval_data import RetrievalData
+from recsys.features.sequences import row_slices
 from recsys.fit.callbacks import (
     Callback,
     StopTraining,
@@ -26,8 +27,8 @@ from recsys.fit.callbacks import (
     save_checkpoint,
 )
 from recsys.fit.distributed import DataParallel, WorldInfo
-from recsys.fit.encoding import _slices, encode_all, user_inputs
 from recsys.fit.trainer_settings import NEGATIVES, OPTIMIZERS, TrainerSettings
+from recsys.models.encode import encode_all, user_inputs
 from recsys.models.task_interface import Candidates, RetrievalTask, TaskBatch
 from recsys.models.two_tower import TwoTowerModel
 from recsys.progress import show_progress
@@ -147,7 +148,7 @@ class Trainer:
 
     def _catalogue_loss(self, data: RetrievalData, batch: np.ndarray) -> torch.Tensor:
         """A batch of users scored against the whole catalogue, every training item of theirs a positive."""
-        rows, cols = _slices(data.positives, batch)
+        rows, cols = row_slices(data.positives, batch)
         if self.settings.history_holdout > 0:
             return self._holdout_loss(data, batch, rows, cols)
         user = self.model.user_embeddings(self._user_feats(data, batch))

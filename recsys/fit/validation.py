@@ -75,7 +75,7 @@ def make_validator(data: Any, validation: sp.csr_matrix,
     (the served scores), with ``popularity_prior`` (the weight) and ``recall@20_no_prior`` beside them.
     """
     from recsys.evaluation import EmbeddingScorer, evaluate_topk
-    from recsys.fit.encoding import encode_all
+    from recsys.models.encode import encode_all
 
     train = data.positives
     log_counts = popularity_log_counts(train)

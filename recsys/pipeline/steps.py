@@ -103,8 +103,8 @@ def retrieval(run: Run, tables, split, checkpoint_dir: Path | None = None, resum
 def load_retrieval(run: Run, tables, split):
     """The retrieval stage's saved output, for ``stage="index"``."""
     from recsys.features.pipeline import FeaturePipeline
-    from recsys.fit.encoding import encode_all
     from recsys.fit.stages import RetrievalResult
+    from recsys.models.encode import encode_all
     from recsys.models.two_tower import TwoTowerModel
 
     out = run.out / "retrieval"
