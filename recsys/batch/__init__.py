@@ -1,0 +1,5 @@
+"""Batch scoring: every user's feed for a partner, written as Parquet parts, on one machine or on Spark.
+
+- :mod:`.rows`: the rows a batch job writes (one per user and rank, or one per user with ``nested``),
+  the same for the local job and Spark;
+"""
