@@ -287,6 +287,21 @@ class Recommender:
         feed.notes[:0] = notes
         return feed
 
+    def audience(self, media_id: str | None = None) -> np.ndarray:
+        """The user ids a batch job scores for partner ``media_id``, sorted and unique: the known users with at
+        least one positive event (click, cart, fav, purchase; not an impression) on that partner in the serving
+        log (a log without partner ids: on any partner). ``None``: every known user (users table and log). An
+        unknown partner raises DataValidationError naming the known ones (:mod:`recsys.feed.audience`)."""
+        from recsys.feed.audience import audience
+
+        return audience(self._ready(), media_id)
+
+    def partners(self) -> list[str]:
+        """Every partner this Recommender knows (media table, pools, objectives, serving log), sorted."""
+        from recsys.feed.audience import partners
+
+        return partners(self._ready())
+
     # ----- catalogue updates ---------------------------------------------------------------------
     def _update(self, apply: Callable[[ServingState], tuple[ServingState, Any]]) -> Any:
         """Run one catalogue update: ``apply`` gets the latest state and returns (new state, result).

@@ -2,4 +2,6 @@
 
 - :mod:`.rows`: the rows a batch job writes (one per user and rank, or one per user with ``nested``),
   the same for the local job and Spark;
+- :mod:`.job`: the local job (``recsys score``): a deterministic plan of chunks, each an atomic Parquet part,
+  resumed after a kill, refused over changed inputs; :mod:`.parts` its files (parts, ``_job.json``, manifest);
 """

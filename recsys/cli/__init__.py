@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from recsys.cli.evaluate import evaluate_app
+from recsys.cli.score import score as score_command
 from recsys.cli.train import train_app
 
 app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
@@ -22,6 +23,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(benchmark_app, name="benchmark")
 app.add_typer(train_app, name="train")
+app.command("score")(score_command)
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
 

@@ -1,0 +1,228 @@
+"""The local batch job: every user's feed for one partner or all of them, as resumable Parquet parts.
+
+>>> manifest = score("runs/synthetic-demo/bundle", "feeds/", media_id="guide-0")  # doctest: +SKIP
+
+The plan is deterministic: for each partner (sorted), its users (sorted, unique) cut into chunks of
+``chunk_size``; chunk ``i`` of the whole plan becomes ``part-{i:05d}.parquet`` (:mod:`.parts`). Memory is
+bounded by one chunk's feeds. ``_job.json`` records the fingerprint of the inputs before the first part; a
+rerun with the same inputs skips the parts already published and finishes the rest, a rerun with other inputs
+is refused (naming what changed) unless ``restart=True``. The end writes ``_manifest.json`` and ``_SUCCESS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.batch import parts as files
+from recsys.batch.rows import ModelInfo, model_info, nest, score_chunk
+from recsys.errors import ConfigError, DataValidationError
+from recsys.ids import coerce_id, id_kind
+from recsys.progress import show_progress
+from recsys.recommender import MAX_K, Recommender
+from recsys.version import __version__
+
+__all__ = ["score", "Plan", "plan_job"]
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job scores: partner -> its sorted users, and the chunks ``(partner, start, stop)`` in part order."""
+
+    users: dict[str, list]
+    chunks: list[tuple[str, int, int]]
+    source: str  # "audience", "list" or the users file's path
+
+    def digest(self) -> str:
+        """sha256 of the sorted ids per partner (the users part of the fingerprint)."""
+        h = hashlib.sha256()
+        for media, ids in self.users.items():
+            h.update(json.dumps([media, ids], ensure_ascii=False).encode("utf-8") + b"\n")
+        return h.hexdigest()
+
+
+def _user_list(rec: Recommender, users: Sequence | str | Path | None) -> tuple[list | None, str]:
+    """The given users as the model's ids, sorted and unique (None: each partner's audience), and their source."""
+    if users is None:
+        return None, "audience"
+    source = "list"
+    if isinstance(users, (str, Path)):
+        from recsys.features.validation import read_table
+
+        table = read_table(users)
+        if "user_id" not in table.columns:
+            raise DataValidationError(f"the users file {users} needs a 'user_id' column; it has {list(table.columns)}")
+        users, source = table["user_id"].tolist(), str(users)
+    elif isinstance(users, (pd.DataFrame, bytes)) or not isinstance(users, (Sequence, np.ndarray, pd.Series, pd.Index)):
+        raise DataValidationError(f"users must be a list of user ids, a parquet/CSV file with a 'user_id' column or "
+                                  f"None (each partner's audience), got {type(users).__name__}")
+    kind = id_kind(pd.Index(rec.audience()))
+    out, bad = set(), []
+    for n, raw in enumerate(list(users)):
+        try:
+            uid, note = coerce_id(raw, kind, "user_id", "unknown")
+        except DataValidationError as e:
+            raise DataValidationError(f"users row {n}: {e}") from None
+        if note:
+            bad.append(raw)
+        else:
+            out.add(uid)
+    if bad:
+        raise DataValidationError(f"{len(bad)} user ids are not ids of this model's kind ({kind}), e.g. {bad[:5]}: "
+                                  "fix or drop them (a new user's id is fine when it has the model's kind)")
+    return sorted(out, key=lambda v: (isinstance(v, str), v)), source
+
+
+def plan_job(rec: Recommender, *, media_id: str | None, users: Sequence | str | Path | None,
+             chunk_size: int) -> Plan:
+    """The deterministic plan of a job (see the module docstring)."""
+    partners = [media_id] if media_id is not None else rec.partners()
+    if media_id is not None:
+        rec.audience(media_id)  # an unknown partner: the request path's DataValidationError
+    given, source = _user_list(rec, users)
+    per = {m: (list(given) if given is not None else rec.audience(m).tolist()) for m in partners}
+    chunks = [(m, s, min(s + chunk_size, len(ids))) for m, ids in per.items() for s in range(0, len(ids), chunk_size)]
+    return Plan(users=per, chunks=chunks, source=source)
+
+
+def _model_fingerprint(rec: Recommender, uri: str, info: ModelInfo) -> dict:
+    manifest = getattr(rec, "bundle_manifest_", None)
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest() if manifest else None
+    return {"uri": uri, "manifest_sha256": digest, "training_data_hash": getattr(rec, "training_data_hash_", None),
+            "name": info.name, "version": info.version}
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _check_args(k: int, chunk_size: int) -> None:
+    for name, value, top in (("k", k, MAX_K), ("chunk_size", chunk_size, None)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (top and value > top):
+            raise ConfigError(f"{name} must be an integer >= 1{f' and <= {top}' if top else ''}, got {value!r}")
+
+
+def _timestamp(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).floor("us")
+
+
+def _prepare(out: Path, job: dict, scored_at: Any, restart: bool) -> pd.Timestamp:
+    """Check ``out`` against ``job`` (refuse or start over), write ``_job.json``; the run's scored_at."""
+    old = files.read_json(out / files.JOB_FILE)
+    if restart:
+        files.remove_outputs(out)
+        old = None
+    elif old is None and files.part_files(out):
+        raise ConfigError(f"{out} holds part files but no {files.JOB_FILE}: they are not this job's. Write to an "
+                          "empty directory, or pass restart=True (--restart) to remove them and start over")
+    if old is not None:
+        changed = _changes(old.get("fingerprint", {}), job["fingerprint"])
+        if scored_at is not None and _timestamp(scored_at) != pd.Timestamp(old.get("scored_at")):
+            changed.append(f"scored_at: {old.get('scored_at')!r} -> {str(_timestamp(scored_at))!r}")
+        if changed:
+            raise ConfigError(f"{out} holds the parts of another job; changed: {'; '.join(changed)}. Rerun with the "
+                              "same arguments to resume it, write to another directory, or pass restart=True "
+                              "(--restart) to remove its parts and start over")
+        files.remove_strays(out)
+        (out / files.SUCCESS_FILE).unlink(missing_ok=True)
+        return pd.Timestamp(old["scored_at"])
+    files.remove_strays(out)
+    when = _timestamp(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"))
+    files.write_json(out / files.JOB_FILE, {**job, "scored_at": str(when)})
+    return when
+
+
+def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | None = None,
+          users: Sequence | str | Path | None = None, k: int = 20, nested: bool = False, chunk_size: int = 2048,
+          restart: bool = False, progress: bool | None = None, scored_at: Any = None,
+          on_part: Callable[[int], None] | None = None) -> dict:
+    """Score every user's feed into Parquet parts under ``out``; the manifest (also ``out/_manifest.json``).
+
+    ``model``: a bundle path, a ``models:/`` URI (:func:`recsys.load`) or a loaded Recommender. ``media_id``:
+    one partner, None: every partner of the model. ``users``: ids, a parquet/CSV file with a ``user_id`` column
+    (ids kept as written), or None: each partner's audience (:meth:`Recommender.audience`). ``nested``: one row
+    per user, the feed a list of structs. ``scored_at``: the run's time written in every row (default: now, kept
+    by a resumed run). ``on_part(i)`` is called after part ``i`` is published. Resumes an interrupted run with the
+    same arguments; refuses other arguments in the same ``out`` (ConfigError) unless ``restart``.
+    """
+    started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
+    _check_args(k, chunk_size)
+    if isinstance(model, Recommender):
+        rec, uri = model, "<in-memory Recommender>"
+    else:
+        import recsys
+
+        rec, uri = recsys.load(model), str(model)
+    info = model_info(rec, uri)
+    plan = plan_job(rec, media_id=media_id, users=users, chunk_size=int(chunk_size))
+    fingerprint = {"model": _model_fingerprint(rec, uri, info), "users": plan.digest(), "media_id": media_id,
+                   "partners": list(plan.users), "k": int(k), "nested": bool(nested), "chunk_size": int(chunk_size),
+                   "library_version": __version__}
+    job = {"format": FORMAT, "fingerprint": fingerprint, "users_source": plan.source, "parts": len(plan.chunks)}
+    state = rec._ready()  # the model's id kinds type the parts' columns
+    schema = files.arrow_schema(id_kind(state.users.ids), id_kind(state.catalogue.index), bool(nested))
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    with files.job_lock(root):
+        when = _prepare(root, job, scored_at, restart)
+        counts, resumed = _run_parts(rec, root, plan, info, when, schema, k=int(k), nested=bool(nested),
+                                     progress=progress, on_part=on_part)
+        manifest = _manifest(job, info, plan, counts, resumed, started, when, time.perf_counter() - t0)
+        files.write_json(root / files.MANIFEST_FILE, manifest)
+        files.write_json(root / files.SUCCESS_FILE, {"parts": len(plan.chunks)})
+    return manifest
+
+
+def _run_parts(rec: Recommender, out: Path, plan: Plan, info: ModelInfo, when: pd.Timestamp, schema: Any, *,
+               k: int, nested: bool, progress: bool | None, on_part: Callable[[int], None] | None
+               ) -> tuple[list[int], list[int]]:
+    """Write every part not yet published; the row count of each part and the indices of the parts skipped."""
+    from tqdm.auto import tqdm
+
+    counts, resumed = [], []
+    bar = tqdm(plan.chunks, desc="score", unit="part", disable=not show_progress(progress))
+    for i, (media, start, stop) in enumerate(bar):
+        path = files.part_path(out, i)
+        rows = files.part_rows(path)
+        if rows is not None:
+            counts.append(rows)
+            resumed.append(i)
+            continue
+        frame = score_chunk(rec, plan.users[media][start:stop], k=k, media_id=media, model=info, scored_at=when)
+        counts.append(files.write_part(nest(frame) if nested else frame, path, schema))
+        if on_part is not None:
+            on_part(i)
+    bar.close()
+    return counts, resumed
+
+
+def _manifest(job: dict, info: ModelInfo, plan: Plan, counts: list[int], resumed: list[int],
+              started: pd.Timestamp, when: pd.Timestamp, seconds: float) -> dict:
+    per: dict[str, dict] = {m: {"users": len(ids), "rows": 0, "parts": 0} for m, ids in plan.users.items()}
+    for (media, _, _), rows in zip(plan.chunks, counts, strict=True):
+        per[media]["rows"] += rows
+        per[media]["parts"] += 1
+    return {"format": FORMAT, "inputs": {**job["fingerprint"], "users_source": plan.source}, "model": info.to_dict(),
+            "partners": per, "rows": int(sum(counts)), "users": int(sum(len(v) for v in plan.users.values())),
+            "parts": len(plan.chunks), "resumed_parts": resumed, "scored_at": str(when),
+            "started_at": started.isoformat(), "finished_at": pd.Timestamp.now(tz="UTC").isoformat(),
+            "seconds": round(seconds, 3)}
