@@ -105,3 +105,39 @@ def test_check_model_code_refuses_an_mlmodel_that_loads_other_code(tmp_path):
         (model / "MLmodel").write_text(yaml.safe_dump({"flavors": {"python_function": {**flavor, **change}}}))
         with pytest.raises(ArtifactError, match="refusing to run it"):
             check_model_code(model)
+
+
+def test_logged_requirements_install_on_their_own(store, tmp_path):
+    """Issue 18: no `recsys==0.1.0` (on no index) and no local `+cpu` pins; recsys ships as a wheel inside the
+    model, named by a path relative to the model folder (where MLflow runs pip), and that wheel installs."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from recsys.tracking.mlflow_model import PYFUNC_CODE
+    from recsys.tracking.model_code import package_wheel
+
+    uri, _ = store
+    model = next(p.parent for p in Path(uri[len("sqlite:///"):]).parent.rglob("MLmodel")
+                 if (p.parent / "pyfunc_model.py").read_bytes() == PYFUNC_CODE.read_bytes())  # the clean one
+    reqs = (model / "requirements.txt").read_text().split()
+    conda = yaml.safe_load((model / "conda.yaml").read_text())
+    pip_in_conda = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    for listing in (reqs, pip_in_conda):
+        assert not [r for r in listing if r.startswith("recsys==") or "+" in r], listing
+        assert listing[0] == "artifacts/recsys-0.1.0-py3-none-any.whl"
+        assert any(r.startswith("torch==") for r in listing) and any(r.startswith("mlflow==") for r in listing)
+    conf = yaml.safe_load((model / "MLmodel").read_text())
+    assert conf["flavors"]["python_function"]["artifacts"]["recsys_wheel"]["path"] == reqs[0]
+    wheel = model / reqs[0]
+    assert wheel.read_bytes() == package_wheel(tmp_path / "again").read_bytes()  # reproducible, this recsys
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--target",
+                    str(target), str(wheel)], check=True, timeout=120)
+    assert (target / "recsys" / "tracking" / "pyfunc_model.py").read_bytes() == PYFUNC_CODE.read_bytes()
+    assert not list(target.rglob("*.so"))  # pure Python: the C extensions are optional
+    code = "import recsys, recsys.tracking.feeds; print(recsys.__file__)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(target)},
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == str(target / "recsys" / "__init__.py")

@@ -187,3 +187,87 @@ def test_pyfunc_reads_every_spelling_of_an_id_as_recommend_does(store, bundle):
     feed = bundle.recommend("12a", k=5, media_id="app-0")
     assert out["item_id"].tolist() == feed.item_ids and out["fallback"].tolist() == [feed.fallback] * 5
     assert feed.fallback is not None and feed.notes[0].startswith("user_id '12a' is not an integer id")
+
+
+def _user(store) -> int:
+    return int(store[0]["requests"]["user_id"].iloc[0])
+
+
+def test_missing_or_null_options_take_the_params_and_params_reach_the_model(store, bundle):
+    """Issue 18: a NaN k (what Spark sends for an absent or null optional column) means the k param, a null
+    media_id the media_id param; params={"k": 2} is honoured, not ignored."""
+    import mlflow
+    import numpy as np
+
+    model = mlflow.pyfunc.load_model(URI)
+    uid = _user(store)
+    out = model.predict(pd.DataFrame({"user_id": [uid, uid], "k": [np.nan, 4.0], "media_id": [None, "app-0"]}),
+                        params={"k": 3, "media_id": "guide-0"})
+    assert out[out["request"] == 0]["item_id"].tolist() == bundle.recommend(uid, k=3, media_id="guide-0").item_ids
+    assert out[out["request"] == 1]["item_id"].tolist() == bundle.recommend(uid, k=4, media_id="app-0").item_ids
+    two = model.predict(pd.DataFrame({"user_id": [uid]}), params={"k": 2, "media_id": "guide-0"})
+    assert two["item_id"].tolist() == bundle.recommend(uid, k=2, media_id="guide-0").item_ids and len(two) == 2
+    default = model.predict(pd.DataFrame({"user_id": [uid], "media_id": ["guide-0"]}))
+    assert default["item_id"].tolist() == bundle.recommend(uid, k=20, media_id="guide-0").item_ids
+
+
+def test_exclude_works_as_a_column_and_as_a_param(store, bundle):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(URI)
+    uid = _user(store)
+    top = bundle.recommend(uid, k=6, media_id="guide-0").item_ids
+    frame = pd.DataFrame({"user_id": [uid, uid], "k": [4, 4], "media_id": ["guide-0", "guide-0"],
+                          "exclude": [top[:2], None]})
+    out = model.predict(frame, params={"exclude": [top[2]]})
+    first, second = (out[out["request"] == r]["item_id"].tolist() for r in (0, 1))
+    assert first == bundle.recommend(uid, k=4, media_id="guide-0", exclude=top[:3]).item_ids  # column + param
+    assert second == bundle.recommend(uid, k=4, media_id="guide-0", exclude=[top[2]]).item_ids
+    assert not set(top[:3]) & set(first) and top[2] not in second and top[0] in second
+
+
+def test_nested_layout_is_one_row_per_request_with_the_feed_as_structs(store, bundle):
+    import mlflow
+
+    from recsys.batch.rows import FEED_FIELDS as BATCH_FIELDS
+    from recsys.tracking.feeds import FEED_FIELDS, FEED_RESULT_TYPE
+
+    assert FEED_FIELDS == BATCH_FIELDS and all(f"{f}:" in FEED_RESULT_TYPE for f in FEED_FIELDS)
+    model = mlflow.pyfunc.load_model(URI)
+    df = requests_for(store[0])
+    rows = model.predict(df)
+    nested = model.predict(df, params={"layout": "nested"})
+    assert nested["request"].tolist() == list(range(len(df))) and nested["user_id"].tolist() == df["user_id"].tolist()
+    for pos, feed in enumerate(nested["feed"]):
+        want = rows[rows["request"] == pos][list(FEED_FIELDS)]
+        want = want.astype(object).where(want.notna(), None).to_dict("records")
+        assert feed == want and [f["rank"] for f in feed] == list(range(1, len(feed) + 1))
+        assert all(type(f["item_id"]) is int and type(f["score"]) is float for f in feed)  # JSON-ready
+
+
+def test_bad_options_are_refused_with_the_librarys_typed_error(store):
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(URI)
+    uid = _user(store)
+    one = pd.DataFrame({"user_id": [uid], "media_id": ["guide-0"]})
+    with pytest.raises(DataValidationError, match="param layout must be one of"):
+        model.predict(one, params={"layout": "wide"})
+    with pytest.raises(DataValidationError, match="column 'k' must hold positive integers.*row 0 holds 'five'"):
+        model.predict(one.assign(k=["five"]))
+    with pytest.raises(DataValidationError, match=r"column 'exclude' \(row 0\) must be a list of item ids"):
+        model.predict(one.assign(exclude=[7]))
+    with pytest.raises(mlflow.exceptions.MlflowException, match="'k'"):  # MLflow checks params by the schema
+        model.predict(one, params={"k": 2.5})
+
+
+def test_the_signature_declares_the_params(store):
+    import mlflow
+
+    sig = mlflow.models.get_model_info(URI).signature
+    params = {p.name: p for p in sig.params.params}
+    assert set(params) == {"k", "media_id", "exclude", "layout"}
+    assert (params["k"].default, params["layout"].default, params["media_id"].default) == (20, "rows", None)
+    assert params["exclude"].shape == (-1,)
+    assert [c.name for c in sig.inputs.inputs] == ["user_id", "k", "media_id", "exclude"]
+    assert [c.required for c in sig.inputs.inputs] == [True, False, False, False]

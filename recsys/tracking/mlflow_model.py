@@ -27,10 +27,11 @@ from recsys.errors import ArtifactError
 from recsys.tracking.promotion import CANDIDATE_ALIAS, decide, record_decision
 
 __all__ = ["log_recommender", "load_recommender", "model_signature", "pip_requirements", "PYFUNC_CODE",
-           "BUNDLE_ARTIFACT", "quiet_downloads"]
+           "BUNDLE_ARTIFACT", "WHEEL_ARTIFACT", "quiet_downloads"]
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 BUNDLE_ARTIFACT = "bundle"
+WHEEL_ARTIFACT = "recsys_wheel"  # the library itself, installed from the model by its requirements.txt
 _REQUIREMENTS = ("mlflow", "numpy", "pandas", "pyarrow", "scipy", "torch", "faiss-cpu", "safetensors", "scikit-learn")
 
 
@@ -48,16 +49,27 @@ def quiet_downloads() -> Iterator[None]:
         os.environ.pop(key, None)
 
 
-def pip_requirements() -> list[str]:
-    """The serving environment: recsys itself (install it from its repository) and its pinned dependencies."""
+def pip_requirements(wheel: str | None = None) -> list[str]:
+    """The serving environment: recsys itself (``wheel``: the path of its wheel inside the logged model, which
+    pip reads from the model's folder; None: ``recsys==<version>``, for an index that has it) and its
+    dependencies pinned to the installed versions, without local labels (``torch==2.13.0+cpu`` is pinned
+    ``torch==2.13.0``: no public index serves a ``+cpu`` version; take the CPU build from PyTorch's index)."""
+    from packaging.version import InvalidVersion, Version
+
     from recsys.version import __version__
 
-    out = [f"recsys=={__version__}"]
+    out = [wheel or f"recsys=={__version__}"]
     for dist in _REQUIREMENTS:
         try:
-            out.append(f"{dist}=={metadata.version(dist)}")
+            version = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out.append(dist)
+            continue
+        try:
+            version = Version(version).public
+        except InvalidVersion:
+            pass
+        out.append(f"{dist}=={version}")
     return out
 
 
@@ -66,23 +78,30 @@ def _id_type(values: pd.Series) -> str:
 
 
 def model_signature(example: pd.DataFrame, output: pd.DataFrame):
-    """Request schema (user_id required; k, media_id optional) and the feed schema.
+    """Request schema (user_id required; k, media_id, exclude optional), the params schema
+    (:data:`recsys.tracking.feeds.PARAMS`) and the feed schema of the default ``rows`` layout.
 
-    ``user_id`` is declared ``any``: MLflow's own check would refuse "1279" or 1279.0 for a model with integer
-    ids, and the in-process Recommender serves them; the model reads every id by the same rule instead
-    (:func:`recsys.ids.coerce_id`), so both paths give the same feed."""
+    The columns are declared ``any``: MLflow's own check would refuse "1279" or 1279.0 for a model with integer
+    ids, and a ``long`` k that Spark fills with NaN where it is absent or null; the model reads every id by the
+    same rule as the in-process Recommender (:func:`recsys.ids.coerce_id`) and checks the options itself
+    (:mod:`recsys.tracking.feeds`), so both paths give the same feed and the same typed errors."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, Schema
+    from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-    inputs = Schema([ColSpec(AnyType(), "user_id"), ColSpec("long", "k", required=False),
-                     ColSpec("string", "media_id", required=False)])
+    from recsys.tracking.feeds import DEFAULT_K
+
+    inputs = Schema([ColSpec(AnyType(), "user_id"), *(ColSpec(AnyType(), c, required=False)
+                                                      for c in ("k", "media_id", "exclude"))])
+    item_type = _id_type(output["item_id"]) if len(output) else "long"
+    params = ParamSchema([ParamSpec("k", "long", DEFAULT_K), ParamSpec("media_id", "string", None),
+                          ParamSpec("exclude", item_type, [], shape=(-1,)), ParamSpec("layout", "string", "rows")])
     types = {"request": "long", "user_id": _id_type(example["user_id"]), "media_id": "string", "rank": "long",
-             "item_id": _id_type(output["item_id"]) if len(output) else "long", "score": "double", "pctr": "double",
+             "item_id": item_type, "score": "double", "pctr": "double",
              "pcvr": "double", "reason": "string", "reason_code": "string", "source": "string", "fallback": "string",
              "score_kind": "string"}
     optional = {"media_id", "fallback", "pctr", "pcvr", "reason", "reason_code"}
     outputs = Schema([ColSpec(types.get(c, "string"), c, required=c not in optional) for c in output.columns])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str | None = "guess-you-like",
@@ -103,12 +122,16 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
 
     bundle_dir = Path(bundle_dir).resolve()  # a re-saved bundle is a symlink to its current version: log that
     rec = recommender if recommender is not None else Recommender.load(bundle_dir)
+    from recsys.tracking.model_code import package_wheel
+
     output = predict_feeds(rec, example)
-    with quiet_downloads():
+    with quiet_downloads(), tempfile.TemporaryDirectory(prefix="recsys-wheel-") as tmp:
+        wheel = package_wheel(tmp)  # pip reads requirements.txt in the model's folder: the path is relative to it
         info = mlflow.pyfunc.log_model(
-            name=artifact_name, python_model=str(PYFUNC_CODE), artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            signature=model_signature(example, output), input_example=example, pip_requirements=pip_requirements(),
-            registered_model_name=name)
+            name=artifact_name, python_model=str(PYFUNC_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir), WHEEL_ARTIFACT: str(wheel)},
+            signature=model_signature(example, output), input_example=example,
+            pip_requirements=pip_requirements(f"artifacts/{wheel.name}"), registered_model_name=name)
     out = {"model_uri": info.model_uri, "model_id": getattr(info, "model_id", None)}
     if name:
         version = str(info.registered_model_version)

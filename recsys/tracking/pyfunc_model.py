@@ -22,7 +22,7 @@ from mlflow.pyfunc import PythonModel
 
 
 class GuessYouLikeModel(PythonModel):
-    """Requests (user_id, k, media_id) in, feeds out; see :mod:`recsys.tracking.feeds`."""
+    """Requests (user_id; optional k, media_id, exclude) and params in, feeds out; see :mod:`recsys.tracking.feeds`."""
 
     def load_context(self, context) -> None:
         from recsys.recommender import Recommender
@@ -38,7 +38,7 @@ class GuessYouLikeModel(PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from recsys.tracking.feeds import predict_feeds
 
-        return predict_feeds(self.recommender, model_input)
+        return predict_feeds(self.recommender, model_input, params)
 
 
 mlflow.models.set_model(GuessYouLikeModel())
