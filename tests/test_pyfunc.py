@@ -271,3 +271,60 @@ def test_the_signature_declares_the_params(store):
     assert params["exclude"].shape == (-1,)
     assert [c.name for c in sig.inputs.inputs] == ["user_id", "k", "media_id", "exclude"]
     assert [c.required for c in sig.inputs.inputs] == [True, False, False, False]
+
+
+def test_mlflow_models_serve_answers_params_and_refuses_bad_ones_with_a_400(store, bundle):
+    """The real `mlflow models serve --env-manager local` on 127.0.0.1 (a few seconds to start), stopped after."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow starts `uvicorn` from PATH
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store[0]["tracking_uri"], "PATH": bin_dir + os.pathsep + os.environ["PATH"]}
+    server = subprocess.Popen([str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", URI, "--env-manager", "local",
+                               "-h", "127.0.0.1", "-p", str(port)], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def post(body: dict) -> tuple[int, dict]:
+        req = urllib.request.Request(f"{base}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/ping", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(0.25)
+        uid = _user(store)
+        top = bundle.recommend(uid, k=4, media_id="guide-0").item_ids
+        status, body = post({"dataframe_split": {"columns": ["user_id", "k", "exclude"],
+                                                 "data": [[uid, None, [top[0]]], [uid, 2, None]]},
+                             "params": {"k": 3, "media_id": "guide-0", "layout": "nested"}})
+        assert status == 200
+        feeds = [[f["item_id"] for f in row["feed"]] for row in body["predictions"]]
+        assert feeds == [bundle.recommend(uid, k=3, media_id="guide-0", exclude=[top[0]]).item_ids, top[:2]]
+        status, body = post({"dataframe_split": {"columns": ["user_id"], "data": [[uid]]},
+                             "params": {"media_id": "guide-0", "layout": "wide"}})
+        assert status == 400 and "param layout must be one of ['rows', 'nested']" in body["message"]
+        assert "stack_trace" not in body
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn child: the group started here
+        server.wait(timeout=30)

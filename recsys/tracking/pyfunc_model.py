@@ -18,7 +18,19 @@ from __future__ import annotations
 
 import mlflow
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
+
+from recsys.errors import DataValidationError
+
+
+class RequestError(DataValidationError, MlflowException):
+    """A request the model refuses: still a :class:`~recsys.errors.DataValidationError` for Python callers, and
+    an ``MlflowException`` so that ``mlflow models serve`` answers it as a 400 with the message, no traceback."""
+
+    def __init__(self, message: str) -> None:
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 
 
 class GuessYouLikeModel(PythonModel):
@@ -38,7 +50,10 @@ class GuessYouLikeModel(PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from recsys.tracking.feeds import predict_feeds
 
-        return predict_feeds(self.recommender, model_input, params)
+        try:
+            return predict_feeds(self.recommender, model_input, params)
+        except DataValidationError as e:
+            raise RequestError(str(e)) from None
 
 
 mlflow.models.set_model(GuessYouLikeModel())
