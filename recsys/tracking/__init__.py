@@ -8,7 +8,7 @@ takes its place and no store is created. The store is ``tracking.tracking_uri``,
 
 The model logged for serving is an ``mlflow.pyfunc`` model built from code
 (:mod:`recsys.tracking.pyfunc_model`): its artifacts are the bundle directory (JSON, safetensors,
-parquet, FAISS files; checksummed) and a Python file; loading it never unpickles anything of ours.
+parquet, FAISS files; checksummed), a Python file and recsys as a wheel; loading it never unpickles anything of ours.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@
 >>> mlflow.pyfunc.load_model("models:/guess-you-like@champion").predict(example)                # doctest: +SKIP
 >>> recsys.load("models:/guess-you-like@champion")        # the Recommender itself           # doctest: +SKIP
 
-The model is built from code (:mod:`recsys.tracking.pyfunc_model`), its only artifact is the bundle
-directory, and :func:`load_recommender` downloads that directory and opens it with
+The model is built from code (:mod:`recsys.tracking.pyfunc_model`), its artifacts are the bundle directory
+and recsys as a wheel (what its requirements.txt installs), and :func:`load_recommender` downloads the bundle and opens it with
 :meth:`recsys.recommender.Recommender.load`; see the pyfunc module for why no pickle is involved.
 """
 
