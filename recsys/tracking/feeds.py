@@ -114,7 +114,7 @@ def predict_feeds(recommender: Any, model_input: Any, params: Mapping | None = N
     params = _params(params)
     reqs = _requests(model_input, params)
     parts = []
-    for (k, excl), group in reqs.groupby([reqs["k"], reqs["exclude"].map(tuple)], sort=False):
+    for k, excl, group in _batches(reqs):
         feeds = recommender.recommend_batch(group[["user_id", "media_id"]], k=int(k), exclude=excl)
         parts.append(_attach_requests(recommender, feeds, group, int(k), excl))
     if parts:
@@ -125,7 +125,25 @@ def predict_feeds(recommender: Any, model_input: Any, params: Mapping | None = N
     return _nested(reqs, rows) if params["layout"] == "nested" else rows
 
 
-def _attach_requests(recommender: Any, feeds: pd.DataFrame, group: pd.DataFrame, k: int, excl: tuple
+def _batches(reqs: pd.DataFrame):
+    """``(k, exclude, rows)`` for one ``recommend_batch`` call each: per k; rows with their own exclude lists
+    go as a dict user_id -> ids when the users are distinct, else one call per distinct list."""
+    for k, group in reqs.groupby("k", sort=False):
+        users, lists = group["user_id"].tolist(), group["exclude"].tolist()
+        try:
+            distinct = len(set(users)) == len(users)
+        except TypeError:  # an unhashable id: recommend_batch refuses it, naming the row
+            distinct = False
+        if len(set(lists)) == 1:
+            yield k, lists[0], group
+        elif distinct:
+            yield k, dict(zip(users, lists, strict=True)), group
+        else:
+            for excl, rows in group.groupby("exclude", sort=False):
+                yield k, excl, rows
+
+
+def _attach_requests(recommender: Any, feeds: pd.DataFrame, group: pd.DataFrame, k: int, excl: Any
                      ) -> pd.DataFrame:
     """``request`` per row: feeds come back in request order, each starting at rank 1."""
     starts = (feeds["rank"].to_numpy() == 1).cumsum() - 1
