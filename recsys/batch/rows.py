@@ -41,10 +41,25 @@ def model_info(rec: Any, uri: str) -> ModelInfo:
         name, _, ref = text[len("models:/"):].partition("@")
         if not ref:
             name, _, ref = name.partition("/")
-        version = str(getattr(rec, "registered_version_", None) or ref)
+        version = str(getattr(rec, "registered_version_", None) or _alias_version(name, ref))
         return ModelInfo(name=name, version=version, uri=text)
     digest = str(getattr(rec, "training_data_hash_", None) or "unknown")
     return ModelInfo(name=text.rstrip("/").rsplit("/", 1)[-1], version=digest.removeprefix("sha256:")[:12], uri=text)
+
+
+def _alias_version(name: str, ref: str) -> str:
+    """The version number an alias (``champion``) points at in MLflow's current registry (a number: itself)."""
+    if ref.isdigit() or ref == "latest":
+        return ref
+    import mlflow
+
+    try:
+        return str(mlflow.MlflowClient().get_model_version_by_alias(name, ref).version)
+    except mlflow.exceptions.MlflowException as e:
+        from recsys.errors import ArtifactError
+
+        raise ArtifactError(f"models:/{name}@{ref}: cannot read which version the alias points at ({e.message}); "
+                            "check MLFLOW_TRACKING_URI") from None
 
 
 def score_chunk(rec: Any, user_ids: Sequence, *, k: int, media_id: str | None, model: ModelInfo,
