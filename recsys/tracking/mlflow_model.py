@@ -122,7 +122,7 @@ def log_recommender(bundle_dir: str | Path, example: pd.DataFrame, *, name: str 
 
     bundle_dir = Path(bundle_dir).resolve()  # a re-saved bundle is a symlink to its current version: log that
     rec = recommender if recommender is not None else Recommender.load(bundle_dir)
-    from recsys.tracking.model_code import package_wheel
+    from recsys.tracking.wheel import package_wheel
 
     output = predict_feeds(rec, example)
     with quiet_downloads(), tempfile.TemporaryDirectory(prefix="recsys-wheel-") as tmp:
