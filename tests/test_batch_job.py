@@ -128,7 +128,9 @@ def test_refuses_a_changed_k_or_model_unless_restart(fixture_rec: recsys.Recomme
     score(model, out, media_id="guide-0", k=3, progress=False)
     with pytest.raises(ConfigError, match="k: 3 -> 4"):
         score(model, out, media_id="guide-0", k=4, progress=False)
-    fixture_rec.save(model, overwrite=True)  # the same path, a new bundle
+    changed = recsys.load(BUNDLE)  # the same path, another model: one item out of stock changes its tables
+    changed.set_in_stock([changed._ready().catalogue.ids[0]], False)
+    changed.save(model, overwrite=True)
     with pytest.raises(ConfigError, match="model.manifest_sha256"):
         score(model, out, media_id="guide-0", k=3, progress=False)
     manifest = score(model, out, media_id="guide-0", k=4, restart=True, progress=False)
