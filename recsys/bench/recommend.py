@@ -81,7 +81,7 @@ def _grow_catalogue(items: pd.DataFrame, n_items: int, seed: int) -> pd.DataFram
     return pd.concat([items, new[[c for c in items.columns if c in new.columns]]], ignore_index=True)
 
 
-def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool):
+def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool, n_users: int | None = None):
     from recsys.datasets.synthetic import generate_world
     from recsys.fit.components import TrainSettings
     from recsys.index import FaissIndex
@@ -89,7 +89,7 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool)
     from recsys.recommender import Recommender
 
     t0 = time.perf_counter()
-    w = generate_world(n_events, seed=seed, progress=progress)
+    w = generate_world(n_events, n_users=n_users, seed=seed, progress=progress)  # n_users None: ~n_events / 100
     small = Recommender(train=TrainSettings(dim=32, epochs=3, ranker_max_iter=60, seed=seed,
                                             ranker_options={"num_threads": 1})).fit(
         w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools, progress=progress)

@@ -176,6 +176,25 @@ def benchmark_distributed(
     _echo_json({k: result[k] for k in ("summary", "ratios", "max_weight_difference_first_pair")}, None)
 
 
+@benchmark_app.command("batch")
+def benchmark_batch(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size of the model.")] = 1_000_000,
+    users: Annotated[int, typer.Option("--users", help="Distinct users scored by (b), (c) and the resume.")] = 100_000,
+    events: Annotated[int, typer.Option("--events", help="Events of the synthetic world.")] = 200_000,
+    media_id: Annotated[str, typer.Option("--media-id", help="The partner scored.")] = "app-0",
+    loop_users: Annotated[int, typer.Option("--loop-users", help="Users of the recommend() loop (a).")] = 2000,
+    master: Annotated[str, typer.Option("--master", help="Spark master of (c).")] = "local[2]",
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where batch.json and batch.md go.")] = Path(
+        "experiments/batch"),
+) -> None:
+    """Users/s of a recommend() loop, recsys score local and on Spark, the exact-GEMM limit; a kill and resume."""
+    from recsys.bench.batch import run_batch_benchmark
+
+    result = run_batch_benchmark(n_items=items, n_users=users, n_events=events, media_id=media_id,
+                                 loop_users=loop_users, master=master, out_dir=out_dir)
+    _echo_json({k: result[k] for k in ("targets", "a_recommend_loop", "b_local_job", "c_spark_job", "resume")}, None)
+
+
 @benchmark_app.command("synthetic")
 def benchmark_synthetic(
     sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",
