@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -31,3 +32,21 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@contextlib.contextmanager
+def temporary_mlflow_store(root: Path, experiment: str):
+    """A real SQLite MLflow store under ``root`` as the tracking and registry URI, with a fresh experiment whose
+    artifacts go to ``root / "art"``; yields the URI and restores the previous URIs after."""
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        mlflow.set_experiment(experiment_id=mlflow.create_experiment(experiment, artifact_location=str(root / "art")))
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from recsys.errors import ArtifactError
+from tests.conftest import temporary_mlflow_store
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bundles" / "v1"
 # with partners: the v1 bundle's pools are restricted, so its default no_partner="auto" refuses media_id=None
@@ -26,12 +27,7 @@ def store(tmp_path_factory):
     from recsys.tracking.mlflow_model import log_recommender
 
     root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        mlflow.set_experiment(experiment_id=mlflow.create_experiment("trust", artifact_location=str(root / "art")))
+    with temporary_mlflow_store(root, "trust") as uri:
         logged = {}
         for name in ("clean", "edited"):
             with mlflow.start_run():
@@ -43,10 +39,6 @@ def store(tmp_path_factory):
         with open(edited, "a") as fh:  # what someone with write access to the store can do
             fh.write(f"\nopen({str(marker)!r}, 'w').write('ran')\n")
         yield uri, marker
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-
 
 def test_recsys_load_of_a_model_uri_downloads_and_runs_no_logged_code(store):
     import recsys

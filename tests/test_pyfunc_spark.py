@@ -4,12 +4,12 @@ NaN (absent) or null never break the cast. Real Spark on local[2], a real SQLite
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.conftest import temporary_mlflow_store
 
 pytest.importorskip("pyspark")
 
@@ -25,33 +25,19 @@ def store(tmp_path_factory):
     from recsys.tracking.mlflow_model import log_recommender
 
     root = tmp_path_factory.mktemp("spark-store")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        mlflow.set_experiment(experiment_id=mlflow.create_experiment("spark", artifact_location=str(root / "art")))
+    with temporary_mlflow_store(root, "spark") as uri:
         example = pd.DataFrame({"user_id": [0, 5], "k": [3, 3], "media_id": ["guide-0", "app-0"]})
         with mlflow.start_run():
             log_recommender(FIXTURE, example, name="gyl-spark", alias="champion")
         yield uri
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-
 
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
+    from recsys.batch.spark import local_session
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the workers run `python3` otherwise
-    existing = SparkSession.getActiveSession()
-    session = existing or (SparkSession.builder.master("local[2]").appName("test-pyfunc-spark")
-                           .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-                           .config("spark.sql.shuffle.partitions", "2").getOrCreate())
+    session = local_session("local[2]", app_name="test-pyfunc-spark", progress=False)
     yield session
-    if existing is None:
-        session.stop()
+    session.stop()
 
 
 @pytest.fixture(scope="module")
