@@ -24,7 +24,7 @@ import pandas as pd
 
 from recsys.errors import DataValidationError
 
-__all__ = ["ID_COLUMNS", "canonical_int", "id_kind", "check_text", "coerce_id", "coerce_ids", "coerce_media", "read_csv_table"]
+__all__ = ["ID_COLUMNS", "shared_index", "canonical_int", "id_kind", "check_text", "coerce_id", "coerce_ids", "coerce_media", "read_csv_table"]
 
 ID_COLUMNS = ("user_id", "item_id", "friend_id", "media_id")
 _CANONICAL = r"-?[1-9][0-9]*|0"
@@ -141,3 +141,14 @@ def read_csv_table(path: str | Path, sep: str = ",") -> pd.DataFrame:
     for c in ids:
         frame[c] = _settle(frame[c])
     return frame
+
+
+def shared_index(ids: np.ndarray) -> pd.Index:
+    """A ``pd.Index`` of ``ids`` with its hash table built now. pandas builds it lazily on the first lookup and
+    not thread-safely: two threads' first ``get_indexer`` calls can race and find a unique index "not unique"
+    (InvalidIndexError). Catalogues, user tables and vocabularies are read by every request thread, so they are built before
+    they are shared."""
+    index = pd.Index(ids)
+    if index.is_unique and len(index):
+        index.get_indexer(index[:1])
+    return index

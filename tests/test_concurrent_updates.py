@@ -113,3 +113,15 @@ def test_concurrent_updates_are_never_lost_and_reads_see_every_finished_update(c
     assert reads[0] >= 50 and stale == []  # no read showed an item removed / out of stock before it began
     served = set(clone.recommend_batch(list(users[:40]) + [-1], k=150)["item_id"])
     assert not served & set(targets)
+
+
+def test_lookup_tables_are_built_before_request_threads_share_them(clone):
+    """pandas builds an Index's hash table on its first lookup, and two threads' first lookups can race: one saw a
+    unique catalogue index as "not unique" (InvalidIndexError in ``Catalogue.positions``, 2 failures in ~14 loaded
+    runs of the test above on pandas 2.3). Catalogue ids, serving users and vocabularies are built up front.
+    (``_engine.is_mapping_populated`` is pandas' own flag for that table; it reads False on a fresh Index.)"""
+    state = clone._ready()
+    shared = {"catalogue": state.catalogue.index, "users": state.users.ids,
+              "item vocabulary": state.pipeline.items_.values_, "user vocabulary": state.pipeline.users_.values_}
+    assert {name: bool(index._engine.is_mapping_populated) for name, index in shared.items()} == dict.fromkeys(
+        shared, True)

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import ConfigError, DataValidationError
+from recsys.ids import shared_index
 
 __all__ = ["Vocabulary", "HashingVocabulary", "stable_hash", "vocabulary_from_dict"]
 
@@ -56,7 +57,7 @@ class Vocabulary:
         counts = counts[counts >= self.min_count]
         if self.max_size is not None:
             counts = counts.iloc[: self.max_size]
-        self.values_ = counts.index
+        self.values_ = shared_index(counts.index)  # looked up by every request thread
         self._dtype = str(self.values_.dtype) if len(self.values_) else "object"
         return self
 
@@ -116,7 +117,7 @@ class Vocabulary:
     def from_dict(cls, d: dict[str, Any]) -> Vocabulary:
         v = cls(num_oov_buckets=d["num_oov_buckets"], min_count=d["min_count"], max_size=d["max_size"])
         dtype = d["dtype"]
-        v.values_ = pd.Index(np.asarray(d["values"], dtype=dtype if dtype != "object" else object))
+        v.values_ = shared_index(np.asarray(d["values"], dtype=dtype if dtype != "object" else object))
         if dtype == "object" and not len(v.values_):
             v.values_ = pd.Index([], dtype=object)
         v._dtype = dtype

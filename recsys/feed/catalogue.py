@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import DataValidationError
+from recsys.ids import shared_index
 
 __all__ = ["Catalogue"]
 
@@ -63,7 +64,7 @@ class Catalogue:
         title = (items["title"].astype(object).where(items["title"].notna(), "").to_numpy(dtype=object)
                  if "title" in items.columns else ids.astype(str).astype(object))
         stock = items["in_stock"].fillna(False).to_numpy(bool) if "in_stock" in items.columns else np.ones(n, bool)
-        return cls(ids=ids, index=pd.Index(ids), category=items["category"].astype(str).to_numpy(dtype=object),
+        return cls(ids=ids, index=shared_index(ids), category=items["category"].astype(str).to_numpy(dtype=object),
                    price=price, commission_rate=rate, title=title, eligibility=_eligibility(items),
                    in_stock=stock, alive=np.ones(n, bool), frame=items.reset_index(drop=True))
 
@@ -157,7 +158,7 @@ class Catalogue:
                     frame[c] = None
                 frame.loc[old, c] = rows[c].to_numpy()
         frame = pd.concat([frame, items.iloc[np.flatnonzero(fresh)]], ignore_index=True)
-        return Catalogue(ids=ids, index=pd.Index(ids), frame=frame, **out), pos
+        return Catalogue(ids=ids, index=shared_index(ids), frame=frame, **out), pos
 
     def without(self, item_ids) -> tuple[Catalogue, int]:
         """A catalogue with ``item_ids`` marked removed (unknown ids ignored); how many were removed."""

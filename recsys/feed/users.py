@@ -15,6 +15,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.feed.catalogue import Catalogue
+from recsys.ids import shared_index
 
 __all__ = ["UserState", "HISTORY_KEYS"]
 
@@ -50,7 +51,7 @@ class UserState:
         self.pipeline = pipeline
         self.segment_column = segment_column
         ids = [events["user_id"]] if users is None else [users["user_id"], events["user_id"]]
-        self.ids = pd.Index(pd.unique(pd.concat(ids, ignore_index=True)))
+        self.ids = shared_index(pd.unique(pd.concat(ids, ignore_index=True)))
         uid = self.ids.to_numpy()
         ctx = pipeline.context_column if pipeline.context_ is not None else None
         self.context_key = ctx
