@@ -41,7 +41,7 @@ def model_info(rec: Any, uri: str) -> ModelInfo:
         name, _, ref = text[len("models:/"):].partition("@")
         if not ref:
             name, _, ref = name.partition("/")
-        version = str(getattr(rec, "registered_version_", None) or _alias_version(name, ref))
+        version = _alias_version(name, ref)
         return ModelInfo(name=name, version=version, uri=text)
     digest = str(getattr(rec, "training_data_hash_", None) or "unknown")
     return ModelInfo(name=text.rstrip("/").rsplit("/", 1)[-1], version=digest.removeprefix("sha256:")[:12], uri=text)
@@ -78,7 +78,8 @@ def score_chunk(rec: Any, user_ids: Sequence, *, k: int, media_id: str | None, m
         "fallback": feeds["fallback"].astype(object).where(feeds["fallback"].notna(), None).to_numpy(),
     })
     out["model_name"], out["model_version"] = model.name, model.version
-    out["scored_at"] = pd.Timestamp(scored_at).tz_localize(None) if pd.Timestamp(scored_at).tzinfo else scored_at
+    stamp = pd.Timestamp(scored_at)
+    out["scored_at"] = stamp.tz_localize(None) if stamp.tzinfo else stamp
     return out[list(ROW_COLUMNS)]
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -154,7 +153,7 @@ def run_batch_benchmark(*, n_items: int = 1_000_000, n_users: int = 100_000, n_e
     users exist; ``kill_pause_s``: a sleep after each part of the run that is killed (tests: so the kill lands
     before the last part).
     """
-    from recsys.bench.recommend import _build, _uptime, _user_vectors
+    from recsys.bench.recommend import _build, _uptime, _user_vectors, run_context
     from recsys.bench.recommend_timing import _matmul_limit
 
     t_start, load_before, uptime_before = time.perf_counter(), os.getloadavg(), _uptime()
@@ -188,9 +187,7 @@ def run_batch_benchmark(*, n_items: int = 1_000_000, n_users: int = 100_000, n_e
                    f"index_factory={index_factory!r}, master={master!r}, seed={seed})",
         "cli": f"recsys benchmark batch --items {n_items} --users {n_users} --events {n_events} "
                f"--media-id {media_id} --loop-users {loop_users} --master '{master}'",
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-        "uptime": {"before": uptime_before, "after": _uptime()},
+        **run_context(load_before, uptime_before),
         "n_items": info["items"], "known_users": n_known, "users": n, "users_requested": n_users,
         "media_id": media_id, "k": k, "chunk_size": chunk_size, "index_factory": index_factory, "setup": setup,
         "a_recommend_loop": a, "b_local_job": b, "c_spark_job": {**c, "master": master}, "d_exact_gemm_limit": d,

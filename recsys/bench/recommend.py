@@ -122,6 +122,13 @@ def _picks(users: np.ndarray, medias: list, n_requests: int, seed: int) -> list[
     return [(users[rng.integers(len(users))], medias[rng.integers(len(medias))]) for _ in range(n_requests)]
 
 
+def run_context(load_before: tuple, uptime_before: str) -> dict:
+    """The machine and how busy it was before and after a benchmark run (every benchmark JSON records these)."""
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+            "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+            "uptime": {"before": uptime_before, "after": _uptime()}}
+
+
 def _uptime() -> str:
     import subprocess
 
@@ -162,9 +169,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
                          f"n_events={n_events}, index_factory={index_factory!r})",
               "cli": f"recsys benchmark recommend --items {n_items} --requests {n_requests} --batch-users {n_batch_users} "
                      f"--rounds {latency_rounds}",
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-              "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-              "uptime": {"before": uptime_before, "after": _uptime()},
+              **run_context(load_before, uptime_before),
               "n_items": n_items, "n_candidates": rec._state.config.n_candidates, "k": k,
               "index_factory": index_factory, "index_params": rec._state.index.effective_params(),
               "target_p99_ms": target_p99_ms, "setup": setup, **figures, "serving": serving,
