@@ -25,9 +25,10 @@ import pandas as pd
 from recsys.batch import parts as files
 from recsys.batch.rows import ModelInfo, model_info, nest, score_chunk
 from recsys.errors import ConfigError, DataValidationError
+from recsys.feed.request_checks import check_k
 from recsys.ids import coerce_id, id_kind
 from recsys.progress import show_progress
-from recsys.recommender import MAX_K, Recommender
+from recsys.recommender import Recommender
 from recsys.version import __version__
 
 __all__ = ["score", "Plan", "plan_job"]
@@ -114,12 +115,6 @@ def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _check_args(k: int, chunk_size: int) -> None:
-    for name, value, top in (("k", k, MAX_K), ("chunk_size", chunk_size, None)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or (top and value > top):
-            raise ConfigError(f"{name} must be an integer >= 1{f' and <= {top}' if top else ''}, got {value!r}")
-
-
 def _timestamp(value: Any) -> pd.Timestamp:
     ts = pd.Timestamp(value)
     return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).floor("us")
@@ -165,7 +160,7 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     same arguments; refuses other arguments in the same ``out`` (ConfigError) unless ``restart``.
     """
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
-    _check_args(k, chunk_size)
+    k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule
     if isinstance(model, Recommender):
         rec, uri = model, "<in-memory Recommender>"
     else:
