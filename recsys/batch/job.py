@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.batch import parts as files
-from recsys.batch.rows import ModelInfo, model_info, nest, score_chunk
+from recsys.batch.rows import ModelInfo, model_info, nest, run_time, score_chunk
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.request_checks import check_k
 from recsys.ids import coerce_id, id_kind
@@ -115,11 +115,6 @@ def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _timestamp(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).floor("us")
-
-
 def _prepare(out: Path, job: dict, scored_at: Any, restart: bool) -> pd.Timestamp:
     """Check ``out`` against ``job`` (refuse or start over), write ``_job.json``; the run's scored_at."""
     old = files.read_json(out / files.JOB_FILE)
@@ -131,8 +126,8 @@ def _prepare(out: Path, job: dict, scored_at: Any, restart: bool) -> pd.Timestam
                           "empty directory, or pass restart=True (--restart) to remove them and start over")
     if old is not None:
         changed = _changes(old.get("fingerprint", {}), job["fingerprint"])
-        if scored_at is not None and _timestamp(scored_at) != pd.Timestamp(old.get("scored_at")):
-            changed.append(f"scored_at: {old.get('scored_at')!r} -> {str(_timestamp(scored_at))!r}")
+        if scored_at is not None and run_time(scored_at) != pd.Timestamp(old.get("scored_at")):
+            changed.append(f"scored_at: {old.get('scored_at')!r} -> {str(run_time(scored_at))!r}")
         if changed:
             raise ConfigError(f"{out} holds the parts of another job; changed: {'; '.join(changed)}. Rerun with the "
                               "same arguments to resume it, write to another directory, or pass restart=True "
@@ -141,7 +136,7 @@ def _prepare(out: Path, job: dict, scored_at: Any, restart: bool) -> pd.Timestam
         (out / files.SUCCESS_FILE).unlink(missing_ok=True)
         return pd.Timestamp(old["scored_at"])
     files.remove_strays(out)
-    when = _timestamp(scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC"))
+    when = run_time(scored_at)
     files.write_json(out / files.JOB_FILE, {**job, "scored_at": str(when)})
     return when
 

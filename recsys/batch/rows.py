@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
+__all__ = ["run_time", "ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
 
 # user_id and item_id keep the kind of the model's ids (int64 or string); everything else is fixed
 ROW_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "fallback",
@@ -60,6 +60,12 @@ def _alias_version(name: str, ref: str) -> str:
 
         raise ArtifactError(f"models:/{name}@{ref}: cannot read which version the alias points at ({e.message}); "
                             "check MLFLOW_TRACKING_URI") from None
+
+
+def run_time(value: Any = None) -> pd.Timestamp:
+    """A job's ``scored_at``: ``value`` (default: now) in UTC without a zone, to the microsecond Parquet keeps."""
+    ts = pd.Timestamp(value if value is not None else pd.Timestamp.now(tz="UTC"))
+    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).floor("us")
 
 
 def score_chunk(rec: Any, user_ids: Sequence, *, k: int, media_id: str | None, model: ModelInfo,

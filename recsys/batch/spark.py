@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import numbers
 import os
 import sys
 import time
@@ -26,9 +25,11 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.batch.rows import FEED_FIELDS, model_info
+from recsys.batch.parts import write_json
+from recsys.batch.rows import FEED_FIELDS, model_info, run_time
 from recsys.batch.spark_worker import score_frames, ship_bundle
 from recsys.errors import ConfigError, MissingDependencyError
+from recsys.feed.request_checks import check_k
 
 __all__ = ["score_spark", "score_spark_job", "local_session", "spark_schema"]
 
@@ -100,11 +101,6 @@ def _driver_model(spark, model: str | os.PathLike) -> tuple[Any, str, Path]:
     return rec, uri, dest.resolve()
 
 
-def _timestamp(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value if value is not None else pd.Timestamp.now(tz="UTC"))
-    return (ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo else ts).floor("us")
-
-
 def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id: str | None = None,
                 nested: bool = False, chunk_size: int = 2048, scored_at: Any = None, ship: bool = True):
     """The feeds of a Spark DataFrame of users as a (lazy) Spark DataFrame of batch rows.
@@ -115,15 +111,9 @@ def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id
     :func:`recsys.batch.rows.score_chunk` (``nested``: :func:`~recsys.batch.rows.nest`), ``scored_at`` in each
     (default: now, UTC). A bundle that fails its checksums on an executor fails the job with an ArtifactError.
     """
-    _check_sizes(k, chunk_size)
+    k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
     return _score(spark, users, *_driver_model(spark, model), k=k, media_id=media_id, nested=nested,
                   chunk_size=chunk_size, scored_at=scored_at, ship=ship)
-
-
-def _check_sizes(k: Any, chunk_size: Any) -> None:
-    for name, value in (("k", k), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
 
 def _score(spark, users, rec: Any, uri: str, bundle: Path, *, k: int, media_id: str | None, nested: bool,
@@ -135,7 +125,7 @@ def _score(spark, users, rec: Any, uri: str, bundle: Path, *, k: int, media_id: 
         raise ConfigError(f"the users DataFrame needs a 'user_id' column; it has {users.columns}")
     state = rec._ready()
     schema = spark_schema(id_kind(state.users.ids), id_kind(state.catalogue.index), bool(nested))
-    shipped, info, when = ship_bundle(spark, bundle, ship), model_info(rec, uri), _timestamp(scored_at)
+    shipped, info, when = ship_bundle(spark, bundle, ship), model_info(rec, uri), run_time(scored_at)
     columns = [f.name for f in schema.fields]
     keep = ["user_id"] + (["media_id"] if "media_id" in users.columns else [])
 
@@ -193,12 +183,10 @@ def _check_out(out: str, restart: bool) -> str:
 def _write_json(spark, out: str, name: str, data: dict) -> None:
     """``out/name`` as JSON: a local folder directly (atomically), a URI (hdfs://, s3a://, file://) through
     the Hadoop file system Spark writes with."""
-    text = json.dumps(data, indent=1, sort_keys=True, default=str)
     if "://" not in out:
-        tmp = Path(out) / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(Path(out) / name)
+        write_json(Path(out) / name, data)
         return
+    text = json.dumps(data, indent=1, sort_keys=True, default=str)
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(f"{out.rstrip('/')}/{name}")
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
@@ -226,10 +214,10 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     own = spark is None
     spark = local_session(master) if own else spark
     try:
-        _check_sizes(k, chunk_size)
+        k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
         rec, uri, bundle = _driver_model(spark, model)
         frame, plan = _users_frame(spark, rec, media_id=media_id, users=users, chunk_size=chunk_size)
-        when = _timestamp(scored_at)
+        when = run_time(scored_at)
         rows = _score(spark, frame, rec, uri, bundle, k=k, media_id=media_id, nested=nested, chunk_size=chunk_size,
                       scored_at=when, ship=ship)
         _write(rows, mode, out)
