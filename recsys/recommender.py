@@ -345,6 +345,23 @@ class Recommender:
 
         self._update(lambda state: (set_in_stock(state, checks.item_ids(state, ids), in_stock), None))
 
+    # ----- live events ---------------------------------------------------------------------------
+    def observe(self, events: pd.DataFrame | list[dict], *, journal: Any = None) -> int:
+        """Apply events (rows of the events contract) so the next feeds reflect them without retraining: users'
+        histories and purchases, the ranker's counts (:mod:`recsys.feed.live`). Returns how many were applied
+        (rows already in the serving log are skipped). A bad row raises DataValidationError naming the row and
+        field, and nothing changes. ``journal`` (e.g. :func:`recsys.feed.live.open_journal`): the applied rows are
+        appended to it, durably, before the new state is served; a failed append changes nothing."""
+        from recsys.feed.live import observe
+
+        def apply(state: ServingState) -> tuple[ServingState, int]:
+            new, rows = observe(state, events)
+            if journal is not None and len(rows):
+                journal.append(rows)
+            return new, len(rows)
+
+        return self._update(apply)
+
     # ----- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False, key: str | bytes | None = None) -> Path:
         """Write a bundle directory (see :mod:`recsys.storage.bundle`); atomic, checksummed, pickle-free.

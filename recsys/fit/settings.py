@@ -40,13 +40,16 @@ class DataConfig:
     ``files``: a directory ``path`` with events/items[/users/social/media/media_pools] as .parquet or .csv;
     ``lightgcn``: a LightGCN-format directory (train.txt, test.txt; e.g. retrieval/gowalla);
     ``taobao-multibehavior``: the MBCGCN Taobao split. A relative ``path`` that does not exist is looked
-    up in the shared data directory (``$RECSYS_SHARED_DATA`` or ../shared/data)."""
+    up in the shared data directory (``$RECSYS_SHARED_DATA`` or ../shared/data). ``event_journal``: an
+    :class:`~recsys.storage.journal.EventJournal` file (live events the service acknowledged) whose events
+    join the training events (once each: by sequence number, then the contract's duplicate rule)."""
 
     source: str = choice("synthetic", DATA_SOURCES)
     n_events: int = bounded(300_000, low=1_000)
     n_days: int = bounded(14, low=1)
     path: str | None = None
     validate: bool = True
+    event_journal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from recsys.errors import ConfigError, DataValidationError
 from recsys.features.validation import read_table
 from recsys.fit.settings import DataConfig, SplitConfig
 
-__all__ = ["Tables", "Split", "load_tables", "split_tables", "resolve_data_path", "data_digest", "ENGAGED"]
+__all__ = ["Tables", "Split", "load_tables", "split_tables", "journal_events", "resolve_data_path", "data_digest",
+           "ENGAGED"]
 
 ENGAGED = ("click", "cart", "fav", "purchase")
 _TABLE_FILES = ("events", "items", "users", "social", "media", "media_pools")
@@ -137,6 +138,8 @@ def load_tables(cfg: DataConfig, *, seed: int = 0, progress: bool = False) -> Ta
     loaders = {"synthetic": lambda: _synthetic(cfg, seed, progress), "files": lambda: _files(cfg),
                "lightgcn": lambda: _lightgcn(cfg), "taobao-multibehavior": lambda: _taobao(cfg)}
     tables = loaders[cfg.source]()
+    if cfg.event_journal:
+        tables.events = journal_events(tables.events, cfg.event_journal)
     if cfg.validate:
         from recsys.features.schema import validate_events, validate_tables
 
@@ -147,6 +150,17 @@ def load_tables(cfg: DataConfig, *, seed: int = 0, progress: bool = False) -> Ta
         if tables.test_events is not None:
             tables.test_events = validate_events(tables.test_events).reset_index(drop=True)
     return tables
+
+
+def journal_events(events: pd.DataFrame, path: str) -> pd.DataFrame:
+    """``events`` and the events of the journal at ``path`` (each sequence number once; columns every journaled
+    row leaves empty are left out)."""
+    from recsys.storage.journal import EventJournal
+
+    if not Path(path).expanduser().is_file():
+        raise ConfigError(f"data.event_journal {path} does not exist (a journal file written by the service)")
+    live = EventJournal(path).read().drop_duplicates("seq").drop(columns="seq").dropna(axis=1, how="all")
+    return pd.concat([events, live], ignore_index=True) if len(live) else events
 
 
 def split_tables(tables: Tables, cfg: SplitConfig) -> Split:
