@@ -13,6 +13,7 @@ import typer
 
 from recsys.cli.evaluate import evaluate_app
 from recsys.cli.score import score as score_command
+from recsys.cli.serve import serve as serve_command
 from recsys.cli.train import train_app
 
 app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
@@ -24,6 +25,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(benchmark_app, name="benchmark")
 app.add_typer(train_app, name="train")
 app.command("score")(score_command)
+app.command("serve")(serve_command)
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
 

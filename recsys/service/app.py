@@ -1,0 +1,143 @@
+"""The FastAPI app of ``recsys serve``: :func:`create_app` builds it from :class:`ServiceSettings`.
+
+Layers of one request, outside in: metrics (count and time it) -> limits (503 beyond the queue, 504 past the
+deadline) -> FastAPI (key check, JSON body, the endpoint in :mod:`recsys.service.routes`). The lifespan loads
+the model before the socket accepts anything (a model that cannot be loaded stops the start with its error)
+and stops the poller on shutdown, after uvicorn has finished the requests in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
+from recsys.service.holder import ModelHolder
+from recsys.service.keys import KeyStore, Principal, keys_from_env, load_keys
+from recsys.service.settings import ServiceSettings
+
+__all__ = ["create_app", "create_app_from_env", "ServiceContext", "ServiceError"]
+
+log = logging.getLogger("recsys.service")
+_AUTH_FIX = "send the header 'Authorization: Bearer KEY' with the API key your partner account (or the admin) was given"
+
+
+class ServiceError(Exception):
+    """An HTTP error with a JSON body ``{"error": message, "fix": what to do}``."""
+
+    def __init__(self, status: int, message: str, fix: str | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.fix, self.headers = status, message, fix, headers
+
+
+@dataclass
+class ServiceContext:
+    """What the endpoints share: settings, keys (None: open, 127.0.0.1 only), the model holder, metrics,
+    the limits middleware (for its gauges) and the event journal (None: events refused)."""
+
+    settings: ServiceSettings
+    keys: KeyStore | None
+    holder: ModelHolder
+    metrics: Any
+    journal: Any = None
+    limits: Any = field(default=None)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The principal of an ``Authorization`` header; 401 (missing or unknown key) as a ServiceError."""
+        if self.keys is None:
+            return Principal("open")
+        scheme, _, token = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ServiceError(401, "missing API key", _AUTH_FIX, {"WWW-Authenticate": "Bearer"})
+        principal = self.keys.identify(token.strip())
+        if principal is None:
+            raise ServiceError(401, "unknown API key", _AUTH_FIX, {"WWW-Authenticate": "Bearer"})
+        return principal
+
+
+def _keys(settings: ServiceSettings) -> KeyStore | None:
+    return load_keys(settings.keys) if settings.keys else keys_from_env()
+
+
+def _journal(settings: ServiceSettings) -> Any:
+    if not settings.journal:
+        return None
+    from recsys.storage.journal import EventJournal
+
+    return EventJournal(settings.journal)
+
+
+def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellipsis] = ...):
+    """The service's FastAPI app (not started: uvicorn runs it). ``keys``: a :class:`KeyStore`, None for no keys,
+    or (default) read from ``settings.keys`` / the environment. The model loads in the app's lifespan."""
+    import anyio
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    from recsys.service.limits import LimitsMiddleware
+    from recsys.service.metrics import MetricsMiddleware, ServiceMetrics
+    from recsys.service.routes import router
+    from recsys.version import __version__
+
+    metrics = ServiceMetrics()
+    journal = _journal(settings)
+
+    def on_load(rec: Any) -> None:
+        if journal is not None:
+            journal.replay_into(rec, since=0)
+
+    holder = ModelHolder(settings.model, poll_seconds=settings.poll_seconds, warm=settings.warm,
+                         on_load=on_load if journal is not None else None,
+                         on_result=lambda r: _count_reload(metrics, holder, r))
+    ctx = ServiceContext(settings=settings, keys=_keys(settings) if keys is ... else keys, holder=holder,
+                         metrics=metrics, journal=journal)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await anyio.to_thread.run_sync(holder.start)
+        yield
+        await anyio.to_thread.run_sync(holder.stop)  # uvicorn has finished the requests in flight by now
+
+    app = FastAPI(title="recsys", version=__version__, lifespan=lifespan,
+                  description="Guess-you-like feeds for media partners. Send 'Authorization: Bearer KEY'.")
+    app.state.ctx = ctx
+    app.include_router(router)
+
+    @app.exception_handler(ServiceError)
+    async def service_error(_request, exc: ServiceError):
+        return JSONResponse({"error": exc.message, "fix": exc.fix}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RecsysError)
+    async def library_error(_request, exc: RecsysError):
+        status = 422 if isinstance(exc, DataValidationError) else 409 if isinstance(exc, ArtifactError) else \
+            400 if isinstance(exc, ConfigError) else 500
+        return JSONResponse({"error": str(exc), "fix": None}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def body_error(_request, exc: RequestValidationError):
+        parts = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body", e.get("msg"))
+                 for e in exc.errors()[:5]]
+        return JSONResponse({"error": "; ".join(parts), "fix": "see the request schema at /docs"}, status_code=422)
+
+    limits = LimitsMiddleware(app, max_concurrency=settings.max_concurrency, max_queue=settings.max_queue,
+                              deadline_s=settings.deadline_s, on_reject=lambda r: metrics.rejected.labels(r).inc())
+    ctx.limits = limits
+    outer = MetricsMiddleware(limits, metrics, gauges=lambda: (limits.depth(), limits.running()))
+    outer.state, outer.fastapi = ctx, app  # for tests and for serving/app.py: the FastAPI app behind the layers
+    return outer
+
+
+def _count_reload(metrics: Any, holder: ModelHolder, result: dict) -> None:
+    metrics.reloads.labels(result["result"]).inc()
+    if holder.ready:
+        served = holder.current()
+        metrics.set_model(served.version, served.name)
+
+
+def create_app_from_env():
+    """The app from ``RECSYS_SERVE_*`` variables (:meth:`ServiceSettings.from_env`): uvicorn's factory for
+    ``recsys serve --workers N`` and ``uvicorn --factory recsys.service.app:create_app_from_env``."""
+    return create_app(ServiceSettings.from_env())

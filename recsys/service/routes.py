@@ -1,0 +1,216 @@
+"""The service's endpoints (versioned ``/v1``), the probes and ``/metrics``.
+
+Every answer that comes from a model carries ``model_version``: the version that produced it, read once per
+request from the holder (a swap in the middle of a request never mixes two versions). A partner key reads
+and writes only its own partner's data (403 otherwise); the catalogue and the models are the admin's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, Response
+
+from recsys.service.app import ServiceContext, ServiceError
+from recsys.service.keys import Principal
+from recsys.service.schemas import (
+    SERVER_SIDE_CONTEXT,
+    AddItemsRequest,
+    ErrorResponse,
+    EventsRequest,
+    EventsResponse,
+    FeedResponse,
+    RecommendRequest,
+    ReloadRequest,
+    RemoveItemsRequest,
+    SimilarRequest,
+    StockRequest,
+    UpdateResponse,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+           503: {"model": ErrorResponse}}
+
+
+def _ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx
+
+
+def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The request's principal from ``Authorization: Bearer KEY`` (401 without a known key)."""
+    principal = _ctx(request).authenticate(authorization)
+    request.state.partner = principal.label  # the metrics label (never the key)
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def _admin(who: Principal, what: str) -> None:
+    if not who.is_admin:
+        raise ServiceError(403, f"{what} needs the admin key; partner {who.partner!r}'s key may not do it",
+                           "ask the service's operator (who holds the admin key)")
+
+
+def _partner_media(who: Principal, media_id: str | None) -> str | None:
+    """The partner a request reads: a partner key's own (when omitted), never another's (403)."""
+    if who.role != "partner":
+        return media_id
+    if media_id is None:
+        return who.partner
+    if media_id != who.partner:
+        raise ServiceError(403, f"this key belongs to partner {who.partner!r}; it may not read the data of "
+                                f"partner {media_id!r}", f"send media_id {who.partner!r} (or leave it out), or use "
+                                                         f"the key of partner {media_id!r}")
+    return media_id
+
+
+def _served(ctx: ServiceContext):
+    if not ctx.holder.ready:
+        raise ServiceError(503, "no model is loaded yet", "retry shortly", {"Retry-After": "1"})
+    return ctx.holder.current()
+
+
+def _feed(ctx: ServiceContext, who: Principal, feed: Any, version: str, notes: list[str]) -> JSONResponse:
+    out = feed.to_dict()
+    out["model_version"] = version
+    out["notes"] = notes + out["notes"]
+    if out["fallback"]:
+        ctx.metrics.fallbacks.labels(who.label, out["fallback"]).inc()
+    return JSONResponse(out)
+
+
+@router.post("/v1/recommend", response_model=FeedResponse, responses=_ERRORS, tags=["feeds"])
+def recommend(body: RecommendRequest, who: Caller, request: Request) -> Any:
+    """A partner's feed for one user: ``k`` items, without ``exclude``, with the notes and fallback."""
+    ctx = _ctx(request)
+    media = _partner_media(who, body.media_id)
+    context, notes = dict(body.context or {}), []
+    for key in SERVER_SIDE_CONTEXT:
+        if context.pop(key, None) is not None:
+            notes.append(f"context {key!r} ignored: the service takes eligibility from its own users table")
+    served = _served(ctx)
+    feed = served.rec.recommend(body.user_id, k=body.k, media_id=media, exclude=body.exclude,
+                                context=context or None)
+    return _feed(ctx, who, feed, served.version, notes)
+
+
+@router.post("/v1/similar", response_model=FeedResponse, responses=_ERRORS, tags=["feeds"])
+def similar(body: SimilarRequest, who: Caller, request: Request) -> Any:
+    """Items close to ``item_id`` within the partner's pool."""
+    ctx = _ctx(request)
+    served = _served(ctx)
+    feed = served.rec.similar_items(body.item_id, k=body.k, media_id=_partner_media(who, body.media_id))
+    return _feed(ctx, who, feed, served.version, [])
+
+
+def _update(ctx: ServiceContext, what: str, apply: Any) -> UpdateResponse:
+    changed, served = ctx.holder.update(what, apply)
+    return UpdateResponse(model_version=served.version, changed=int(changed or 0))
+
+
+@router.post("/v1/catalogue/items", response_model=UpdateResponse, responses=_ERRORS, tags=["catalogue"])
+def add_items(body: AddItemsRequest, who: Caller, request: Request) -> UpdateResponse:
+    """Add or replace items (admin); ``changed``: how many. Kept across model swaps (replayed)."""
+    _admin(who, "changing the catalogue")
+    items = pd.DataFrame(body.items)
+    pools = None if body.media_pools is None else pd.DataFrame(body.media_pools, columns=["media_id", "item_id"])
+    return _update(_ctx(request), "add_items", lambda rec: rec.add_items(items, pools))
+
+
+@router.post("/v1/catalogue/remove", response_model=UpdateResponse, responses=_ERRORS, tags=["catalogue"])
+def remove_items(body: RemoveItemsRequest, who: Caller, request: Request) -> UpdateResponse:
+    """Remove items from every feed (admin); unknown ids are ignored; ``changed``: how many were removed."""
+    _admin(who, "changing the catalogue")
+    ids = list(body.item_ids)
+    return _update(_ctx(request), "remove_items", lambda rec: rec.remove_items(ids))
+
+
+@router.post("/v1/catalogue/stock", response_model=UpdateResponse, responses=_ERRORS, tags=["catalogue"])
+def set_stock(body: StockRequest, who: Caller, request: Request) -> UpdateResponse:
+    """Mark items in or out of stock (admin); feeds follow at once."""
+    _admin(who, "changing the catalogue")
+    ids, flags = list(body.item_ids), body.in_stock
+
+    def apply(rec: Any) -> int:
+        rec.set_in_stock(ids, flags)
+        return len(ids)
+
+    return _update(_ctx(request), "set_in_stock", apply)
+
+
+@router.post("/v1/events", response_model=EventsResponse, responses=_ERRORS, tags=["events"])
+def post_events(body: EventsRequest, who: Caller, request: Request) -> EventsResponse:
+    """Clicks, carts, favs and purchases: journaled (durable) before the reply, then applied to the model."""
+    ctx = _ctx(request)
+    if ctx.journal is None:
+        raise ServiceError(503, "this service keeps no event journal, so it cannot accept events",
+                           "start it with --journal PATH")
+    rows = [dict(r) for r in body.events]
+    if who.role == "partner":
+        for n, row in enumerate(rows):
+            media = row.setdefault("media_id", who.partner)
+            if media != who.partner:
+                raise ServiceError(403, f"events[{n}].media_id is {media!r}; partner {who.partner!r}'s key may "
+                                        "post only its own events", f"send media_id {who.partner!r} or leave it out")
+    from recsys.features.schema import validate_events
+
+    events = validate_events(pd.DataFrame(rows))  # a bad row: DataValidationError naming the field, nothing applied
+    _, served = ctx.holder.update("events", lambda rec: rec.observe(events), replay=False,
+                                  before=lambda: ctx.journal.append(events))
+    return EventsResponse(model_version=served.version, accepted=len(events))
+
+
+@router.get("/v1/model", tags=["models"])
+def model_status(who: Caller, request: Request) -> dict:
+    """What is serving (version, source, when loaded), the last reload and refused versions with why."""
+    ctx = _ctx(request)
+    status = ctx.holder.status()
+    if ctx.holder.ready:
+        status["partners"] = ctx.holder.current().rec.partners() if who.is_admin else [who.partner]
+    return status
+
+
+@router.post("/v1/admin/reload", tags=["models"], responses=_ERRORS)
+async def reload(who: Caller, request: Request, body: ReloadRequest | None = None) -> Any:
+    """Load the source's current version (or ``model``) in the background, verify, warm and swap it in; a
+    version that fails is refused (409) and the old one keeps serving. ``wait=false``: 202 at once."""
+    _admin(who, "reloading the model")
+    body = body or ReloadRequest()
+    fut = _ctx(request).holder.reload(body.model)
+    if not body.wait:
+        return JSONResponse({"result": "started"}, status_code=202)
+    result = await asyncio.wrap_future(fut)
+    return JSONResponse(result, status_code=409 if result["result"] == "refused" else 200)
+
+
+@router.get("/healthz", tags=["probes"])
+def healthz() -> dict:
+    """Alive (answers while the process runs)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["probes"])
+def readyz(request: Request) -> Response:
+    """Ready: a model is loaded and warmed (503 before)."""
+    holder = _ctx(request).holder
+    if not holder.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ready", "model_version": holder.current().version})
+
+
+@router.get("/metrics", tags=["probes"])
+def metrics(request: Request) -> Response:
+    """Prometheus metrics (see :mod:`recsys.service.metrics`)."""
+    ctx = _ctx(request)
+    if ctx.limits is not None:
+        ctx.metrics.queue_depth.set(ctx.limits.depth())
+        ctx.metrics.in_flight.set(ctx.limits.running())
+    body, content_type = ctx.metrics.render()
+    return Response(body, media_type=content_type)
