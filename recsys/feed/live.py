@@ -19,7 +19,9 @@ DataValidationError naming the row (0-based position in the batch) and the field
 every row is checked before anything changes. Rows already in the serving log (the same user, item,
 timestamp, event type and partner: the contract's duplicates) are skipped, so replaying a journal twice, or
 into a bundle saved after some of its events, applies each event once. The popular-items fallback is left as
-trained (it moves at the next training).
+trained (it moves at the next training). The serving time follows the latest event, for every user: a
+client whose clock runs ahead moves the windowed counts' "now" with it, so a service should stamp events
+itself or bound their timestamps.
 
 Cost: each batch rebuilds the per-user state and refits the feature builder over the whole serving log, so
 send events in batches (one HTTP request's worth), not one call per click on a large log.
