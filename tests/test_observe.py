@@ -90,6 +90,8 @@ def test_an_unknown_user_becomes_a_known_user_with_that_history(rec):
     assert not any("unknown user_id" in n for n in feed.notes)
     row = rec._state.users.rows([new_user])[0]
     assert row >= 0 and rec._state.users.has_history[row]
+    history = rec._state.users.history_items(row)  # what the user tower reads: the clicks, oldest first
+    assert history.tolist() == rec._state.pipeline.items_.transform(np.asarray(items)).tolist()
     assert new_user in rec.audience(PARTNER).tolist()
 
 
