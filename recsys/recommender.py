@@ -346,16 +346,16 @@ class Recommender:
         self._update(lambda state: (set_in_stock(state, checks.item_ids(state, ids), in_stock), None))
 
     # ----- live events ---------------------------------------------------------------------------
-    def observe(self, events: pd.DataFrame | list[dict], *, journal: Any = None) -> int:
-        """Apply events (rows of the events contract) so the next feeds reflect them without retraining: users'
-        histories and purchases, the ranker's counts (:mod:`recsys.feed.live`). Returns how many were applied
-        (rows already in the serving log are skipped). A bad row raises DataValidationError naming the row and
-        field, and nothing changes. ``journal`` (e.g. :func:`recsys.feed.live.open_journal`): the applied rows are
-        appended to it, durably, before the new state is served; a failed append changes nothing."""
+    def observe(self, events: pd.DataFrame | list[dict], *, journal: Any = None, skip_unknown: bool = False) -> int:
+        """Apply events (rows of the events contract) to histories, purchases and the ranker's counts, without
+        retraining (:mod:`recsys.feed.live`); returns how many were new to the serving log. A bad row raises
+        DataValidationError naming it, and nothing changes. ``journal``: gets the applied rows, durably, before
+        they are served (a failed append changes nothing); ``skip_unknown``: skip rows naming unknown items or
+        partners, with a warning, instead of refusing the batch (a journal replayed into a newer model)."""
         from recsys.feed.live import observe
 
         def apply(state: ServingState) -> tuple[ServingState, int]:
-            new, rows = observe(state, events)
+            new, rows = observe(state, events, skip_unknown=skip_unknown)
             if journal is not None and len(rows):
                 journal.append(rows)
             return new, len(rows)

@@ -178,6 +178,16 @@ def test_replay_after_a_restart_serves_the_live_feeds(tmp_path):
         live.recommend(30_000, k=10, media_id="guide-0").item_ids
 
 
+def test_replay_into_a_model_without_an_item_skips_only_those_events(tmp_path):
+    j = open_journal(tmp_path / "events.sqlite")
+    j.append(_events(3, user=7).assign(item_id=[1, 99_999, 2]))  # 99999: an item this model never had
+    rec = recsys.load(BUNDLE)
+    with pytest.raises(DataValidationError, match="events row 1: item_id 99999"):
+        rec.observe(j.read().drop(columns="seq"))  # a live batch naming it is refused whole
+    with pytest.warns(UserWarning, match="skipped 1 of 3"):
+        assert j.replay_into(rec) == 2  # a replay keeps the rest
+
+
 def test_recsys_train_reads_journaled_events(tmp_path):
     from recsys.fit.parsing import parse
     from recsys.fit.settings import DataConfig

@@ -29,6 +29,7 @@ send events in batches (one HTTP request's worth), not one call per click on a l
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -45,10 +46,12 @@ __all__ = ["observe", "checked_events", "open_journal", "KEY_COLUMNS"]
 KEY_COLUMNS = ("user_id", "item_id", "timestamp", "event_type", "media_id")  # what makes two events the same
 
 
-def observe(state: ServingState, events: Any) -> tuple[ServingState, pd.DataFrame]:
+def observe(state: ServingState, events: Any, *, skip_unknown: bool = False) -> tuple[ServingState, pd.DataFrame]:
     """``(new state, applied rows)``: ``state`` with the events applied (see the module docstring), and the
-    validated rows that were new to its serving log (the ones to journal). No new row: ``state`` itself."""
-    batch = checked_events(state, events)
+    validated rows that were new to its serving log (the ones to journal). No new row: ``state`` itself.
+    ``skip_unknown``: rows naming items, partners or ids of a type this state does not know are skipped with a
+    DataQualityWarning instead of refusing the batch (a journal replayed into a newer model)."""
+    batch = checked_events(state, events, skip_unknown=skip_unknown)
     fresh = batch[~_in_log(state.tables["events"], batch)].reset_index(drop=True)
     if not len(fresh):
         return state, fresh
@@ -68,12 +71,13 @@ def _row_error(row: int, column: str, problem: str) -> DataValidationError:
     return DataValidationError(f"events row {row}: {column} {problem}")
 
 
-def _ids(frame: pd.DataFrame, column: str, kind: str, what: str) -> pd.Series:
-    """``column`` coerced to the model's id type row by row (a no-op when the column already is of it)."""
+def _ids(frame: pd.DataFrame, column: str, kind: str, what: str, skip: np.ndarray | None) -> pd.Series:
+    """``column`` coerced to the model's id type row by row (a no-op when the column already is of it); with
+    ``skip``, a value of another type marks its row there instead of raising."""
     s = frame[column]
     if (kind == "int" and pd.api.types.is_integer_dtype(s.dtype)) or kind == "any":
         return s
-    out = []
+    out: list = []
     for n, v in enumerate(s.tolist()):
         if v is None or (isinstance(v, float) and np.isnan(v)):
             raise _row_error(n, column, "is missing")
@@ -81,17 +85,20 @@ def _ids(frame: pd.DataFrame, column: str, kind: str, what: str) -> pd.Series:
             got, note = coerce_id(v, kind, column, what)
         except DataValidationError as e:
             raise _row_error(n, column, f"is not an id: {e}") from None
-        if note is not None:
+        if note is not None and skip is not None:
+            skip[n], got = True, (0 if kind == "int" else "")
+        elif note is not None:
             raise _row_error(n, column, f"{v!r} is not {'an integer' if kind == 'int' else 'a string'} id of this "
                                         f"model ({what})")
         out.append(got)
     return pd.Series(out, dtype=np.int64 if kind == "int" else object)
 
 
-def checked_events(state: ServingState, events: Any) -> pd.DataFrame:
+def checked_events(state: ServingState, events: Any, *, skip_unknown: bool = False) -> pd.DataFrame:
     """``events`` validated for ``state``: the contract (:func:`recsys.features.schema.validate_events`), ids of
     the model's types, every item in the catalogue, every partner known. Raises DataValidationError naming the
-    first bad row and field; returns the cleaned rows (sorted by time, duplicates within the batch dropped)."""
+    first bad row and field; returns the cleaned rows (sorted by time, duplicates within the batch dropped).
+    ``skip_unknown``: rows failing only the last three checks are dropped, with a DataQualityWarning."""
     from recsys.features.schema import EVENT_TYPES, EVENTS, validate_events
 
     frame = _frame(events)
@@ -102,31 +109,45 @@ def checked_events(state: ServingState, events: Any) -> pd.DataFrame:
         raise DataValidationError(f"events: missing column(s) {missing}; each event needs {list(EVENTS.required)} "
                                   f"(optional: {list(EVENTS.optional)}), got {list(frame.columns)}")
     frame = frame.copy()
-    frame["user_id"] = _ids(frame, "user_id", id_kind(state.users.ids), "users are keyed by one id type")
-    frame["item_id"] = _ids(frame, "item_id", id_kind(state.catalogue.index), "it names no item")
+    skip = np.zeros(len(frame), bool) if skip_unknown else None
+    frame["user_id"] = _ids(frame, "user_id", id_kind(state.users.ids), "users are keyed by one id type", skip)
+    frame["item_id"] = _ids(frame, "item_id", id_kind(state.catalogue.index), "it names no item", skip)
     unknown = np.flatnonzero(state.catalogue.positions(frame["item_id"].to_numpy()) < 0)
-    if len(unknown):
+    if skip is not None:
+        skip[unknown] = True
+    elif len(unknown):
         n = int(unknown[0])
-        raise _row_error(n, "item_id", f"{frame['item_id'].tolist()[n]!r} is not in the catalogue ({len(unknown)} row(s) "
-                                       "name unknown items); add the item with add_items first, or drop the event")
+        raise _row_error(n, "item_id", f"{frame['item_id'].tolist()[n]!r} is not in the catalogue ({len(unknown)} "
+                                       "row(s) name unknown items); add the item with add_items first, or drop the "
+                                       "event")
     kinds = frame["event_type"].map(lambda v: v.strip().lower() if isinstance(v, str) else v)
     bad = np.flatnonzero(~kinds.isin(EVENT_TYPES).to_numpy())
     if len(bad):
         n = int(bad[0])
         raise _row_error(n, "event_type", f"{frame['event_type'].tolist()[n]!r} is not one of {list(EVENT_TYPES)}")
     if "media_id" in frame.columns:
-        frame["media_id"] = _partners(state, frame["media_id"])
+        frame["media_id"] = _partners(state, frame["media_id"], skip)
+    if skip is not None and skip.any():
+        from recsys.features.validation import DataQualityWarning
+
+        warnings.warn(f"events: skipped {int(skip.sum())} of {len(frame)} event(s) naming items, partners or ids "
+                      "this model does not know (skip_unknown=True)", DataQualityWarning, stacklevel=3)
+        frame = frame[~skip].reset_index(drop=True)
+        if not len(frame):
+            return pd.DataFrame(columns=list(EVENTS.required))
     return validate_events(frame).reset_index(drop=True)
 
 
-def _partners(state: ServingState, media: pd.Series) -> pd.Series:
+def _partners(state: ServingState, media: pd.Series, skip: np.ndarray | None) -> pd.Series:
     known = known_partners(state)
     out = []
     for n, v in enumerate(media.tolist()):
         got, note = coerce_media(v)
         if note is not None:
             raise _row_error(n, "media_id", f"is not a partner id: {note}")
-        if got is not None and got not in known:
+        if got is not None and got not in known and skip is not None:
+            skip[n], got = True, None
+        elif got is not None and got not in known:
             listed = ", ".join(repr(m) for m in sorted(known)[:20]) or "none"
             raise _row_error(n, "media_id", f"{got!r} is not a known partner (known: {listed}); leave it out for an "
                                             "event on no partner")

@@ -186,12 +186,13 @@ class EventJournal:
         return out
 
     def replay_into(self, rec: Any, since: int = 0) -> int:
-        """Apply the events after ``since`` to ``rec`` (``rec.observe``) in one batch; returns how many it applied
-        (events its serving log already holds are skipped, so a replay is safe to repeat)."""
+        """Apply the events after ``since`` to ``rec`` (``rec.observe``) in one batch; returns how many it applied.
+        Events its serving log already holds are skipped, so a replay is safe to repeat; events naming items or
+        partners ``rec`` does not know (a newer model's catalogue) are skipped with a warning, not refused."""
         events = self.read(since)
         if not len(events):
             return 0
-        return int(rec.observe(events.drop(columns="seq")))
+        return int(rec.observe(events.drop(columns="seq"), skip_unknown=True))
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""
