@@ -62,11 +62,15 @@ def _keys(settings: ServiceSettings) -> KeyStore | None:
 
 
 def _journal(settings: ServiceSettings) -> Any:
-    if not settings.journal:
-        return None
-    from recsys.storage.journal import EventJournal
+    """The event journal: ``settings.journal``, else ``$RECSYS_EVENT_JOURNAL``, else None (events refused)."""
+    import os
 
-    return EventJournal(settings.journal)
+    path = settings.journal or os.environ.get("RECSYS_EVENT_JOURNAL")
+    if not path:
+        return None
+    from recsys.feed.live import open_journal
+
+    return open_journal(path)
 
 
 def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellipsis] = ...):
@@ -85,7 +89,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     metrics = ServiceMetrics()
     journal = _journal(settings)
 
-    def on_load(rec: Any) -> None:
+    def on_load(rec: Any) -> None:  # every version serves what was journaled (a replay skips events it holds)
         if journal is not None:
             journal.replay_into(rec, since=0)
 

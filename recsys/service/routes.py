@@ -151,20 +151,20 @@ def post_events(body: EventsRequest, who: Caller, request: Request) -> EventsRes
     ctx = _ctx(request)
     if ctx.journal is None:
         raise ServiceError(503, "this service keeps no event journal, so it cannot accept events",
-                           "start it with --journal PATH")
+                           "start it with --journal PATH (or set RECSYS_EVENT_JOURNAL)")
     rows = [dict(r) for r in body.events]
     if who.role == "partner":
         for n, row in enumerate(rows):
-            media = row.setdefault("media_id", who.partner)
+            if row.get("media_id") is None:
+                row["media_id"] = who.partner  # a partner's events happened on that partner
+            media = row["media_id"]
             if media != who.partner:
                 raise ServiceError(403, f"events[{n}].media_id is {media!r}; partner {who.partner!r}'s key may "
                                         "post only its own events", f"send media_id {who.partner!r} or leave it out")
-    from recsys.features.schema import validate_events
-
-    events = validate_events(pd.DataFrame(rows))  # a bad row: DataValidationError naming the field, nothing applied
-    _, served = ctx.holder.update("events", lambda rec: rec.observe(events), replay=False,
-                                  before=lambda: ctx.journal.append(events))
-    return EventsResponse(model_version=served.version, accepted=len(events))
+    # observe validates the whole batch (a bad row: DataValidationError naming it, 422, nothing applied), journals
+    # the new rows durably, then applies them; under the holder's lock, so a swap replays them from the journal
+    accepted, served = ctx.holder.update("events", lambda rec: rec.observe(rows, journal=ctx.journal), replay=False)
+    return EventsResponse(model_version=served.version, accepted=int(accepted))
 
 
 @router.get("/v1/model", tags=["models"])

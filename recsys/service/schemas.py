@@ -87,7 +87,7 @@ class EventsRequest(_Body):
 
 class EventsResponse(BaseModel):
     model_version: str
-    accepted: int
+    accepted: int = Field(description="Events new to the model's log (a repeated event is acknowledged, not counted).")
 
 
 class ReloadRequest(_Body):
