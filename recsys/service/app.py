@@ -10,53 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
+from recsys.service.context import ServiceContext, ServiceError
 from recsys.service.holder import ModelHolder
-from recsys.service.keys import KeyStore, Principal, keys_from_env, load_keys
+from recsys.service.keys import KeyStore, keys_from_env, load_keys
 from recsys.service.settings import ServiceSettings
 
-__all__ = ["create_app", "create_app_from_env", "ServiceContext", "ServiceError"]
+__all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger("recsys.service")
-_AUTH_FIX = "send the header 'Authorization: Bearer KEY' with the API key your partner account (or the admin) was given"
-
-
-class ServiceError(Exception):
-    """An HTTP error with a JSON body ``{"error": message, "fix": what to do}``."""
-
-    def __init__(self, status: int, message: str, fix: str | None = None, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.fix, self.headers = status, message, fix, headers
-
-
-@dataclass
-class ServiceContext:
-    """What the endpoints share: settings, keys (None: open, 127.0.0.1 only), the model holder, metrics,
-    the limits middleware (for its gauges) and the event journal (None: events refused)."""
-
-    settings: ServiceSettings
-    keys: KeyStore | None
-    holder: ModelHolder
-    metrics: Any
-    journal: Any = None
-    limits: Any = field(default=None)
-
-    def authenticate(self, authorization: str | None) -> Principal:
-        """The principal of an ``Authorization`` header; 401 (missing or unknown key) as a ServiceError."""
-        if self.keys is None:
-            return Principal("open")
-        scheme, _, token = (authorization or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise ServiceError(401, "missing API key", _AUTH_FIX, {"WWW-Authenticate": "Bearer"})
-        principal = self.keys.identify(token.strip())
-        if principal is None:
-            raise ServiceError(401, "unknown API key", _AUTH_FIX, {"WWW-Authenticate": "Bearer"})
-        return principal
-
-
 def _keys(settings: ServiceSettings) -> KeyStore | None:
     return load_keys(settings.keys) if settings.keys else keys_from_env()
 

@@ -14,7 +14,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
-from recsys.service.app import ServiceContext, ServiceError
+from recsys.service.context import ServiceContext, ServiceError
 from recsys.service.keys import Principal
 from recsys.service.schemas import (
     SERVER_SIDE_CONTEXT,
