@@ -7,9 +7,17 @@
 The driver loads the model once (its id kinds type the output schema, its name and version go in every row)
 and ships the bundle directory with ``SparkContext.addFile`` (or, ``ship=False``, leaves it on a path every
 executor can read). Each Python worker loads the verified bundle once (:func:`recsys.load` checks every
-checksum there too), keeps it for the worker's later tasks, and scores its partition in chunks with
-:func:`recsys.batch.rows.score_chunk`: the same code, bundle, ``k`` and ``scored_at`` as the local job
-(:mod:`recsys.batch.job`), so the same rows. pyspark is imported only here, when called.
+checksum there too) and keeps it for the worker's later tasks.
+
+The same rows as the local job (:mod:`recsys.batch.job`) by construction, not by luck: a batch's floating-point
+results depend on which users are scored together (the user tower's matmul and the index search run per
+batch; the last bits of a retrieval score can move a candidate past an equal-scored one, and the ranker gives
+equal scores often), so Spark scores exactly the local job's chunks. The users are planned as the local job
+plans them (each partner's users, unique and sorted, cut into chunks of ``chunk_size``); the DataFrame that
+``mapInPandas`` gets holds one row per chunk (``media_id``, ``chunk``, ``user_ids`` in plan order), and each
+row is one :func:`recsys.batch.rows.score_chunk` call: the same code, bundle, users, ``k`` and ``scored_at``
+as the local job's part ``chunk``. How Spark partitions the rows cannot change a chunk. pyspark is imported
+only here, when called.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import pandas as pd
 
 from recsys.batch.parts import write_json
 from recsys.batch.rows import FEED_FIELDS, model_info, run_time
-from recsys.batch.spark_worker import score_frames, ship_bundle
+from recsys.batch.spark_worker import report_dir, score_chunks, ship_bundle
 from recsys.errors import ConfigError, MissingDependencyError
 from recsys.feed.request_checks import check_k
 
@@ -102,53 +110,90 @@ def _driver_model(spark, model: str | os.PathLike) -> tuple[Any, str, Path]:
 
 
 def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id: str | None = None,
-                nested: bool = False, chunk_size: int = 2048, scored_at: Any = None, ship: bool = True):
+                nested: bool = False, chunk_size: int = 2048, scored_at: Any = None, ship: bool = True,
+                partitions: int | None = None):
     """The feeds of a Spark DataFrame of users as a (lazy) Spark DataFrame of batch rows.
 
-    ``users``: a ``user_id`` column and optionally ``media_id`` (a row's partner; else ``media_id``).
+    ``users``: a ``user_id`` column of the model's id type (integers or strings) and optionally ``media_id``
+    (a row's partner; else ``media_id``). Planned as the local job plans a users list: per partner, each user
+    once, sorted, cut into chunks of ``chunk_size``; so these rows equal the local job's over the same users.
     ``model``: a bundle path or an MLflow model URI, loaded on the driver and shipped with ``addFile``
     (``ship=False``: every executor reads the bundle path itself). Rows are those of
     :func:`recsys.batch.rows.score_chunk` (``nested``: :func:`~recsys.batch.rows.nest`), ``scored_at`` in each
-    (default: now, UTC). A bundle that fails its checksums on an executor fails the job with an ArtifactError.
+    (default: now, UTC). ``partitions``: how many Spark tasks share the chunks (default: as Spark plans).
+    A bundle that fails its checksums on an executor fails the job with an ArtifactError.
     """
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
-    return _score(spark, users, *_driver_model(spark, model), k=k, media_id=media_id, nested=nested,
-                  chunk_size=chunk_size, scored_at=scored_at, ship=ship)
+    rec, uri, bundle = _driver_model(spark, model)
+    chunks = _plan_in_spark(users, _user_kind(rec), media_id=media_id, chunk_size=chunk_size)
+    return _score(spark, chunks, rec, uri, bundle, k=k, nested=nested, scored_at=scored_at, ship=ship,
+                  partitions=partitions)
 
 
-def _score(spark, users, rec: Any, uri: str, bundle: Path, *, k: int, media_id: str | None, nested: bool,
-           chunk_size: int, scored_at: Any, ship: bool):
-    """:func:`score_spark` once the driver holds the model (``rec``, loaded from ``uri``; its bundle folder)."""
+def _user_kind(rec: Any) -> str:
     from recsys.ids import id_kind
 
-    if "user_id" not in users.columns:
-        raise ConfigError(f"the users DataFrame needs a 'user_id' column; it has {users.columns}")
+    return id_kind(rec._ready().users.ids)
+
+
+def _score(spark, chunks, rec: Any, uri: str, bundle: Path, *, k: int, nested: bool, scored_at: Any, ship: bool,
+           partitions: int | None):
+    """The rows of a DataFrame of chunks (:func:`_chunk_frame`, :func:`_plan_in_spark`), once the driver holds
+    the model (``rec``, loaded from ``uri``; its bundle folder)."""
+    from recsys.ids import id_kind
+
     state = rec._ready()
     schema = spark_schema(id_kind(state.users.ids), id_kind(state.catalogue.index), bool(nested))
     shipped, info, when = ship_bundle(spark, bundle, ship), model_info(rec, uri), run_time(scored_at)
-    columns = [f.name for f in schema.fields]
-    keep = ["user_id"] + (["media_id"] if "media_id" in users.columns else [])
+    columns, report = [f.name for f in schema.fields], report_dir()
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return score_frames(batches, shipped, info, k=k, media_id=media_id, nested=bool(nested),
-                             chunk_size=chunk_size, scored_at=when, columns=columns)
+        return score_chunks(batches, shipped, info, k=k, nested=bool(nested), scored_at=when, columns=columns,
+                            report=report)
 
-    return users.select(*keep).mapInPandas(run, schema)
+    if partitions is not None:  # consecutive chunks stay together; a chunk is one row, never split
+        chunks = chunks.repartitionByRange(check_k(partitions, "partitions", None), "media_id", "chunk")
+    return chunks.mapInPandas(run, schema)
 
 
-def _users_frame(spark, rec: Any, *, media_id: str | None, users: Any, chunk_size: int):
-    """The job's users as a Spark DataFrame (user_id, media_id), planned as the local job plans them
-    (:func:`recsys.batch.job.plan_job`: the given ids, else each partner's audience), and the plan."""
+def _chunk_frame(spark, plan: Any, user_kind: str):
+    """The local job's plan (:func:`recsys.batch.job.plan_job`) as a DataFrame: one row per chunk, numbered as
+    the local job's parts (``media_id``, ``chunk``, ``user_ids`` in plan order, ``rows``: how many)."""
     import pyarrow as pa
 
-    from recsys.batch.job import plan_job
+    id_type = pa.int64() if user_kind == "int" else pa.string()
+    ids = [plan.users[m][start:stop] for m, start, stop in plan.chunks]
+    table = pa.table({"media_id": pa.array([m for m, _, _ in plan.chunks], pa.string()),
+                      "chunk": pa.array(range(len(ids)), pa.int64()),
+                      "user_ids": pa.array(ids, pa.list_(id_type)),
+                      "rows": pa.array([len(u) for u in ids], pa.int64())})
+    return spark.createDataFrame(table)
 
-    plan = plan_job(rec, media_id=media_id, users=users, chunk_size=chunk_size)
-    ids = [u for m in plan.users for u in plan.users[m]]
-    media = [m for m, us in plan.users.items() for _ in us]
-    kind = pa.int64() if all(isinstance(u, int) for u in ids) else pa.string()
-    table = pa.table({"user_id": pa.array(ids, kind), "media_id": pa.array(media, pa.string())})
-    return spark.createDataFrame(table), plan
+
+def _plan_in_spark(users, user_kind: str, *, media_id: str | None, chunk_size: int):
+    """A DataFrame of users planned in Spark as :func:`recsys.batch.job.plan_job` plans a list: per partner,
+    unique ids in order, numbered, cut every ``chunk_size``; one row per chunk as :func:`_chunk_frame`'s."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if "user_id" not in users.columns:
+        raise ConfigError(f"the users DataFrame needs a 'user_id' column; it has {users.columns}")
+    given = users.schema["user_id"].dataType
+    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+    if not isinstance(given, integral if user_kind == "int" else T.StringType):
+        want = "an integer" if user_kind == "int" else "a string"
+        raise ConfigError(f"the users DataFrame's user_id is {given.simpleString()}; this model's user ids need "
+                          f"{want} column: cast it, e.g. users.withColumn('user_id', users.user_id.cast("
+                          f"'{'long' if user_kind == 'int' else 'string'}'))")
+    media = F.col("media_id").cast("string") if "media_id" in users.columns else F.lit(media_id).cast("string")
+    frame = users.select(F.col("user_id").cast(T.LongType() if user_kind == "int" else T.StringType()),
+                         media.alias("media_id")).dropDuplicates()
+    number = F.row_number().over(Window.partitionBy("media_id").orderBy("user_id")) - 1
+    # sort_array: collect_list's order is not defined; nulls are left out of the list and counted in rows
+    return (frame.withColumn("chunk", F.floor(number / chunk_size))
+            .groupBy("media_id", "chunk")
+            .agg(F.sort_array(F.collect_list("user_id")).alias("user_ids"), F.count(F.lit(1)).alias("rows")))
 
 
 def _write(rows, mode: str, out: str) -> None:
@@ -200,12 +245,14 @@ def _write_json(spark, out: str, name: str, data: dict) -> None:
 def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_id: str | None = None,
                     users: Sequence | str | os.PathLike | None = None, k: int = 20, nested: bool = False,
                     chunk_size: int = 2048, restart: bool = False, spark=None, master: str = "local[2]",
-                    scored_at: Any = None, ship: bool = True) -> dict:
+                    scored_at: Any = None, ship: bool = True, partitions: int | None = None) -> dict:
     """``recsys score --engine spark``: score the users with :func:`score_spark`, write the rows with Spark's
     Parquet writer into ``out`` (part files and Spark's ``_SUCCESS``), then ``out/_manifest.json``; return it.
 
     ``users``: ids, a parquet/CSV file with a ``user_id`` column, or None: each partner's audience
-    (:meth:`~recsys.recommender.Recommender.audience`). ``spark``: a session (spark-submit's); None: one made
+    (:meth:`~recsys.recommender.Recommender.audience`). The chunks are the local job's
+    (:func:`recsys.batch.job.plan_job`), one ``mapInPandas`` row each; ``partitions``: how many Spark tasks
+    share them (default: Spark's default parallelism). ``spark``: a session (spark-submit's); None: one made
     on ``master`` and stopped at the end. ``restart``: replace what ``out`` holds (else a ConfigError).
     """
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
@@ -215,11 +262,13 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     spark = local_session(master) if own else spark
     try:
         k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
+        from recsys.batch.job import plan_job
+
         rec, uri, bundle = _driver_model(spark, model)
-        frame, plan = _users_frame(spark, rec, media_id=media_id, users=users, chunk_size=chunk_size)
+        plan = plan_job(rec, media_id=media_id, users=users, chunk_size=chunk_size)
         when = run_time(scored_at)
-        rows = _score(spark, frame, rec, uri, bundle, k=k, media_id=media_id, nested=nested, chunk_size=chunk_size,
-                      scored_at=when, ship=ship)
+        rows = _score(spark, _chunk_frame(spark, plan, _user_kind(rec)), rec, uri, bundle, k=k, nested=nested,
+                      scored_at=when, ship=ship, partitions=partitions)
         _write(rows, mode, out)
         written = spark.read.parquet(out)
         per = {r["media_id"]: int(r["count"]) for r in written.groupBy("media_id").count().collect()}
@@ -234,7 +283,7 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
             "resumed_parts": [], "scored_at": str(when), "started_at": started.isoformat(),
             "finished_at": pd.Timestamp.now(tz="UTC").isoformat(), "seconds": round(time.perf_counter() - t0, 3),
             "spark": {"version": spark.version, "master": spark.sparkContext.master,
-                      "partitions": frame.rdd.getNumPartitions()}}
+                      "partitions": rows.rdd.getNumPartitions(), "chunks": len(plan.chunks)}}
         _write_json(spark, out, "_manifest.json", manifest)
         return manifest
     finally:

@@ -1,8 +1,14 @@
 """The executor side of Spark batch scoring: each Python worker loads the shipped bundle once and scores.
 
 Imported by the functions :mod:`recsys.batch.spark` hands to ``mapInPandas``; the model a worker holds lives
-here, so it outlives one task (PySpark reuses its Python workers). The driver side registers the bundle
-(:func:`ship_bundle`); pyspark is imported only inside the functions.
+here, so it outlives one task (PySpark reuses its Python workers). Each input row is one chunk of the job's
+plan (``media_id``, ``chunk``, ``user_ids``), scored by one :func:`~recsys.batch.rows.score_chunk` call, so a
+worker scores exactly the chunks the local job scores, users in the same order. The driver side registers the
+bundle (:func:`ship_bundle`); pyspark is imported only inside the functions.
+
+When the driver's environment names a folder in :data:`REPORT_ENV`, every worker writes one small JSON file
+there per model load and per chunk scored (its pid, the task's partition, the chunk's users): how a test sees
+what the workers did. Unset (the default), nothing is written.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import hashlib
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +25,14 @@ from typing import Any
 
 import pandas as pd
 
+from recsys.batch.parts import write_json
 from recsys.batch.rows import ModelInfo, nest, score_chunk
-from recsys.errors import ArtifactError
+from recsys.errors import ArtifactError, DataValidationError
 
-__all__ = ["ShippedBundle", "ship_bundle", "worker_model", "score_frames", "manifest_sha256"]
+__all__ = ["ShippedBundle", "ship_bundle", "worker_model", "score_chunks", "manifest_sha256", "REPORT_ENV",
+           "report_dir"]
+
+REPORT_ENV = "RECSYS_SPARK_WORKER_REPORT"  # a folder for the workers' load / chunk reports (tests set it)
 
 
 @dataclass(frozen=True)
@@ -78,8 +89,26 @@ def _stage_root() -> Path:
     return Path(SparkFiles.getRootDirectory()) / "_recsys_stage"
 
 
-def worker_model(bundle: ShippedBundle) -> Any:
-    """The bundle's Recommender in this Python worker: loaded (and verified) on first use, then kept."""
+def report_dir() -> str | None:
+    """The folder :data:`REPORT_ENV` names in this (driver) process, absolute; None when unset."""
+    folder = os.environ.get(REPORT_ENV)
+    return str(Path(folder).resolve()) if folder else None
+
+
+def _report(folder: str | None, event: str, **fields: Any) -> None:
+    """One report file ``{event}-{pid}-{hex}.json`` in ``folder`` (written atomically); nothing when None."""
+    if folder is None:
+        return
+    from pyspark import TaskContext
+
+    task = TaskContext.get()
+    data = {"event": event, "pid": os.getpid(), "partition": task.partitionId() if task else None, **fields}
+    write_json(Path(folder) / f"{event}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json", data)
+
+
+def worker_model(bundle: ShippedBundle, report: str | None = None) -> Any:
+    """The bundle's Recommender in this Python worker: loaded (and verified) on first use, then kept
+    (``report``: a folder that gets one ``load`` report per load)."""
     from recsys.loading import load
 
     if bundle.shipped:
@@ -100,23 +129,24 @@ def worker_model(bundle: ShippedBundle) -> Any:
             rec = load(path)  # verifies every file's size and sha256 here, on the executor
             _LOADED.clear()   # one model per worker: a new job's model replaces the last one
             _LOADED[key] = rec
+            _report(report, "load", bundle=path)
     return rec
 
 
-def score_frames(batches: Iterator[pd.DataFrame], bundle: ShippedBundle, info: ModelInfo, *, k: int,
-                  media_id: str | None, nested: bool, chunk_size: int, scored_at: pd.Timestamp,
-                  columns: list[str]) -> Iterator[pd.DataFrame]:
-    """One partition: its users, partner by partner in input order, scored ``chunk_size`` at a time."""
+def score_chunks(batches: Iterator[pd.DataFrame], bundle: ShippedBundle, info: ModelInfo, *, k: int,
+                 nested: bool, scored_at: pd.Timestamp, columns: list[str], report: str | None = None
+                 ) -> Iterator[pd.DataFrame]:
+    """One partition: each row one chunk (``media_id``, ``user_ids``, ``rows``: the input rows it came from),
+    scored as one :func:`~recsys.batch.rows.score_chunk` call on its users in their order."""
     rec = None
     for batch in batches:
-        if batch.empty:
-            continue
-        rec = worker_model(bundle) if rec is None else rec
-        media = batch["media_id"] if "media_id" in batch.columns else pd.Series(media_id, index=batch.index)
-        for partner, users in batch["user_id"].groupby(media.fillna("\0"), sort=False):
-            partner = None if partner == "\0" else partner
-            ids = users.tolist()
-            for start in range(0, len(ids), chunk_size):
-                rows = score_chunk(rec, ids[start:start + chunk_size], k=k, media_id=partner, model=info,
-                                   scored_at=scored_at)
-                yield (nest(rows) if nested else rows)[columns]
+        for media, ids, rows in zip(batch["media_id"], batch["user_ids"], batch["rows"], strict=True):
+            users = list(ids.tolist() if hasattr(ids, "tolist") else ids)
+            partner = media if isinstance(media, str) else None  # a null partner arrives as None or NaN
+            if len(users) != rows:
+                raise DataValidationError(f"{rows - len(users)} rows of the users DataFrame have no user_id "
+                                          f"(partner {partner!r}): drop or fill them")
+            rec = worker_model(bundle, report) if rec is None else rec
+            _report(report, "chunk", media_id=partner, users=users)
+            frame = score_chunk(rec, users, k=k, media_id=partner, model=info, scored_at=scored_at)
+            yield (nest(frame) if nested else frame)[columns]
