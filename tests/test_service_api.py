@@ -212,3 +212,22 @@ def test_serve_refuses_open_non_local_host(monkeypatch: pytest.MonkeyPatch) -> N
     assert result.exit_code == 2 and "without API keys" in result.output
     result = CliRunner().invoke(app, ["serve", "--model", "no/such/bundle"])
     assert result.exit_code == 2 and "no readable bundle manifest" in result.output
+
+
+def test_serving_entry_reads_the_environment_and_needs_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    for name in ("RECSYS_ADMIN_KEY", "RECSYS_PARTNER_KEYS", "RECSYS_SERVE_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RECSYS_SERVE_MODEL", str(V1))
+    monkeypatch.setenv("RECSYS_SERVE_POLL_SECONDS", "0")
+    monkeypatch.delitem(sys.modules, "serving.app", raising=False)
+    with pytest.raises(ConfigError, match="needs API keys"):
+        importlib.import_module("serving.app")
+    monkeypatch.setenv("RECSYS_ADMIN_KEY", ADMIN)
+    monkeypatch.delitem(sys.modules, "serving.app", raising=False)
+    entry = importlib.import_module("serving.app")
+    with TestClient(entry.app) as c:
+        assert c.post("/v1/recommend", json={"user_id": 18, "media_id": "guide-0"}).status_code == 401
+        assert c.post("/v1/recommend", json={"user_id": 18, "media_id": "guide-0"}, headers=auth(ADMIN)).status_code == 200

@@ -184,7 +184,7 @@ class ModelHolder:
             rec = self._load(uri)
             if self._warm:
                 _warm(rec)
-            version = self._loaded_version(rec, version)
+            version = self._loaded_version(rec, uri, version)
             with self._lock:
                 if self._on_load is not None:
                     self._on_load(rec)
@@ -204,11 +204,13 @@ class ModelHolder:
         return self._record("swapped", source, version, None, started, previous=None if old is None else old.version)
 
     @staticmethod
-    def _loaded_version(rec: Any, resolved: str) -> str:
+    def _loaded_version(rec: Any, uri: str, resolved: str) -> str:
+        """A registry version stays its number; anything else is named by the manifest actually loaded (a bundle
+        directory replaced between resolving and loading is reported as what was loaded)."""
+        if uri.startswith("models:/") and resolved != "latest":
+            return resolved
         manifest = getattr(rec, "bundle_manifest_", None)
-        if resolved in ("latest", "run") or not resolved:
-            return bundle_version(manifest) if isinstance(manifest, dict) else resolved
-        return resolved
+        return bundle_version(manifest) if isinstance(manifest, dict) else resolved
 
     def _record(self, result: str, source: str, version: str | None, error: str | None, started: float,
                 previous: str | None = None) -> dict[str, Any]:

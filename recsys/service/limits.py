@@ -5,7 +5,7 @@ both gets ``503`` with ``Retry-After`` at once (never a pile-up). A request that
 ``deadline_s`` seconds after it arrived (queue time included) gets ``504``; its work, if already running in
 a thread, finishes in the background and keeps its slot until then, so the bound stays true. The probe and
 metrics paths (``/healthz``, ``/readyz``, ``/metrics``) bypass the limits so that an overloaded service still
-answers its probes.
+answers its probes, and so does ``/v1/admin/reload`` (admin only; it waits for the reload thread).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any
 
 __all__ = ["LimitsMiddleware", "EXEMPT_PATHS"]
 
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# probes and metrics must answer under overload; an admin reload only waits for the reload thread (a large model
+# may take longer than the deadline to load) and is shared by concurrent callers
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/v1/admin/reload"})
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
