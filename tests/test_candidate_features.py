@@ -88,6 +88,21 @@ def test_compiled_forest_equals_the_fitted_gbdt_and_predict_arrays_equals_predic
     np.testing.assert_allclose(pctcvr, ref["pctcvr"], rtol=0, atol=1e-12)
 
 
+def test_the_compiled_walk_reads_any_layout_across_many_row_tiles():
+    """The walk goes through rows in cache-sized tiles and reads a column-major matrix in place: every layout the
+    serving path can hand it gives scikit-learn's own leaves (5,003 rows: dozens of tiles and a ragged last one)."""
+    ranker = fitted()._state.ranker
+    n = len(ranker.columns_)
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(5003, n)) * rng.choice([0.01, 1.0, 10.0], n)
+    X[rng.random(X.shape) < 0.05] = np.nan
+    compiled = CompiledForest([ranker.ctr_, ranker.cvr_], n, engine="compiled")
+    expected = CompiledForest([ranker.ctr_, ranker.cvr_], n, engine="sklearn")._native_leaves(X)
+    wide = np.asfortranarray(np.hstack([X, X[:, :3]]))  # the serving matrix: Fortran order, extra reason columns
+    for layout in (X, np.asfortranarray(X), wide[:, :n], X.astype(np.float32).astype(np.float64)[::-1][::-1]):
+        np.testing.assert_array_equal(compiled._compiled_leaves(layout), expected)  # exact: the same leaf values
+
+
 def test_the_compiled_walk_is_built_and_chosen_by_default():
     assert forest_module._compiled_walk() is not None, (
         "recsys/models/rankers/_walk.c was not built: reinstall with a C compiler (`make install`)")
@@ -101,7 +116,7 @@ def test_compiled_forest_refuses_bad_input_clearly(monkeypatch):
     with pytest.raises(ValueError, match=r"feature 1, outside the 1 columns"):
         CompiledForest([_tree(0.3, True)], 1)
     with pytest.raises(ValueError, match=r"out holds 8 bytes, expected 16"):  # the C side checks buffer sizes
-        forest._native(np.zeros((2, 2)), 2, 2, *forest._flat, np.zeros(1))
+        forest._native(np.zeros((2, 2)), 2, 2, False, *forest._flat, np.zeros(1))
     monkeypatch.setattr(forest_module, "_compiled_walk", lambda: None)
     with pytest.raises(ValueError, match=r"was not built at install"):
         CompiledForest([_tree(0.3, True)], 2, engine="compiled")

@@ -130,12 +130,16 @@ class CompiledForest:
         return out
 
     def _compiled_leaves(self, X: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float64)
+        X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X has shape {X.shape}; the forest was compiled for {self.n_features} columns")
+        # a float64 matrix stored column by column (the serving matrix) is walked as it is: its transpose is a
+        # C-ordered buffer, no copy; anything else is copied to C order once
+        column_major = X.dtype == np.float64 and X.flags.f_contiguous and not X.flags.c_contiguous
+        buf = X.T if column_major else np.ascontiguousarray(X, dtype=np.float64)
         out = np.empty((len(X), len(self.roots)))
         if len(self.roots) and len(X):
-            self._native(X, len(X), self.n_features, *self._flat, out)
+            self._native(buf, len(X), self.n_features, column_major, *self._flat, out)
         return out
 
     def _native_leaves(self, X: np.ndarray) -> np.ndarray:
