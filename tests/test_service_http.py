@@ -158,3 +158,10 @@ def test_sigterm_under_load_drops_nothing(work: Path) -> None:
     assert results == [200] * n, results
     assert code in GRACEFUL
     assert "Application shutdown complete" in srv.output()  # the lifespan's shutdown ran (the poller stopped)
+
+
+def test_a_model_that_cannot_load_stops_the_start(work: Path) -> None:
+    with pytest.raises(RuntimeError) as info:
+        Server(["--model", str(work / "bad"), "--poll-seconds", "0"], work)
+    out = str(info.value)
+    assert "exited with 3" in out and "cannot serve" in out and "Traceback" not in out

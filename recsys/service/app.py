@@ -8,7 +8,6 @@ and stops the poller on shutdown, after uvicorn has finished the requests in fli
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -18,7 +17,7 @@ from recsys.service.holder import ModelHolder
 from recsys.service.keys import KeyStore, keys_from_env, load_keys
 from recsys.service.settings import ServiceSettings
 
-__all__ = ["create_app", "create_app_from_env"]
+__all__ = ["create_app", "create_app_from_env", "ServiceApp"]
 
 log = logging.getLogger("recsys.service")
 def _keys(settings: ServiceSettings) -> KeyStore | None:
@@ -38,9 +37,8 @@ def _journal(settings: ServiceSettings) -> Any:
 
 
 def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellipsis] = ...):
-    """The service's FastAPI app (not started: uvicorn runs it). ``keys``: a :class:`KeyStore`, None for no keys,
-    or (default) read from ``settings.keys`` / the environment. The model loads in the app's lifespan."""
-    import anyio
+    """The service as an ASGI app (:class:`ServiceApp`; not started: uvicorn runs it). ``keys``: a :class:`KeyStore`,
+    None for no keys, or (default) read from ``settings.keys`` / the environment. The model loads in the lifespan."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -63,13 +61,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     ctx = ServiceContext(settings=settings, keys=_keys(settings) if keys is ... else keys, holder=holder,
                          metrics=metrics, journal=journal)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await anyio.to_thread.run_sync(holder.start)
-        yield
-        await anyio.to_thread.run_sync(holder.stop)  # uvicorn has finished the requests in flight by now
-
-    app = FastAPI(title="recsys", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="recsys", version=__version__,
                   description="Guess-you-like feeds for media partners. Send 'Authorization: Bearer KEY'.")
     app.state.ctx = ctx
     app.include_router(router)
@@ -93,9 +85,37 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     limits = LimitsMiddleware(app, max_concurrency=settings.max_concurrency, max_queue=settings.max_queue,
                               deadline_s=settings.deadline_s, on_reject=lambda r: metrics.rejected.labels(r).inc())
     ctx.limits = limits
-    outer = MetricsMiddleware(limits, metrics, gauges=lambda: (limits.depth(), limits.running()))
-    outer.state, outer.fastapi = ctx, app  # for tests and for serving/app.py: the FastAPI app behind the layers
-    return outer
+    return ServiceApp(MetricsMiddleware(limits, metrics, gauges=lambda: (limits.depth(), limits.running())), ctx,
+                      app)
+
+
+class ServiceApp:
+    """The ASGI app uvicorn runs: HTTP through metrics -> limits -> FastAPI (``fastapi``); the lifespan handled
+    here: startup loads the model (a RecsysError fails the start with its message alone, no traceback), shutdown
+    (after uvicorn has finished the requests in flight) stops the poller and the reload thread."""
+
+    def __init__(self, http: Any, ctx: ServiceContext, fastapi: Any) -> None:
+        self.http, self.ctx, self.fastapi = http, ctx, fastapi
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.http(scope, receive, send)
+            return
+        import anyio
+
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await anyio.to_thread.run_sync(self.ctx.holder.start)
+                except RecsysError as e:  # uvicorn logs the message and exits
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await anyio.to_thread.run_sync(self.ctx.holder.stop)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
 
 def _count_reload(metrics: Any, holder: ModelHolder, result: dict) -> None:
