@@ -172,3 +172,68 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(fixture_rec: recsys.Re
     assert not list(out.glob(".*.tmp-*"))
     pd.testing.assert_frame_equal(_read(out), _read(tmp_path / "whole"))
     assert resumed["rows"] == whole["rows"] and resumed["partners"] == whole["partners"]
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as f:  # a zombie has exited: it only waits to be reaped
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_worker_processes_write_the_same_rows_and_load_the_model_once_each(
+        fixture_rec: recsys.Recommender, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "loads.txt"
+    monkeypatch.setenv("RECSYS_BATCH_LOAD_LOG", str(log))
+    one = score(BUNDLE, tmp_path / "one", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=1)
+    two = score(BUNDLE, tmp_path / "two", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=2)
+    assert two["parts"] == one["parts"] >= 4 and two["rows"] == one["rows"]
+    pd.testing.assert_frame_equal(_read(tmp_path / "two"), _read(tmp_path / "one"))
+    pids = log.read_text().split()
+    assert len(pids) == len(set(pids)) == 2  # two workers, each loaded the bundle once for all of its parts
+    # an in-memory model (no bundle on disk) goes to the workers through a temporary save, removed after
+    mem = score(fixture_rec, tmp_path / "mem", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=2)
+    assert mem["rows"] == one["rows"] and mem["model"]["name"] == "<in-memory Recommender>"
+    pd.testing.assert_frame_equal(_read(tmp_path / "mem")[FEED_COLUMNS], _read(tmp_path / "one")[FEED_COLUMNS])
+    with pytest.raises(ConfigError, match="workers must be a whole number"):
+        score(BUNDLE, tmp_path / "bad", workers=0)
+
+
+def test_sigkill_of_a_job_with_workers_stops_them_and_resumes_exactly(tmp_path: Path) -> None:
+    out, chunk, k = tmp_path / "killed", 1, 4
+    log = tmp_path / "loads.txt"
+    env = {**os.environ, "RECSYS_TEST_PART_SLEEP_S": "0.5", "CI": "true", "RECSYS_BATCH_LOAD_LOG": str(log)}
+    proc = subprocess.Popen([sys.executable, "-m", "tests.batch_worker", str(BUNDLE), str(out), str(chunk), str(k),
+                             WHEN, "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip().startswith("part ")
+        workers = _children(proc.pid)  # the two workers (and multiprocessing's resource tracker)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert len(workers) >= 2 and set(map(int, log.read_text().split())) <= set(workers)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)  # the workers died with their parent: nothing writes behind a rerun
+    published = sorted(p.name for p in out.glob("part-*.parquet"))
+    resumed = score(BUNDLE, out, k=k, chunk_size=chunk, scored_at=WHEN, progress=False, workers=2)
+    whole = score(BUNDLE, tmp_path / "whole", k=k, chunk_size=chunk, scored_at=WHEN, progress=False, workers=1)
+    assert 1 <= len(published) < whole["parts"] and resumed["resumed_parts"] == [int(n[5:10]) for n in published]
+    assert not list(out.glob(".*.tmp-*"))
+    pd.testing.assert_frame_equal(_read(out), _read(tmp_path / "whole"))

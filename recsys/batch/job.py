@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from recsys.batch import parts as files
-from recsys.batch.rows import ModelInfo, model_info, nest, run_time, score_chunk
+from recsys.batch.rows import ModelInfo, manifest_digest, model_info, nest, run_time, score_chunk
+from recsys.batch.workers import run_parallel, usable_cores
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.request_checks import check_k
 from recsys.ids import coerce_id, id_kind
+from recsys.loading import MLFLOW_SCHEMES
 from recsys.progress import show_progress
 from recsys.recommender import Recommender
 from recsys.version import __version__
@@ -34,6 +38,7 @@ from recsys.version import __version__
 __all__ = ["score", "Plan", "plan_job"]
 
 FORMAT = 1
+AUTO_WORKERS_MIN_USERS = 10_000  # workers=None: one process per core from this many users left to score
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ def plan_job(rec: Recommender, *, media_id: str | None, users: Sequence | str | 
 
 def _model_fingerprint(rec: Recommender, uri: str, info: ModelInfo) -> dict:
     manifest = getattr(rec, "bundle_manifest_", None)
-    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest() if manifest else None
+    digest = manifest_digest(manifest) if manifest else None
     return {"uri": uri, "manifest_sha256": digest, "training_data_hash": getattr(rec, "training_data_hash_", None),
             "name": info.name, "version": info.version}
 
@@ -144,7 +149,7 @@ def _prepare(out: Path, job: dict, scored_at: Any, restart: bool) -> pd.Timestam
 def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | None = None,
           users: Sequence | str | Path | None = None, k: int = 20, nested: bool = False, chunk_size: int = 2048,
           restart: bool = False, progress: bool | None = None, scored_at: Any = None,
-          on_part: Callable[[int], None] | None = None) -> dict:
+          on_part: Callable[[int], None] | None = None, workers: int | None = None) -> dict:
     """Score every user's feed into Parquet parts under ``out``; the manifest (also ``out/_manifest.json``).
 
     ``model``: a bundle path, a ``models:/`` URI (:func:`recsys.load`) or a loaded Recommender. ``media_id``:
@@ -153,9 +158,14 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     per user, the feed a list of structs. ``scored_at``: the run's time written in every row (default: now, kept
     by a resumed run). ``on_part(i)`` is called after part ``i`` is published. Resumes an interrupted run with the
     same arguments; refuses other arguments in the same ``out`` (ConfigError) unless ``restart``.
+    ``workers``: processes scoring parts side by side (:mod:`.workers`; default: one per usable core when at
+    least ``AUTO_WORKERS_MIN_USERS`` users are left, else 1; never more than the parts left; 1: in this
+    process). Each worker holds the model, so memory grows with them; the rows do not change.
     """
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
+        raise ConfigError(f"workers must be a whole number >= 1 (or None: one per core), got {workers!r}")
     if isinstance(model, Recommender):
         rec, uri = model, "<in-memory Recommender>"
     else:
@@ -174,35 +184,64 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     root.mkdir(parents=True, exist_ok=True)
     with files.job_lock(root):
         when = _prepare(root, job, scored_at, restart)
-        counts, resumed = _run_parts(rec, root, plan, info, when, schema, k=int(k), nested=bool(nested),
-                                     progress=progress, on_part=on_part)
+        settings = {"k": int(k), "nested": bool(nested), "info": info, "when": when, "schema": schema,
+                    "manifest_sha256": fingerprint["model"]["manifest_sha256"]}
+        source = None if isinstance(model, Recommender) or str(model).startswith(MLFLOW_SCHEMES) else model
+        counts, resumed = _run_parts(rec, source, root, plan, settings, workers=workers, progress=progress,
+                                     on_part=on_part)
         manifest = _manifest(job, info, plan, counts, resumed, started, when, time.perf_counter() - t0)
         files.write_json(root / files.MANIFEST_FILE, manifest)
         files.write_json(root / files.SUCCESS_FILE, {"parts": len(plan.chunks)})
     return manifest
 
 
-def _run_parts(rec: Recommender, out: Path, plan: Plan, info: ModelInfo, when: pd.Timestamp, schema: Any, *,
-               k: int, nested: bool, progress: bool | None, on_part: Callable[[int], None] | None
-               ) -> tuple[list[int], list[int]]:
-    """Write every part not yet published; the row count of each part and the indices of the parts skipped."""
+def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: dict, *, workers: int | None,
+               progress: bool | None, on_part: Callable[[int], None] | None) -> tuple[list[int], list[int]]:
+    """Write every part not yet published (in this process or in worker processes); the row count of each part
+    and the indices of the parts skipped. ``source``: the bundle directory workers load (None: the model is not
+    a bundle on disk, and is saved to a temporary one when workers are used)."""
     from tqdm.auto import tqdm
 
-    counts, resumed = [], []
-    bar = tqdm(plan.chunks, desc="score", unit="part", disable=not show_progress(progress))
-    for i, (media, start, stop) in enumerate(bar):
-        path = files.part_path(out, i)
-        rows = files.part_rows(path)
-        if rows is not None:
-            counts.append(rows)
-            resumed.append(i)
-            continue
-        frame = score_chunk(rec, plan.users[media][start:stop], k=k, media_id=media, model=info, scored_at=when)
-        counts.append(files.write_part(nest(frame) if nested else frame, path, schema))
+    counts: list[int | None] = [files.part_rows(files.part_path(out, i)) for i in range(len(plan.chunks))]
+    resumed = [i for i, rows in enumerate(counts) if rows is not None]
+    todo = [(i, media, plan.users[media][start:stop]) for i, (media, start, stop) in enumerate(plan.chunks)
+            if counts[i] is None]
+    n_users = sum(len(users) for _, _, users in todo)
+    auto = usable_cores() if n_users >= AUTO_WORKERS_MIN_USERS else 1  # starting a worker costs a model load
+    n_workers = min(workers or auto, len(todo))
+    bar = tqdm(total=len(plan.chunks), initial=len(resumed), desc="score", unit="part",
+               disable=not show_progress(progress))
+
+    def done(i: int, rows: int) -> None:
+        counts[i] = rows
+        bar.update()
         if on_part is not None:
             on_part(i)
-    bar.close()
-    return counts, resumed
+
+    with bar:
+        if n_workers <= 1:
+            s = settings
+            for i, media, users in todo:
+                frame = score_chunk(rec, users, k=s["k"], media_id=media, model=s["info"], scored_at=s["when"])
+                done(i, files.write_part(nest(frame) if s["nested"] else frame, files.part_path(out, i), s["schema"]))
+        else:
+            with _bundle_dir(rec, source) as bundle:
+                if source is None:  # a fresh save: the workers must find that save's manifest
+                    manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
+                    settings = {**settings, "manifest_sha256": manifest_digest(manifest)}
+                run_parallel(bundle, out, todo, workers=n_workers, settings=settings, on_done=done)
+    return [int(c) for c in counts], resumed
+
+
+@contextmanager
+def _bundle_dir(rec: Recommender, source: Any) -> Iterator[Path]:
+    """A bundle directory holding ``rec`` for worker processes: ``source`` itself, else a temporary save."""
+    if source is not None:
+        path = Path(str(source)[len("file://"):] if str(source).startswith("file://") else source)
+        yield path.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="recsys-score-") as tmp:
+        yield rec.save(Path(tmp) / "bundle")
 
 
 def _manifest(job: dict, info: ModelInfo, plan: Plan, counts: list[int], resumed: list[int],

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["run_time", "ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
+__all__ = ["manifest_digest", "run_time", "ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
 
 # user_id and item_id keep the kind of the model's ids (int64 or string); everything else is fixed
 ROW_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "fallback",
@@ -60,6 +60,14 @@ def _alias_version(name: str, ref: str) -> str:
 
         raise ArtifactError(f"models:/{name}@{ref}: cannot read which version the alias points at ({e.message}); "
                             "check MLFLOW_TRACKING_URI") from None
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of a bundle's manifest as loaded: which bundle a job planned with, checked where it is loaded again."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
 def run_time(value: Any = None) -> pd.Timestamp:

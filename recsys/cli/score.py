@@ -25,6 +25,8 @@ def score(
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Users per part.")] = 2048,
     restart: Annotated[bool, typer.Option("--restart", help="Remove the parts of another job in --out first.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local | spark")] = "local",
+    workers: Annotated[int | None, typer.Option("--workers", help="Local engine: processes scoring side by side "
+                                                                 "(default: one per core for 10,000+ users).")] = None,
 ) -> None:
     """Score every user's feed into --out (part-*.parquet, _manifest.json, _SUCCESS); rerun to resume after a kill."""
     from recsys.errors import ConfigError, RecsysError
@@ -34,11 +36,13 @@ def score(
             raise ConfigError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
         kwargs = dict(media_id=media_id, users=users, k=k, nested=nested, chunk_size=chunk_size, restart=restart)
         if engine == "spark":
+            if workers is not None:
+                raise ConfigError("--workers is for --engine local; Spark's parallelism is its master's (local[N])")
             manifest = _spark()(model, out, **kwargs)
         else:
             from recsys.batch.job import score as run
 
-            manifest = run(model, out, **kwargs)
+            manifest = run(model, out, workers=workers, **kwargs)
     except RecsysError as e:
         typer.echo(f"error: {e}".encode("utf-8", "backslashreplace").decode("utf-8"), err=True)
         raise typer.Exit(code=2) from None

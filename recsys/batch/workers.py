@@ -1,0 +1,127 @@
+"""Worker processes for the local batch job: one per core, each loading the bundle once and publishing parts.
+
+A batch job's cost is per user and per candidate (retrieve, rank, rules), and one Python process uses one
+core. :func:`run_parallel` starts ``workers`` processes (``spawn``: no inherited threads or locks), each
+loads and verifies the bundle once, limits its own math libraries to its share of the cores, and scores the
+parts it is handed, publishing each atomically exactly as the in-process job does (:mod:`.parts`). The
+parent hands out parts one at a time (a fast worker takes more), counts rows and calls ``on_part`` as parts
+land. A worker whose parent dies (even by SIGKILL) exits within a second, so a rerun never races with it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["usable_cores", "run_parallel"]
+
+_worker: dict[str, Any] = {}  # this worker process's model and settings (set once by _init)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Die with the parent: Linux's parent-death signal where it exists, and a watcher thread everywhere."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="recsys-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the watcher started
+        os._exit(1)
+
+
+def _init(parent: int, bundle: str, threads: int, settings: dict) -> None:
+    _exit_with_parent(parent)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)  # BLAS and OpenMP pools of this process: its share of the cores
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    except (ImportError, AttributeError):  # pragma: no cover - faiss is a core dependency
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    _worker.update(settings, bundle=bundle)
+
+
+def _model() -> Any:
+    """This worker's Recommender, loaded and verified on its first part (an error here reaches the parent as the
+    part's error, with its message) and checked to be the very bundle the parent planned with."""
+    rec = _worker.get("rec")
+    if rec is None:
+        from recsys.batch.rows import manifest_digest
+        from recsys.errors import ArtifactError
+        from recsys.loading import load_bundle
+
+        rec = load_bundle(_worker["bundle"])
+        if manifest_digest(rec.bundle_manifest_) != _worker["manifest_sha256"]:
+            raise ArtifactError(f"{_worker['bundle']} changed after the job started (its manifest is not the one the "
+                                "job planned with); rerun the job")
+        _worker["rec"] = rec
+        hook = os.environ.get("RECSYS_BATCH_LOAD_LOG")  # tests: one line per model load, to count loads per worker
+        if hook:
+            with open(hook, "a", encoding="utf-8") as f:
+                f.write(f"{os.getpid()}\n")
+    return rec
+
+
+def _score_part(i: int, media: str | None, users: list) -> tuple[int, int]:
+    from recsys.batch import parts as files
+    from recsys.batch.rows import nest, score_chunk
+
+    w = _worker
+    frame = score_chunk(_model(), users, k=w["k"], media_id=media, model=w["info"], scored_at=w["when"])
+    return i, files.write_part(nest(frame) if w["nested"] else frame, files.part_path(Path(w["out"]), i), w["schema"])
+
+
+def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | None, list]], *, workers: int,
+                 settings: dict, on_done: Callable[[int, int], None]) -> None:
+    """Score the parts ``todo`` (part index, partner, its users) in ``workers`` processes loading ``bundle``.
+
+    ``settings`` (k, nested, info, when, schema, manifest_sha256) are the job's, the same for every part; ``on_done(i, rows)``
+    runs in this process as each part is published. The first failing part stops the job and raises its error
+    (published parts stay: a rerun resumes after them).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    threads = max(1, usable_cores() // workers)
+    args = (os.getpid(), str(bundle), threads, {**settings, "out": str(out)})
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init,
+                             initargs=args) as pool:
+        pending = {pool.submit(_score_part, i, media, users) for i, media, users in todo}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    on_done(*fut.result())  # re-raises a worker's error here
+        except BaseException:
+            for fut in pending:
+                fut.cancel()
+            raise
