@@ -46,10 +46,10 @@ def spark(spark_session):
     return spark_session[0]
 
 
-def _local_rows(tmp_path: Path, **kwargs) -> pd.DataFrame:
+def _local_rows(tmp_path: Path, bundle: Path = BUNDLE, **kwargs) -> pd.DataFrame:
     from recsys.batch.job import score
 
-    score(BUNDLE, tmp_path / "local", scored_at=SCORED_AT, progress=False, **kwargs)
+    score(bundle, tmp_path / "local", scored_at=SCORED_AT, progress=False, **kwargs)
     return pd.read_parquet(tmp_path / "local")
 
 
@@ -157,3 +157,59 @@ def test_the_spark_extra_pins_a_pandas_that_pyspark_supports():
         "optional-dependencies"]["spark"]
     pins = [Requirement(r).specifier for r in extra if Requirement(r).name == "pandas"]
     assert pins and not any(s.contains("3.0.0") for s in pins) and all(s.contains("2.3.3") for s in pins)
+
+
+def _reports(folder: Path, event: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob(f"{event}-*.json"))]
+
+
+def test_spark_scores_the_local_jobs_chunks_and_each_worker_loads_the_bundle_once(spark, tmp_path, monkeypatch):
+    """Through the workers' report hook: every chunk Spark scored is one chunk of the local job's plan (same
+    users, same order), each exactly once, and each Python worker loaded the bundle once for all its tasks."""
+    import recsys
+    from recsys.batch.job import plan_job
+    from recsys.batch.spark import score_spark_job
+    from recsys.batch.spark_worker import REPORT_ENV
+
+    bundle = shutil.copytree(BUNDLE, tmp_path / "fresh-bundle")  # a path no worker holds yet: each must load it
+    monkeypatch.setenv(REPORT_ENV, str(tmp_path / "reports"))
+    manifest = score_spark_job(bundle, tmp_path / "spark", k=3, chunk_size=4, partitions=6, spark=spark,
+                               scored_at=SCORED_AT)
+    plan = plan_job(recsys.load(bundle), media_id=None, users=None, chunk_size=4)
+    want = sorted((m, plan.users[m][start:stop]) for m, start, stop in plan.chunks)
+    chunks, loads = _reports(tmp_path / "reports", "chunk"), _reports(tmp_path / "reports", "load")
+    assert sorted((c["media_id"], c["users"]) for c in chunks) == want and len(want) >= 12
+    assert manifest["spark"]["partitions"] == 6 and manifest["spark"]["chunks"] == len(want)
+    workers = {c["pid"] for c in chunks}
+    partitions = {c["partition"] for c in chunks}
+    assert sorted(r["pid"] for r in loads) == sorted(workers)        # each worker that scored loaded once
+    assert len(workers) <= 2 < len(partitions) == 6                  # local[2]: at most two workers, six tasks
+    assert all(Path(r["bundle"]).name == "fresh-bundle" for r in loads)
+    # the rows match the local job's too (exact: same code, bundle, users and chunks)
+    pd.testing.assert_frame_equal(_flat(pd.read_parquet(tmp_path / "spark"), False),
+                                  _flat(_local_rows(tmp_path, bundle, k=3, chunk_size=4), False), check_exact=True)
+
+
+def test_a_users_dataframe_is_planned_as_the_local_job_plans_a_list(spark, tmp_path):
+    """score_spark on a DataFrame in another order, with a duplicate and an unknown user, over 3 partitions:
+    the local job's rows over the same users (unique, sorted, chunked alike)."""
+    from recsys.batch.spark import _write, score_spark
+
+    users = [12, 39, 7, 39, 10_000_001, 5, 40, 3]
+    frame = spark.createDataFrame([(u,) for u in users], "user_id int").repartition(3)
+    rows = score_spark(spark, frame, BUNDLE, k=4, media_id="guide-0", chunk_size=3, scored_at=SCORED_AT,
+                       partitions=2)
+    _write(rows, "errorifexists", str(tmp_path / "spark"))
+    got = _flat(pd.read_parquet(tmp_path / "spark"), False)
+    want = _flat(_local_rows(tmp_path, media_id="guide-0", users=users, k=4, chunk_size=3), False)
+    assert got["user_id"].nunique() == len(set(users))
+    pd.testing.assert_frame_equal(got, want, check_exact=True)  # exact: the same chunks scored by the same code
+
+
+def test_a_users_dataframe_of_the_wrong_id_type_is_refused(spark):
+    from recsys.batch.spark import score_spark
+    from recsys.errors import ConfigError
+
+    frame = spark.createDataFrame([("39",)], "user_id string")
+    with pytest.raises(ConfigError, match="user_id is string; .* cast it"):
+        score_spark(spark, frame, BUNDLE, k=3, media_id="guide-0")

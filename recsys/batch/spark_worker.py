@@ -102,6 +102,7 @@ def _report(folder: str | None, event: str, **fields: Any) -> None:
     from pyspark import TaskContext
 
     task = TaskContext.get()
+    Path(folder).mkdir(parents=True, exist_ok=True)
     data = {"event": event, "pid": os.getpid(), "partition": task.partitionId() if task else None, **fields}
     write_json(Path(folder) / f"{event}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json", data)
 
