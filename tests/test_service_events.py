@@ -63,3 +63,20 @@ def test_events_need_a_journal(monkeypatch: pytest.MonkeyPatch) -> None:
     with TestClient(_app(V1, None)) as c:
         r = c.post("/v1/events", json={"events": EVENTS}, headers=auth(GUIDE0))
         assert r.status_code == 503 and "--journal" in r.json()["fix"]
+
+
+def test_workers_sharing_a_journal_catch_up_at_each_poll(tmp_path: Path) -> None:
+    """Two apps on one journal (what `recsys serve --workers 2` runs): events posted to one reach the other's model
+    at its next poll (a repeat is then nothing new there)."""
+    import time
+
+    journal = tmp_path / "events.sqlite"
+
+    def worker():
+        return create_app(ServiceSettings(model=str(V1), poll_seconds=0.2, warm=False, journal=str(journal)), keys=KEYS)
+
+    with TestClient(worker()) as a, TestClient(worker()) as b:
+        assert a.post("/v1/events", json={"events": EVENTS}, headers=auth(GUIDE0)).json()["accepted"] == 2
+        time.sleep(1.5)  # several polls of b (every 0.2 s); generous for a loaded 2-core machine
+        accepted = b.post("/v1/events", json={"events": [EVENTS[0]]}, headers=auth(GUIDE0)).json()["accepted"]
+        assert accepted == 0  # b already holds the event a journaled

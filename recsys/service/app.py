@@ -51,12 +51,21 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     metrics = ServiceMetrics()
     journal = _journal(settings)
 
+    seen = [0]  # the journal's sequence number this process has applied up to
+
     def on_load(rec: Any) -> None:  # every version serves what was journaled (a replay skips events it holds)
-        if journal is not None:
-            journal.replay_into(rec, since=0)
+        seen[0] = journal.last_seq()
+        journal.replay_into(rec, since=0)
+
+    def on_poll(rec: Any) -> None:  # events other workers journaled since (with --workers N)
+        last = journal.last_seq()
+        if last > seen[0]:
+            journal.replay_into(rec, since=seen[0])
+            seen[0] = last
 
     holder = ModelHolder(settings.model, poll_seconds=settings.poll_seconds, warm=settings.warm,
                          on_load=on_load if journal is not None else None,
+                         on_poll=on_poll if journal is not None else None,
                          on_result=lambda r: _count_reload(metrics, holder, r))
     ctx = ServiceContext(settings=settings, keys=_keys(settings) if keys is ... else keys, holder=holder,
                          metrics=metrics, journal=journal)

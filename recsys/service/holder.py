@@ -102,16 +102,18 @@ class ModelHolder:
     ``poll_seconds``: how often the poller re-resolves the source (0: only on :meth:`reload`); ``key``: the
     signing key bundles must carry (None: ``$RECSYS_BUNDLE_KEY`` if set); ``on_load``: applied to every newly
     loaded Recommender under the swap lock, before the update log (the event journal's replay); ``on_result``:
-    called with every reload's result dict (metrics)."""
+    called with every reload's result dict (metrics); ``on_poll``: applied to the serving Recommender under the
+    swap lock at every poll (other workers' journaled events)."""
 
     def __init__(self, source: str, *, poll_seconds: float = 30.0, key: str | bytes | None = None,
                  warm: bool = True, on_load: Callable[[Any], Any] | None = None,
                  loader: Callable[[str], Any] | None = None,
-                 on_result: Callable[[dict], Any] | None = None) -> None:
+                 on_result: Callable[[dict], Any] | None = None,
+                 on_poll: Callable[[Any], Any] | None = None) -> None:
         self.source = str(source)
         self.poll_seconds = float(poll_seconds)
         self._key, self._warm, self._on_load = key, warm, on_load
-        self._loader, self._on_result = loader, on_result
+        self._loader, self._on_result, self._on_poll = loader, on_result, on_poll
         self._served: Served | None = None
         self._lock = threading.Lock()        # update log + swap
         self._log: list[tuple[str, Callable[[Any], Any]]] = []
@@ -235,13 +237,20 @@ class ModelHolder:
                 _, version, _ = resolve_source(self.source)
             except RecsysError as e:
                 log.warning("polling %s failed: %s", self.source, e)
-                continue
+                version = None
             served = self._served
-            if served is not None and version != served.version and version not in self._refused:
+            if version is not None and served is not None and version != served.version \
+                    and version not in self._refused:
                 try:
                     self.reload().result()
                 except RuntimeError:  # the pool shut down while stopping
                     return
+            if self._on_poll is not None and self._served is not None:
+                try:
+                    with self._lock:
+                        self._on_poll(self._served.rec)
+                except Exception:  # the next poll tries again
+                    log.exception("the poll hook failed")
 
     # ----- updates through the service -----------------------------------------------------------
     def update(self, what: str, apply: Callable[[Any], Any], *, replay: bool = True,
