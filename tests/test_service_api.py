@@ -121,6 +121,7 @@ def test_probes_docs_metrics(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     status = client.get("/v1/model", headers=auth(GUIDE0)).json()
     assert status["ready"] and status["partners"] == ["guide-0"]  # a partner key sees only its own partner
+    assert "source" not in status and "refused_versions" not in status  # nor the server's paths
     text = client.get("/metrics").text
     assert 'recsys_requests_total{endpoint="/v1/recommend",partner="guide-0",status="200"}' in text
     assert f'recsys_model_info{{name="v1",version="{status["model_version"]}"}} 1.0' in text

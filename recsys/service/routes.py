@@ -169,11 +169,14 @@ def post_events(body: EventsRequest, who: Caller, request: Request) -> EventsRes
 
 @router.get("/v1/model", tags=["models"])
 def model_status(who: Caller, request: Request) -> dict:
-    """What is serving (version, source, when loaded), the last reload and refused versions with why."""
+    """What is serving: the version and when it loaded; the admin also sees the source, the last reload and the
+    refused versions with why (a partner key sees the version and its own partner only)."""
     ctx = _ctx(request)
     status = ctx.holder.status()
     if ctx.holder.ready:
         status["partners"] = ctx.holder.current().rec.partners() if who.is_admin else [who.partner]
+    if not who.is_admin:
+        status = {k: status.get(k) for k in ("ready", "model_version", "model_name", "loaded_at", "partners")}
     return status
 
 
