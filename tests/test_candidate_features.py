@@ -99,8 +99,13 @@ def test_the_compiled_walk_reads_any_layout_across_many_row_tiles():
     compiled = CompiledForest([ranker.ctr_, ranker.cvr_], n, engine="compiled")
     expected = CompiledForest([ranker.ctr_, ranker.cvr_], n, engine="sklearn")._native_leaves(X)
     wide = np.asfortranarray(np.hstack([X, X[:, :3]]))  # the serving matrix: Fortran order, extra reason columns
-    for layout in (X, np.asfortranarray(X), wide[:, :n], X.astype(np.float32).astype(np.float64)[::-1][::-1]):
+    for layout in (X, np.asfortranarray(X), wide[:, :n], X[::-1][::-1]):
         np.testing.assert_array_equal(compiled._compiled_leaves(layout), expected)  # exact: the same leaf values
+    # float32 (the serving matrix's type) is walked as the float64 it converts to exactly: the same leaves as that copy
+    x32 = X.astype(np.float32)
+    expected32 = CompiledForest([ranker.ctr_, ranker.cvr_], n, engine="sklearn")._native_leaves(x32.astype(np.float64))
+    for layout in (x32, np.asfortranarray(x32), np.asfortranarray(np.hstack([x32, x32[:, :3]]))[:, :n]):
+        np.testing.assert_array_equal(compiled._compiled_leaves(layout), expected32)
 
 
 def test_the_compiled_walk_is_built_and_chosen_by_default():
@@ -116,7 +121,7 @@ def test_compiled_forest_refuses_bad_input_clearly(monkeypatch):
     with pytest.raises(ValueError, match=r"feature 1, outside the 1 columns"):
         CompiledForest([_tree(0.3, True)], 1)
     with pytest.raises(ValueError, match=r"out holds 8 bytes, expected 16"):  # the C side checks buffer sizes
-        forest._native(np.zeros((2, 2)), 2, 2, False, *forest._flat, np.zeros(1))
+        forest._native(np.zeros((2, 2)), 8, 2, 2, False, *forest._flat, np.zeros(1))
     monkeypatch.setattr(forest_module, "_compiled_walk", lambda: None)
     with pytest.raises(ValueError, match=r"was not built at install"):
         CompiledForest([_tree(0.3, True)], 2, engine="compiled")

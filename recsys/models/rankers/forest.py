@@ -133,13 +133,15 @@ class CompiledForest:
         X = np.asarray(X)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X has shape {X.shape}; the forest was compiled for {self.n_features} columns")
-        # a float64 matrix stored column by column (the serving matrix) is walked as it is: its transpose is a
-        # C-ordered buffer, no copy; anything else is copied to C order once
-        column_major = X.dtype == np.float64 and X.flags.f_contiguous and not X.flags.c_contiguous
-        buf = X.T if column_major else np.ascontiguousarray(X, dtype=np.float64)
+        # float32 or float64, stored row by row or column by column (the serving matrix: float32 columns), is
+        # walked as it is (a column-major array's transpose is a C-ordered buffer; a float32 value is read as the
+        # double it converts to exactly); anything else is copied to C-ordered float64 once
+        native = X.dtype in (np.float32, np.float64)
+        column_major = native and X.flags.f_contiguous and not X.flags.c_contiguous
+        buf = X.T if column_major else X if native and X.flags.c_contiguous else np.ascontiguousarray(X, np.float64)
         out = np.empty((len(X), len(self.roots)))
         if len(self.roots) and len(X):
-            self._native(buf, len(X), self.n_features, column_major, *self._flat, out)
+            self._native(buf, buf.itemsize, len(X), self.n_features, column_major, *self._flat, out)
         return out
 
     def _native_leaves(self, X: np.ndarray) -> np.ndarray:

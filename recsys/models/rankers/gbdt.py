@@ -151,11 +151,13 @@ class GBDTRanker(CalibratedRanker):
         return pctr, pctr * (1.0 / (1.0 + np.exp(-cvr)))
 
     def predict_arrays(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Calibrated ``(pctr, pcvr, pctcvr)`` for a matrix whose columns are ``columns_`` (float64, NaN = missing):
-        :meth:`predict_proba` without the DataFrames, for serving."""
+        """Calibrated ``(pctr, pcvr, pctcvr)`` for a matrix whose columns are ``columns_`` (float64 or float32 as
+        stored, in either memory order; NaN = missing): :meth:`predict_proba` without the DataFrames, for serving."""
         if not hasattr(self, "calibration_"):
             raise ConfigError("GBDTRanker.predict_arrays called before fit().")
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)
+        if X.dtype not in (np.float32, np.float64):
+            X = X.astype(np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.columns_):
             raise DataValidationError(f"X has shape {X.shape}; expected (rows, {len(self.columns_)}) with the "
                                       "columns in columns_ order")
