@@ -22,7 +22,6 @@ only here, when called.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from recsys.batch.parts import write_json
-from recsys.batch.rows import FEED_FIELDS, model_info, run_time
+from recsys.batch.rows import FEED_FIELDS, manifest_digest, model_info, run_time
 from recsys.batch.spark_worker import report_dir, score_chunks, ship_bundle
 from recsys.errors import ConfigError, MissingDependencyError
 from recsys.feed.request_checks import check_k
@@ -102,7 +101,7 @@ def _driver_model(spark, model: str | os.PathLike) -> tuple[Any, str, Path]:
         return rec, uri, path.resolve()
     from pyspark import SparkFiles
 
-    digest = hashlib.sha256(json.dumps(rec.bundle_manifest_, sort_keys=True).encode()).hexdigest()[:16]
+    digest = manifest_digest(rec.bundle_manifest_)[:16]
     dest = Path(SparkFiles.getRootDirectory()) / "_recsys_models" / f"mlflow-{digest}"
     if not (dest / "manifest.json").exists():
         rec.save(dest)
