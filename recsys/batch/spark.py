@@ -122,11 +122,17 @@ def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id
     (default: now, UTC). ``partitions``: how many Spark tasks share the chunks (default: as Spark plans).
     A bundle that fails its checksums on an executor fails the job with an ArtifactError.
     """
-    k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
+    k, chunk_size, partitions = _checked(k, chunk_size, partitions)
     rec, uri, bundle = _driver_model(spark, model)
     chunks = _plan_in_spark(users, _user_kind(rec), media_id=media_id, chunk_size=chunk_size)
     return _score(spark, chunks, rec, uri, bundle, k=k, nested=nested, scored_at=scored_at, ship=ship,
                   partitions=partitions)
+
+
+def _checked(k: Any, chunk_size: Any, partitions: Any) -> tuple[int, int, int | None]:
+    """``k``, ``chunk_size`` and ``partitions`` (None: Spark's choice) checked with the request path's rule."""
+    return (check_k(k), check_k(chunk_size, "chunk_size", None),
+            None if partitions is None else check_k(partitions, "partitions", None))
 
 
 def _user_kind(rec: Any) -> str:
@@ -151,7 +157,7 @@ def _score(spark, chunks, rec: Any, uri: str, bundle: Path, *, k: int, nested: b
                             report=report)
 
     if partitions is not None:  # consecutive chunks stay together; a chunk is one row, never split
-        chunks = chunks.repartitionByRange(check_k(partitions, "partitions", None), "media_id", "chunk")
+        chunks = chunks.repartitionByRange(partitions, "media_id", "chunk")
     return chunks.mapInPandas(run, schema)
 
 
@@ -260,7 +266,7 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     own = spark is None
     spark = local_session(master) if own else spark
     try:
-        k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)
+        k, chunk_size, partitions = _checked(k, chunk_size, partitions)
         from recsys.batch.job import plan_job
 
         rec, uri, bundle = _driver_model(spark, model)
