@@ -178,6 +178,7 @@ def _download_bundle(mlflow, uri: str, dst: Path) -> Path:
     mlmodel = _download_one(mlflow, repo, "MLmodel", dst)  # fetched by name: listing the folder would stat
     if mlmodel is None:                                     # (and download) whatever else lies there
         if _download_one(mlflow, repo, "manifest.json", dst / ".probe") is not None:  # the URI is the bundle itself
+            (dst / "bundle").mkdir(parents=True, exist_ok=True)  # MLflow downloads into a folder that exists
             return Path(repo.download_artifacts("", str(dst / "bundle")))
         raise ArtifactError(f"{uri} holds no MLmodel file: the URI does not point at a logged model")
     return Path(repo.download_artifacts(_bundle_rel(mlmodel), str(dst)))
