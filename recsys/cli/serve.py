@@ -34,12 +34,18 @@ def serve(
     graceful_timeout: Annotated[int | None, typer.Option("--graceful-timeout", help="On SIGTERM, seconds to wait for "
                                                                                     "requests in flight (default: "
                                                                                     "until they finish).")] = None,
+    drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0, help="On SIGTERM, seconds to go on "
+                                                 "accepting requests with /readyz at 503 before shutting down.")]
+    = 0.0,
 ) -> None:
     """Serve feeds over HTTP: /v1/recommend, /v1/similar, catalogue, events, /v1/model, /metrics, /docs."""
+    import dataclasses
+
     from recsys.errors import RecsysError
 
     try:
         settings = _settings(model, keys, poll_seconds, max_concurrency, max_queue, deadline, journal)
+        settings = dataclasses.replace(settings, drain_seconds=drain_seconds)
         _check_host(host, settings)
         from recsys.service.holder import resolve_source
 

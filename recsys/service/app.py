@@ -120,11 +120,41 @@ class ServiceApp:
                 except RecsysError as e:  # uvicorn logs the message and exits
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
+                _hook_sigterm(self.ctx)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await anyio.to_thread.run_sync(self.ctx.holder.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _hook_sigterm(ctx: ServiceContext) -> None:
+    """Chain a handler in front of uvicorn's SIGTERM handler (installed before the lifespan starts): it marks the
+    service as shutting down (``/readyz`` 503) and hands the signal on to uvicorn after ``drain_seconds`` (the
+    worker accepts requests meanwhile), or at once on a second SIGTERM. Signals can be hooked from the main
+    thread only; elsewhere (a test client) nothing is hooked."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+
+    def on_sigterm(sig: int, frame: Any) -> None:
+        first = not ctx.shutting_down.is_set()
+        ctx.shutting_down.set()
+        drain = ctx.settings.drain_seconds
+        if first and drain > 0:
+            log.info("SIGTERM: /readyz answers 503; still accepting requests for %.1f s, then shutting down", drain)
+            timer = threading.Timer(drain, previous, (sig, frame))  # uvicorn's handler only sets flags
+            timer.daemon = True
+            timer.start()
+        else:
+            previous(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _count_reload(metrics: Any, holder: ModelHolder, result: dict) -> None:

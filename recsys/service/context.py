@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,8 @@ class ServiceError(Exception):
 @dataclass
 class ServiceContext:
     """What the endpoints share: settings, keys (None: open, 127.0.0.1 only), the model holder, metrics,
-    the limits middleware (for its gauges) and the event journal (None: events refused)."""
+    the limits middleware (for its gauges), the event journal (None: events refused) and ``shutting_down``
+    (set once SIGTERM arrived: ``/readyz`` answers 503 from then on)."""
 
     settings: ServiceSettings
     keys: KeyStore | None
@@ -33,6 +35,7 @@ class ServiceContext:
     metrics: Any
     journal: Any = None
     limits: Any = field(default=None)
+    shutting_down: threading.Event = field(default_factory=threading.Event)
 
     def authenticate(self, authorization: str | None) -> Principal:
         """The principal of an ``Authorization`` header; 401 (missing or unknown key) as a ServiceError."""

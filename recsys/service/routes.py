@@ -201,8 +201,11 @@ def healthz() -> dict:
 
 @router.get("/readyz", tags=["probes"])
 def readyz(request: Request) -> Response:
-    """Ready: a model is loaded and warmed (503 before)."""
-    holder = _ctx(request).holder
+    """Ready: a model is loaded and warmed (503 before, and from the moment SIGTERM arrived)."""
+    ctx = _ctx(request)
+    holder = ctx.holder
+    if ctx.shutting_down.is_set():
+        return JSONResponse({"status": "shutting down"}, status_code=503)
     if not holder.ready:
         return JSONResponse({"status": "loading"}, status_code=503)
     return JSONResponse({"status": "ready", "model_version": holder.current().version})

@@ -20,7 +20,9 @@ class ServiceSettings:
     only 127.0.0.1 may serve); ``poll_seconds``: how often the model source is re-resolved (0: only on
     ``POST /v1/admin/reload``); ``max_concurrency`` / ``max_queue`` / ``deadline_s``: the limits
     (:mod:`recsys.service.limits`); ``journal``: the event journal's SQLite file (None: events are refused
-    with 503); ``warm``: run warm-up requests before a version serves."""
+    with 503); ``warm``: run warm-up requests before a version serves; ``drain_seconds``: after SIGTERM, how
+    long the worker goes on accepting requests while ``/readyz`` answers 503 (a load balancer's probe takes it
+    out of rotation) before it stops accepting and finishes what is in flight (0: at once)."""
 
     model: str
     keys: str | None = None
@@ -30,14 +32,16 @@ class ServiceSettings:
     deadline_s: float = 10.0
     journal: str | None = None
     warm: bool = True
+    drain_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("the service needs a model: a bundle directory or models:/name@alias")
-        if self.max_concurrency < 1 or self.max_queue < 0 or self.deadline_s <= 0 or self.poll_seconds < 0:
-            raise ConfigError("max_concurrency >= 1, max_queue >= 0, deadline_s > 0 and poll_seconds >= 0 are "
-                              f"required; got {self.max_concurrency}, {self.max_queue}, {self.deadline_s}, "
-                              f"{self.poll_seconds}")
+        if self.max_concurrency < 1 or self.max_queue < 0 or self.deadline_s <= 0 or self.poll_seconds < 0 \
+                or self.drain_seconds < 0:
+            raise ConfigError("max_concurrency >= 1, max_queue >= 0, deadline_s > 0, poll_seconds >= 0 and "
+                              f"drain_seconds >= 0 are required; got {self.max_concurrency}, {self.max_queue}, "
+                              f"{self.deadline_s}, {self.poll_seconds}, {self.drain_seconds}")
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``RECSYS_SERVE_*`` variables (how ``recsys serve --workers N`` hands them to workers)."""
@@ -48,7 +52,8 @@ class ServiceSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read ``RECSYS_SERVE_MODEL`` (required), ``RECSYS_SERVE_KEYS``, ``RECSYS_SERVE_POLL_SECONDS``,
         ``RECSYS_SERVE_MAX_CONCURRENCY``, ``RECSYS_SERVE_MAX_QUEUE``, ``RECSYS_SERVE_DEADLINE_S``,
-        ``RECSYS_SERVE_JOURNAL``, ``RECSYS_SERVE_WARM``; a bad value is a ConfigError naming the variable."""
+        ``RECSYS_SERVE_JOURNAL``, ``RECSYS_SERVE_WARM``, ``RECSYS_SERVE_DRAIN_SECONDS``; a bad value is a
+        ConfigError naming the variable."""
         env = os.environ if env is None else env
         kwargs: dict = {}
         for f in fields(cls):
