@@ -203,6 +203,7 @@ def test_worker_processes_write_the_same_rows_and_load_the_model_once_each(
     one = score(BUNDLE, tmp_path / "one", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=1)
     two = score(BUNDLE, tmp_path / "two", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=2)
     assert two["parts"] == one["parts"] >= 4 and two["rows"] == one["rows"]
+    assert (one["workers"], two["workers"]) == (1, 2)
     pd.testing.assert_frame_equal(_read(tmp_path / "two"), _read(tmp_path / "one"))
     pids = log.read_text().split()
     assert len(pids) == len(set(pids)) == 2  # two workers, each loaded the bundle once for all of its parts

@@ -187,18 +187,19 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
         settings = {"k": int(k), "nested": bool(nested), "info": info, "when": when, "schema": schema,
                     "manifest_sha256": fingerprint["model"]["manifest_sha256"]}
         source = None if isinstance(model, Recommender) or str(model).startswith(MLFLOW_SCHEMES) else model
-        counts, resumed = _run_parts(rec, source, root, plan, settings, workers=workers, progress=progress,
-                                     on_part=on_part)
+        counts, resumed, n_workers = _run_parts(rec, source, root, plan, settings, workers=workers,
+                                                progress=progress, on_part=on_part)
         manifest = _manifest(job, info, plan, counts, resumed, started, when, time.perf_counter() - t0)
+        manifest["workers"] = n_workers
         files.write_json(root / files.MANIFEST_FILE, manifest)
         files.write_json(root / files.SUCCESS_FILE, {"parts": len(plan.chunks)})
     return manifest
 
 
 def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: dict, *, workers: int | None,
-               progress: bool | None, on_part: Callable[[int], None] | None) -> tuple[list[int], list[int]]:
-    """Write every part not yet published (in this process or in worker processes); the row count of each part
-    and the indices of the parts skipped. ``source``: the bundle directory workers load (None: the model is not
+               progress: bool | None, on_part: Callable[[int], None] | None) -> tuple[list[int], list[int], int]:
+    """Write every part not yet published (in this process or in worker processes); the row count of each part,
+    the indices of the parts skipped and the number of processes that scored. ``source``: the bundle directory workers load (None: the model is not
     a bundle on disk, and is saved to a temporary one when workers are used)."""
     from tqdm.auto import tqdm
 
@@ -208,7 +209,7 @@ def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: d
             if counts[i] is None]
     n_users = sum(len(users) for _, _, users in todo)
     auto = usable_cores() if n_users >= AUTO_WORKERS_MIN_USERS else 1  # starting a worker costs a model load
-    n_workers = min(workers or auto, len(todo))
+    n_workers = max(1, min(workers or auto, len(todo)))
     bar = tqdm(total=len(plan.chunks), initial=len(resumed), desc="score", unit="part",
                disable=not show_progress(progress))
 
@@ -230,7 +231,7 @@ def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: d
                     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
                     settings = {**settings, "manifest_sha256": manifest_digest(manifest)}
                 run_parallel(bundle, out, todo, workers=n_workers, settings=settings, on_done=done)
-    return [int(c) for c in counts], resumed
+    return [int(c) for c in counts], resumed, n_workers
 
 
 @contextmanager

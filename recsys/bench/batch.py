@@ -88,7 +88,8 @@ def _rate(run: dict, n_users: int) -> dict:
     m = run["manifest"]
     return {"users": m["users"], "rows": m["rows"], "parts": m["parts"], "job_seconds": m["seconds"],
             "wall_seconds": run["wall_seconds"], "users_per_s": n_users / m["seconds"],
-            "users_per_s_wall": n_users / run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"]}
+            "users_per_s_wall": n_users / run["wall_seconds"], "peak_rss_mb": run["peak_rss_mb"],
+            "workers": m.get("workers")}
 
 
 def _loop(rec, users: np.ndarray, media_id: str, k: int) -> dict:
