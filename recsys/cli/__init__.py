@@ -197,6 +197,28 @@ def benchmark_batch(
     _echo_json({k: result[k] for k in ("targets", "a_recommend_loop", "b_local_job", "c_spark_job", "resume")}, None)
 
 
+@benchmark_app.command("serve")
+def benchmark_serve(
+    items: Annotated[int, typer.Option("--items", help="Catalogue size of the model.")] = 1_000_000,
+    events: Annotated[int, typer.Option("--events", help="Events of the synthetic world.")] = 200_000,
+    seconds: Annotated[int, typer.Option("--seconds", min=1, help="Length of each load step.")] = 10,
+    swap_seconds: Annotated[int | None, typer.Option("--swap-seconds", help="Load across the three swaps "
+                                                                            "(default 6 x --seconds).")] = None,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="wrk connections, rising.")] = "1,2,4,8,16,32",
+    out: Annotated[Path, typer.Option("--out", help="Where serve.json and serve.md go.")] = Path("experiments/serving"),
+) -> None:
+    """recsys serve under wrk: throughput and p50/p99 by concurrency, in process, the FastAPI floor, swaps, SIGTERM."""
+    from recsys.bench.serve import run_serve_benchmark
+
+    try:
+        levels = tuple(int(x) for x in concurrency.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected integers such as 1,2,4,8; got {concurrency!r}") from None
+    result = run_serve_benchmark(n_items=items, n_events=events, seconds=seconds, swap_seconds=swap_seconds,
+                                 concurrency=levels, out_dir=out)
+    _echo_json({k: result[k] for k in ("targets", "saturation", "in_process")}, None)
+
+
 @benchmark_app.command("synthetic")
 def benchmark_synthetic(
     sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",
