@@ -214,3 +214,22 @@ def test_recsys_train_reads_journaled_events(tmp_path):
     missing = parse(DataConfig, {"source": "files", "path": str(data), "event_journal": str(tmp_path / "no.sqlite")})
     with pytest.raises(ConfigError, match="data.event_journal"):
         load_tables(missing)
+
+
+def test_catalogue_updates_table_orders_updates_after_the_events_before_them(tmp_path):
+    j = open_journal(tmp_path / "events.sqlite")
+    assert j.heads() == (0, 0)
+    j.append(_events(3))
+    first = j.append_update("remove_items", {"item_ids": [1, "007"]})
+    j.append(_events(2, start=3))
+    second = j.append_update("set_in_stock", {"item_ids": [4], "in_stock": False})
+    assert (first, second) == (1, 2) and j.heads() == (5, 2)
+    assert j.read_updates() == [(1, "remove_items", {"item_ids": [1, "007"]}, 3),  # ids keep their JSON type
+                                (2, "set_in_stock", {"item_ids": [4], "in_stock": False}, 5)]
+    assert [u[0] for u in j.read_updates(since=1)] == [2] and j.read_updates(until=1)[0][0] == 1
+    assert list(j.read(since=1, until=3)["seq"]) == [2, 3]
+    with pytest.raises(DataValidationError, match="not JSON"):
+        j.append_update("add_items", {"items": [{"price": float("nan")}]})
+    j.retract_update(2)
+    assert [u[0] for u in EventJournal(tmp_path / "events.sqlite").read_updates()] == [1]  # reopened
+    assert j.append_update("remove_items", {"item_ids": [9]}) == 3  # a retracted number is never reused

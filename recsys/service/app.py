@@ -16,6 +16,7 @@ from recsys.service.context import ServiceContext, ServiceError
 from recsys.service.holder import ModelHolder
 from recsys.service.keys import KeyStore, keys_from_env, load_keys
 from recsys.service.settings import ServiceSettings
+from recsys.service.sync import JournalSync
 
 __all__ = ["create_app", "create_app_from_env", "ServiceApp"]
 
@@ -51,24 +52,15 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     metrics = ServiceMetrics()
     journal = _journal(settings)
 
-    seen = [0]  # the journal's sequence number this process has applied up to
-
-    def on_load(rec: Any) -> None:  # every version serves what was journaled (a replay skips events it holds)
-        seen[0] = journal.last_seq()
-        journal.replay_into(rec, since=0)
-
-    def on_poll(rec: Any) -> None:  # events other workers journaled since (with --workers N)
-        last = journal.last_seq()
-        if last > seen[0]:
-            journal.replay_into(rec, since=seen[0])
-            seen[0] = last
-
+    # every version serves what was journaled (events and catalogue updates, in journal order), and each worker
+    # applies what the others journaled before its next request (recsys/service/sync.py)
+    sync = JournalSync(journal) if journal is not None else None
     holder = ModelHolder(settings.model, poll_seconds=settings.poll_seconds, warm=settings.warm,
-                         on_load=on_load if journal is not None else None,
-                         on_poll=on_poll if journal is not None else None,
+                         on_load=None if sync is None else sync.on_load,
+                         on_poll=None if sync is None else sync.catch_up,
                          on_result=lambda r: _count_reload(metrics, holder, r))
     ctx = ServiceContext(settings=settings, keys=_keys(settings) if keys is ... else keys, holder=holder,
-                         metrics=metrics, journal=journal)
+                         metrics=metrics, journal=journal, sync=sync)
 
     app = FastAPI(title="recsys", version=__version__,
                   description="Guess-you-like feeds for media partners. Send 'Authorization: Bearer KEY'.")
@@ -108,7 +100,7 @@ class ServiceApp:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "lifespan":
-            await self.http(scope, receive, send)
+            await self.http(scope, receive, _with_worker(send) if scope["type"] == "http" else send)
             return
         import anyio
 
@@ -126,6 +118,20 @@ class ServiceApp:
                 await anyio.to_thread.run_sync(self.ctx.holder.stop)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _with_worker(send: Any) -> Any:
+    """``send`` adding ``X-Recsys-Worker: <pid>`` to the response (which worker process answered)."""
+    import os
+
+    worker = str(os.getpid()).encode()
+
+    async def send_with_worker(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"x-recsys-worker", worker)]}
+        await send(message)
+
+    return send_with_worker
 
 
 def _hook_sigterm(ctx: ServiceContext) -> None:

@@ -26,14 +26,16 @@ class ServiceError(Exception):
 @dataclass
 class ServiceContext:
     """What the endpoints share: settings, keys (None: open, 127.0.0.1 only), the model holder, metrics,
-    the limits middleware (for its gauges), the event journal (None: events refused) and ``shutting_down``
-    (set once SIGTERM arrived: ``/readyz`` answers 503 from then on)."""
+    the limits middleware (for its gauges), the event journal (None: events refused), its reader ``sync``
+    (:class:`~recsys.service.sync.JournalSync`; None without a journal) and ``shutting_down`` (set once SIGTERM
+    arrived: ``/readyz`` answers 503 from then on)."""
 
     settings: ServiceSettings
     keys: KeyStore | None
     holder: ModelHolder
     metrics: Any
     journal: Any = None
+    sync: Any = None
     limits: Any = field(default=None)
     shutting_down: threading.Event = field(default_factory=threading.Event)
 

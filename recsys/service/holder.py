@@ -9,9 +9,11 @@ signature too when ``$RECSYS_BUNDLE_KEY`` or ``key`` is set), warm it with a few
 update lock, replay the service's update log onto it and swap. Any failure refuses that version: the old one
 keeps serving and :meth:`ModelHolder.status` says why.
 
-The update log: every catalogue update and event batch the service applied (see :meth:`ModelHolder.update`)
+The update log: with no journal, every catalogue update the service applied (see :meth:`ModelHolder.update`)
 since it started, replayed in order onto each version it swaps in, so a new version never forgets what was
-changed through the service. Updates and the replay-and-swap hold one lock, so each update lands on exactly
+changed through the service; it holds at most ``max_log`` updates (beyond: :class:`UpdateLogFull`). With a
+journal the service logs nothing here: updates are journaled and ``on_load`` replays the journal
+(:mod:`recsys.service.sync`). Updates and the replay-and-swap hold one lock, so each update lands on exactly
 one side of a swap and on the new version too.
 """
 
@@ -30,7 +32,13 @@ from typing import Any
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
 
-__all__ = ["Served", "ModelHolder", "bundle_version", "resolve_source"]
+__all__ = ["Served", "ModelHolder", "UpdateLogFull", "bundle_version", "resolve_source"]
+
+DEFAULT_MAX_LOG = 10_000
+
+
+class UpdateLogFull(ConfigError):
+    """The in-memory update log reached its bound: the update is refused (nothing changed)."""
 
 log = logging.getLogger("recsys.service")
 
@@ -103,13 +111,14 @@ class ModelHolder:
     signing key bundles must carry (None: ``$RECSYS_BUNDLE_KEY`` if set); ``on_load``: applied to every newly
     loaded Recommender under the swap lock, before the update log (the event journal's replay); ``on_result``:
     called with every reload's result dict (metrics); ``on_poll``: applied to the serving Recommender under the
-    swap lock at every poll (other workers' journaled events)."""
+    swap lock at every poll (other workers' journaled events and updates); ``max_log``: the in-memory update
+    log's bound."""
 
     def __init__(self, source: str, *, poll_seconds: float = 30.0, key: str | bytes | None = None,
                  warm: bool = True, on_load: Callable[[Any], Any] | None = None,
                  loader: Callable[[str], Any] | None = None,
                  on_result: Callable[[dict], Any] | None = None,
-                 on_poll: Callable[[Any], Any] | None = None) -> None:
+                 on_poll: Callable[[Any], Any] | None = None, max_log: int = DEFAULT_MAX_LOG) -> None:
         self.source = str(source)
         self.poll_seconds = float(poll_seconds)
         self._key, self._warm, self._on_load = key, warm, on_load
@@ -117,6 +126,7 @@ class ModelHolder:
         self._served: Served | None = None
         self._lock = threading.Lock()        # update log + swap
         self._log: list[tuple[str, Callable[[Any], Any]]] = []
+        self.max_log = int(max_log)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-reload")
         self._pending: Future | None = None
         self._pending_lock = threading.Lock()
@@ -257,15 +267,26 @@ class ModelHolder:
                before: Callable[[], Any] | None = None) -> tuple[Any, Served]:
         """Apply ``apply(rec)`` to the serving version under the swap lock and, with ``replay``, log it for
         replay onto later versions; ``before()`` runs first under the same lock (a durable write such as the
-        event journal's). A refused update (it raises) is not logged. Returns (its result, the version it hit)."""
+        event journal's). A refused update (it raises) is not logged. Returns (its result, the version it hit).
+        With ``replay`` and a full log (``max_log`` updates), :class:`UpdateLogFull` is raised and nothing changes."""
         with self._lock:
             served = self.current()
+            if replay and len(self._log) >= self.max_log:
+                raise UpdateLogFull(f"the service's in-memory update log holds {len(self._log)} updates, its bound, "
+                                    "so this one could not be replayed onto a new version and is refused: start the "
+                                    "service with --journal PATH (updates are then kept in the journal on disk), or "
+                                    "publish a bundle with the changes and reload")
             if before is not None:
                 before()
             out = apply(served.rec)
             if replay:
                 self._log.append((what, apply))
             return out, served
+
+    def locked(self, apply: Callable[[Any], Any]) -> Any:
+        """``apply(rec)`` on the serving Recommender under the swap lock (nothing logged); returns its result."""
+        with self._lock:
+            return apply(self.current().rec)
 
     def status(self) -> dict[str, Any]:
         """What is serving, where from, the last reload's outcome and the refused versions (with why)."""

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-import pandas as pd
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 
 from recsys.service.context import ServiceContext, ServiceError
+from recsys.service.holder import UpdateLogFull
 from recsys.service.keys import Principal
 from recsys.service.schemas import (
     SERVER_SIDE_CONTEXT,
@@ -30,6 +30,7 @@ from recsys.service.schemas import (
     StockRequest,
     UpdateResponse,
 )
+from recsys.service.sync import apply_update
 
 __all__ = ["router"]
 
@@ -72,8 +73,11 @@ def _partner_media(who: Principal, media_id: str | None) -> str | None:
 
 
 def _served(ctx: ServiceContext):
+    """The version to answer from, once it holds everything journaled so far (other workers' updates)."""
     if not ctx.holder.ready:
         raise ServiceError(503, "no model is loaded yet", "retry shortly", {"Retry-After": "1"})
+    if ctx.sync is not None and ctx.sync.behind():
+        ctx.holder.locked(ctx.sync.catch_up)
     return ctx.holder.current()
 
 
@@ -110,8 +114,17 @@ def similar(body: SimilarRequest, who: Caller, request: Request) -> Any:
     return _feed(ctx, who, feed, served.version, [])
 
 
-def _update(ctx: ServiceContext, what: str, apply: Any) -> UpdateResponse:
-    changed, served = ctx.holder.update(what, apply)
+def _update(ctx: ServiceContext, kind: str, payload: dict) -> UpdateResponse:
+    """A catalogue update: with a journal, journaled (durable, every worker applies it) and applied here; without
+    one, applied here and kept in the holder's bounded in-memory log (replayed onto swapped-in versions)."""
+    _served(ctx)
+    try:
+        if ctx.sync is not None:
+            changed, served = ctx.holder.update(kind, lambda rec: ctx.sync.update(rec, kind, payload), replay=False)
+        else:
+            changed, served = ctx.holder.update(kind, lambda rec: apply_update(rec, kind, payload))
+    except UpdateLogFull as e:
+        raise ServiceError(503, str(e), "start the service with --journal PATH") from None
     return UpdateResponse(model_version=served.version, changed=int(changed or 0))
 
 
@@ -119,30 +132,21 @@ def _update(ctx: ServiceContext, what: str, apply: Any) -> UpdateResponse:
 def add_items(body: AddItemsRequest, who: Caller, request: Request) -> UpdateResponse:
     """Add or replace items (admin); ``changed``: how many. Kept across model swaps (replayed)."""
     _admin(who, "changing the catalogue")
-    items = pd.DataFrame(body.items)
-    pools = None if body.media_pools is None else pd.DataFrame(body.media_pools, columns=["media_id", "item_id"])
-    return _update(_ctx(request), "add_items", lambda rec: rec.add_items(items, pools))
+    return _update(_ctx(request), "add_items", {"items": body.items, "media_pools": body.media_pools})
 
 
 @router.post("/v1/catalogue/remove", response_model=UpdateResponse, responses=_ERRORS, tags=["catalogue"])
 def remove_items(body: RemoveItemsRequest, who: Caller, request: Request) -> UpdateResponse:
     """Remove items from every feed (admin); unknown ids are ignored; ``changed``: how many were removed."""
     _admin(who, "changing the catalogue")
-    ids = list(body.item_ids)
-    return _update(_ctx(request), "remove_items", lambda rec: rec.remove_items(ids))
+    return _update(_ctx(request), "remove_items", {"item_ids": list(body.item_ids)})
 
 
 @router.post("/v1/catalogue/stock", response_model=UpdateResponse, responses=_ERRORS, tags=["catalogue"])
 def set_stock(body: StockRequest, who: Caller, request: Request) -> UpdateResponse:
     """Mark items in or out of stock (admin); feeds follow at once."""
     _admin(who, "changing the catalogue")
-    ids, flags = list(body.item_ids), body.in_stock
-
-    def apply(rec: Any) -> int:
-        rec.set_in_stock(ids, flags)
-        return len(ids)
-
-    return _update(_ctx(request), "set_in_stock", apply)
+    return _update(_ctx(request), "set_in_stock", {"item_ids": list(body.item_ids), "in_stock": body.in_stock})
 
 
 @router.post("/v1/events", response_model=EventsResponse, responses=_ERRORS, tags=["events"])
@@ -163,7 +167,11 @@ def post_events(body: EventsRequest, who: Caller, request: Request) -> EventsRes
                                         "post only its own events", f"send media_id {who.partner!r} or leave it out")
     # observe validates the whole batch (a bad row: DataValidationError naming it, 422, nothing applied), journals
     # the new rows durably, then applies them; under the holder's lock, so a swap replays them from the journal
-    accepted, served = ctx.holder.update("events", lambda rec: rec.observe(rows, journal=ctx.journal), replay=False)
+    def apply(rec: Any) -> int:  # first what other workers journaled (an item one of them added), then this batch
+        ctx.sync.catch_up(rec)
+        return rec.observe(rows, journal=ctx.journal)
+
+    accepted, served = ctx.holder.update("events", apply, replay=False)
     return EventsResponse(model_version=served.version, accepted=int(accepted))
 
 

@@ -17,6 +17,13 @@ either wholly in the journal or not at all. Threads share one connection behind 
 service workers) share the file through SQLite's own locking, waiting up to ``timeout`` seconds for a writer.
 A process forked after opening gets a new connection of its own.
 
+Catalogue updates (``updates`` table; :meth:`EventJournal.append_update`): a kind (``add_items``,
+``remove_items``, ``set_in_stock``, ...) and a JSON payload, with their own increasing sequence numbers and,
+taken in the same transaction, the last event sequence number (``events_seq``), so events and updates replay
+in the order they were journaled: an update after the events numbered up to its ``events_seq``. The service
+journals every catalogue update there before it answers, and every worker applies the ones it has not seen
+(``recsys/service/sync.py``). :meth:`EventJournal.retract_update` deletes an update its writer could not apply.
+
 Rows: the events contract's columns (``user_id``, ``item_id``, ``timestamp``, ``event_type``, ``media_id``,
 ``value``, ``impression_id``). Only validated rows are stored: ``validate`` (:func:`recsys.feed.live.open_journal`
 passes the contract's :func:`~recsys.features.schema.validate_events`; this layer cannot import it) cleans the
@@ -27,6 +34,7 @@ int comes back an int, ``"007"`` stays a string), timestamps their nanoseconds.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sqlite3
@@ -50,6 +58,9 @@ _IDS = ("user_id", "item_id", "media_id", "impression_id")
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, "
            "item_id TEXT NOT NULL, timestamp INTEGER NOT NULL, event_type TEXT NOT NULL, media_id TEXT, value REAL, "
            "impression_id TEXT)")
+_UPDATES_SCHEMA = ("CREATE TABLE IF NOT EXISTS updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+                   "payload TEXT NOT NULL, events_seq INTEGER NOT NULL)")
+_HEADS = "SELECT (SELECT COALESCE(MAX(seq), 0) FROM events), (SELECT COALESCE(MAX(seq), 0) FROM updates)"
 _INSERT = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -108,6 +119,10 @@ def _records(events: pd.DataFrame) -> list[tuple]:
     return out
 
 
+def _upper(until: int | None) -> int:
+    return 2**62 if until is None else int(until)
+
+
 class EventJournal:
     """Append-only SQLite journal of validated events with increasing sequence numbers (module docstring)."""
 
@@ -127,6 +142,7 @@ class EventJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self._connection().execute(_SCHEMA)
+            self._connection().execute(_UPDATES_SCHEMA)
         if new:  # the new file's name is durable too
             fsync_path(self.path.parent)
 
@@ -167,11 +183,12 @@ class EventJournal:
         with self._lock:
             return int(self._connection().execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
 
-    def read(self, since: int = 0) -> pd.DataFrame:
-        """Every event with a sequence number above ``since``, in sequence order: the contract's columns and ``seq``."""
+    def read(self, since: int = 0, until: int | None = None) -> pd.DataFrame:
+        """Every event with a sequence number above ``since`` (and at most ``until``), in sequence order: the
+        contract's columns and ``seq``."""
         with self._lock:
-            cur = self._connection().execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > ? "
-                                             "ORDER BY seq", (int(since),))
+            cur = self._connection().execute(f"SELECT seq, {', '.join(COLUMNS)} FROM events WHERE seq > ? AND "
+                                             "seq <= ? ORDER BY seq", (int(since), _upper(until)))
             rows = cur.fetchall()
         seq, user, item, ts, kind, media, value, imp = (list(c) for c in zip(*rows, strict=True)) if rows else \
             ([] for _ in range(8))
@@ -185,14 +202,59 @@ class EventJournal:
                             "seq": pd.Series(seq, dtype=np.int64)})
         return out
 
-    def replay_into(self, rec: Any, since: int = 0) -> int:
-        """Apply the events after ``since`` to ``rec`` (``rec.observe``) in one batch; returns how many it applied.
+    def replay_into(self, rec: Any, since: int = 0, until: int | None = None) -> int:
+        """Apply the events after ``since`` (up to ``until``) to ``rec`` (``rec.observe``) in one batch; returns how
+        many it applied.
         Events its serving log already holds are skipped, so a replay is safe to repeat; events naming items or
         partners ``rec`` does not know (a newer model's catalogue) are skipped with a warning, not refused."""
-        events = self.read(since)
+        events = self.read(since, until)
         if not len(events):
             return 0
         return int(rec.observe(events.drop(columns="seq"), skip_unknown=True))
+
+    # ----- catalogue updates ---------------------------------------------------------------------
+    def append_update(self, kind: str, payload: dict) -> int:
+        """Journal one catalogue update (``payload``: JSON data) in one transaction, with the last event sequence
+        number; returns its sequence number once committed and on disk. A payload that is not JSON data raises
+        DataValidationError, and nothing is written."""
+        if not kind or not isinstance(payload, dict):
+            raise DataValidationError(f"a journaled update needs a kind and a dict payload, got {kind!r}, "
+                                      f"{type(payload).__name__}")
+        try:
+            text = json.dumps(payload, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as e:
+            raise DataValidationError(f"update {kind!r}: the payload is not JSON data ({e}); send ids, numbers, "
+                                      "text and booleans") from None
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute("INSERT INTO updates (kind, payload, events_seq) VALUES (?, ?, "
+                            "(SELECT COALESCE(MAX(seq), 0) FROM events))", (str(kind), text))
+                seq = int(con.execute("SELECT last_insert_rowid()").fetchone()[0])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return seq
+
+    def read_updates(self, since: int = 0, until: int | None = None) -> list[tuple[int, str, dict, int]]:
+        """The updates after ``since`` (up to ``until``) in sequence order: ``(seq, kind, payload, events_seq)``."""
+        with self._lock:
+            rows = self._connection().execute("SELECT seq, kind, payload, events_seq FROM updates WHERE seq > ? AND "
+                                              "seq <= ? ORDER BY seq", (int(since), _upper(until))).fetchall()
+        return [(int(s), str(k), json.loads(p), int(e)) for s, k, p, e in rows]
+
+    def retract_update(self, seq: int) -> None:
+        """Delete update ``seq`` (its writer could not apply it: it was never acknowledged)."""
+        with self._lock:
+            self._connection().execute("DELETE FROM updates WHERE seq = ?", (int(seq),))
+
+    def heads(self) -> tuple[int, int]:
+        """``(last event seq, last update seq)`` in one read: what a reader compares with what it has applied."""
+        with self._lock:
+            ev, up = self._connection().execute(_HEADS).fetchone()
+        return int(ev), int(up)
 
     def close(self) -> None:
         """Close this process's connection (a later call opens a new one)."""
