@@ -133,8 +133,11 @@ def _serving_at(t0: float, t1: float, timeline: list[tuple[float, float, str]], 
 
 def _swaps(srv: ServerProcess, target: Target, connections: int, seconds: int, work: Path, link: Path,
            bundles: tuple[Path, Path], admin: str) -> dict:
+    """wrk for ``seconds``, with swaps B, A, B starting at a quarter, a half and three quarters of them (each after
+    the previous one has finished); when the swaps take longer, the load goes on until a quarter of ``seconds``
+    after the last one (wrk is started with a long duration and stopped with SIGINT)."""
     first = http_json("GET", srv.url + "/readyz")[1].get("model_version")
-    proc = start_wrk(target, connections, seconds, work / "swaps")
+    proc = start_wrk(target, connections, seconds + 3600, work / "swaps")
     t_start, swaps = time.time(), []
     for i in range(3):
         time.sleep(max(0.0, t_start + seconds * (i + 1) / 4 - time.time()))
@@ -144,7 +147,9 @@ def _swaps(srv: ServerProcess, target: Target, connections: int, seconds: int, w
         swaps.append({"to": bundles[(i + 1) % 2].name, "status": status, "result": body.get("result"),
                       "version": body.get("version"), "previous": body.get("previous"), "start": t0,
                       "end": time.time(), "reload_seconds": body.get("seconds")})
-    records, wrk = finish_wrk(proc, work / "swaps", seconds + 120)
+    time.sleep(max(0.0, max(t_start + seconds, swaps[-1]["end"] + seconds / 4) - time.time()))
+    proc.send_signal(signal.SIGINT)
+    records, wrk = finish_wrk(proc, work / "swaps", 120)
     timeline = [(s["start"], s["end"], s["version"]) for s in swaps if s["result"] == "swapped"]
     wrong = [r for r in records if r.version is not None
              and r.version not in _serving_at(r.sent, r.received, timeline, first)]

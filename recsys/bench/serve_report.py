@@ -54,7 +54,10 @@ def markdown(r: dict) -> str:
     lines += [_row(f"floor (bare FastAPI), {x['connections']} connections", x) for x in r["floor"]]
     a70, a2 = r["at_70_percent"], r["at_2x"]
     lines += [_row(f"open loop at 70% of saturation ({a70['generator']['rate_requested']:.0f}/s)", a70),
-              _row(f"open loop at 2x saturation ({a2['generator']['rate_requested']:.0f}/s)", a2), ""]
+              _row(f"open loop at 2x saturation ({a2['generator']['rate_requested']:.0f}/s)", a2), "",
+              f"Open loop: latency counts from each request's scheduled time; the generator ran at most "
+              f"{a70['generator']['max_schedule_lag_ms']:.0f} ms (70%) and {a2['generator']['max_schedule_lag_ms']:.0f}"
+              f" ms (2x) behind its schedule.", ""]
     share = a2["statuses"].get("503", 0) / a2["sent"] if a2["sent"] else 0.0
     s, g = r["swaps"], r["sigterm"]
     swaps = "; ".join(f"{x['result']} to {x['version']} ({x['to']}) in {x['end'] - x['start']:.1f} s" for x in
@@ -62,13 +65,16 @@ def markdown(r: dict) -> str:
     lines += [f"Saturation: {sat['ok_per_s']:.0f} answers/s at {sat['connections']} connections. At twice it, "
               f"{share:.1%} of requests got 503; the accepted ones' p99 was {_ms(a2['latency_ms']['p99'])} ms.", "",
               f"Swaps: {s['seconds']:.0f} s of wrk at {s['connections']} connections, {s['sent']:,} requests, "
-              f"{s['ok']:,} 2xx, {s['non_2xx']} non-2xx, {s['unanswered']} unanswered, "
+              f"{s['ok']:,} 2xx, {s['non_2xx']} non-2xx, {s['unanswered']} unanswered ({s['in_flight_at_stop']} in "
+              f"flight when wrk stopped), "
               f"{s['version_contradictions']} answers whose version contradicts the swap times; versions seen "
               f"{', '.join(s['versions_seen'])}. Reloads: {swaps}.", "",
               f"SIGTERM after {g['signal_after_s']:.1f} s of wrk at {g['connections']} connections: "
               f"{g['sent_before_signal']:,} requests sent before it, {g['ok_before_signal']:,} answered 2xx, "
               f"{g['dropped']} dropped ({g['dropped_non_2xx']} non-2xx, {g['dropped_unanswered']} unanswered); "
-              f"the service exited with {g['exit_code']} {g['shutdown_seconds']:.1f} s after the signal.", "",
+              f"the service exited with {g['exit_code']} {g['shutdown_seconds']:.1f} s after the signal "
+              f"(of wrk's {g['attempts_after_signal']:,} attempts after it, {g['ok_after_signal']} were still "
+              f"answered 2xx on connections not yet closed; the others met a closed socket).", "",
               "| target | measured | target | |", "|---|---:|---:|---|",
               f"| saturated HTTP / in process | {t['http_over_in_process']['value']:.2f} | "
               f"{t['http_over_in_process']['target']} | {mark(t['http_over_in_process']['met'])} |",
