@@ -206,7 +206,11 @@ def test_worker_processes_write_the_same_rows_and_load_the_model_once_each(
     assert (one["workers"], two["workers"]) == (1, 2)
     pd.testing.assert_frame_equal(_read(tmp_path / "two"), _read(tmp_path / "one"))
     pids = log.read_text().split()
-    assert len(pids) == len(set(pids)) == 2  # two workers, each loaded the bundle once for all of its parts
+    assert len(pids) == len(set(pids)) == 1  # this process scores too: one worker started, loading the bundle once
+    three = score(BUNDLE, tmp_path / "three", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=3)
+    pd.testing.assert_frame_equal(_read(tmp_path / "three"), _read(tmp_path / "one"))
+    pids = log.read_text().split()
+    assert three["workers"] == 3 and 2 <= len(pids) == len(set(pids)) <= 3  # each worker loaded once, if at all
     # an in-memory model (no bundle on disk) goes to the workers through a temporary save, removed after
     mem = score(fixture_rec, tmp_path / "mem", k=4, chunk_size=5, scored_at=WHEN, progress=False, workers=2)
     assert mem["rows"] == one["rows"] and mem["model"]["name"] == "<in-memory Recommender>"
@@ -223,11 +227,13 @@ def test_sigkill_of_a_job_with_workers_stops_them_and_resumes_exactly(tmp_path: 
                              WHEN, "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip().startswith("part ")
-        workers = _children(proc.pid)  # the two workers (and multiprocessing's resource tracker)
+        workers = _children(proc.pid)  # the worker started besides the job's own process (and multiprocessing's
+                                       # resource tracker)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-    assert len(workers) >= 2 and set(map(int, log.read_text().split())) <= set(workers)
+    loaded = set(map(int, log.read_text().split())) if log.exists() else set()
+    assert len(workers) >= 1 and loaded <= set(workers)
     deadline = time.monotonic() + 10
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)

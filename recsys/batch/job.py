@@ -158,9 +158,9 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     per user, the feed a list of structs. ``scored_at``: the run's time written in every row (default: now, kept
     by a resumed run). ``on_part(i)`` is called after part ``i`` is published. Resumes an interrupted run with the
     same arguments; refuses other arguments in the same ``out`` (ConfigError) unless ``restart``.
-    ``workers``: processes scoring parts side by side (:mod:`.workers`; default: one per usable core when at
-    least ``AUTO_WORKERS_MIN_USERS`` users are left, else 1; never more than the parts left; 1: in this
-    process). Each worker holds the model, so memory grows with them; the rows do not change.
+    ``workers``: processes scoring parts side by side, this one included (:mod:`.workers`; default: one per
+    usable core when at least ``AUTO_WORKERS_MIN_USERS`` users are left, else 1; never more than the parts
+    left). Each holds the model, so memory grows with them; the rows do not change.
     """
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule
@@ -219,18 +219,22 @@ def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: d
         if on_part is not None:
             on_part(i)
 
+    def score_here(i: int, media: str | None, users: list) -> int:
+        s = settings
+        frame = score_chunk(rec, users, k=s["k"], media_id=media, model=s["info"], scored_at=s["when"])
+        return files.write_part(nest(frame) if s["nested"] else frame, files.part_path(out, i), s["schema"])
+
     with bar:
         if n_workers <= 1:
-            s = settings
             for i, media, users in todo:
-                frame = score_chunk(rec, users, k=s["k"], media_id=media, model=s["info"], scored_at=s["when"])
-                done(i, files.write_part(nest(frame) if s["nested"] else frame, files.part_path(out, i), s["schema"]))
+                done(i, score_here(i, media, users))
         else:
             with _bundle_dir(rec, source) as bundle:
                 if source is None:  # a fresh save: the workers must find that save's manifest
                     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
                     settings = {**settings, "manifest_sha256": manifest_digest(manifest)}
-                run_parallel(bundle, out, todo, workers=n_workers, settings=settings, on_done=done)
+                run_parallel(bundle, out, todo, workers=n_workers, settings=settings, score_here=score_here,
+                             on_done=done)
     return [int(c) for c in counts], resumed, n_workers
 
 

@@ -1,11 +1,10 @@
 """Worker processes for the local batch job: one per core, each loading the bundle once and publishing parts.
 
 A batch job's cost is per user and per candidate (retrieve, rank, rules), and one Python process uses one
-core. :func:`run_parallel` starts ``workers`` processes (``spawn``: no inherited threads or locks), each
-loads and verifies the bundle once, limits its own math libraries to its share of the cores, and scores the
-parts it is handed, publishing each atomically exactly as the in-process job does (:mod:`.parts`). The
-parent hands out parts one at a time (a fast worker takes more), counts rows and calls ``on_part`` as parts
-land. A worker whose parent dies (even by SIGKILL) exits within a second, so a rerun never races with it.
+core. :func:`run_parallel` scores in this process (its model is loaded already) and in ``workers - 1`` more
+(``spawn``: no inherited threads or locks), each loading and verifying the bundle once; every process limits
+its math libraries to its share of the cores and publishes parts atomically exactly as the in-process job
+does (:mod:`.parts`). Parts go to whoever is free, so a faster process takes more. A worker whose parent dies (even by SIGKILL) exits within a second, so a rerun never races with it.
 """
 
 from __future__ import annotations
@@ -13,7 +12,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,27 +101,61 @@ def _score_part(i: int, media: str | None, users: list) -> tuple[int, int]:
 
 
 def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | None, list]], *, workers: int,
-                 settings: dict, on_done: Callable[[int, int], None]) -> None:
-    """Score the parts ``todo`` (part index, partner, its users) in ``workers`` processes loading ``bundle``.
-
-    ``settings`` (k, nested, info, when, schema, manifest_sha256) are the job's, the same for every part; ``on_done(i, rows)``
-    runs in this process as each part is published. The first failing part stops the job and raises its error
-    (published parts stay: a rerun resumes after them).
+                 settings: dict, score_here: Callable[[int, str | None, list], int],
+                 on_done: Callable[[int, int], None]) -> None:
+    """Score the parts ``todo`` (part index, partner, its users) in ``workers`` processes: this one, whose model is
+    already loaded (``score_here(i, partner, users)`` publishes a part and returns its rows), and ``workers - 1``
+    started here, each loading ``bundle``. Parts are handed out in plan order to whoever is free (two queued per
+    worker, so a worker never waits for this process to finish a part); ``on_done(i, rows)`` runs in this process
+    as each part is published. ``settings`` (k, nested, info, when, schema, manifest_sha256) are the job's. The
+    first failing part stops the job and raises its error (published parts stay: a rerun resumes after them).
     """
     import multiprocessing as mp
+    from collections import deque
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+    from threadpoolctl import threadpool_limits
+
     threads = max(1, usable_cores() // workers)
+    queue = deque(todo)
     args = (os.getpid(), str(bundle), threads, {**settings, "out": str(out)})
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                             initargs=args) as pool:
-        pending = {pool.submit(_score_part, i, media, users) for i, media, users in todo}
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_init,
+                             initargs=args) as pool, threadpool_limits(threads), _faiss_threads(threads):
+        pending: set = set()
+
+        def collect(block: bool) -> None:
+            done = {f for f in pending if f.done()} if not block else wait(pending, return_when=FIRST_COMPLETED)[0]
+            for fut in done:
+                pending.discard(fut)
+                on_done(*fut.result())  # re-raises a worker's error here
+            while queue and len(pending) < 2 * (workers - 1):
+                pending.add(pool.submit(_score_part, *queue.popleft()))
+
         try:
+            collect(False)
+            while queue:
+                i, media, users = queue.popleft()
+                on_done(i, score_here(i, media, users))
+                collect(False)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    on_done(*fut.result())  # re-raises a worker's error here
+                collect(True)
         except BaseException:
             for fut in pending:
                 fut.cancel()
             raise
+
+
+@contextmanager
+def _faiss_threads(n: int) -> Iterator[None]:
+    """FAISS's OpenMP threads set to ``n`` inside, restored after (threadpoolctl does not reach FAISS's own)."""
+    try:
+        import faiss
+    except ImportError:  # pragma: no cover - faiss is a core dependency
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
