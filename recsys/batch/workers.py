@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["usable_cores", "run_parallel"]
+__all__ = ["usable_cores", "limit_threads", "run_parallel"]
 
 _worker: dict[str, Any] = {}  # this worker process's model and settings (set once by _init)
 
@@ -50,11 +50,12 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init(parent: int, bundle: str, threads: int, settings: dict) -> None:
-    _exit_with_parent(parent)
+def limit_threads(threads: int) -> None:
+    """This process's BLAS/OpenMP pools, FAISS's and torch's threads set to ``threads`` (its share of the cores:
+    a scoring process per core with each using every core would only contend)."""
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(threads)  # BLAS and OpenMP pools of this process: its share of the cores
+    threadpool_limits(threads)
     try:
         import faiss
 
@@ -67,6 +68,11 @@ def _init(parent: int, bundle: str, threads: int, settings: dict) -> None:
         torch.set_num_threads(threads)
     except ImportError:  # pragma: no cover - torch is a core dependency
         pass
+
+
+def _init(parent: int, bundle: str, threads: int, settings: dict) -> None:
+    _exit_with_parent(parent)
+    limit_threads(threads)
     _worker.update(settings, bundle=bundle)
 
 
