@@ -95,3 +95,5 @@ def test_serve_benchmark_tiny(tmp_path: Path) -> None:
     assert set(t) == {"http_over_in_process", "p99_ms_at_70_percent", "failed_across_swaps", "dropped_on_sigterm"}
     assert all(isinstance(x["met"], bool) for x in t.values())
     assert t["dropped_on_sigterm"]["value"] == g["dropped"]
+    assert r["http_over_in_process_per_cpu_second"] > 0
+    assert all(x["server_cpu_seconds"] > 0 for x in r["levels"])

@@ -44,7 +44,7 @@ from recsys.bench.serve_load import (
     wrk_binary,
 )
 from recsys.bench.serve_proc import ServerProcess, http_json
-from recsys.bench.serve_report import markdown, targets
+from recsys.bench.serve_report import markdown, per_cpu_second, targets
 
 __all__ = ["run_serve_benchmark"]
 
@@ -96,27 +96,44 @@ def _in_process(bundle: Path, picks: list, k: int, seconds: float, threads: int)
         out.append(n)
 
     counts: list[int] = []
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     loop(0, t + seconds, counts)
-    single = {"threads": 1, "calls": counts[0], "seconds": time.perf_counter() - t}
+    single = {"threads": 1, "calls": counts[0], "seconds": time.perf_counter() - t,
+              "cpu_seconds": time.process_time() - cpu}
     counts = []
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     workers = [threading.Thread(target=loop, args=(n * 997, t + seconds, counts)) for n in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    many = {"threads": threads, "calls": sum(counts), "seconds": time.perf_counter() - t}
+    many = {"threads": threads, "calls": sum(counts), "seconds": time.perf_counter() - t,
+            "cpu_seconds": time.process_time() - cpu}
     for r in (single, many):
         r["calls_per_s"] = r["calls"] / r["seconds"]
+        r["calls_per_cpu_s"] = r["calls"] / r["cpu_seconds"]
     return {"loop": single, "threads": many}
 
 
-def _levels(target: Target, levels: list[int], seconds: int, work: Path) -> list[dict]:
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process ``pid`` has used so far."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _levels(target: Target, levels: list[int], seconds: int, work: Path, pid: int) -> list[dict]:
+    """One wrk run per connection count; ``ok_per_cpu_s``: 2xx answers per CPU second of the server process
+    ``pid`` (less sensitive than answers per second to other work on a shared machine)."""
     out = []
     for c in levels:
+        cpu = _cpu(pid)
         records, wrk = run_wrk(target, c, seconds, work / f"c{c}")
-        out.append({"connections": c, **summarize(records, wrk["duration_s"]), "wrk": wrk})
+        s = summarize(records, wrk["duration_s"])
+        used = _cpu(pid) - cpu
+        out.append({"connections": c, **s, "server_cpu_seconds": used,
+                    "ok_per_cpu_s": s["ok"] / used if used > 0 else None, "wrk": wrk})
     return out
 
 
@@ -134,8 +151,8 @@ def _serving_at(t0: float, t1: float, timeline: list[tuple[float, float, str]], 
 def _swaps(srv: ServerProcess, target: Target, connections: int, seconds: int, work: Path, link: Path,
            bundles: tuple[Path, Path], admin: str) -> dict:
     """wrk for ``seconds``, with swaps B, A, B starting at a quarter, a half and three quarters of them (each after
-    the previous one has finished); when the swaps take longer, the load goes on until a quarter of ``seconds``
-    after the last one (wrk is started with a long duration and stopped with SIGINT)."""
+    the previous one has finished); when the swaps take longer, the load goes on until ``seconds / 12`` (5 s of 60)
+    after the last one ended (wrk is started with a long duration and stopped with SIGINT)."""
     first = http_json("GET", srv.url + "/readyz")[1].get("model_version")
     proc = start_wrk(target, connections, seconds + 3600, work / "swaps")
     t_start, swaps = time.time(), []
@@ -147,7 +164,7 @@ def _swaps(srv: ServerProcess, target: Target, connections: int, seconds: int, w
         swaps.append({"to": bundles[(i + 1) % 2].name, "status": status, "result": body.get("result"),
                       "version": body.get("version"), "previous": body.get("previous"), "start": t0,
                       "end": time.time(), "reload_seconds": body.get("seconds")})
-    time.sleep(max(0.0, max(t_start + seconds, swaps[-1]["end"] + seconds / 4) - time.time()))
+    time.sleep(max(0.0, max(t_start + seconds, swaps[-1]["end"] + seconds / 12) - time.time()))
     proc.send_signal(signal.SIGINT)
     records, wrk = finish_wrk(proc, work / "swaps", 120)
     timeline = [(s["start"], s["end"], s["version"]) for s in swaps if s["result"] == "swapped"]
@@ -221,7 +238,7 @@ def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, se
                              "--max-queue", str(max_queue), "--host", "127.0.0.1"], tmp / "serve.log", cwd=tmp)
         try:
             target = Target(srv.url, target_reqs)
-            levels = _levels(target, list(concurrency), seconds, tmp)
+            levels = _levels(target, list(concurrency), seconds, tmp, srv.proc.pid)
             best = max(levels, key=lambda r: r["ok_per_s"])
             sat_rps, sat_conns = best["ok_per_s"], best["connections"]
             at_70 = _open(target, 0.7 * sat_rps, seconds, seed)
@@ -233,7 +250,8 @@ def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, se
             srv.stop()
         floor_srv = ServerProcess(["recsys.bench.serve_floor"], tmp / "floor.log", cwd=tmp)
         try:
-            floor = _levels(Target(floor_srv.url, target_reqs), sorted({1, sat_conns}), seconds, tmp / "floor")
+            floor = _levels(Target(floor_srv.url, target_reqs), sorted({1, sat_conns}), seconds, tmp / "floor",
+                            floor_srv.proc.pid)
         finally:
             floor_srv.stop()
     result = {
@@ -253,6 +271,7 @@ def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, se
         "saturation": {"connections": sat_conns, "ok_per_s": sat_rps}, "at_70_percent": at_70, "swaps": swaps,
         "at_2x": at_2x, "sigterm": sigterm, "floor": floor, "seconds": time.perf_counter() - t_start}
     result["targets"] = targets(result)
+    result["http_over_in_process_per_cpu_second"] = per_cpu_second(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "serve.json", json.dumps(result, indent=2, default=str) + "\n")

@@ -25,6 +25,19 @@ def targets(r: dict) -> dict:
             "dropped_on_sigterm": {"value": dropped, "target": "0", "met": dropped == TARGET_FAILED}}
 
 
+def per_cpu_second(r: dict) -> float | None:
+    """Saturated HTTP over in-process (threads), each per CPU second of its own process: how much dearer an answer
+    over HTTP is, less sensitive than throughput to other work on a shared machine (wrk's CPU is not counted)."""
+    best = max(r["levels"], key=lambda x: x["ok_per_s"])
+    if not best.get("ok_per_cpu_s"):
+        return None
+    return best["ok_per_cpu_s"] / r["in_process"]["threads"]["calls_per_cpu_s"]
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
@@ -32,24 +45,27 @@ def _ms(x: float | None) -> str:
 def _row(name: str, s: dict) -> str:
     lat = s["latency_ms"]
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items())) or "-"
-    return (f"| {name} | {s['sent']:,} | {s['ok_per_s']:.0f} | {_ms(lat['p50'])} | {_ms(lat['p99'])} | "
-            f"{statuses} | {s['unanswered']} |")
+    per_cpu = s.get("ok_per_cpu_s")
+    return (f"| {name} | {s['sent']:,} | {s['ok_per_s']:.0f} | {'' if per_cpu is None else f'{per_cpu:.0f}'} | "
+            f"{_ms(lat['p50'])} | {_ms(lat['p99'])} | {statuses} | {s['unanswered']} |")
 
 
 def markdown(r: dict) -> str:
     """The tables of one run: in process, the concurrency levels, the floor, 70%, 2x, swaps, SIGTERM, targets."""
     ip, sat, t = r["in_process"], r["saturation"], r["targets"]
     mark = lambda ok: "met" if ok else "NOT met"  # noqa: E731
-    head = "| load | requests | 2xx/s | p50 ms | p99 ms | non-2xx | unanswered |\n|---|---:|---:|---:|---:|---|---:|"
+    head = ("| load | requests | 2xx/s | 2xx per server CPU s | p50 ms | p99 ms | non-2xx | unanswered |\n"
+            "|---|---:|---:|---:|---:|---:|---|---:|")
+    cpu = lambda x: f"{x['calls_per_s']:.0f} | {x['calls_per_cpu_s']:.0f}"  # noqa: E731
     lines = [f"# HTTP serving: {r['n_items']:,} items, k={r['k']}, `recsys serve` on 127.0.0.1", "",
              f"`{r['cli']}` on {r['machine']}; load average before {r['load_average']['before'][0]:.2f}, "
              f"after {r['load_average']['after'][0]:.2f}; {r['seconds']:.0f} s in all. Service: one worker, "
              f"--max-concurrency {r['service']['max_concurrency']}, --max-queue {r['service']['max_queue']}. "
              f"Closed loop: {r['load_generators']['closed_loop']}; open loop: {r['load_generators']['open_loop']}.",
-             "", "| in process (`recommend`, no HTTP) | calls | calls/s |", "|---|---:|---:|",
-             f"| loop, 1 thread | {ip['loop']['calls']:,} | {ip['loop']['calls_per_s']:.0f} |",
-             f"| {ip['threads']['threads']} threads (= cores) | {ip['threads']['calls']:,} | "
-             f"{ip['threads']['calls_per_s']:.0f} |", "", head]
+             "", "| in process (`recommend`, no HTTP) | calls | calls/s | calls per CPU s |", "|---|---:|---:|---:|",
+             f"| loop, 1 thread | {ip['loop']['calls']:,} | {cpu(ip['loop'])} |",
+             f"| {ip['threads']['threads']} threads (= cores) | {ip['threads']['calls']:,} | {cpu(ip['threads'])} |",
+             "", head]
     lines += [_row(f"wrk, {x['connections']} connections", x) for x in r["levels"]]
     lines += [_row(f"floor (bare FastAPI), {x['connections']} connections", x) for x in r["floor"]]
     a70, a2 = r["at_70_percent"], r["at_2x"]
@@ -78,6 +94,8 @@ def markdown(r: dict) -> str:
               "| target | measured | target | |", "|---|---:|---:|---|",
               f"| saturated HTTP / in process | {t['http_over_in_process']['value']:.2f} | "
               f"{t['http_over_in_process']['target']} | {mark(t['http_over_in_process']['met'])} |",
+              f"| the same per CPU second (server process / in-process threads) | "
+              f"{_ratio(r['http_over_in_process_per_cpu_second'])} | (a reading) | |",
               f"| p99 at 70% of saturation (ms) | {_ms(t['p99_ms_at_70_percent']['value'])} | "
               f"{t['p99_ms_at_70_percent']['target']} | {mark(t['p99_ms_at_70_percent']['met'])} |",
               f"| failed requests across swaps | {t['failed_across_swaps']['value']} | 0 | "
