@@ -165,7 +165,7 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
-        raise ConfigError(f"workers must be a whole number >= 1 (or None: one per core), got {workers!r}")
+        raise ConfigError(f"workers must be a whole number >= 1 (leave it out for one per core), got {workers!r}")
     if isinstance(model, Recommender):
         rec, uri = model, "<in-memory Recommender>"
     else:
