@@ -168,3 +168,85 @@ def test_concurrent_observe_and_recommend_never_error_and_lose_no_event(rec):
     assert not errors, errors[:3]
     assert reads[0] > 0
     assert len(rec._state.tables["events"]) == n_log + 2 * 4 * 5  # linearizable: no batch lost
+
+
+def _batches(rec, seed: int = 0) -> list[pd.DataFrame]:
+    """Five batches in time order after the log's end: known and new users, every event type, both partners."""
+    rng = np.random.default_rng(seed)
+    s = rec._state
+    items = s.catalogue.to_frame(False)["item_id"].to_numpy()
+    users = np.r_[s.users.ids.to_numpy()[:40], [900001, 900002, 900003]]
+    out = []
+    for b in range(5):
+        n = 25
+        out.append(pd.DataFrame({
+            "user_id": users[rng.integers(len(users), size=n)], "item_id": items[rng.integers(len(items), size=n)],
+            "timestamp": [LATER + pd.Timedelta(b, "h") + pd.Timedelta(int(x), "min") for x in np.sort(
+                rng.integers(0, 50, n))],
+            "event_type": rng.choice(["impression", "click", "cart", "fav", "purchase"], n, p=[.5, .2, .1, .1, .1]),
+            "media_id": rng.choice([PARTNER, "app-0"], n)}))
+    return out
+
+
+def test_batches_applied_one_by_one_equal_a_refit_on_the_same_log(rec):
+    """observe grows the counts, priors, user rows and partner histories by each batch alone
+    (recsys/features/live_counts.py, recsys/feed/live_users.py); the result equals rebuilding them all from
+    the grown serving log: counts exactly, rates within float rounding (the priors' sums run in another order)."""
+    import scipy.sparse as sp
+
+    from recsys.feed import partners
+    from recsys.feed.state import builder_events, builder_items
+    from recsys.feed.users import UserState
+
+    base = rec._state.builder
+    for batch in _batches(rec):
+        assert rec.observe(batch) == len(batch)
+    s = rec._state
+    # grown, not refitted: the fitted sorted arrays are shared and only a delta holds the new events
+    assert s.builder._own["clicks"].sorted is base._own["clicks"].sorted and s.builder._own["clicks"]._delta
+    assert s.builder.stats_._index[("item", "impression")].sorted is base.stats_._index[("item", "impression")].sorted
+    log = s.tables["events"]
+    users = UserState(s.pipeline, log, s.tables.get("users"), s.catalogue, segment_column=s.config.segment_column)
+    assert users.ids.equals(s.users.ids) and (users.segments == s.users.segments).all()
+    for name in ("history", "purchases"):
+        a, b = getattr(s.users, name), getattr(users, name)
+        assert a.shape == b.shape and (a.indptr == b.indptr).all() and (a.indices == b.indices).all() \
+            and (a.data == b.data).all() and isinstance(a, sp.csr_matrix), name
+    assert all((s.users.feats[k] == users.feats[k]).all() for k in users.feats)
+    fresh = copy.copy(s)
+    fresh.partner_log = None
+    got, want = s.partner_log[2][1], partners._log(fresh)[1]
+    assert (got["keys"] == want["keys"]).all() and (got["items"] == want["items"]).all()
+
+    refit = type(s.builder)(**(s.builder_params or {})).fit(builder_events(log), builder_items(
+        s.catalogue.to_frame(False)), s.tables.get("social"))
+    rng = np.random.default_rng(1)
+    rows = pd.DataFrame({"user_id": np.r_[users.ids.to_numpy()[rng.integers(len(users.ids), size=400)], 900001],
+                         "item_id": s.catalogue.ids[rng.integers(len(s.catalogue.ids), size=401)],
+                         "timestamp": [LATER + pd.Timedelta(int(x), "min") for x in rng.integers(-600, 600, 401)],
+                         "media_id": rng.choice([PARTNER, "app-0"], 401)})
+    a, b = s.builder.transform(rows), refit.transform(rows)
+    assert list(a.columns) == list(b.columns)
+    for c in a.columns:
+        if not pd.api.types.is_numeric_dtype(a[c]):
+            continue
+        if c.endswith(("_ctr", "_cvr")):  # rates: the same counts through priors summed in another order
+            np.testing.assert_allclose(a[c], b[c], rtol=1e-5, atol=1e-7, err_msg=c)
+        else:  # counts (log1p of an integer), stages, prices: the same computation on the same integers
+            assert (a[c].to_numpy() == b[c].to_numpy()).all(), c
+    assert s.builder.stats_.global_ctr_ == refit.stats_.global_ctr_  # from the same integer totals
+    for key, rates in refit.stats_.strength_.items():
+        for r, want in rates.items():
+            assert s.builder.stats_.strength_[key][r]["pooled"] == pytest.approx(want["pooled"], rel=1e-9)
+            assert sorted(s.builder.stats_.strength_[key][r]["groups"].values()) == pytest.approx(
+                sorted(want["groups"].values()), rel=1e-9)
+
+
+def test_an_event_on_an_item_added_after_training_serves_that_users_feed(rec):
+    """The item is outside the two-tower's vocabulary: the user's history holds the vocabulary's unknown row,
+    which names no catalogue item (reasons skip it) instead of failing the request."""
+    row = rec._state.catalogue.to_frame(False).iloc[[0]].assign(item_id=990001)
+    rec.add_items(row)
+    assert rec.observe([_event(USER, 990001, "click")]) == 1
+    feed = rec.recommend(USER, k=10, media_id=PARTNER)
+    assert len(feed.item_ids) == 10

@@ -132,6 +132,18 @@ class ConversionRateStats:
         self._fit_priors()
         return self
 
+    @property
+    def _events(self) -> pd.DataFrame:
+        """The indexed events (slim); live extensions keep them as parts, joined here on first read."""
+        parts = self.__dict__["_event_parts"]
+        if len(parts) > 1:
+            self.__dict__["_event_parts"] = parts = (pd.concat(parts, ignore_index=True),)
+        return parts[0]
+
+    @_events.setter
+    def _events(self, value: pd.DataFrame) -> None:
+        self.__dict__["_event_parts"] = (value,)
+
     def update(self, events: pd.DataFrame) -> ConversionRateStats:
         """Append newly logged events to the index (prior strengths stay as fitted)."""
         self._events = pd.concat([self._events, self._slim(events)], ignore_index=True)
@@ -162,8 +174,11 @@ class ConversionRateStats:
         else:
             col = {"item": "item_id", "user": "user_id", "media": "media_id"}[key]
             values = frame[col].to_numpy()
-        if grow:
-            self._vocab[key] = pd.Index(pd.unique(values))
+        if grow:  # an item attribute's vocabulary holds every catalogue value: live events never grow it, so the
+            # user x category codes (user * (categories + 1) + category) stay put (recsys/features/live_counts.py)
+            seen = np.concatenate([values, self._items[key].to_numpy()]) if key in ("category", "brand", "shop") \
+                else values
+            self._vocab[key] = pd.Index(pd.unique(seen))
         idx = self._vocab[key].get_indexer(values)
         return np.where(idx < 0, len(self._vocab[key]), idx).astype(np.int64)
 

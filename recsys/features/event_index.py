@@ -4,10 +4,17 @@
 is counted by this package's C extension (``recsys/features/_counts.c``) when it was built, otherwise with
 NumPy (:data:`COUNTS_ENGINE` says which). :mod:`recsys.features.cvr_stats` turns these counts into
 smoothed rates.
+
+Live events grow an index without rebuilding it: :meth:`EventIndex.extended` returns a NEW index (the old one
+is never touched, so a request in flight keeps counting on it) made of the old sorted array, shared, and a
+small delta index of the events added since, rebuilt from those alone; counts are the sum of both. Once the
+delta outgrows ``max(4096, base // 32)`` events the two are merged into one sorted array again (a merge
+costs a full sort; it comes once per that many events).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,6 +47,42 @@ class EventIndex:
             self.key_vocab = np.unique(keys)
             keys = np.searchsorted(self.key_vocab, keys)
         self.sorted = np.sort(keys * self.stride + np.searchsorted(self.uniq_times, times))
+        self._delta: EventIndex | None = None      # events added by extended(), counted beside ``sorted``
+        self._delta_raw: tuple[np.ndarray, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.sorted) + (0 if self._delta is None else len(self._delta.sorted))
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every (key, time) pair the index holds, as two int64 arrays (in no particular order)."""
+        codes, ranks = np.divmod(self.sorted, self.stride)
+        keys = codes if self.key_vocab is None else self.key_vocab[codes]
+        times = self.uniq_times[ranks] if len(ranks) else np.zeros(0, np.int64)
+        if self._delta_raw is not None:
+            keys = np.concatenate([keys, self._delta_raw[0]])
+            times = np.concatenate([times, self._delta_raw[1]])
+        return keys.astype(np.int64), times.astype(np.int64)
+
+    def extended(self, keys: np.ndarray, times: np.ndarray) -> EventIndex:
+        """A new index holding these (key, time) pairs too; ``self`` is left as it was. Costs the size of the
+        pairs added since the last merge, not of the index (module docstring)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1)
+        times = np.asarray(times, dtype=np.int64).reshape(-1)
+        if not len(keys):
+            return self
+        if self._delta_raw is not None:
+            keys = np.concatenate([self._delta_raw[0], keys])
+            times = np.concatenate([self._delta_raw[1], times])
+        if len(keys) > max(4096, len(self.sorted) // 32):  # merge: one sorted array again
+            base_keys, base_times = copy.copy(self)._without_delta().raw()
+            return EventIndex(np.concatenate([base_keys, keys]), np.concatenate([base_times, times]))
+        new = copy.copy(self)
+        new._delta, new._delta_raw = EventIndex(keys, times), (keys, times)
+        return new
+
+    def _without_delta(self) -> EventIndex:
+        self._delta = self._delta_raw = None
+        return self
 
     def _compress(self, keys: np.ndarray) -> np.ndarray:
         if self.key_vocab is None:
@@ -50,6 +93,11 @@ class EventIndex:
 
     def count(self, keys: np.ndarray, times: np.ndarray, window: int | None = None) -> np.ndarray:
         """Events with the query's key strictly before its time (and at or after ``time - window``)."""
+        if self._delta is not None:
+            return self._count(keys, times, window) + self._delta.count(keys, times, window)
+        return self._count(keys, times, window)
+
+    def _count(self, keys: np.ndarray, times: np.ndarray, window: int | None = None) -> np.ndarray:
         base = self._compress(np.asarray(keys, dtype=np.int64)) * self.stride
         times = np.asarray(times, dtype=np.int64)
         hi = np.searchsorted(self.sorted, base + np.searchsorted(self.uniq_times, times, "left"), "left")
@@ -66,6 +114,14 @@ class EventIndex:
         ``key_range`` (lo, hi): every key lies in [lo, hi) (one user's keys), so only that block of the
         index is searched -- a few cache lines instead of a walk down the whole sorted array.
         """
+        out = self._count_windows(keys, times, windows, key_range)
+        if self._delta is not None:
+            out = [a + b for a, b in zip(out, self._delta.count_windows(keys, times, windows, key_range),
+                                         strict=True)]
+        return out
+
+    def _count_windows(self, keys: np.ndarray, times: np.ndarray, windows: Sequence[int | None],
+                       key_range: tuple[int, int] | None = None) -> list[np.ndarray]:
         keys = np.asarray(keys, dtype=np.int64)
         if _COUNT is not None and self.key_vocab is None and keys.ndim == 1 and np.size(times) == 1 and \
                 len(windows) <= 64 and all(w is None or w >= 0 for w in windows):  # one time: one C call

@@ -104,7 +104,10 @@ class FeaturePipeline:
         if self.user_vocabs_:
             prof = users.drop_duplicates("user_id").set_index("user_id") if users is not None else None
             for c, vocab in self.user_vocabs_.items():
-                vals = prof[c].reindex(ids.to_numpy()).astype(str) if prof is not None and c in prof else [None] * len(ids)
+                # text first, then reindexed: a user missing from the table must not turn the others' integers
+                # into floats ("1" -> "1.0", an unknown value); the missing ones read "nan" as before
+                vals = prof[c].astype(str).reindex(ids.to_numpy()).fillna("nan") if prof is not None and c in prof \
+                    else [None] * len(ids)
                 out[c] = torch.from_numpy(vocab.transform(np.asarray(vals, dtype=object)))
         if self.context_ is not None:
             media = [None] * len(ids) if media_ids is None else np.broadcast_to(np.asarray(media_ids, dtype=object),

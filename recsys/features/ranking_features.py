@@ -70,6 +70,18 @@ class RankingFeatureBuilder:
         self._index()
         return self
 
+    @property
+    def _events(self) -> pd.DataFrame:
+        """The indexed events; live extensions keep them as parts, joined here on first read."""
+        parts = self.__dict__["_event_parts"]
+        if len(parts) > 1:
+            self.__dict__["_event_parts"] = parts = (pd.concat(parts, ignore_index=True),)
+        return parts[0]
+
+    @_events.setter
+    def _events(self, value: pd.DataFrame) -> None:
+        self.__dict__["_event_parts"] = (value,)
+
     def update(self, events: pd.DataFrame) -> RankingFeatureBuilder:
         """Append newly logged events (serving: keep features current without refitting priors)."""
         self.stats_.update(events)
@@ -87,7 +99,10 @@ class RankingFeatureBuilder:
                                                                      ignore_index=True)
         self._users = pd.Index(pd.unique(users))  # social-graph users without events get codes of their own
         self._brands = pd.Index(pd.unique(self.items_["brand"]))
-        self._items_ix = pd.Index(pd.unique(ev["item_id"]))
+        # every catalogue item has a code (not only those with events), so user x item keys
+        # (user * (items + 1) + item) stay put as live events arrive (recsys/features/live_counts.py)
+        self._items_ix = pd.Index(pd.unique(pd.concat([ev["item_id"], self.items_.index.to_series()],
+                                                      ignore_index=True)))
         ub = self._user_brand(ev)
         self._stage = {
             "seen": EventIndex(ub[kind == "impression"], t[kind == "impression"]),

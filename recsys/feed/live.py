@@ -23,8 +23,14 @@ trained (it moves at the next training). The serving time follows the latest eve
 client whose clock runs ahead moves the windowed counts' "now" with it, so a service should stamp events
 itself or bound their timestamps.
 
-Cost: each batch rebuilds the per-user state and refits the feature builder over the whole serving log, so
-send events in batches (one HTTP request's worth), not one call per click on a large log.
+Cost: in proportion to the batch, not to the serving log: the count indexes, vocabularies and priors of the
+feature builder grow by the new rows (:mod:`recsys.features.live_counts`; the result equals a refit on the
+grown log), and only the batch users' rows of the per-user state are recomputed
+(:mod:`recsys.feed.live_users`). What still reads the whole log or catalogue, in NumPy/pandas without
+per-row Python: the duplicate check, appending to the log, finding the batch users' events, the builder's
+prior strengths (one count per item, user and user x category pair) and the ranker's per-item feature blocks.
+A batch with events older than the log's latest is applied by rebuilding the per-user state; one naming an
+item or category the builder was fitted without, by refitting the builder.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import DataValidationError
+from recsys.features.live_counts import extend_builder
+from recsys.feed.live_users import grown_partner_log, grown_users
 from recsys.feed.partners import known_partners
 from recsys.feed.state import ServingState, builder_events, builder_items
 from recsys.feed.users import UserState
@@ -184,18 +192,26 @@ def with_events(state: ServingState, rows: pd.DataFrame) -> ServingState:
     if "event_type" in old.columns and not isinstance(old["event_type"].dtype, pd.CategoricalDtype):
         add = add.assign(event_type=add["event_type"].astype(str).to_numpy(dtype=object))
     log = pd.concat([old, add], ignore_index=True)
-    if len(old) and add["timestamp"].min() < old["timestamp"].max():  # stable: equal times keep log order
+    at_end = not len(old) or add["timestamp"].min() >= old["timestamp"].max()
+    if not at_end:  # stable: equal times keep log order
         log = log.sort_values("timestamp", kind="stable").reset_index(drop=True)
     tables = dict(state.tables, events=log)
-    users = UserState(state.pipeline, log, tables.get("users"), state.catalogue,
-                      segment_column=state.config.segment_column)
+    if at_end and len(old):  # the batch users' rows recomputed, the others kept (recsys/feed/live_users.py)
+        users = grown_users(state.users, log, add, tables.get("users"), state.catalogue)
+    else:
+        users = UserState(state.pipeline, log, tables.get("users"), state.catalogue,
+                          segment_column=state.config.segment_column)
     builder = state.builder
-    if builder is not None:  # the ranker's counts: refitted on the grown log, as add_items and loading do
-        params = state.builder_params or {}
-        builder = type(builder)(**params).fit(builder_events(log), builder_items(state.catalogue.to_frame(False)),
-                                              tables.get("social"))
+    if builder is not None:  # the ranker's counts grown by the new rows: what a refit on the grown log gives
+        grown = extend_builder(builder, builder_events(add)) if hasattr(builder, "stats_") else None
+        if grown is None:  # only a refit can add them (an item or category the fitted builder lacks)
+            params = state.builder_params or {}
+            grown = type(builder)(**params).fit(builder_events(log), builder_items(state.catalogue.to_frame(False)),
+                                                tables.get("social"))
+        builder = grown
     as_of = max(state.as_of, pd.Timestamp(log["timestamp"].max()) + pd.Timedelta(1, "ns"))
-    new = state.evolve(tables=tables, users=users, builder=builder, as_of=as_of, partner_log=None)
+    partner_log = grown_partner_log(state, log, users, add) if at_end and len(old) else None
+    new = state.evolve(tables=tables, users=users, builder=builder, as_of=as_of, partner_log=partner_log)
     new.candidate_features()  # built now, under the update lock, not by the first request
     known_partners(new)
     return new

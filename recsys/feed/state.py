@@ -234,8 +234,10 @@ def pool_masks(media_pools: pd.DataFrame | None, catalogue: Catalogue) -> dict[s
 
 
 def vocab_positions(pipeline: Any, catalogue: Catalogue) -> np.ndarray:
-    """Catalogue position of each item of the pipeline's item vocabulary."""
-    return catalogue.positions(np.asarray(pipeline.items_.values_))
+    """Catalogue position of each item of the pipeline's item vocabulary; -1 for the vocabulary's rows of unknown
+    items (a live event on an item added after training puts one in a user's history)."""
+    pos = catalogue.positions(np.asarray(pipeline.items_.values_))
+    return np.concatenate([pos, np.full(max(int(getattr(pipeline.items_, "size", 0)) - len(pos), 0), -1, pos.dtype)])
 
 
 def sync_index(index: Any, catalogue: Catalogue, positions: np.ndarray | None = None) -> None:
