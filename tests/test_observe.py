@@ -250,3 +250,23 @@ def test_an_event_on_an_item_added_after_training_serves_that_users_feed(rec):
     assert rec.observe([_event(USER, 990001, "click")]) == 1
     feed = rec.recommend(USER, k=10, media_id=PARTNER)
     assert len(feed.item_ids) == 10
+
+
+@pytest.mark.parametrize("scale", [1, 2**50])  # dense keys, and keys sparse enough to be stored compressed
+def test_an_extended_event_index_counts_what_one_built_at_once_counts(scale):
+    from recsys.features.event_index import EventIndex
+
+    rng = np.random.default_rng(3)
+    keys, times = rng.integers(0, 50, 20_000) * scale, rng.integers(0, 1_000, 20_000)
+    whole = EventIndex(keys, times)
+    grown = EventIndex(keys[:2_000], times[:2_000])
+    first = grown
+    for a in range(2_000, 20_000, 900):  # deltas, and merges once a delta outgrows 4096 pairs
+        grown = grown.extended(keys[a:a + 900], times[a:a + 900])
+    assert len(grown) == 20_000 and len(first) == 2_000  # the index extended is left as it was
+    q, qt = rng.integers(0, 52, 500) * scale, rng.integers(0, 1_100, 500)
+    for window in (None, 50, 0):
+        assert (grown.count(q, qt, window) == whole.count(q, qt, window)).all()
+    one = [grown.count_windows(np.array([3, 4]) * scale, np.array([700]), [None, 50], r) for r in (None, (3 * scale, 5 * scale))]
+    want = whole.count_windows(np.array([3, 4]) * scale, np.array([700]), [None, 50])
+    assert all((a == b).all() for got in one for a, b in zip(got, want, strict=True))
