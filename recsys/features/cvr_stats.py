@@ -38,6 +38,7 @@ from recsys.features.event_index import (  # noqa: F401  (re-exported: the count
     EventIndex,
     point_in_time_counts,
 )
+from recsys.features.parted import PartedFrame
 
 #: key -> parent key used for smoothing ("global" is the root).
 DEFAULT_HIERARCHY: dict[str, str] = {
@@ -132,17 +133,7 @@ class ConversionRateStats:
         self._fit_priors()
         return self
 
-    @property
-    def _events(self) -> pd.DataFrame:
-        """The indexed events (slim); live extensions keep them as parts, joined here on first read."""
-        parts = self.__dict__["_event_parts"]
-        if len(parts) > 1:
-            self.__dict__["_event_parts"] = parts = (pd.concat(parts, ignore_index=True),)
-        return parts[0]
-
-    @_events.setter
-    def _events(self, value: pd.DataFrame) -> None:
-        self.__dict__["_event_parts"] = (value,)
+    _events = PartedFrame("_event_parts")  # the indexed events; live batches are appended as parts
 
     def update(self, events: pd.DataFrame) -> ConversionRateStats:
         """Append newly logged events to the index (prior strengths stay as fitted)."""

@@ -179,7 +179,7 @@ def extend_stats(st: Any, events: pd.DataFrame) -> Any:
         ev = ev.assign(media_id=None)
     tot = _Totals.of(st)
     new = copy.copy(st)
-    new.__dict__["_event_parts"] = (*st.__dict__["_event_parts"], ev)
+    type(st)._events.extended(new, st, ev)
     new.__dict__.pop("_totals", None)
     if not len(ev):
         new.__dict__["_totals"] = tot
@@ -218,7 +218,7 @@ def extend_builder(b: Any, events: pd.DataFrame) -> Any:
         return None
     new = copy.copy(b)
     new.stats_ = stats
-    new.__dict__["_event_parts"] = (*b.__dict__["_event_parts"], ev)
+    type(b)._events.extended(new, b, ev)
     new._users = _grow(b._users, ev["user_id"].to_numpy())
     kind = ev["event_type"].astype(str).to_numpy()
     t = _ns(ev["timestamp"])

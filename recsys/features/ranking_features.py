@@ -29,6 +29,7 @@ import pandas as pd
 
 from recsys.errors import DataValidationError, LeakageError
 from recsys.features.cvr_stats import KEY_ORDER, ConversionRateStats, EventIndex, _ns
+from recsys.features.parted import PartedFrame
 
 ID_COLUMNS = ("user_id", "item_id", "category", "brand", "shop", "media_id")
 STAGES = ("none", "awareness", "interest", "purchase", "loyalty")
@@ -70,17 +71,7 @@ class RankingFeatureBuilder:
         self._index()
         return self
 
-    @property
-    def _events(self) -> pd.DataFrame:
-        """The indexed events; live extensions keep them as parts, joined here on first read."""
-        parts = self.__dict__["_event_parts"]
-        if len(parts) > 1:
-            self.__dict__["_event_parts"] = parts = (pd.concat(parts, ignore_index=True),)
-        return parts[0]
-
-    @_events.setter
-    def _events(self, value: pd.DataFrame) -> None:
-        self.__dict__["_event_parts"] = (value,)
+    _events = PartedFrame("_event_parts")  # the indexed events; live batches are appended as parts
 
     def update(self, events: pd.DataFrame) -> RankingFeatureBuilder:
         """Append newly logged events (serving: keep features current without refitting priors)."""

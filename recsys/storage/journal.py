@@ -164,13 +164,18 @@ class EventJournal:
         empty batch returns the journal's last sequence number). A bad row raises DataValidationError, and
         nothing is written."""
         rows = _records(self.validate(events) if self.validate is not None and len(events) else events)
+        if not rows:
+            return self.last_seq()
+        return self._insert(lambda con: con.executemany(_INSERT, rows))
+
+    def _insert(self, write: Any) -> int:
+        """Run ``write(connection)`` in one transaction; the last inserted sequence number once committed and on
+        disk (nothing is written when it raises)."""
         with self._lock:
             con = self._connection()
-            if not rows:
-                return int(con.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany(_INSERT, rows)
+                write(con)
                 seq = int(con.execute("SELECT last_insert_rowid()").fetchone()[0])
                 con.execute("COMMIT")
             except BaseException:
@@ -225,18 +230,8 @@ class EventJournal:
         except (TypeError, ValueError) as e:
             raise DataValidationError(f"update {kind!r}: the payload is not JSON data ({e}); send ids, numbers, "
                                       "text and booleans") from None
-        with self._lock:
-            con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                con.execute("INSERT INTO updates (kind, payload, events_seq) VALUES (?, ?, "
-                            "(SELECT COALESCE(MAX(seq), 0) FROM events))", (str(kind), text))
-                seq = int(con.execute("SELECT last_insert_rowid()").fetchone()[0])
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return seq
+        return self._insert(lambda con: con.execute("INSERT INTO updates (kind, payload, events_seq) VALUES (?, ?, "
+                                                    "(SELECT COALESCE(MAX(seq), 0) FROM events))", (str(kind), text)))
 
     def read_updates(self, since: int = 0, until: int | None = None) -> list[tuple[int, str, dict, int]]:
         """The updates after ``since`` (up to ``until``) in sequence order: ``(seq, kind, payload, events_seq)``."""
