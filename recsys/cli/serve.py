@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from recsys.service.settings import ServiceSettings
+
 LOCAL_ONLY_HOST = "127.0.0.1"
 
 
@@ -24,8 +26,9 @@ def serve(
     poll_seconds: Annotated[float, typer.Option("--poll-seconds", help="How often to re-resolve the model source "
                                                                        "(0: only on POST /v1/admin/reload).")] = 30.0,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="Requests running at once per worker.")]
-    = 8,
-    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests waiting per worker; beyond: 503.")] = 64,
+    = ServiceSettings.max_concurrency,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests waiting per worker; beyond: 503.")]
+    = ServiceSettings.max_queue,
     deadline: Annotated[float, typer.Option("--deadline", help="Seconds a request may take (queue included); "
                                                                "beyond: 504.")] = 10.0,
     journal: Annotated[Path | None, typer.Option("--journal", help="The event journal (SQLite file) of "
@@ -69,8 +72,6 @@ def serve(
 
 def _settings(model: str, keys: Path | None, poll_seconds: float, max_concurrency: int, max_queue: int,
               deadline: float, journal: Path | None):
-    from recsys.service.settings import ServiceSettings
-
     return ServiceSettings(model=model, keys=None if keys is None else str(keys), poll_seconds=poll_seconds,
                            max_concurrency=max_concurrency, max_queue=max_queue, deadline_s=deadline,
                            journal=None if journal is None else str(journal))
