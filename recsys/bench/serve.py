@@ -206,11 +206,17 @@ def _index_factory(n_items: int) -> str:
 
 def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, seconds: int = 10,
                         swap_seconds: int | None = None, concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32),
-                        max_concurrency: int = 8, max_queue: int = 64, k: int = 20, n_requests: int = 2000,
+                        max_concurrency: int | None = None, max_queue: int | None = None, k: int = 20,
+                        n_requests: int = 2000,
                         seed: int = 0, out_dir: str | Path = "experiments/serving", progress: bool = False) -> dict:
     """Run every phase (module docstring); write ``serve.json`` and ``serve.md``; return the figures.
     ``seconds``: each load step's length; ``swap_seconds``: the swap phase's (default ``6 * seconds``)."""
     from recsys.bench.recommend import _build, _uptime, run_context
+    from recsys.service.settings import ServiceSettings
+
+    # the service's own defaults unless told otherwise: the benchmark measures what `recsys serve` does as shipped
+    max_concurrency = ServiceSettings.max_concurrency if max_concurrency is None else int(max_concurrency)
+    max_queue = ServiceSettings.max_queue if max_queue is None else int(max_queue)
 
     wrk_binary()  # fail before the build when wrk is missing
     seconds, swap_seconds = max(1, int(seconds)), max(4, int(swap_seconds or 6 * seconds))
