@@ -296,6 +296,13 @@ class Recommender:
 
         return audience(self._ready(), media_id)
 
+    def pool(self, media_id: str) -> np.ndarray:
+        """The live item ids partner ``media_id`` may show (the whole live catalogue when its pool is unrestricted),
+        before per-request rules (stock, segments); an unknown partner raises DataValidationError."""
+        from recsys.feed.audience import pool
+
+        return pool(self._ready(), media_id)
+
     def partners(self) -> list[str]:
         """Every partner this Recommender knows (media table, pools, objectives, serving log), sorted."""
         from recsys.feed.audience import partners

@@ -244,3 +244,13 @@ def test_sigkill_of_a_job_with_workers_stops_them_and_resumes_exactly(tmp_path: 
     assert 1 <= len(published) < whole["parts"] and resumed["resumed_parts"] == [int(n[5:10]) for n in published]
     assert not list(out.glob(".*.tmp-*"))
     pd.testing.assert_frame_equal(_read(out), _read(tmp_path / "whole"))
+
+
+def test_pool_is_the_partners_live_items(tmp_path: Path) -> None:
+    rec = recsys.load(BUNDLE)  # its own copy: this test removes an item
+    assert rec.pool("kol-0").tolist() == [3, 53, 74]  # the fixture's media_pools rows for kol-0
+    assert len(rec.pool("app-0")) == rec.info["items"] == 100  # an unrestricted partner: the whole live catalogue
+    rec.remove_items([53])
+    assert rec.pool("kol-0").tolist() == [3, 74] and len(rec.pool("app-0")) == 99
+    with pytest.raises(DataValidationError, match="did you mean 'kol-0'"):
+        rec.pool("kol0")

@@ -106,6 +106,24 @@ def test_errors_are_json_4xx(client: TestClient) -> None:
     assert not_json.status_code == 422
 
 
+def test_partner_audience_and_pool_pages_under_the_partners_key(client: TestClient) -> None:
+    import recsys
+
+    rec = recsys.load(V1)
+    got = client.get("/v1/partners/guide-0/audience", params={"limit": 3}, headers=auth(GUIDE0)).json()
+    assert got["total"] == len(rec.audience("guide-0")) and got["ids"] == rec.audience("guide-0")[:3].tolist()
+    rest = client.get("/v1/partners/guide-0/audience", params={"offset": 3, "limit": 1000}, headers=auth(GUIDE0))
+    assert got["ids"] + rest.json()["ids"] == rec.audience("guide-0").tolist() and got["model_version"]
+    pool = client.get("/v1/partners/guide-0/pool", params={"limit": 1000}, headers=auth(GUIDE0)).json()
+    assert pool["ids"] == rec.pool("guide-0").tolist() and 0 < pool["total"] < rec.info["items"]  # restricted
+    assert client.get("/v1/partners/app-0/pool", headers=auth(GUIDE0)).status_code == 403  # another partner's
+    assert client.get("/v1/partners/app-0/audience", headers=auth(GUIDE0)).status_code == 403
+    assert client.get("/v1/partners/app-0/pool", headers=auth(ADMIN)).status_code == 200
+    assert client.get("/v1/partners/nope/pool", headers=auth(ADMIN)).status_code == 422
+    assert client.get("/v1/partners/guide-0/pool", params={"limit": 0}, headers=auth(GUIDE0)).status_code == 422
+    assert client.get("/v1/partners/guide-0/pool").status_code == 401
+
+
 def test_similar_items(client: TestClient) -> None:
     r = client.post("/v1/similar", json={"item_id": 42, "k": 4}, headers=auth(GUIDE0))
     assert r.status_code == 200, r.text

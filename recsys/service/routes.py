@@ -175,6 +175,37 @@ def post_events(body: EventsRequest, who: Caller, request: Request) -> EventsRes
     return EventsResponse(model_version=served.version, accepted=int(accepted))
 
 
+PAGE_MAX = 10_000  # ids per page of an audience or a pool
+
+
+def _page(ids: Any, media: str, version: str, offset: int, limit: int) -> dict:
+    if offset < 0 or not 1 <= limit <= PAGE_MAX:
+        raise ServiceError(422, f"offset must be >= 0 and limit in 1..{PAGE_MAX}; got offset={offset}, limit={limit}",
+                           "page through with offset and a limit of at most 10000")
+    return {"media_id": media, "model_version": version, "total": len(ids), "offset": offset,
+            "ids": ids[offset:offset + limit].tolist()}
+
+
+@router.get("/v1/partners/{media_id}/audience", tags=["partners"], responses=_ERRORS)
+def partner_audience(media_id: str, who: Caller, request: Request, offset: int = 0, limit: int = 1000) -> dict:
+    """The partner's users (known users with a positive event on it, sorted), a page at a time; a partner key
+    reads only its own."""
+    ctx = _ctx(request)
+    media = _partner_media(who, media_id)
+    served = _served(ctx)
+    return _page(served.rec.audience(media), media, served.version, offset, limit)
+
+
+@router.get("/v1/partners/{media_id}/pool", tags=["partners"], responses=_ERRORS)
+def partner_pool(media_id: str, who: Caller, request: Request, offset: int = 0, limit: int = 1000) -> dict:
+    """The live items the partner may show (its pool, before stock and segment rules), a page at a time; a partner
+    key reads only its own."""
+    ctx = _ctx(request)
+    media = _partner_media(who, media_id)
+    served = _served(ctx)
+    return _page(served.rec.pool(media), media, served.version, offset, limit)
+
+
 @router.get("/v1/model", tags=["models"])
 def model_status(who: Caller, request: Request) -> dict:
     """What is serving: the version and when it loaded; the admin also sees the source, the last reload and the
