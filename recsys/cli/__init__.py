@@ -103,6 +103,18 @@ def benchmark_retrieval(
         _echo_json(result, None)
 
 
+@benchmark_app.command("graph-filter")
+def benchmark_graph_filter(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
+    json_path: JsonOpt = None,
+    md_path: Annotated[Path | None, typer.Option("--md", help="Write the tables (all datasets) here.")] = None,
+) -> None:
+    """Training-free graph filters (linear, GF-CF, BSPM) beside implicit-ALS: Recall/NDCG@20, time, memory."""
+    from recsys.bench.graph_filter import graph_filter_command
+
+    graph_filter_command(data_dir, json_path, md_path)
+
+
 @benchmark_app.command("index")
 def benchmark_index(
     items: Annotated[int, typer.Option("--items", help="Catalogue size (e.g. 100000, 1000000).")],
