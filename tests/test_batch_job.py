@@ -254,3 +254,12 @@ def test_pool_is_the_partners_live_items(tmp_path: Path) -> None:
     assert rec.pool("kol-0").tolist() == [3, 74] and len(rec.pool("app-0")) == 99
     with pytest.raises(DataValidationError, match="did you mean 'kol-0'"):
         rec.pool("kol0")
+
+
+def test_a_bundles_version_is_the_same_in_batch_rows_and_the_service(tmp_path: Path) -> None:
+    from recsys.service.holder import resolve_source
+
+    m = score(BUNDLE, tmp_path / "f", media_id="guide-0", k=2, scored_at=WHEN, progress=False)
+    rows = pd.read_parquet(tmp_path / "f")
+    assert set(rows["model_version"]) == {m["model"]["version"]} == {resolve_source(str(BUNDLE))[1]}
+    assert len(m["model"]["version"]) == 12 and m["model"]["name"] == "v1"

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.batch import parts as files
-from recsys.batch.rows import ModelInfo, manifest_digest, model_info, nest, run_time, score_chunk
+from recsys.batch.rows import ModelInfo, model_info, nest, run_time, score_chunk
 from recsys.batch.workers import run_parallel, usable_cores
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.request_checks import check_k
@@ -33,6 +33,7 @@ from recsys.ids import coerce_id, id_kind
 from recsys.loading import MLFLOW_SCHEMES
 from recsys.progress import show_progress
 from recsys.recommender import Recommender
+from recsys.storage.bundle import manifest_digest
 from recsys.version import __version__
 
 __all__ = ["score", "Plan", "plan_job"]

@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["manifest_digest", "run_time", "ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
+from recsys.storage.bundle import manifest_digest
+
+__all__ = ["run_time", "ModelInfo", "ROW_COLUMNS", "FEED_FIELDS", "score_chunk", "nest", "model_info"]
 
 # user_id and item_id keep the kind of the model's ids (int64 or string); everything else is fixed
 ROW_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "fallback",
@@ -23,8 +25,9 @@ FEED_FIELDS = ("rank", "item_id", "score", "pctr", "pcvr", "reason", "fallback")
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Which model scored: its registered name and version when it came from MLflow, else the bundle's
-    folder name and the first 12 hex digits of its manifest's training-data hash."""
+    """Which model scored: its registered name and version when it came from MLflow, else the bundle's folder name
+    and the first 12 hex digits of its manifest's sha256 (:func:`~recsys.storage.bundle.manifest_digest`, the
+    version the service reports for the same bundle)."""
 
     name: str
     version: str
@@ -38,36 +41,18 @@ def model_info(rec: Any, uri: str) -> ModelInfo:
     """The :class:`ModelInfo` of a loaded Recommender (``uri``: what it was loaded from)."""
     text = str(uri)
     if text.startswith("models:/"):
+        from recsys.tracking.aliases import alias_version
+
         name, _, ref = text[len("models:/"):].partition("@")
         if not ref:
             name, _, ref = name.partition("/")
-        version = _alias_version(name, ref)
-        return ModelInfo(name=name, version=version, uri=text)
-    digest = str(getattr(rec, "training_data_hash_", None) or "unknown")
-    return ModelInfo(name=text.rstrip("/").rsplit("/", 1)[-1], version=digest.removeprefix("sha256:")[:12], uri=text)
-
-
-def _alias_version(name: str, ref: str) -> str:
-    """The version number an alias (``champion``) points at in MLflow's current registry (a number: itself)."""
-    if ref.isdigit() or ref == "latest":
-        return ref
-    import mlflow
-
-    try:
-        return str(mlflow.MlflowClient().get_model_version_by_alias(name, ref).version)
-    except mlflow.exceptions.MlflowException as e:
-        from recsys.errors import ArtifactError
-
-        raise ArtifactError(f"models:/{name}@{ref}: cannot read which version the alias points at ({e.message}); "
-                            "check MLFLOW_TRACKING_URI") from None
-
-
-def manifest_digest(manifest: dict) -> str:
-    """sha256 of a bundle's manifest as loaded: which bundle a job planned with, checked where it is loaded again."""
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+        return ModelInfo(name=name, version=alias_version(name, ref), uri=text)
+    manifest = getattr(rec, "bundle_manifest_", None)
+    if manifest:  # the service reports a bundle's version the same way
+        version = manifest_digest(manifest)[:12]
+    else:  # an in-memory model: its training data
+        version = str(getattr(rec, "training_data_hash_", None) or "unknown").removeprefix("sha256:")[:12]
+    return ModelInfo(name=text.rstrip("/").rsplit("/", 1)[-1], version=version, uri=text)
 
 
 def run_time(value: Any = None) -> pd.Timestamp:

@@ -33,10 +33,11 @@ from typing import Any
 import pandas as pd
 
 from recsys.batch.parts import write_json
-from recsys.batch.rows import FEED_FIELDS, manifest_digest, model_info, run_time
+from recsys.batch.rows import FEED_FIELDS, model_info, run_time
 from recsys.batch.spark_worker import report_dir, score_chunks, ship_bundle
 from recsys.errors import ConfigError, MissingDependencyError
 from recsys.feed.request_checks import check_k
+from recsys.storage.bundle import manifest_digest
 
 __all__ = ["score_spark", "score_spark_job", "local_session", "spark_schema"]
 

@@ -81,9 +81,9 @@ def _model() -> Any:
     part's error, with its message) and checked to be the very bundle the parent planned with."""
     rec = _worker.get("rec")
     if rec is None:
-        from recsys.batch.rows import manifest_digest
         from recsys.errors import ArtifactError
         from recsys.loading import load_bundle
+        from recsys.storage.bundle import manifest_digest
 
         rec = load_bundle(_worker["bundle"])
         if manifest_digest(rec.bundle_manifest_) != _worker["manifest_sha256"]:

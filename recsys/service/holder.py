@@ -19,7 +19,6 @@ one side of a swap and on the new version too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -31,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
+from recsys.storage.bundle import manifest_digest
 
-__all__ = ["Served", "ModelHolder", "UpdateLogFull", "bundle_version", "resolve_source"]
+__all__ = ["Served", "ModelHolder", "UpdateLogFull", "resolve_source"]
 
 DEFAULT_MAX_LOG = 10_000
 
@@ -54,13 +54,6 @@ class Served:
     loaded_at: float
 
 
-def bundle_version(manifest: dict) -> str:
-    """A bundle's version: the first 12 hex digits of the SHA-256 of its manifest (canonical JSON), which lists
-    every file's checksum, so two bundles with different contents never share a version."""
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def resolve_source(source: str) -> tuple[str, str, str]:
     """(name, version, uri to load) of ``source`` as it is now: a ``models:/name@alias`` is pinned to the version
     the alias points at (``models:/name/N``), so the version loaded is the version reported."""
@@ -69,13 +62,9 @@ def resolve_source(source: str) -> tuple[str, str, str]:
         if not alias:
             name, _, number = name.partition("/")
             return name, number or "latest", source
-        import mlflow
+        from recsys.tracking.aliases import alias_version
 
-        try:
-            version = str(mlflow.MlflowClient().get_model_version_by_alias(name, alias).version)
-        except mlflow.exceptions.MlflowException as e:
-            raise ArtifactError(f"{source}: cannot read which version the alias points at ({e.message}); check "
-                                "MLFLOW_TRACKING_URI and the alias (mlflow ui lists them)") from None
+        version = alias_version(name, alias)
         return name, version, f"models:/{name}/{version}"
     if "://" in source and not source.startswith("file://") or source.startswith(("runs:/", "mlflow-artifacts:/")):
         return source, "run", source
@@ -85,7 +74,7 @@ def resolve_source(source: str) -> tuple[str, str, str]:
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{source}: no readable bundle manifest ({type(e).__name__}); pass a bundle directory "
                             "written by Recommender.save or recsys train, or a models:/ URI") from None
-    return path.resolve().name, bundle_version(manifest), source
+    return path.resolve().name, manifest_digest(manifest)[:12], source
 
 
 def _warm(rec: Any) -> None:
@@ -222,7 +211,7 @@ class ModelHolder:
         if uri.startswith("models:/") and resolved != "latest":
             return resolved
         manifest = getattr(rec, "bundle_manifest_", None)
-        return bundle_version(manifest) if isinstance(manifest, dict) else resolved
+        return manifest_digest(manifest)[:12] if isinstance(manifest, dict) else resolved
 
     def _record(self, result: str, source: str, version: str | None, error: str | None, started: float,
                 previous: str | None = None) -> dict[str, Any]:

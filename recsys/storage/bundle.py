@@ -59,7 +59,7 @@ from recsys.storage.atomic import (
 )
 from recsys.storage.trust import SIGNATURE, check_manifest, check_signature, resolve_key, sign
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "write_bundle", "read_bundle", "verify_bundle",
+__all__ = ["manifest_digest", "FORMAT", "FORMAT_VERSION", "write_bundle", "read_bundle", "verify_bundle",
            "data_hash", "read_bundle_manifest"]
 
 FORMAT = "recsys.bundle"
@@ -273,3 +273,9 @@ def read_bundle(path: str | Path, read_parts: Callable[[Path, dict], T], *, max_
             return read_parts(Path(tmp), manifest)
         except ArtifactError as e:  # name the bundle, not the private copy
             raise ArtifactError(str(e).replace(tmp, str(path))) from None
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 (hex) of a bundle's manifest as loaded: the manifest lists every file's checksum, so this names the
+    exact bundle; its first 12 digits are the bundle's version wherever one is reported (batch rows, the service)."""
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
