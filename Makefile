@@ -12,7 +12,7 @@ $(STAMP): $(BUILD_INPUTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e ".[dev,serving,spark,bench]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,serving,spark,bench,tune]"
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
