@@ -44,6 +44,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
+    from recsys.service.dashboard import router as dashboard_router
     from recsys.service.limits import LimitsMiddleware
     from recsys.service.metrics import MetricsMiddleware, ServiceMetrics
     from recsys.service.routes import router
@@ -66,6 +67,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
                   description="Guess-you-like feeds for media partners. Send 'Authorization: Bearer KEY'.")
     app.state.ctx = ctx
     app.include_router(router)
+    app.include_router(dashboard_router)  # the partner dashboard at /ui
 
     @app.exception_handler(ServiceError)
     async def service_error(_request, exc: ServiceError):
