@@ -15,6 +15,7 @@ from recsys.cli.evaluate import evaluate_app
 from recsys.cli.score import score as score_command
 from recsys.cli.serve import serve as serve_command
 from recsys.cli.train import train_app
+from recsys.cli.tune import tune as tune_command
 
 app = typer.Typer(help="recsys: 猜你喜欢 (guess-you-like) recommendation for affiliate media partners.",
                   no_args_is_help=True, add_completion=False)
@@ -26,6 +27,7 @@ app.add_typer(benchmark_app, name="benchmark")
 app.add_typer(train_app, name="train")
 app.command("score")(score_command)
 app.command("serve")(serve_command)
+app.command("tune")(tune_command)
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the figures to this JSON file.")]
 
