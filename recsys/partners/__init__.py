@@ -1,0 +1,14 @@
+"""Partner insight: what a media partner's audience is and does (:func:`audience_insight`), and per brand how its
+users move through awareness, interest, purchase and loyalty (:func:`lifecycle_funnel`).
+
+Plots (:mod:`recsys.partners.plots`) and logging to MLflow (:mod:`recsys.partners.report`) load matplotlib and
+mlflow only when called.
+"""
+
+from recsys.partners.funnel import FLOW_STAGES, STAGES, funnel_counts, funnel_flows, lifecycle_funnel
+from recsys.partners.insight import audience_insight, price_levels
+from recsys.partners.privacy import DEFAULT_MIN_GROUP
+from recsys.partners.tables import PartnerTables, partner_tables
+
+__all__ = ["audience_insight", "lifecycle_funnel", "funnel_counts", "funnel_flows", "price_levels",
+           "partner_tables", "PartnerTables", "STAGES", "FLOW_STAGES", "DEFAULT_MIN_GROUP"]
