@@ -4,8 +4,9 @@ Products to carry and partners to recruit (:mod:`recsys.partners.selection`) ask
 that item to its users?" for items a feed never retrieves for them (not in the partner's pool). This module
 scores such pairs with the serving ranker: each user becomes one request on the given partner, the two-tower
 score of every pair comes from the user tower and the item embeddings, and the two-tower rank from where the
-item falls among the user's ``n_candidates`` best live items (items past them get rank ``n_candidates + 1``,
-where a served candidate never is). The rows then go through :func:`recsys.feed.ranking.rank`, so the array
+item would fall among the user's ``n_candidates`` best items of the partner's pool (items past them get rank
+``n_candidates + 1``, where a served candidate never is; a feed also leaves out what the user bought, which this
+does not). The rows then go through :func:`recsys.feed.ranking.rank`, so the array
 and frame paths give what a feed would. Work is vectorised per chunk of users; the grid is bounded by its
 callers (an audience sample times a shortlist of items).
 """
@@ -56,25 +57,46 @@ def two_tower_scores(state: ServingState, users: np.ndarray, media: np.ndarray, 
     return vecs @ state.item_emb[positions].T
 
 
-def _ranks(state: ServingState, vecs: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Two-tower rank of each scored pair among the user's ``n_candidates`` best live items (else one past)."""
-    live = np.flatnonzero(state.catalogue.alive)
-    k = min(state.config.n_candidates, len(live))
-    full = vecs @ state.item_emb[live].T
-    top = -np.partition(-full, k - 1, axis=1)[:, :k] if k < full.shape[1] else full
-    top = np.sort(top, axis=1)  # ascending: a pair's rank is 1 + the number of top scores above it
+def _rankable(state: ServingState, media: str | None) -> np.ndarray:
+    """Catalogue positions a request on ``media`` retrieves from: live, in stock, open to everyone, in its pool."""
+    from recsys.feed.partners import partner_pool
+
+    cat = state.catalogue
+    ok = cat.alive & cat.in_stock & ~cat.restricted
+    pool = partner_pool(state, media)
+    if pool is not None:
+        ok[: len(pool)] &= pool[: len(ok)]
+        ok[len(pool):] = False
+    return np.flatnonzero(ok)
+
+
+def _ranks(state: ServingState, media: np.ndarray, vecs: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Two-tower rank of each scored pair among the user's ``n_candidates`` best items of the partner's pool, as if
+    the scored item were in it (1 + the pool items scoring above it; one past ``n_candidates`` beyond them)."""
     out = np.empty(scores.shape, dtype=np.float64)
-    step = max(1, RANK_CELLS // max(1, top.shape[1] * scores.shape[1]))
-    for s in range(0, len(scores), step):
-        above = (top[s:s + step, None, :] > scores[s:s + step, :, None]).sum(axis=2)
-        out[s:s + step] = 1 + above
-    return np.minimum(out, k + 1)
+    n = state.config.n_candidates
+    for m in dict.fromkeys(media.tolist()):
+        rows = np.flatnonzero(media == m)
+        pool = _rankable(state, m)
+        k = min(n, len(pool))
+        if k == 0:
+            out[rows] = 1.0
+            continue
+        full = vecs[rows] @ state.item_emb[pool].T
+        top = np.sort(-np.partition(-full, k - 1, axis=1)[:, :k] if k < full.shape[1] else full, axis=1)
+        step = max(1, RANK_CELLS // max(1, k * scores.shape[1]))
+        for s in range(0, len(rows), step):
+            r = rows[s:s + step]
+            out[r] = 1 + (top[s:s + step, None, :] > scores[r, :, None]).sum(axis=2)
+        out[rows] = np.minimum(out[rows], n + 1)
+    return out
 
 
 def pair_probabilities(state: ServingState, users: np.ndarray, media: np.ndarray, positions: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(pCTR, pCVR) arrays of shape (len(users), len(positions)): user ``users[r]`` on partner ``media[r]``
     shown catalogue position ``positions[j]``. Needs a fitted ranker (ConfigError otherwise)."""
+    from recsys.feed.engine import _tower
     from recsys.feed.ranking import Candidates, rank
 
     if state.ranker is None or state.builder is None:
@@ -90,11 +112,9 @@ def pair_probabilities(state: ServingState, users: np.ndarray, media: np.ndarray
     per = max(1, CHUNK_ROWS // n_i)
     for s in range(0, n_u, per):
         reqs = _requests(state, users[s:s + per], media[s:s + per])
-        from recsys.feed.engine import _tower
-
         vecs = _tower(state, reqs)
         scores = (vecs @ state.item_emb[positions].T).astype(np.float64)
-        ranks = _ranks(state, vecs, scores)
+        ranks = _ranks(state, media[s:s + per], vecs, scores)
         c = len(reqs)
         cand = Candidates(req=np.repeat(np.arange(c), n_i), tier=np.zeros(c * n_i, np.int64),
                           pos=np.tile(positions, c), base=scores.ravel(), two_tower=scores.ravel(),
