@@ -233,6 +233,22 @@ def benchmark_serve(
     _echo_json({k: result[k] for k in ("targets", "saturation", "in_process")}, None)
 
 
+@benchmark_app.command("partners")
+def benchmark_partners(
+    events: Annotated[int, typer.Option("--events", help="Events in the synthetic world.")] = 1_000_000,
+    seed: Annotated[int, typer.Option("--seed", help="World and model seed.")] = 0,
+    carry_n: Annotated[int, typer.Option("--carry-n", help="Items proposed per partner.")] = 20,
+    recruit_k: Annotated[int, typer.Option("--recruit-k", help="Partners proposed per target.")] = 3,
+    json_path: JsonOpt = None,
+) -> None:
+    """Products to carry and partners to recruit against the synthetic world's truth and the baselines."""
+    from recsys.bench.partners import run_partners_benchmark
+
+    result = run_partners_benchmark(events, seed=seed, carry_n=carry_n, recruit_k=recruit_k, json_path=json_path)
+    _echo_json({"world": result["world"], "carry": result["carry"]["summary"],
+                "recruit": result["recruit"]["summary"]}, None)
+
+
 @benchmark_app.command("synthetic")
 def benchmark_synthetic(
     sizes: Annotated[str, typer.Option(help="Comma-separated event counts.")] = "1000000,10000000",
