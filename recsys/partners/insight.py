@@ -170,7 +170,8 @@ def _spending(t: PartnerTables, items: pd.DataFrame, mine: pd.DataFrame, ev: pd.
         def user_level(frame: pd.DataFrame, kinds=kinds) -> pd.Series:
             rows = frame[frame["event_type"].isin(kinds)]
             lv = level.reindex(rows["item_id"].to_numpy()).to_numpy()
-            return pd.Series(lv, index=rows["user_id"].to_numpy()).dropna().groupby(level=0).median().round().astype("int64")
+            per_user = pd.Series(lv, index=rows["user_id"].to_numpy()).dropna().groupby(level=0).median()
+            return per_user.round().astype("int64")
         out[name] = _breakdown(user_level(mine), user_level(ev), min_group)
     price = items["price"].astype(float)
     bought = mine.loc[mine["event_type"] == t.purchase_event]
@@ -230,7 +231,8 @@ def _merchants(t: PartnerTables, mine: pd.DataFrame, ev: pd.DataFrame, items: pd
         rows.append({"shop": _jsonable(name), "clickers": int(r["clickers"]), "clicks": int(r["clicks"]),
                      "purchases": int(r["purchases"]), "cvr": cvr, "network_cvr": net_cvr,
                      "lift": cvr["rate"] / net_cvr if net_cvr else None,
-                     "converts_well": bool(net_cvr is not None and cvr["ci_low"] > net_cvr)})
+                     "converts_well": bool(net_cvr is not None and cvr["ci_low"] is not None
+                                           and cvr["ci_low"] > net_cvr)})
     well = sorted((r for r in rows if r["converts_well"]), key=lambda r: -r["lift"])
     return {"rows": rows[:top_n], "converts_well": [r["shop"] for r in well][:top_n],
             "suppressed": int((per_shop(mine)["clickers"] < min_group).sum())}

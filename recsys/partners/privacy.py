@@ -41,8 +41,9 @@ def check_min_group(min_group: int) -> int:
 
 
 def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """The Wilson score interval of a proportion (None, None without trials)."""
-    if trials <= 0:
+    """The Wilson score interval of a proportion (None, None without trials, or with more successes than
+    trials: clicks logged without their impressions are not a proportion)."""
+    if trials <= 0 or not 0 <= successes <= trials:
         return None, None
     p = successes / trials
     denom = 1 + z * z / trials
@@ -52,7 +53,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float | None, f
 
 
 def rate(successes: int, trials: int) -> dict:
-    """``{"successes", "trials", "rate", "ci_low", "ci_high"}`` with a 95% Wilson interval (rate None at 0 trials)."""
+    """``{"successes", "trials", "rate", "ci_low", "ci_high"}`` with a 95% Wilson interval (rate None at 0 trials;
+    no interval when successes exceed trials)."""
     low, high = wilson(successes, trials)
     return {"successes": int(successes), "trials": int(trials),
             "rate": successes / trials if trials > 0 else None, "ci_low": low, "ci_high": high}
