@@ -3,7 +3,8 @@
 "use strict";
 
 (() => {
-  const {el, render, fmt, table} = window.RecsysRender;
+  const {el, fmt, table} = window.RecsysRender;
+  const RecsysPanels = window.RecsysPanels;
   const KEY = "recsys.dashboard.key";
   const SAMPLE_USERS = 3, FEED_K = 5;
   const $ = (id) => document.getElementById(id);
@@ -38,8 +39,9 @@
     body.dataset.state = status === 403 ? "forbidden" : "error";
     const head = status === 403 ? "not allowed" : status === 404 ? "not available on this service"
       : status ? `error ${status}` : "error";
-    body.replaceChildren(el("p", {class: "error", role: "alert"}, `${head}: ${err.message}`),
-      err.fix ? el("p", {class: "muted"}, `What to do: ${err.fix}`) : null);
+    const nodes = [el("p", {class: "error", role: "alert"}, `${head}: ${err.message}`)];
+    if (err.fix) nodes.push(el("p", {class: "muted"}, `What to do: ${err.fix}`));
+    body.replaceChildren(...nodes);
   }
 
   async function fill(panelId, build, media) {
@@ -48,7 +50,7 @@
     body.replaceChildren(el("p", {class: "muted"}, "loading…"));
     try {
       const nodes = await build(media);
-      body.replaceChildren(...nodes);
+      body.replaceChildren(...nodes.filter(Boolean));
       body.dataset.state = "ok";
     } catch (err) {
       showError(body, err);
@@ -82,13 +84,11 @@
       `(commission: price × the item's commission rate)`), ...feeds.map(feedBlock)];
   }
 
-  const jsonPanel = (what) => async (media) => {
-    const data = await api(partnerPath(media, what));
-    return [render(data, what)];
-  };
+  // a partner endpoint drawn by its panel renderer (panels.js), with an optional query string
+  const jsonPanel = (what, draw, query = "") => async (media) => draw(await api(partnerPath(media, what) + query));
 
-  const PANELS = [["panel-feed", feedPanel], ["panel-insight", jsonPanel("insight")],
-    ["panel-funnel", jsonPanel("funnel")], ["panel-carry", jsonPanel("carry")]];
+  const PANELS = [["panel-feed", feedPanel], ["panel-insight", jsonPanel("insight", RecsysPanels.insight)],
+    ["panel-funnel", jsonPanel("funnel", RecsysPanels.funnel)], ["panel-carry", jsonPanel("carry", RecsysPanels.carry, "?n=20")]];
 
   function showPartner(media) {
     return Promise.all(PANELS.map(([id, build]) => fill(id, build, media)));

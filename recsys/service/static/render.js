@@ -5,11 +5,10 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // keys that name a row (its bar's label), best first
-const LABEL_KEYS = ["name", "label", "title", "brand", "category", "shop", "merchant", "stage", "segment", "value_label",
+const LABEL_KEYS = ["name", "label", "value", "title", "brand", "category", "shop", "merchant", "stage", "segment", "value_label",
   "bucket", "band", "level", "item_id", "user_id", "id", "key"];
 // keys worth a bar, best first (a row's first numeric key otherwise)
-const BAR_KEYS = ["expected_commission_per_mille", "commission_per_mille", "ecpm", "expected_commission", "lift",
-  "share", "users", "count", "n", "purchases", "clicks", "value", "score"];
+const BAR_KEYS = ["commission_per_1000", "expected_commission", "share", "lift", "users", "count", "n", "purchases", "clicks", "value", "score"];
 // keys that are bookkeeping, not content
 const SKIP_KEYS = new Set(["model_version", "media_id"]);
 
@@ -44,7 +43,8 @@ function fmt(value, key = "") {
   if (value === null || value === undefined) return "—";
   if (typeof value === "boolean") return value ? "yes" : "no";
   if (typeof value !== "number") return String(value);
-  if (/price|gmv|commission|spend|amount/.test(key) && !/rate|share|lift/.test(key)) return "¥" + value.toFixed(2);
+  if (/(^|_)(rate|share|ctr|cvr|pctr|pcvr|ci_low|ci_high)$/.test(key)) return (100 * value).toFixed(value < 0.1 ? 2 : 1) + "%";
+  if (/price|gmv|commission|spend|amount/.test(key)) return "¥" + value.toFixed(2);
   if (Number.isInteger(value)) return value.toLocaleString("en");
   const abs = Math.abs(value);
   if (abs !== 0 && abs < 0.01) return value.toExponential(2);
@@ -63,23 +63,58 @@ function pickBarKey(rows, labelKey) {
     keys.find((k) => numeric(k) && !/(^|_)id$/.test(k));
 }
 
-// horizontal bars: pairs [label, value] (values >= 0 drawn to scale; at most 20 bars)
-function bars(pairs, title) {
+// horizontal bars: pairs [label, value, reference?] (at most 20 bars, drawn to scale from 0); a reference
+// (e.g. the network's share beside the audience's) is a dark tick across its bar
+function bars(pairs, title, key = title) {
   const shown = pairs.slice(0, 20);
-  const max = Math.max(...shown.map(([, v]) => Math.abs(v || 0)), 1e-12);
-  const rowH = 22, labelW = 170, barW = 300, valueW = 90;
+  const max = Math.max(...shown.flatMap(([, v, r]) => [Math.abs(v || 0), Math.abs(r || 0)]), 1e-12);
+  const rowH = 22, labelW = 190, barW = 320, valueW = 110;
   const chart = svg("svg", {class: "bars", width: labelW + barW + valueW, height: rowH * shown.length + 4,
     role: "img", "aria-label": title || "bar chart"});
-  shown.forEach(([label, value], i) => {
-    const y = i * rowH + 2;
-    const width = Math.max(1, Math.round(barW * Math.abs(value || 0) / max));
-    const name = String(label);
+  const scale = (v) => Math.round(barW * Math.abs(v || 0) / max);
+  shown.forEach(([label, value, ref], i) => {
+    const y = i * rowH + 2, width = Math.max(1, scale(value)), name = String(label);
     chart.append(svg("text", {x: labelW - 6, y: y + 15, class: "bar-label", "text-anchor": "end"},
-      name.length > 24 ? name.slice(0, 23) + "…" : name));
+      name.length > 28 ? name.slice(0, 27) + "…" : name));
     chart.append(svg("rect", {x: labelW, y: y + 3, width, height: rowH - 6, rx: 2, class: "bar"}));
-    chart.append(svg("text", {x: labelW + width + 6, y: y + 15, class: "bar-value"}, fmt(value, title || "")));
+    if (typeof ref === "number") {
+      chart.append(svg("rect", {x: labelW + scale(ref) - 1, y: y + 1, width: 2, height: rowH - 2, class: "ref"}));
+    }
+    chart.append(svg("text", {x: labelW + Math.max(width, typeof ref === "number" ? scale(ref) : 0) + 6, y: y + 15,
+      class: "bar-value"}, fmt(value, key || "")));
   });
-  return el("figure", {class: "chart"}, title ? el("figcaption", {}, humanKey(title)) : null, chart);
+  return el("figure", {class: "chart"}, title ? el("figcaption", {}, title) : null, chart);
+}
+
+// stacked horizontal bars: rows [label, [[part, value], ...]]; each part's class is "part-<part>"
+function stacked(rows, parts, title) {
+  const rowH = 24, labelW = 190, barW = 420, legendH = 22;
+  const max = Math.max(...rows.map(([, vs]) => vs.reduce((a, [, v]) => a + (v || 0), 0)), 1);
+  const chart = svg("svg", {class: "stacked", width: labelW + barW + 60, height: legendH + rowH * rows.length + 4,
+    role: "img", "aria-label": title || "stacked bars"});
+  parts.forEach((part, i) => {
+    chart.append(svg("rect", {x: labelW + i * 100, y: 4, width: 12, height: 12, class: `part-${part}`}));
+    chart.append(svg("text", {x: labelW + i * 100 + 16, y: 14, class: "legend"}, part));
+  });
+  rows.forEach(([label, values], i) => {
+    const y = legendH + i * rowH + 2;
+    let x = labelW;
+    chart.append(svg("text", {x: labelW - 6, y: y + 15, "text-anchor": "end", class: "bar-label"}, String(label)));
+    for (const [part, value] of values) {
+      const width = Math.round(barW * (value || 0) / max);
+      if (width > 0) chart.append(svg("rect", {x, y: y + 3, width, height: rowH - 6, class: `part-${part}`}));
+      x += width;
+    }
+    const total = values.reduce((a, [, v]) => a + (v || 0), 0);
+    chart.append(svg("text", {x: x + 6, y: y + 15, class: "bar-value"}, fmt(total)));
+  });
+  return el("figure", {class: "chart"}, title ? el("figcaption", {}, title) : null, chart);
+}
+
+// a row of headline figures: pairs [label, value, key?]
+function stats(pairs) {
+  return el("div", {class: "stats"}, ...pairs.map(([label, value, key]) => el("div", {class: "stat"},
+    el("div", {class: "stat-value"}, fmt(value, key || "")), el("div", {class: "stat-label"}, label))));
 }
 
 function table(rows, columns) {
@@ -101,7 +136,8 @@ function renderRows(rows, name) {
   const barKey = pickBarKey(rows, labelKey);
   const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))].slice(0, 10);
   return el("div", {class: "rows"},
-    rows.length >= 2 && barKey ? bars(rows.map((r) => [r[labelKey], r[barKey]]), `${name ? name + " · " : ""}${barKey}`)
+    rows.length >= 2 && barKey ? bars(rows.map((r) => [r[labelKey], r[barKey]]),
+      `${name ? humanKey(name) + " · " : ""}${barKey.replace(/_/g, " ")}`, barKey)
       : null,
     table(rows.slice(0, 20), columns));
 }
@@ -117,10 +153,10 @@ function render(value, name = "") {
     return el("ol", {}, ...value.map((v) => el("li", {}, render(v, name))));
   }
   const entries = Object.entries(value).filter(([k]) => !SKIP_KEYS.has(k));
-  if (entries.length >= 3 && entries.every(([, v]) => typeof v === "number" && v >= 0)) return bars(entries, name);
+  if (entries.length >= 3 && entries.every(([, v]) => typeof v === "number" && v >= 0)) return bars(entries, humanKey(name), name);
   const list = el("dl", {});
   for (const [k, v] of entries) list.append(el("dt", {}, humanKey(k)), el("dd", {}, render(v, k)));
   return list;
 }
 
-window.RecsysRender = {el, svg, bars, table, render, fmt, humanKey};
+window.RecsysRender = {el, svg, bars, stacked, stats, table, render, fmt, humanKey};

@@ -1,0 +1,175 @@
+"""The partner dashboard at /ui in a real browser: headless Chromium (Debian's ``chromium`` and
+``chromium-driver``, driven by selenium) against `recsys serve` as a uvicorn subprocess on 127.0.0.1 with a keys
+file and the fixture bundle. It logs in with guide-0's key, checks that each panel shows data (or, for a
+partner endpoint this service does not have, its error message, never a blank), that app-0's data is refused
+("not allowed"), that a wrong key is refused, that the page logs no script error or blocked load, and saves a
+screenshot. ``$RECSYS_DASHBOARD_SCREENSHOT`` (a path) gets a copy of the screenshot and
+``$RECSYS_DASHBOARD_MODEL`` (a bundle) replaces the fixture: that is how docs/dashboard.png is made (README)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("prometheus_client")
+pytest.importorskip("selenium", reason="selenium is not installed (pip install -e '.[dev]')")
+
+import httpx  # noqa: E402
+
+from tests.test_service_support import APP0, GUIDE0, KEYS_YAML, V1, Server, auth  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="headless Chromium is not installed (needs Debian's chromium and chromium-driver: `make browser` "
+           "installs them when run as root with apt-get)")
+
+PANELS = ("panel-feed", "panel-insight", "panel-funnel", "panel-carry")
+ENDPOINT = {"panel-insight": "insight", "panel-funnel": "funnel", "panel-carry": "carry"}
+WAIT_S = 60  # the feed panel asks for several feeds; a loaded 2-core machine may take a while
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("dashboard")
+    (root / "keys.yaml").write_text(KEYS_YAML)
+    model = os.environ.get("RECSYS_DASHBOARD_MODEL") or str(V1)
+    srv = Server(["--model", model, "--keys", "keys.yaml", "--poll-seconds", "0"], root)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,1000", "--no-first-run", "--disable-extensions"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT_S)
+    yield driver
+    driver.quit()
+
+
+def served(server: Server) -> dict[str, bool]:
+    """Which partner endpoints of panels (b)-(d) this service has (FastAPI's bare 404 means no such route)."""
+    out = {}
+    for panel, what in ENDPOINT.items():
+        r = httpx.get(f"{server.url}/v1/partners/guide-0/{what}", headers=auth(GUIDE0), timeout=WAIT_S)
+        out[panel] = r.json() != {"detail": "Not Found"}
+    return out
+
+
+def panel_states(driver) -> dict[str, str]:
+    return {p: driver.find_element("css selector", f"#{p} .body").get_attribute("data-state") for p in PANELS}
+
+
+def wait_loaded(driver) -> dict[str, str]:
+    """Wait until no panel is empty or loading; the panels' final states."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, WAIT_S).until(
+        lambda d: all(s not in ("empty", "loading") for s in panel_states(d).values()))
+    return panel_states(driver)
+
+
+def panel_text(driver, panel: str) -> str:
+    return driver.find_element("css selector", f"#{panel} .body").text
+
+
+def script_errors(driver) -> list[str]:
+    """The browser console's errors other than the HTTP errors the page expects (401, 403, 404 answers)."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"
+            and not re.search(r"status of (401|403|404)", e["message"])]
+
+
+def log_in(driver, url: str, key: str) -> None:
+    driver.get(url + "/ui")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(url + "/ui")
+    driver.find_element("id", "key").send_keys(key)
+    driver.find_element("id", "login-button").click()
+
+
+def test_page_is_self_contained(server: Server) -> None:
+    """The page and its files come from this service, with a policy that lets nothing else load."""
+    page = httpx.get(server.url + "/ui", timeout=WAIT_S)
+    assert page.status_code == 200 and "default-src 'none'" in page.headers["content-security-policy"]
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN, no other origin
+    for name in ("dashboard.js", "render.js", "dashboard.css"):
+        r = httpx.get(f"{server.url}/ui/{name}", timeout=WAIT_S)
+        assert r.status_code == 200 and "https://" not in r.text.replace("http://www.w3.org/2000/svg", "")
+    assert httpx.get(server.url + "/ui/keys.yaml", timeout=WAIT_S).status_code == 404
+
+
+def test_wrong_key_is_refused(server: Server, browser) -> None:
+    log_in(browser, server.url, "not-a-key-0123456789abcdef")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_element("id", "login-error").text)
+    assert "unknown API key" in browser.find_element("id", "login-error").text
+    assert not browser.find_element("id", "dashboard").is_displayed()
+    assert browser.execute_script("return sessionStorage.length") == 0
+
+
+def test_partner_sees_its_panels(server: Server, browser, tmp_path: Path) -> None:
+    log_in(browser, server.url, GUIDE0)
+    states = wait_loaded(browser)
+    have = served(server)
+    assert states["panel-feed"] == "ok", panel_text(browser, "panel-feed")
+    feeds = browser.find_elements("css selector", "#panel-feed .feed")
+    assert len(feeds) == 3  # three sample users of guide-0's audience (it has 7 in the fixture)
+    for feed in feeds:
+        rows = feed.find_elements("css selector", "tbody tr")
+        assert len(rows) == 5
+        cells = [c.text for c in rows[0].find_elements("tag name", "td")]
+        assert cells[0] == "1" and cells[1] and cells[2].startswith("¥") and cells[-1]  # rank, title, price, reason
+    for panel, present in have.items():
+        if present:  # data: a table, a chart or a list of figures, not an error
+            assert states[panel] == "ok", panel_text(browser, panel)
+            assert browser.find_elements("css selector", f"#{panel} .body table, #{panel} .body svg, #{panel} dl")
+        else:  # the endpoint is not on this service: the panel says so
+            assert states[panel] == "error" and "not available" in panel_text(browser, panel)
+    # the key is in this tab's session storage only: not in the address, not in a cookie
+    assert browser.execute_script("return sessionStorage.getItem('recsys.dashboard.key')") == GUIDE0
+    assert GUIDE0 not in browser.current_url and not browser.get_cookies()
+    assert "guide-0" in browser.find_element("id", "who-label").text
+    assert not script_errors(browser)  # no exception, no load blocked by the page's Content-Security-Policy
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(int(height) + 40, 6000))
+    shot = tmp_path / "dashboard.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    if os.environ.get("RECSYS_DASHBOARD_SCREENSHOT"):
+        shutil.copyfile(shot, os.environ["RECSYS_DASHBOARD_SCREENSHOT"])
+    browser.set_window_size(1280, 1000)
+
+
+def test_other_partners_data_is_refused(server: Server, browser) -> None:
+    log_in(browser, server.url, GUIDE0)
+    wait_loaded(browser)
+    field = browser.find_element("id", "partner")
+    field.clear()
+    field.send_keys("app-0")
+    browser.find_element("id", "show").click()
+    states = wait_loaded(browser)
+    have = served(server)
+    assert states["panel-feed"] == "forbidden"
+    assert "not allowed" in panel_text(browser, "panel-feed") and "guide-0" in panel_text(browser, "panel-feed")
+    assert not browser.find_elements("css selector", "#panel-feed .feed")  # nothing of app-0's shown
+    for panel, present in have.items():
+        assert states[panel] == ("forbidden" if present else "error"), panel_text(browser, panel)
+    # the service refuses it too, whoever asks: the page's check is the service's 403, not its own
+    r = httpx.get(server.url + "/v1/partners/app-0/audience", headers=auth(GUIDE0), timeout=WAIT_S)
+    assert r.status_code == 403
+    assert APP0 not in server.output() and GUIDE0 not in server.output()  # keys never logged
