@@ -47,6 +47,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     from recsys.service.dashboard import router as dashboard_router
     from recsys.service.limits import LimitsMiddleware
     from recsys.service.metrics import MetricsMiddleware, ServiceMetrics
+    from recsys.service.partner_routes import router as partner_router
     from recsys.service.partner_select_routes import router as partner_select_router
     from recsys.service.routes import router
     from recsys.version import __version__
@@ -70,6 +71,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     app.include_router(router)
     app.include_router(dashboard_router)  # the partner dashboard at /ui
     app.include_router(partner_select_router)  # products to carry, partners to recruit
+    app.include_router(partner_router)  # a partner's audience insight and lifecycle funnel
 
     @app.exception_handler(ServiceError)
     async def service_error(_request, exc: ServiceError):
