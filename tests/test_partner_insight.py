@@ -139,7 +139,7 @@ def test_merge_small_rule() -> None:
     assert merge_small(pd.Series({"a": 5, "b": 1}), 3) == ([], ["b", "a"])  # b alone (1 < 3) is topped up with a
     assert merge_small(pd.Series({"a": 5, "b": 4, "c": 1, "d": 2}), 3) == (["a", "b"], ["c", "d"])
     assert merge_small(pd.Series({"a": 1, "b": 1}), 3) is None
-    assert wilson(0, 0) == (None, None)
+    assert wilson(0, 0) == (None, None) and wilson(0, 3)[0] == 0.0 and wilson(3, 3)[1] == 1.0  # exact at the ends
 
 
 def test_bad_input_errors() -> None:

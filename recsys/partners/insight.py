@@ -233,7 +233,7 @@ def _merchants(t: PartnerTables, mine: pd.DataFrame, ev: pd.DataFrame, items: pd
                      "lift": cvr["rate"] / net_cvr if net_cvr else None,
                      "converts_well": bool(net_cvr is not None and cvr["ci_low"] is not None
                                            and cvr["ci_low"] > net_cvr)})
-    well = sorted((r for r in rows if r["converts_well"]), key=lambda r: -r["lift"])
+    well = sorted((r for r in rows if r["converts_well"]), key=lambda r: -(r["lift"] or float("inf")))
     return {"rows": rows[:top_n], "converts_well": [r["shop"] for r in well][:top_n],
             "suppressed": int((per_shop(mine)["clickers"] < min_group).sum())}
 

@@ -49,7 +49,8 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float | None, f
     denom = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends: rounding leaves 1e-17 there
+    return low, 1.0 if successes == trials else min(1.0, centre + half)
 
 
 def rate(successes: int, trials: int) -> dict:
