@@ -51,8 +51,17 @@ def _log(msg: str) -> None:
 
 def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None = None,
                             json_path: str | Path | None = None) -> dict[str, Any]:
-    """Train, select on validation, evaluate on test; returns (and optionally writes) the figures."""
+    """Train, select on validation, evaluate on test; returns (and optionally writes) the figures.
+
+    A config whose top level is ``pipeline:`` runs the channels and the fused pipeline instead
+    (:mod:`recsys.bench.retrieval_pipeline`)."""
+    from recsys.bench.pipeline_settings import is_pipeline_config
     from recsys.datasets.lightgcn import load_lightgcn
+
+    if is_pipeline_config(config_path):
+        from recsys.bench.retrieval_pipeline import run_pipeline_benchmark
+
+        return run_pipeline_benchmark(data_dir, config_path, json_path)
 
     cfg = load_two_tower_settings(config_path)
     if cfg.threads:

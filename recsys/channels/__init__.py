@@ -1,0 +1,1 @@
+"""Recall channels (多路召回) behind one interface; see :mod:`recsys.channels.base`."""
