@@ -8,7 +8,9 @@ mlflow only when called.
 from recsys.partners.funnel import FLOW_STAGES, STAGES, funnel_counts, funnel_flows, lifecycle_funnel
 from recsys.partners.insight import audience_insight, price_levels
 from recsys.partners.privacy import DEFAULT_MIN_GROUP
+from recsys.partners.selection import partners_to_recruit, products_to_carry
 from recsys.partners.tables import PartnerTables, partner_tables
 
 __all__ = ["audience_insight", "lifecycle_funnel", "funnel_counts", "funnel_flows", "price_levels",
-           "partner_tables", "PartnerTables", "STAGES", "FLOW_STAGES", "DEFAULT_MIN_GROUP"]
+           "partner_tables", "PartnerTables", "STAGES", "FLOW_STAGES", "DEFAULT_MIN_GROUP",
+           "products_to_carry", "partners_to_recruit"]
