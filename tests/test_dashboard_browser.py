@@ -1,8 +1,7 @@
 """The partner dashboard at /ui in a real browser: headless Chromium (Debian's ``chromium`` and
 ``chromium-driver``, driven by selenium) against `recsys serve` as a uvicorn subprocess on 127.0.0.1 with a keys
-file and the fixture bundle. It logs in with guide-0's key, checks that each panel shows data (or, for a
-partner endpoint this service does not have, its error message, never a blank), that app-0's data is refused
-("not allowed"), that a wrong key is refused, that the page logs no script error or blocked load, and saves a
+file and the fixture bundle. It logs in with kol-1's key, checks that each panel shows what its endpoint answers,
+that guide-0's data is refused ("not allowed"), that an endpoint's error is shown (not a blank), that a wrong key is refused, that the page logs no script error or blocked load, and saves a
 screenshot. ``$RECSYS_DASHBOARD_SCREENSHOT`` (a path) gets a copy of the screenshot and
 ``$RECSYS_DASHBOARD_MODEL`` (a bundle) replaces the fixture: that is how docs/dashboard.png is made (README)."""
 
@@ -21,7 +20,7 @@ pytest.importorskip("selenium", reason="selenium is not installed (pip install -
 
 import httpx  # noqa: E402
 
-from tests.test_service_support import APP0, GUIDE0, KEYS_YAML, V1, Server, auth  # noqa: E402
+from tests.test_service_support import ADMIN, GUIDE0, V1, Server, auth  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -31,7 +30,9 @@ pytestmark = pytest.mark.skipif(
            "installs them when run as root with apt-get)")
 
 PANELS = ("panel-feed", "panel-insight", "panel-funnel", "panel-carry")
-ENDPOINT = {"panel-insight": "insight", "panel-funnel": "funnel", "panel-carry": "carry"}
+# kol-1 of the fixture: 13 audience users (the insight's minimum group is 10), items outside its pool to carry
+KOL1 = "kol1-key-0123456789abcdef"
+KEYS_YAML = f"admin: {ADMIN}\npartners:\n  kol-1: {KOL1}\n  guide-0: {GUIDE0}\n"
 WAIT_S = 60  # the feed panel asks for several feeds; a loaded 2-core machine may take a while
 
 
@@ -60,15 +61,6 @@ def browser():
     driver.set_page_load_timeout(WAIT_S)
     yield driver
     driver.quit()
-
-
-def served(server: Server) -> dict[str, bool]:
-    """Which partner endpoints of panels (b)-(d) this service has (FastAPI's bare 404 means no such route)."""
-    out = {}
-    for panel, what in ENDPOINT.items():
-        r = httpx.get(f"{server.url}/v1/partners/guide-0/{what}", headers=auth(GUIDE0), timeout=WAIT_S)
-        out[panel] = r.json() != {"detail": "Not Found"}
-    return out
 
 
 def panel_states(driver) -> dict[str, str]:
@@ -123,31 +115,49 @@ def test_wrong_key_is_refused(server: Server, browser) -> None:
     assert browser.execute_script("return sessionStorage.length") == 0
 
 
+def api(server: Server, path: str, key: str = KOL1) -> dict:
+    r = httpx.get(server.url + path, headers=auth(key), timeout=WAIT_S)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
 def test_partner_sees_its_panels(server: Server, browser, tmp_path: Path) -> None:
-    log_in(browser, server.url, GUIDE0)
+    """kol-1 sees its four panels, each with what its endpoint answers."""
+    log_in(browser, server.url, KOL1)
     states = wait_loaded(browser)
-    have = served(server)
-    assert states["panel-feed"] == "ok", panel_text(browser, "panel-feed")
+    assert set(states.values()) == {"ok"}, {p: panel_text(browser, p) for p in PANELS}
     feeds = browser.find_elements("css selector", "#panel-feed .feed")
-    assert len(feeds) == 3  # three sample users of guide-0's audience (it has 7 in the fixture)
+    assert len(feeds) == 3  # three sample users of the partner's audience
     for feed in feeds:
         rows = feed.find_elements("css selector", "tbody tr")
         assert len(rows) == 5
         cells = [c.text for c in rows[0].find_elements("tag name", "td")]
         assert cells[0] == "1" and cells[1] and cells[2].startswith("¥") and cells[-1]  # rank, title, price, reason
-    for panel, present in have.items():
-        if present:  # data: a table, a chart or a list of figures, not an error
-            assert states[panel] == "ok", panel_text(browser, panel)
-            assert browser.find_elements("css selector", f"#{panel} .body table, #{panel} .body svg, #{panel} dl")
-        else:  # the endpoint is not on this service: the panel says so
-            assert states[panel] == "error" and "not available" in panel_text(browser, panel)
+    insight = api(server, "/v1/partners/kol-1/insight")
+    figures = browser.find_elements("css selector", "#panel-insight .stat-value")
+    assert figures[0].text == f"{insight['size']['audience_users']:,}"
+    text = panel_text(browser, "panel-insight")
+    top = insight["top"]["category"]["rows"]
+    assert top and "Top categories" in text and str(top[0]["value"]) in text
+    charts = browser.find_elements("css selector", "#panel-insight svg.bars")
+    breakdowns = [p for p in [*insight["top"].values(), *insight["profile"].values()] if p and p["rows"]]
+    assert len(charts) >= len(breakdowns) > 0  # one chart per breakdown shown, at least
+    funnel = api(server, "/v1/partners/kol-1/funnel")
+    brands = browser.find_elements("css selector", "#panel-funnel .brand")
+    assert [b.get_attribute("data-brand") for b in brands] == [str(b) for b in funnel["brands"]]
+    assert len(browser.find_elements("css selector", "#panel-funnel svg.stacked")) == len(funnel["brands"])
+    carry = api(server, "/v1/partners/kol-1/carry?n=20")["items"]
+    bars = browser.find_elements("css selector", "#panel-carry svg.bars rect.bar")
+    assert len(bars) == min(10, len(carry)) > 0
+    first = browser.find_elements("css selector", "#panel-carry table")[0].find_elements("css selector", "tbody td")
+    assert first[1].text == carry[0]["title"]
     # the key is in this tab's session storage only: not in the address, not in a cookie
-    assert browser.execute_script("return sessionStorage.getItem('recsys.dashboard.key')") == GUIDE0
-    assert GUIDE0 not in browser.current_url and not browser.get_cookies()
-    assert "guide-0" in browser.find_element("id", "who-label").text
+    assert browser.execute_script("return sessionStorage.getItem('recsys.dashboard.key')") == KOL1
+    assert KOL1 not in browser.current_url and not browser.get_cookies()
+    assert "kol-1" in browser.find_element("id", "who-label").text
     assert not script_errors(browser)  # no exception, no load blocked by the page's Content-Security-Policy
     height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, min(int(height) + 40, 6000))
+    browser.set_window_size(1280, min(int(height) + 40, 8000))
     shot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     if os.environ.get("RECSYS_DASHBOARD_SCREENSHOT"):
@@ -155,21 +165,36 @@ def test_partner_sees_its_panels(server: Server, browser, tmp_path: Path) -> Non
     browser.set_window_size(1280, 1000)
 
 
-def test_other_partners_data_is_refused(server: Server, browser) -> None:
-    log_in(browser, server.url, GUIDE0)
-    wait_loaded(browser)
+def show(browser, partner: str) -> dict[str, str]:
     field = browser.find_element("id", "partner")
     field.clear()
-    field.send_keys("app-0")
+    field.send_keys(partner)
     browser.find_element("id", "show").click()
-    states = wait_loaded(browser)
-    have = served(server)
-    assert states["panel-feed"] == "forbidden"
-    assert "not allowed" in panel_text(browser, "panel-feed") and "guide-0" in panel_text(browser, "panel-feed")
-    assert not browser.find_elements("css selector", "#panel-feed .feed")  # nothing of app-0's shown
-    for panel, present in have.items():
-        assert states[panel] == ("forbidden" if present else "error"), panel_text(browser, panel)
-    # the service refuses it too, whoever asks: the page's check is the service's 403, not its own
-    r = httpx.get(server.url + "/v1/partners/app-0/audience", headers=auth(GUIDE0), timeout=WAIT_S)
+    return wait_loaded(browser)
+
+
+def test_other_partners_data_is_refused(server: Server, browser) -> None:
+    log_in(browser, server.url, KOL1)
+    wait_loaded(browser)
+    states = show(browser, "guide-0")
+    assert set(states.values()) == {"forbidden"}, {p: panel_text(browser, p) for p in PANELS}
+    for panel in PANELS:
+        assert "not allowed" in panel_text(browser, panel) and "kol-1" in panel_text(browser, panel)
+    assert not browser.find_elements("css selector", "#panel-feed .feed, .panel svg")  # nothing of guide-0's shown
+    # the refusal is the service's: the same key gets 403 there, whoever asks
+    r = httpx.get(server.url + "/v1/partners/guide-0/audience", headers=auth(KOL1), timeout=WAIT_S)
     assert r.status_code == 403
-    assert APP0 not in server.output() and GUIDE0 not in server.output()  # keys never logged
+    assert KOL1 not in server.output() and ADMIN not in server.output()  # keys never logged
+
+
+def test_endpoint_errors_are_shown(server: Server, browser) -> None:
+    """The admin may ask for any partner; for one the model does not know, each panel shows the service's error
+    message (422: unknown partner), not a blank."""
+    log_in(browser, server.url, ADMIN)
+    wait_loaded(browser)
+    assert "Admin" in browser.find_element("id", "who-label").text
+    states = show(browser, "no-such-partner")
+    assert set(states.values()) == {"error"}, {p: panel_text(browser, p) for p in PANELS}
+    for panel in PANELS:
+        text = panel_text(browser, panel)
+        assert text.startswith("error 4") and "no-such-partner" in text, text

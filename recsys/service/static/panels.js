@@ -4,20 +4,24 @@
 "use strict";
 
 (() => {
-  const {el, bars, stacked, stats, table, render, humanKey} = window.RecsysRender;
+  const {el, bars, stacked, stats, table, folded, render, fmt, humanKey} = window.RecsysRender;
 
   const section = (title, ...nodes) => el("div", {class: "section"}, el("h3", {}, title), ...nodes);
   const notes = (list) => (list && list.length ? el("ul", {class: "notes"}, ...list.map((n) => el("li", {}, n))) : null);
   const pick = (rows, keys) => rows.map((r) => Object.fromEntries(keys.filter((k) => k in r).map((k) => [k, r[k]])));
 
   // rows of value, users, share, network_share, lift -> the audience's share (bar) against the network's (tick)
-  function breakdown(rows, title) {
-    if (!rows || !rows.length) return el("p", {class: "muted"}, `${title}: suppressed (groups under the minimum size)`);
+  function breakdown(rows, title, suppressed) {
+    if (!rows || !rows.length) {
+      return el("p", {class: "muted"}, `every ${title} has fewer audience users than the minimum group` +
+        (suppressed ? ` (${suppressed} suppressed)` : ""));
+    }
+    const lift = (i) => (typeof rows[i].lift === "number" ? ` · lift ${fmt(rows[i].lift)}` : "");
     return el("div", {class: "breakdown"},
-      bars(rows.map((r) => [r.value, r.share, r.network_share]), `${title} · share of the audience (tick: network)`,
-        "share"),
-      table(pick(rows, ["value", "users", "share", "network_share", "lift"]), ["value", "users", "share",
-        "network_share", "lift"].filter((k) => k in rows[0])));
+      bars(rows.map((r) => [r.value, r.share, r.network_share]), "share of the audience (tick: the network's)",
+        "share", lift),
+      folded("table", table(pick(rows, ["value", "users", "share", "network_share", "lift"]), ["value", "users", "share",
+        "network_share", "lift"].filter((k) => k in rows[0]))));
   }
 
   function rateRow(name, r) {
@@ -26,7 +30,7 @@
   }
 
   function insight(data) {
-    const out = [];
+    const out = [], grid = el("div", {class: "grid"});
     const size = data.size || {};
     out.push(stats([["audience users", size.audience_users], ["reached users", size.reached_users],
       ["buyers", size.buyers], ["network audience", size.network_audience_users]]));
@@ -39,12 +43,12 @@
     if (data.top) {
       for (const [attr, top] of Object.entries(data.top)) {
         const rows = (top && (top.rows || (Array.isArray(top) ? top : null))) || [];
-        out.push(section(`Top ${attr === "category" ? "categories" : attr + "s"}`, breakdown(rows, humanKey(attr))));
+        grid.append(section(`Top ${attr === "category" ? "categories" : attr + "s"}`, breakdown(rows, attr, top && top.suppressed)));
       }
     }
     if (data.profile) {
       for (const [column, part] of Object.entries(data.profile)) {
-        if (part && Array.isArray(part.rows)) out.push(section(`Profile · ${column}`, breakdown(part.rows, column)));
+        if (part && Array.isArray(part.rows)) grid.append(section(`Profile · ${column}`, breakdown(part.rows, column)));
       }
     }
     if (data.spending_power) {
@@ -52,11 +56,12 @@
       for (const which of ["purchased", "engaged"]) {
         const part = sp[which];
         if (part && Array.isArray(part.rows)) {
-          out.push(section(`Spending power · price level ${which} (1 = cheapest fifth of its category)`,
+          grid.append(section(`Spending power · price level ${which} (1 = cheapest fifth of its category)`,
             breakdown(part.rows.map((r) => ({...r, value: `level ${r.value}`})), "price level")));
         }
       }
     }
+    if (grid.childElementCount) out.push(grid);
     if (data.merchants && Array.isArray(data.merchants.rows)) {
       const rows = data.merchants.rows.map((r) => ({shop: r.shop, clickers: r.clickers, clicks: r.clicks,
         purchases: r.purchases, cvr: r.cvr && r.cvr.rate, ci_low: r.cvr && r.cvr.ci_low, ci_high: r.cvr && r.cvr.ci_high,
@@ -81,19 +86,22 @@
   function funnel(data) {
     const stages = data.stages || ["awareness", "interest", "purchase", "loyalty"];
     const windows = data.windows || [];
-    const out = [el("p", {class: "muted"}, `${data.brand_choice || ""}; windows of ${data.window}`)];
+    const span = String(data.window || "").replace(/ 00:00:00$/, "");
+    const out = [el("p", {class: "muted"}, `${data.brand_choice || ""}; windows of ${span}`)];
+    const grid = el("div", {class: "grid"});
+    out.push(grid);
     for (const brand of data.brands || []) {
       const rows = (data.counts || []).filter((r) => r.brand === brand)
         .map((r) => [windowLabel(windows[r.window]) || `window ${r.window}`, stages.map((s) => [s, r[s]])]);
       const flows = (data.flows || []).filter((f) => f.brand === brand);
       const last = flows[flows.length - 1];
       const flowTable = last && last.matrix ? table((data.flow_stages || []).map((from, i) => ({
-        from: from, ...Object.fromEntries((data.flow_stages || []).map((to, j) => [`to_${to}`, last.matrix[i][j]]))})),
-      ["from", ...(data.flow_stages || []).map((s) => `to_${s}`)]) : null;
-      out.push(el("div", {class: "brand", "data-brand": String(brand)}, el("h3", {}, `Brand ${brand}`),
+        from: from, ...Object.fromEntries((data.flow_stages || []).map((to, j) => [`→ ${to}`, last.matrix[i][j]]))})),
+      ["from", ...(data.flow_stages || []).map((s) => `→ ${s}`)]) : null;
+      grid.append(el("div", {class: "brand", "data-brand": String(brand)}, el("h3", {}, `Brand ${brand}`),
         stacked(rows, stages, "users per stage and window"),
-        flowTable ? el("p", {class: "muted"}, `Flows from ${windowLabel(windows[last.from_window])} to ` +
-          `${windowLabel(windows[last.to_window])} (rows: stage before)`) : null, flowTable));
+        flowTable ? el("p", {class: "muted"}, `Users moving from ${windowLabel(windows[last.from_window])} (rows) to ` +
+          `${windowLabel(windows[last.to_window])} (columns)`) : null, flowTable));
     }
     if (!(data.brands || []).length) out.push(el("p", {class: "muted"}, "no brand has events on this partner yet"));
     return out;
@@ -105,9 +113,12 @@
     const label = (r) => r.title || `item ${r.item_id}`;
     const columns = ["rank", "title", "category", "brand", "paid_price", "commission_rate", "commission_per_1000",
       "category_lift", "reason"].filter((k) => k in rows[0]);
+    const brief = ["rank", "title", "paid_price", "commission_rate", "commission_per_1000", "reason"]
+      .filter((k) => k in rows[0]);
     return [bars(rows.slice(0, 10).map((r) => [label(r), r.commission_per_1000]),
       "expected commission per 1,000 impressions to this audience", "commission_per_1000"),
-    table(rows.slice(0, 20), columns)];
+    table(rows.slice(0, 5), brief),
+    folded(`all ${rows.length} proposals`, table(rows, columns))];
   }
 
   window.RecsysPanels = {insight, funnel, carry};

@@ -65,36 +65,36 @@ function pickBarKey(rows, labelKey) {
 
 // horizontal bars: pairs [label, value, reference?] (at most 20 bars, drawn to scale from 0); a reference
 // (e.g. the network's share beside the audience's) is a dark tick across its bar
-function bars(pairs, title, key = title) {
+function bars(pairs, title, key = title, note = null) {
   const shown = pairs.slice(0, 20);
   const max = Math.max(...shown.flatMap(([, v, r]) => [Math.abs(v || 0), Math.abs(r || 0)]), 1e-12);
-  const rowH = 22, labelW = 190, barW = 320, valueW = 110;
+  const rowH = 22, labelW = 150, barW = 250, valueW = 120;
   const chart = svg("svg", {class: "bars", width: labelW + barW + valueW, height: rowH * shown.length + 4,
     role: "img", "aria-label": title || "bar chart"});
   const scale = (v) => Math.round(barW * Math.abs(v || 0) / max);
   shown.forEach(([label, value, ref], i) => {
     const y = i * rowH + 2, width = Math.max(1, scale(value)), name = String(label);
     chart.append(svg("text", {x: labelW - 6, y: y + 15, class: "bar-label", "text-anchor": "end"},
-      name.length > 28 ? name.slice(0, 27) + "…" : name));
+      name.length > 22 ? name.slice(0, 21) + "…" : name));
     chart.append(svg("rect", {x: labelW, y: y + 3, width, height: rowH - 6, rx: 2, class: "bar"}));
     if (typeof ref === "number") {
       chart.append(svg("rect", {x: labelW + scale(ref) - 1, y: y + 1, width: 2, height: rowH - 2, class: "ref"}));
     }
     chart.append(svg("text", {x: labelW + Math.max(width, typeof ref === "number" ? scale(ref) : 0) + 6, y: y + 15,
-      class: "bar-value"}, fmt(value, key || "")));
+      class: "bar-value"}, fmt(value, key || "") + (note ? note(i) : "")));
   });
   return el("figure", {class: "chart"}, title ? el("figcaption", {}, title) : null, chart);
 }
 
 // stacked horizontal bars: rows [label, [[part, value], ...]]; each part's class is "part-<part>"
 function stacked(rows, parts, title) {
-  const rowH = 24, labelW = 190, barW = 420, legendH = 22;
+  const rowH = 24, labelW = 150, barW = 280, legendH = 22;
   const max = Math.max(...rows.map(([, vs]) => vs.reduce((a, [, v]) => a + (v || 0), 0)), 1);
   const chart = svg("svg", {class: "stacked", width: labelW + barW + 60, height: legendH + rowH * rows.length + 4,
     role: "img", "aria-label": title || "stacked bars"});
   parts.forEach((part, i) => {
-    chart.append(svg("rect", {x: labelW + i * 100, y: 4, width: 12, height: 12, class: `part-${part}`}));
-    chart.append(svg("text", {x: labelW + i * 100 + 16, y: 14, class: "legend"}, part));
+    chart.append(svg("rect", {x: labelW + i * 80, y: 4, width: 12, height: 12, class: `part-${part}`}));
+    chart.append(svg("text", {x: labelW + i * 80 + 16, y: 14, class: "legend"}, part));
   });
   rows.forEach(([label, values], i) => {
     const y = legendH + i * rowH + 2;
@@ -115,6 +115,11 @@ function stacked(rows, parts, title) {
 function stats(pairs) {
   return el("div", {class: "stats"}, ...pairs.map(([label, value, key]) => el("div", {class: "stat"},
     el("div", {class: "stat-value"}, fmt(value, key || "")), el("div", {class: "stat-label"}, label))));
+}
+
+// a table folded under a summary line (the chart above it says the same; the table gives every figure)
+function folded(summary, node) {
+  return el("details", {}, el("summary", {}, summary), node);
 }
 
 function table(rows, columns) {
@@ -159,4 +164,4 @@ function render(value, name = "") {
   return list;
 }
 
-window.RecsysRender = {el, svg, bars, stacked, stats, table, render, fmt, humanKey};
+window.RecsysRender = {el, svg, bars, stacked, stats, table, folded, render, fmt, humanKey};
