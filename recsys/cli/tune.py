@@ -41,7 +41,7 @@ def tune(
                 typer.echo("error: pass a tune file (recsys tune -c FILE) or a LightGCN-format directory "
                            "(recsys tune --data-dir DIR) for the travelling default", err=True)
                 raise typer.Exit(code=2)
-            from recsys.tuning.defaults import run_default
+            from recsys.tuning.default_run import run_default
 
             run_default(data_dir, budget_s=seconds, json_path=json_path, tracking=not no_tracking, log=typer.echo)
             return
