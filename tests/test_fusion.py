@@ -58,6 +58,9 @@ def test_one_pass_over_many_weightings_equals_evaluate_topk_on_each():
         # the same top-k on the same rows; means over chunks vs over all users: float sums in another order
         assert r["recall@20"] == pytest.approx(ref["recall@20"], abs=1e-9)
         assert r["ndcg@20"] == pytest.approx(ref["ndcg@20"], abs=1e-9)
+    threaded = evaluate_combinations({"a": a, "b": b}, combos, seen, target, chunk_size=7, n_workers=3)
+    for x, y in zip(got, threaded, strict=True):  # the same chunks summed in the same order: equal
+        assert x == y
     # one channel alone ranks as its raw scores do
     raw = evaluate_topk(a, seen, target, (20,), metrics=("recall", "ndcg"))
     assert got[0]["recall@20"] == pytest.approx(raw["recall@20"], abs=1e-9)

@@ -11,6 +11,7 @@
       seeds: [0, 1, 2]
       cache_dir: experiments/results/tmp/two_tower_cache   # optional: reuse trained two-towers
       baselines: true
+      workers: 2                                  # threads scoring chunks of users
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class PipelineSettings:
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     cache_dir: str | None = None
     baselines: bool = True
+    workers: int = 2  # threads scoring chunks of users (validation and test)
+
+    @property
+    def uses_two_tower(self) -> bool:
+        """Whether the two-tower is a channel (weighed in ``fusion_grid``); its settings still define the carve."""
+        return "two_tower" in self.fusion_grid
 
     def seeded(self, seed: int):
         """The two-tower settings with this seed."""
@@ -84,6 +91,8 @@ def load_pipeline_settings(path: str | Path) -> PipelineSettings:
         raise ConfigError(f"{path}: fusion_grid names {sorted(bad)}; channels are {list(CHANNELS)}.")
     if "item_to_item" in out.fusion_grid and out.item_to_item is None:
         raise ConfigError(f"{path}: fusion_grid weighs item_to_item, but `item_to_item:` is not configured.")
+    if not isinstance(out.workers, int) or out.workers < 1:
+        raise ConfigError(f"{path}: workers must be an integer >= 1; got {out.workers!r}.")
     if not out.seeds or not all(isinstance(s, int) for s in out.seeds):
         raise ConfigError(f"{path}: seeds must be a non-empty list of integers; got {out.seeds!r}.")
     return out

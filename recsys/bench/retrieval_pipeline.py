@@ -79,13 +79,15 @@ def select_weights(settings: PipelineSettings, train: sp.csr_matrix, seed: int) 
     from recsys.fit.validation import carve_validation
 
     cfg = settings.seeded(seed)
-    emb = fit_two_tower_embeddings(cfg, train, log=_log, cache_dir=settings.cache_dir)
+    emb = None
+    if settings.uses_two_tower:
+        emb = fit_two_tower_embeddings(cfg, train, log=_log, cache_dir=settings.cache_dir)
     fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
     t0 = time.perf_counter()
     scorers, fit_seconds = fit_training_free(settings, fit)
-    scorers["two_tower"] = EmbeddingScorer(emb.valid_users, emb.valid_items)
-    grid = {n: v for n, v in settings.fusion_grid.items() if n in scorers}
-    fusion = fit_fusion_weights(scorers, fit, valid, grid)
+    if emb is not None:
+        scorers["two_tower"] = EmbeddingScorer(emb.valid_users, emb.valid_items)
+    fusion = fit_fusion_weights(scorers, fit, valid, settings.fusion_grid, n_workers=settings.workers)
     seconds = time.perf_counter() - t0
     _log(f"seed {seed}: weights chosen on validation {fusion.weights} -> R@20 {fusion.validation['recall@20']:.4f} "
          f"N@20 {fusion.validation['ndcg@20']:.4f} ({seconds:.0f} s: channels fitted on the fit split + search)")
@@ -111,18 +113,19 @@ def run_pipeline_benchmark(data_dir: str | Path, config_path: str | Path,
     test = ds.test_matrix()  # read here, after every weight is chosen
     combos, labels = [], []
     for s, r in per_seed.items():
-        scorers[f"two_tower/seed{s}"] = EmbeddingScorer(r["embeddings"].test_users, r["embeddings"].test_items)
         w = r["fusion"].weights
         combos.append({(f"two_tower/seed{s}" if n == "two_tower" else n): v for n, v in w.items()})
         labels.append(("fused", s))
-        combos.append({f"two_tower/seed{s}": 1.0})
-        labels.append(("two_tower", s))
+        if r["embeddings"] is not None:
+            scorers[f"two_tower/seed{s}"] = EmbeddingScorer(r["embeddings"].test_users, r["embeddings"].test_items)
+            combos.append({f"two_tower/seed{s}": 1.0})
+            labels.append(("two_tower", s))
     for name in ("graph_filter", "item_to_item", "popular"):
         if name in scorers:
             combos.append({name: 1.0})
             labels.append((name, None))
     t = time.perf_counter()
-    results = evaluate_combinations(scorers, combos, train, test)
+    results = evaluate_combinations(scorers, combos, train, test, n_workers=settings.workers)
     eval_seconds = time.perf_counter() - t
     result = _result(settings, ds, data_dir, config_path, per_seed, labels, results, full_seconds, full_fit,
                      eval_seconds)
@@ -144,8 +147,8 @@ def _result(settings, ds, data_dir, config_path, per_seed, labels, results, full
         by.setdefault(name, []).append((seed, r))
     seeds_out, fused_secs = {}, []
     for s, r in per_seed.items():
-        meta = r["embeddings"].meta
-        seconds = meta["train_seconds"] + r["selection_seconds"] + full_fit
+        meta = r["embeddings"].meta if r["embeddings"] is not None else {}
+        seconds = meta.get("train_seconds", 0.0) + r["selection_seconds"] + full_fit
         fused_secs.append(seconds)
         seeds_out[str(s)] = {
             "weights": r["fusion"].weights, "validation": r["fusion"].validation,

@@ -84,11 +84,13 @@ class _Block:
 
 
 def evaluate_combinations(scorers: Mapping[str, Any], combos: Sequence[Mapping[str, float]], seen: sp.csr_matrix,
-                          target: sp.csr_matrix, *, k: int = 20, chunk_size: int = 512) -> list[dict[str, float]]:
+                          target: sp.csr_matrix, *, k: int = 20, chunk_size: int = 512,
+                          n_workers: int = 1) -> list[dict[str, float]]:
     """Recall@k / NDCG@k of each weighting in ``combos`` on ``target`` (users with target items), ``seen`` masked.
 
-    Each scorer named with a non-zero weight is called once per chunk of users, however many combinations use it."""
-    from recsys.evaluation import evaluate_topk
+    Each scorer named with a non-zero weight is called once per chunk of users, however many combinations use it;
+    ``n_workers`` threads take chunks (the scorers must be thread-safe: graph filters and embeddings are)."""
+    from concurrent.futures import ThreadPoolExecutor
 
     seen, target = sp.csr_matrix(seen), sp.csr_matrix(target)
     if seen.shape != target.shape:
@@ -96,23 +98,37 @@ def evaluate_combinations(scorers: Mapping[str, Any], combos: Sequence[Mapping[s
     unknown = {n for c in combos for n in c} - set(scorers)
     if unknown:
         raise ConfigError(f"weights name channels {sorted(unknown)} that are not among {sorted(scorers)}.")
+    if any(not any(c.values()) for c in combos):
+        raise ConfigError("every combination needs a non-zero weight.")
     used = sorted({n for c in combos for n, w in c.items() if w})
     users = np.flatnonzero(np.diff(target.indptr) > 0)
-    sums = [{"recall": 0.0, "ndcg": 0.0} for _ in combos]
-    for s in range(0, users.size, chunk_size):
-        batch = users[s:s + chunk_size]
-        seen_b, target_b = seen[batch], target[batch]
-        z = {n: standardise(scorers[n].score(batch), seen_b) for n in used}
-        for i, combo in enumerate(combos):
-            parts = [w * z[n] for n, w in combo.items() if w]
-            if not parts:
-                raise ConfigError(f"combination {dict(combo)} has no non-zero weight.")
-            r = evaluate_topk(_Block(sum(parts[1:], parts[0])), seen_b, target_b, (k,), metrics=("recall", "ndcg"),
-                              check_leakage=False, chunk_size=batch.size, n_workers=1)
-            sums[i]["recall"] += r[f"recall@{k}"] * batch.size
-            sums[i]["ndcg"] += r[f"ndcg@{k}"] * batch.size
-    return [{f"recall@{k}": v["recall"] / max(users.size, 1), f"ndcg@{k}": v["ndcg"] / max(users.size, 1)}
-            for v in sums]
+    chunks = [users[s:s + chunk_size] for s in range(0, users.size, chunk_size)]
+
+    def chunk_sums(batch: np.ndarray) -> np.ndarray:
+        return _chunk_sums({n: scorers[n] for n in used}, combos, batch, seen[batch], target[batch], k)
+
+    if n_workers > 1 and len(chunks) > 1:
+        with ThreadPoolExecutor(n_workers) as pool:
+            parts = list(pool.map(chunk_sums, chunks))
+    else:
+        parts = [chunk_sums(b) for b in chunks]
+    total = np.sum(parts, axis=0) / max(users.size, 1) if parts else np.zeros((len(combos), 2))
+    return [{f"recall@{k}": float(r), f"ndcg@{k}": float(n)} for r, n in total]
+
+
+def _chunk_sums(scorers: Mapping[str, Any], combos: Sequence[Mapping[str, float]], batch: np.ndarray,
+                seen_b: sp.csr_matrix, target_b: sp.csr_matrix, k: int) -> np.ndarray:
+    """(combos x 2) sums of recall@k and ndcg@k over one chunk of users, by evaluate_topk on the chunk."""
+    from recsys.evaluation import evaluate_topk
+
+    z = {n: standardise(s.score(batch), seen_b) for n, s in scorers.items()}
+    out = np.zeros((len(combos), 2))
+    for i, combo in enumerate(combos):
+        parts = [w * z[n] for n, w in combo.items() if w]
+        r = evaluate_topk(_Block(sum(parts[1:], parts[0])), seen_b, target_b, (k,), metrics=("recall", "ndcg"),
+                          check_leakage=False, chunk_size=batch.size, n_workers=1)
+        out[i] = (r[f"recall@{k}"] * batch.size, r[f"ndcg@{k}"] * batch.size)
+    return out
 
 
 def weight_grid(grid: Mapping[str, Sequence[float]]) -> list[dict[str, float]]:
@@ -132,13 +148,14 @@ class FusionFit:
 
 
 def fit_fusion_weights(scorers: Mapping[str, Any], fit: sp.csr_matrix, validation: sp.csr_matrix,
-                       grid: Mapping[str, Sequence[float]], *, k: int = 20, chunk_size: int = 512) -> FusionFit:
+                       grid: Mapping[str, Sequence[float]], *, k: int = 20, chunk_size: int = 512,
+                       n_workers: int = 1) -> FusionFit:
     """Choose fusion weights on validation: ``scorers`` fitted on ``fit`` only, ``validation`` held out of the
     training data; the grid's combination with the best Recall@k wins (NDCG@k breaks ties). Test is not an input."""
     combos = weight_grid(grid)
     if not combos:
         raise ConfigError("the fusion grid has no combination with a non-zero weight.")
-    results = evaluate_combinations(scorers, combos, fit, validation, k=k, chunk_size=chunk_size)
+    results = evaluate_combinations(scorers, combos, fit, validation, k=k, chunk_size=chunk_size, n_workers=n_workers)
     tried = [{"weights": c, **r} for c, r in zip(combos, results, strict=True)]
     best = max(tried, key=lambda t: (round(t[f"recall@{k}"], 6), t[f"ndcg@{k}"]))
     return FusionFit(dict(best["weights"]), {m: best[m] for m in (f"recall@{k}", f"ndcg@{k}")}, tried)
