@@ -163,3 +163,14 @@ def test_fixture_bundle_report_is_json() -> None:
     assert r["size"]["audience_users"] >= 5 and r["profile"]["gender"]["users"] == r["size"]["audience_users"]
     for row in r["top"]["category"]["rows"]:
         assert row["users"] >= 5
+
+
+def test_plots_of_a_full_and_a_suppressed_report(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from recsys.partners.plots import insight_plots
+
+    t = hand_made()
+    names = [p.name for p in insight_plots(audience_insight(t, "p", min_group=3), tmp_path / "full")]
+    # the network's CTR has no interval (more clicks than impressions): drawn without an error bar
+    assert names == ["insight_profile.png", "insight_spending.png", "insight_top.png", "insight_rates.png"]
+    assert insight_plots(audience_insight(t, "p", min_group=13), tmp_path / "small") == []

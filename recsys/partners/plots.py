@@ -77,8 +77,9 @@ def _rate_bars(rates: dict, path: Path, media: str) -> Path:
     for ax, (name, pair) in zip(axes[0], rates.items(), strict=True):
         keys = [k for k in ("partner", "network") if pair[k]["rate"] is not None]
         vals = [pair[k]["rate"] for k in keys]
-        err = [[v - pair[k]["ci_low"] for k, v in zip(keys, vals, strict=True)],
-               [pair[k]["ci_high"] - v for k, v in zip(keys, vals, strict=True)]]
+        err = [[v - (pair[k]["ci_low"] if pair[k]["ci_low"] is not None else v) for k, v in zip(keys, vals, strict=True)],
+               [(pair[k]["ci_high"] if pair[k]["ci_high"] is not None else v) - v
+                for k, v in zip(keys, vals, strict=True)]]  # no bar where there is no interval
         ax.bar(keys, vals, yerr=err, capsize=6, color=["tab:blue", "tab:gray"][:len(keys)])
         ax.set(title=f"{name.upper()} (95% Wilson)", ylabel="rate")
     fig.suptitle(f"{media}: click and conversion rates")
