@@ -64,9 +64,11 @@
   }
 
   function feedBlock(feed) {
+    // the commission column only where the service's feed gives what it takes (a rate, or the commission)
+    const paid = feed.items.some((it) => commission(it) !== null);
     const rows = feed.items.map((it) => ({rank: it.rank, title: it.title ?? `item ${it.item_id}`,
       price: it.price, ...(it.price_after_benefit !== undefined ? {price_after_benefit: it.price_after_benefit} : {}),
-      commission: commission(it), reason: it.reason}));
+      ...(paid ? {commission: commission(it)} : {}), reason: it.reason}));
     const notes = [feed.fallback ? `fallback: ${feed.fallback}` : null, ...(feed.notes || [])].filter(Boolean);
     return el("div", {class: "feed", "data-user": String(feed.user_id)},
       el("h3", {}, `User ${feed.user_id}`, el("span", {class: "muted"}, ` · objective ${feed.objective || "—"}`)),
@@ -80,8 +82,11 @@
     const step = Math.max(1, Math.floor(audience.ids.length / SAMPLE_USERS));
     const users = audience.ids.filter((_, i) => i % step === 0).slice(0, SAMPLE_USERS);
     const feeds = await Promise.all(users.map((u) => api("/v1/recommend", {user_id: u, media_id: media, k: FEED_K})));
-    return [el("p", {class: "muted"}, `${fmt(audience.total)} users in the audience; the feeds of ${users.length} of them ` +
-      `(commission: price × the item's commission rate)`), ...feeds.map(feedBlock)];
+    const paid = feeds.some((f) => f.items.some((it) => commission(it) !== null));
+    return [el("p", {class: "muted"}, `${fmt(audience.total)} users in the audience; the feeds of ${users.length} of them` +
+      (paid ? " (commission: the price paid × the item's commission rate)"
+        : " (this service's feed answers carry no commission rates, so no commission column)")),
+    ...feeds.map(feedBlock)];
   }
 
   // a partner endpoint drawn by its panel renderer (panels.js), with an optional query string

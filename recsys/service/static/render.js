@@ -1,5 +1,5 @@
 // JSON -> DOM for the dashboard's panels: numbers, tables, and bar charts drawn as inline SVG.
-// No library and nothing from the network; every string goes in through textContent (never innerHTML).
+// No library and nothing from the network; every string goes in as a text node, never parsed as HTML.
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
