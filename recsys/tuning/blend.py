@@ -29,13 +29,15 @@ def standardise(block: np.ndarray) -> np.ndarray:
 
 
 class BlendScorer:
-    """The :class:`recsys.evaluation.Scorer` of the blend (module docstring); ``tower`` None: the filter alone."""
+    """The :class:`recsys.evaluation.Scorer` of the blend: the graph filter plus embedding channels
+    ``{name: ((user_emb, item_emb), weight)}``, each standardised per user (module docstring)."""
 
     thread_safe = True  # reads fitted arrays only
 
-    def __init__(self, graph: Any, tower: tuple[np.ndarray, np.ndarray] | None = None,
-                 tower_weight: float = 0.0) -> None:
-        self.graph, self.tower, self.tower_weight = graph, tower, tower_weight
+    def __init__(self, graph: Any, channels: dict[str, tuple[tuple[np.ndarray, np.ndarray], float]] | None = None
+                 ) -> None:
+        self.graph = graph
+        self.channels = {k: v for k, v in (channels or {}).items() if v[1] > 0}
 
     @property
     def n_items(self) -> int:
@@ -45,9 +47,8 @@ class BlendScorer:
         """Scores of every item for these users (float32, len(users) x n_items)."""
         users = np.asarray(user_indices)
         block = standardise(self.graph.scores(users))
-        if self.tower is not None and self.tower_weight > 0:
-            u, i = self.tower
-            block += self.tower_weight * standardise(np.asarray(u[users] @ i.T, dtype=np.float32))
+        for (u, i), weight in self.channels.values():
+            block += np.float32(weight) * standardise(np.asarray(u[users] @ i.T, dtype=np.float32))
         return block
 
 
@@ -71,26 +72,51 @@ def _metric_sums(block: np.ndarray, train_rows: sp.csr_matrix, valid_rows: sp.cs
     return float((hits.sum(1) / n_valid).sum()), float(((hits * discount).sum(1) / idcg).sum())
 
 
-def choose_weights(graph: Any, tower: tuple[np.ndarray, np.ndarray] | None, train: sp.csr_matrix,
-                   valid: sp.csr_matrix, *, ideal_weights: Sequence[float], tower_weights: Sequence[float],
-                   users: np.ndarray, k: int = 20, chunk: int = 512) -> list[dict]:
-    """Recall@k / NDCG@k on ``valid`` of every (ideal_weight, tower_weight) pair for ``users`` (each with a
-    validation item), best first by recall. ``graph``: a filter fitted on ``train`` with the ideal term."""
-    linear_only, unit = graph.with_params(ideal_weight=0.0), graph.with_params(ideal_weight=1.0)
-    tower_weights = tower_weights if tower is not None else (0.0,)
-    sums = {(a, b): [0.0, 0.0] for a in ideal_weights for b in tower_weights}
+def _grid_pass(blocks, grid: list[dict], train: sp.csr_matrix, valid: sp.csr_matrix, users: np.ndarray,
+               k: int, chunk: int) -> list[dict]:
+    """Recall@k / NDCG@k of every grid point; ``blocks(batch, point) -> scores`` builds a point's block."""
+    sums = np.zeros((len(grid), 2))
     for s in range(0, len(users), chunk):
         batch = users[s:s + chunk]
+        tr, va = train[batch], valid[batch]
+        for j, block in enumerate(blocks(batch, grid)):
+            sums[j] += _metric_sums(block, tr, va, k)
+    return sorted(({**p, f"recall@{k}": float(r / len(users)), f"ndcg@{k}": float(n / len(users))}
+                   for p, (r, n) in zip(grid, sums, strict=True)),
+                  key=lambda row: -row[f"recall@{k}"])
+
+
+def choose_weights(graph: Any, channels: dict[str, tuple[np.ndarray, np.ndarray]], train: sp.csr_matrix,
+                   valid: sp.csr_matrix, *, ideal_weights: Sequence[float], channel_weights: Sequence[float],
+                   users: np.ndarray, k: int = 20, chunk: int = 512) -> tuple[dict, list[dict]]:
+    """The blend's weights chosen on ``valid`` for ``users`` (each with a validation item): first the filter's
+    ideal weight alone, then every combination of ``channel_weights`` for the embedding ``channels`` with
+    the filter fixed. Returns the best point and every point measured. ``graph``: fitted on ``train`` with
+    the ideal term."""
+    import itertools
+
+    linear_only, unit = graph.with_params(ideal_weight=0.0), graph.with_params(ideal_weight=1.0)
+
+    def graph_blocks(batch, grid):
         linear = linear_only.scores(batch)
         ideal = unit.scores(batch) - linear
-        tw = standardise(np.asarray(tower[0][batch] @ tower[1].T, dtype=np.float32)) if tower is not None else None
-        tr, va = train[batch], valid[batch]
-        for a in ideal_weights:
-            g = standardise(linear + np.float32(a) * ideal)
-            for b in tower_weights:
-                r, n = _metric_sums(g + np.float32(b) * tw if b else g, tr, va, k)
-                sums[(a, b)][0] += r
-                sums[(a, b)][1] += n
-    rows = [{"ideal_weight": a, "tower_weight": b, f"recall@{k}": r / len(users), f"ndcg@{k}": n / len(users)}
-            for (a, b), (r, n) in sums.items()]
-    return sorted(rows, key=lambda row: (-row[f"recall@{k}"], row["tower_weight"], row["ideal_weight"]))
+        return (standardise(linear + np.float32(p["ideal_weight"]) * ideal) for p in grid)
+
+    first = _grid_pass(graph_blocks, [{"ideal_weight": a} for a in ideal_weights], train, valid, users, k, chunk)
+    chosen = graph.with_params(ideal_weight=first[0]["ideal_weight"])
+    names = sorted(channels)
+    grid = [{"ideal_weight": first[0]["ideal_weight"], **dict(zip(names, ws, strict=True))}
+            for ws in itertools.product(channel_weights, repeat=len(names))]
+
+    def blend_blocks(batch, grid):
+        g = standardise(chosen.scores(batch))
+        z = {n: standardise(np.asarray(channels[n][0][batch] @ channels[n][1].T, dtype=np.float32)) for n in names}
+        for p in grid:
+            block = g.copy()
+            for n in names:
+                if p[n]:
+                    block += np.float32(p[n]) * z[n]
+            yield block
+
+    second = _grid_pass(blend_blocks, grid, train, valid, users, k, chunk) if names else first
+    return second[0], first + (second if names else [])

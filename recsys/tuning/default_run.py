@@ -36,8 +36,9 @@ def run_default(data_dir: str | Path, *, budget_s: float | None = None, json_pat
     fit_seconds, fit_cpu = time.perf_counter() - t0, time.process_time() - c0
     metrics = evaluate_topk(fitted.scorer, train, test, (20,), metrics=("recall", "ndcg"))
     c = fitted.chosen
-    log(f"chosen on validation: graph filter ideal weight {c['ideal_weight']} (rank {c['ideal_rank']}), two-tower "
-        f"{c['two_tower'] or 'not used'} at blend weight {c['tower_weight']}; validation recall@20 "
+    log(f"chosen on validation: graph filter ideal weight {c['ideal_weight']} (rank {c['ideal_rank']}); implicit-ALS "
+        f"{c['als'] or 'not used'} at blend weight {c['als_weight']}; two-tower {c['two_tower'] or 'not used'} at "
+        f"blend weight {c['tower_weight']}; validation recall@20 "
         f"{c['validation_recall@20']:.4f} (graph filter alone {c['graph_alone_validation_recall@20']:.4f})")
     log(f"default: test recall@20 {metrics['recall@20']:.4f}  ndcg@20 {metrics['ndcg@20']:.4f}  fit {fit_seconds:.0f} s "
         f"(cpu {fit_cpu:.0f} s), peak {_peak_mb():.0f} MB")
@@ -76,6 +77,7 @@ def _track(result: dict, name: str) -> None:
     with tracker.start_run(f"default-{name}", tags={"recsys.stage": "default", "data.dir": result["data_dir"]}):
         tracker.log_params({"chosen.ideal_weight": c["ideal_weight"], "chosen.ideal_rank": c["ideal_rank"],
                             "chosen.tower_weight": c["tower_weight"], "chosen.two_tower": c["two_tower"],
+                            "chosen.als_weight": c["als_weight"], "chosen.als": c["als"],
                             "budget_s": c["budget_s"]})
         tracker.log_metrics({"test.recall@20": result["recall@20"], "test.ndcg@20": result["ndcg@20"],
                              "validation.recall@20": c["validation_recall@20"], "train_seconds": result["train_seconds"],
