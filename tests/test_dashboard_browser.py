@@ -40,7 +40,8 @@ WAIT_S = 60  # the feed panel asks for several feeds; a loaded 2-core machine ma
 def server(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("dashboard")
     (root / "keys.yaml").write_text(KEYS_YAML)
-    model = os.environ.get("RECSYS_DASHBOARD_MODEL") or str(V1)
+    model = str(Path(os.environ["RECSYS_DASHBOARD_MODEL"]).resolve()) if os.environ.get("RECSYS_DASHBOARD_MODEL") \
+        else str(V1)  # resolved here: the server runs in a temporary directory
     srv = Server(["--model", model, "--keys", "keys.yaml", "--poll-seconds", "0"], root)
     yield srv
     srv.stop()
@@ -145,8 +146,10 @@ def test_partner_sees_its_panels(server: Server, browser, tmp_path: Path) -> Non
     assert KOL1 not in browser.current_url and not browser.get_cookies()
     assert "kol-1" in browser.find_element("id", "who-label").text
     assert not script_errors(browser)  # no exception, no load blocked by the page's Content-Security-Policy
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1280, min(int(height) + 40, 8000))
+    # the whole page: the window's height is the page's plus what the window's frame takes from it
+    height, frame = browser.execute_script("return [document.documentElement.scrollHeight, "
+                                           "window.outerHeight - window.innerHeight]")
+    browser.set_window_size(1280, min(int(height) + int(frame) + 8, 8000))
     shot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     if os.environ.get("RECSYS_DASHBOARD_SCREENSHOT"):

@@ -26,7 +26,8 @@
 
   function rateRow(name, r) {
     const p = r.partner || {}, n = r.network || {};
-    return {rate: name, partner: p.rate, ci_low: p.ci_low, ci_high: p.ci_high, network: n.rate, trials: p.trials};
+    const what = {ctr: "CTR (clicks per impression)", cvr: "CVR (purchases per click)"}[name] || name;
+    return {rate: what, partner: p.rate, ci_low: p.ci_low, ci_high: p.ci_high, network: n.rate, trials: p.trials};
   }
 
   function insight(data) {

@@ -34,7 +34,11 @@ function svg(tag, attrs = {}, text) {
 const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
 const isScalar = (v) => v === null || typeof v !== "object";
 
+const HEADINGS = {ci_low: "95% interval from", ci_high: "to", ctr: "CTR", cvr: "CVR", pctr: "pCTR", pcvr: "pCVR",
+  network_cvr: "Network CVR", commission_per_1000: "Commission per 1,000"};
+
 function humanKey(key) {
+  if (HEADINGS[key]) return HEADINGS[key];
   const words = String(key).replace(/_/g, " ");
   return words.charAt(0).toUpperCase() + words.slice(1);
 }
