@@ -61,6 +61,7 @@ def _metric_sums(block: np.ndarray, train_rows: sp.csr_matrix, valid_rows: sp.cs
 
     block = np.array(block, dtype=np.float32, order="C")
     block[np.repeat(np.arange(block.shape[0]), np.diff(train_rows.indptr)), train_rows.indices] = -np.inf
+    k = min(k, block.shape[1])
     top = fast_topk(torch.from_numpy(block), k).numpy()
     n_items = np.int64(block.shape[1])
     valid_keys = np.repeat(np.arange(top.shape[0], dtype=np.int64), np.diff(valid_rows.indptr)) * n_items \
