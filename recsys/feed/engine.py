@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import DataValidationError
+from recsys.feed.backfill import popular_tiers
 from recsys.feed.fallback import cold_start_path
 from recsys.feed.output import (
     OUTPUT_COLUMNS,
@@ -30,7 +31,8 @@ from recsys.feed.partners import (
 )
 from recsys.feed.ranking import candidates, rank
 from recsys.feed.request import Request
-from recsys.feed.rules import RequestScope, apply_rules, eligible, in_sorted
+from recsys.feed.rules import RequestScope, eligible, in_sorted
+from recsys.feed.selection import select_feeds
 from recsys.feed.state import ServingState
 
 # OUTPUT_COLUMNS and score_kind (output.py) are re-exported here
@@ -200,20 +202,19 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     vector_of = np.full(len(reqs), -1, np.int64)
     vector_of[ret_idx] = np.arange(len(ret_idx))
     clock.lap("retrieve")
-    blocks = []
-    for i, r in enumerate(reqs):
-        first = retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
-        # backfill tier: the partner's popular items, twice k so that it can also restore category variety
-        blocks += [(i, 0, *first), (i, 1, *_popular(state, r, scopes[i], 2 * r.k, first[0]))]
+    firsts = [retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
+              for i, r in enumerate(reqs)]
+    # backfill tier: the partner's popular items, twice k so that it can also restore category variety
+    ns = [2 * r.k for r in reqs]
+    backfill = popular_tiers(state, reqs, scopes, ns, [f[0] for f in firsts],
+                             lambda i: _popular(state, reqs[i], scopes[i], ns[i], firsts[i][0]))
+    blocks = [b for i in range(len(reqs)) for b in ((i, 0, *firsts[i]), (i, 1, *backfill[i]))]
     cand = candidates(state, blocks, q, vector_of)
     ranked = rank(state, reqs, cand, clock)
-    bounds = np.searchsorted(cand.req, np.arange(len(reqs) + 1))  # rows are grouped by request, in order
+    sels = select_feeds(state.catalogue, scopes, state.config.rules, [r.k for r in reqs], cand.req, cand.tier,
+                        cand.pos, ranked.scores, 2)  # apply_rules per request, in one pass over the batch
     picked = []
-    for i, r in enumerate(reqs):
-        sl = slice(bounds[i], bounds[i + 1])
-        t, pos, score = cand.tier[sl], cand.pos[sl], ranked.scores[sl]
-        sel = apply_rules(state.catalogue, scopes[i], state.config.rules, r.k, [(pos[t == j], score[t == j])
-                                                                                 for j in range(2)])
+    for i, (r, sel) in enumerate(zip(reqs, sels, strict=True)):
         r.notes.extend(_feed_notes(state, scopes[i], r.k, sel))
         picked.append((i, sel))
     clock.lap("rules")

@@ -65,11 +65,18 @@ def _ablate(x: np.ndarray, where: dict[str, int], plan: dict) -> tuple[np.ndarra
     rows each block holds."""
     blocks, rows = [], []
     for ops in plan.values():
-        b = x.copy()
+        new: dict[int, np.ndarray | float] = {}  # column -> its ablated values (a later op on a column wins)
         for col, src in ops:
-            b[:, where[col]] = 0.0 if src is None else x[:, where[src]]
-        changed = np.flatnonzero(((b != x) & ~(np.isnan(b) & np.isnan(x))).any(axis=1))
-        blocks.append(b[changed])
+            new[where[col]] = 0.0 if src is None else x[:, where[src]]
+        diff = np.zeros(len(x), bool)  # only the ablated columns can differ: compare those, not whole copies
+        for j, v in new.items():
+            old = x[:, j]
+            diff |= (v != old) & ~(np.isnan(v) & np.isnan(old))
+        changed = np.flatnonzero(diff)
+        b = x[changed]
+        for j, v in new.items():
+            b[:, j] = v if np.isscalar(v) else v[changed]
+        blocks.append(b)
         rows.append(changed)
     return np.concatenate(blocks), rows
 

@@ -1,0 +1,65 @@
+"""The batch's one-pass business rules (recsys.feed.selection.select_feeds) give every request the Selection that
+apply_rules gives it alone: same items in the same order, scores, tiers and relaxed count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.feed.catalogue import Catalogue
+from recsys.feed.rules import BusinessRules, RequestScope, apply_rules
+from recsys.feed.selection import select_feeds
+
+
+def _catalogue(n: int = 60) -> Catalogue:
+    rng = np.random.default_rng(3)
+    return Catalogue.from_items(pd.DataFrame({"item_id": np.arange(n), "category": rng.choice(list("ABCDEFG"), n)}))
+
+
+def _batch(rng: np.random.Generator, n_items: int, n_req: int):
+    """Two tiers per request: tier 0 distinct items, tier 1 may repeat tier 0's; tied and NaN scores."""
+    req, tier, pos, score = [], [], [], []
+    for i in range(n_req):
+        for t, size in ((0, int(rng.integers(0, 25))), (1, int(rng.integers(0, 10)))):
+            p = rng.choice(n_items, size=size, replace=False)
+            s = rng.choice([0.1, 0.2, 0.3, np.nan], size) if t == 1 else np.round(rng.random(size), 1)
+            req += [i] * size
+            tier += [t] * size
+            pos += p.tolist()
+            score += s.tolist()
+    return np.array(req, np.int64), np.array(tier, np.int64), np.array(pos, np.int64), np.array(score)
+
+
+@pytest.mark.parametrize("cap", [1, 2, 3, None])
+def test_select_feeds_equals_apply_rules_per_request(cap):
+    cat, rules = _catalogue(), BusinessRules(max_per_category=cap)
+    rng = np.random.default_rng(cap or 0)
+    n_req = 40
+    req, tier, pos, score = _batch(rng, len(cat), n_req)
+    scopes = [RequestScope() for _ in range(n_req)]
+    ks = rng.integers(1, 12, n_req).tolist()
+    got = select_feeds(cat, scopes, rules, ks, req, tier, pos, score, 2)
+    short = 0
+    for i in range(n_req):
+        m = req == i
+        want = apply_rules(cat, scopes[i], rules, ks[i], [(pos[m & (tier == t)], score[m & (tier == t)])
+                                                          for t in range(2)])
+        short += want.relaxed > 0 or len(want.positions) < ks[i] or (want.tiers == 2).any()
+        assert got[i].positions.tolist() == want.positions.tolist(), i
+        # the very same numbers picked from the inputs (no arithmetic): equal NaN-aware, bit for bit
+        np.testing.assert_array_equal(got[i].scores, want.scores)
+        assert got[i].tiers.tolist() == want.tiers.tolist()
+        assert got[i].relaxed == want.relaxed
+    assert short < n_req  # most requests take the one-pass path; some (short ones) the per-request one
+
+
+def test_select_feeds_of_an_empty_batch_and_of_requests_without_candidates():
+    cat, rules = _catalogue(10), BusinessRules(max_per_category=2)
+    assert select_feeds(cat, [], rules, [], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                        np.zeros(0), 2) == []
+    sels = select_feeds(cat, [RequestScope(), RequestScope()], rules, [3, 3], np.array([1]), np.array([0]),
+                        np.array([4]), np.array([0.5]), 2)
+    # neither can fill 3 slots from its candidates: both come from apply_rules, the pool scan filling them
+    assert [len(s.positions) for s in sels] == [3, 3]
+    assert sels[1].positions[0] == 4 and sels[1].tiers[0] == 0
