@@ -190,3 +190,15 @@ def test_endpoint_errors_are_shown(server: Server, browser) -> None:
     for panel in PANELS:
         text = panel_text(browser, panel)
         assert text.startswith("error 4") and "no-such-partner" in text, text
+
+
+def test_reload_keeps_the_session_and_log_out_ends_it(server: Server, browser) -> None:
+    log_in(browser, server.url, KOL1)
+    wait_loaded(browser)
+    browser.refresh()  # the same tab: still logged in (session storage), panels loaded again
+    assert set(wait_loaded(browser).values()) == {"ok"}
+    assert "kol-1" in browser.find_element("id", "who-label").text
+    browser.find_element("id", "logout").click()
+    assert browser.find_element("id", "login").is_displayed() and not browser.find_element("id", "dashboard").is_displayed()
+    assert browser.execute_script("return sessionStorage.length") == 0
+    assert not browser.find_elements("css selector", ".panel .body *")  # nothing of the partner's left on the page

@@ -44,16 +44,19 @@
     body.replaceChildren(...nodes);
   }
 
-  async function fill(panelId, build, media) {
+  let shown = 0;  // which showPartner call the panels belong to: an answer to an earlier one is dropped
+
+  async function fill(panelId, build, media, call) {
     const body = document.querySelector(`#${panelId} .body`);
     body.dataset.state = "loading";
     body.replaceChildren(el("p", {class: "muted"}, "loading…"));
     try {
       const nodes = await build(media);
+      if (call !== shown) return;
       body.replaceChildren(...nodes.filter(Boolean));
       body.dataset.state = "ok";
     } catch (err) {
-      showError(body, err);
+      if (call === shown) showError(body, err);
     }
   }
 
@@ -96,7 +99,8 @@
     ["panel-funnel", jsonPanel("funnel", RecsysPanels.funnel)], ["panel-carry", jsonPanel("carry", RecsysPanels.carry, "?n=20")]];
 
   function showPartner(media) {
-    return Promise.all(PANELS.map(([id, build]) => fill(id, build, media)));
+    const call = ++shown;
+    return Promise.all(PANELS.map(([id, build]) => fill(id, build, media, call)));
   }
 
   // ---- login
@@ -128,6 +132,7 @@
 
   function logout() {
     sessionStorage.removeItem(KEY);
+    shown += 1;
     for (const body of document.querySelectorAll(".panel .body")) {
       body.replaceChildren();
       body.dataset.state = "empty";
