@@ -63,3 +63,49 @@ def test_select_feeds_of_an_empty_batch_and_of_requests_without_candidates():
     # neither can fill 3 slots from its candidates: both come from apply_rules, the pool scan filling them
     assert [len(s.positions) for s in sels] == [3, 3]
     assert sels[1].positions[0] == 4 and sels[1].tiers[0] == 0
+
+
+@pytest.mark.parametrize("MEDIA", ["guide-0", None])  # a small pool (backfill short: per request) and the catalogue
+def test_a_batch_on_one_partner_equals_its_users_one_by_one(MEDIA):
+    """Enough users on one partner that the backfill tier is taken per list in one matrix
+    (recsys.feed.backfill.MIN_GROUP) and the rules in one pass; each single request takes the per-request paths."""
+    from recsys.feed.backfill import MIN_GROUP
+    from tests.test_partner_separation import _variant
+
+    rec = _variant(n_candidates=12)  # fewer candidates than the pool: the backfill tier has items to add
+    users = rec.audience(None)[: 2 * MIN_GROUP + 5].tolist() + [10**6]  # + an unknown user (popular path)
+    exclude = {users[0]: rec.pool("guide-0")[:30].tolist()}
+    batch = rec.recommend_batch(users, k=7, media_id=MEDIA, exclude=exclude)
+    singles = []
+    for uid in users:
+        f = rec.recommend(uid, k=7, media_id=MEDIA, exclude=exclude.get(uid, ()))
+        singles.append(f.items.assign(user_id=uid, media_id=f.media_id, fallback=f.fallback, score_kind=f.score_kind))
+    single = pd.concat(singles, ignore_index=True)[list(batch.columns)]
+    assert len(users) > MIN_GROUP and len(batch) == 7 * len(users)
+    pd.testing.assert_frame_equal(batch.reset_index(drop=True), single, check_dtype=False)
+
+
+def test_popular_tiers_equal_the_per_request_backfill():
+    from recsys.feed import engine
+    from recsys.feed.backfill import MIN_GROUP, popular_tiers
+    from recsys.feed.request import Request
+    from tests.test_recommender import fitted
+
+    state = fitted()._state
+    users = fitted().audience(None)[: MIN_GROUP + 8].tolist()
+    reqs = [Request(user_id=u, media_id="app-1", k=5) for u in users]
+    engine._resolve(state, reqs)
+    scopes = [engine._scope(state, r) for r in reqs]
+    rng = np.random.default_rng(0)
+    top = state.popular.top(state.catalogue, "app-1", None)[0]
+    # skips: some of the list's head (so the matrix must drop them), one request skipping nearly all of the head
+    skips = [rng.choice(top[:40], size=int(rng.integers(0, 20)), replace=False) for _ in reqs]
+    skips[3] = top[: len(top) - 2]
+    ns = [int(n) for n in rng.integers(1, 12, len(reqs))]
+    assert len(reqs) >= MIN_GROUP and len({(r.segment, r.pool) for r in reqs}) < len(reqs)  # groups take the matrix
+    got = popular_tiers(state, reqs, scopes, ns, skips, lambda i: engine._popular(state, reqs[i], scopes[i], ns[i],
+                                                                                      skips[i]))
+    for i, r in enumerate(reqs):
+        want = engine._popular(state, r, scopes[i], ns[i], skips[i])
+        assert got[i][0].tolist() == want[0].tolist(), i
+        np.testing.assert_array_equal(got[i][1], want[1])  # the same scores picked from one list: bit for bit
