@@ -30,6 +30,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_column(values: Any) -> list:
+    """One column as a list of JSON-safe Python values (as :func:`_plain` gives them one by one): numeric numpy
+    columns in one ``tolist`` (non-finite floats as None), anything else value by value through pandas' ``tolist``
+    (datetimes as Timestamps, as a frame's column gives them)."""
+    arr = values.to_numpy() if isinstance(values, pd.Series) and values.dtype.kind in "iubf" else values
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iubf":
+        out = arr.tolist()
+        if arr.dtype.kind == "f":
+            finite = np.isfinite(arr)
+            if not finite.all():
+                for n in np.flatnonzero(~finite).tolist():
+                    out[n] = None
+        return out
+    if isinstance(arr, np.ndarray) and arr.dtype.kind == "O" or isinstance(arr, list):
+        seq = arr if isinstance(arr, list) else arr.tolist()
+    else:
+        seq = pd.Series(arr).tolist() if not isinstance(arr, pd.Series) else arr.tolist()
+    return [v if type(v) is str else _plain(v) for v in seq]  # most are text (titles, reasons): no checks
+
+
 class Feed:
     """One feed: ``items`` (rank, item_id, score, pctr, pcvr, reason, reason_code, source) in feed order.
 
@@ -91,17 +111,24 @@ class Feed:
         """The feed as plain JSON-safe Python: user_id, media_id, fallback, notes, score_kind, objective and
         ``items``, one dict per item (rank, item_id, title, price, score, pctr, pcvr, reason, reason_code,
         source); numpy values become Python ones and NaN becomes None."""
-        frame = self.items
-        rows = {c: frame[c].tolist() for c in frame.columns}
+        # straight from the columns (no DataFrame built for a feed given as arrays): the serving path calls this
+        # once per HTTP answer
+        if self._frame is None:
+            rows = {c: _plain_column(v) for c, v in self._columns.items()}
+        else:
+            rows = {c: _plain_column(self._frame[c]) for c in self._frame.columns}
         ids = self.item_ids
         if self._catalogue is not None and len(ids):
             pos = self._catalogue.positions(ids)
-            known = pos >= 0
-            rows["title"] = [t if k else None for t, k in zip(self._catalogue.title[pos], known, strict=True)]
-            rows["price"] = [p if k else None for p, k in zip(self._catalogue.price[pos], known, strict=True)]
-        order = ["rank", "item_id", "title", "price", *[c for c in rows if c not in ("rank", "item_id", "title",
-                                                                                      "price")]]
-        items = [{c: _plain(rows[c][n]) for c in order if c in rows} for n in range(len(ids))]
+            unknown = np.flatnonzero(pos < 0).tolist()
+            title, price = _plain_column(self._catalogue.title[pos]), _plain_column(self._catalogue.price[pos])
+            for n in unknown:
+                title[n] = price[n] = None
+            rows["title"], rows["price"] = title, price
+        order = [c for c in ("rank", "item_id", "title", "price") if c in rows]
+        order += [c for c in rows if c not in ("rank", "item_id", "title", "price")]
+        items = [dict(zip(order, values, strict=True)) for values in zip(*(rows[c] for c in order), strict=True)] \
+            if order else [{} for _ in ids]
         return {"user_id": _plain(self.user_id), "media_id": _plain(self.media_id), "fallback": self.fallback,
                 "notes": list(self.notes), "score_kind": self.score_kind, "objective": self.objective,
                 "items": items}

@@ -1,7 +1,8 @@
 """The FastAPI app of ``recsys serve``: :func:`create_app` builds it from :class:`ServiceSettings`.
 
 Layers of one request, outside in: metrics (count and time it) -> limits (503 beyond the queue, 504 past the
-deadline) -> FastAPI (key check, JSON body, the endpoint in :mod:`recsys.service.routes`). The lifespan loads
+deadline) -> the fast path of ``POST /v1/recommend`` (:mod:`recsys.service.fast`: a valid JSON body answered
+without FastAPI's machinery) -> FastAPI (key check, JSON body, the endpoint in :mod:`recsys.service.routes`). The lifespan loads
 the model before the socket accepts anything (a model that cannot be loaded stops the start with its error)
 and stops the poller on shutdown, after uvicorn has finished the requests in flight.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
-from recsys.service.context import ServiceContext, ServiceError
+from recsys.errors import RecsysError
+from recsys.service.context import ServiceContext, ServiceError, error_answer
 from recsys.service.holder import ModelHolder
 from recsys.service.keys import KeyStore, keys_from_env, load_keys
 from recsys.service.settings import ServiceSettings
@@ -37,14 +38,17 @@ def _journal(settings: ServiceSettings) -> Any:
     return open_journal(path)
 
 
-def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellipsis] = ...):
+def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellipsis] = ...,
+               loader: Any = None):
     """The service as an ASGI app (:class:`ServiceApp`; not started: uvicorn runs it). ``keys``: a :class:`KeyStore`,
-    None for no keys, or (default) read from ``settings.keys`` / the environment. The model loads in the lifespan."""
+    None for no keys, or (default) read from ``settings.keys`` / the environment. The model loads in the lifespan,
+    with ``loader(uri)`` when given (default :func:`recsys.load`; the serving benchmark's stub model uses it)."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
     from recsys.service.dashboard import router as dashboard_router
+    from recsys.service.fast import RecommendFastPath
     from recsys.service.limits import LimitsMiddleware
     from recsys.service.metrics import MetricsMiddleware, ServiceMetrics
     from recsys.service.partner_routes import router as partner_router
@@ -58,7 +62,7 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     # every version serves what was journaled (events and catalogue updates, in journal order), and each worker
     # applies what the others journaled before its next request (recsys/service/sync.py)
     sync = JournalSync(journal) if journal is not None else None
-    holder = ModelHolder(settings.model, poll_seconds=settings.poll_seconds, warm=settings.warm,
+    holder = ModelHolder(settings.model, poll_seconds=settings.poll_seconds, warm=settings.warm, loader=loader,
                          on_load=None if sync is None else sync.on_load,
                          on_poll=None if sync is None else sync.catch_up,
                          on_result=lambda r: _count_reload(metrics, holder, r))
@@ -74,14 +78,10 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
     app.include_router(partner_router)  # a partner's audience insight and lifecycle funnel
 
     @app.exception_handler(ServiceError)
-    async def service_error(_request, exc: ServiceError):
-        return JSONResponse({"error": exc.message, "fix": exc.fix}, status_code=exc.status, headers=exc.headers)
-
     @app.exception_handler(RecsysError)
-    async def library_error(_request, exc: RecsysError):
-        status = 422 if isinstance(exc, DataValidationError) else 409 if isinstance(exc, ArtifactError) else \
-            400 if isinstance(exc, ConfigError) else 500
-        return JSONResponse({"error": str(exc), "fix": None}, status_code=status)
+    async def service_error(_request, exc: Exception):
+        status, body, headers = error_answer(exc)
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def body_error(_request, exc: RequestValidationError):
@@ -89,8 +89,10 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
                  for e in exc.errors()[:5]]
         return JSONResponse({"error": "; ".join(parts), "fix": "see the request schema at /docs"}, status_code=422)
 
-    limits = LimitsMiddleware(app, max_concurrency=settings.max_concurrency, max_queue=settings.max_queue,
-                              deadline_s=settings.deadline_s, on_reject=lambda r: metrics.rejected.labels(r).inc())
+    # POST /v1/recommend skips FastAPI when its body is valid (recsys/service/fast.py); FastAPI answers the rest
+    limits = LimitsMiddleware(RecommendFastPath(app, ctx), max_concurrency=settings.max_concurrency,
+                              max_queue=settings.max_queue, deadline_s=settings.deadline_s,
+                              on_reject=lambda r: metrics.rejected.labels(r).inc())
     ctx.limits = limits
     return ServiceApp(MetricsMiddleware(limits, metrics, gauges=lambda: (limits.depth(), limits.running())), ctx,
                       app)

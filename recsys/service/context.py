@@ -10,7 +10,7 @@ from recsys.service.holder import ModelHolder
 from recsys.service.keys import KeyStore, Principal
 from recsys.service.settings import ServiceSettings
 
-__all__ = ["ServiceContext", "ServiceError"]
+__all__ = ["ServiceContext", "ServiceError", "error_answer"]
 
 _AUTH_FIX = "send the header 'Authorization: Bearer KEY' with the API key your partner account (or the admin) was given"
 
@@ -21,6 +21,23 @@ class ServiceError(Exception):
     def __init__(self, status: int, message: str, fix: str | None = None, headers: dict | None = None) -> None:
         super().__init__(message)
         self.status, self.message, self.fix, self.headers = status, message, fix, headers
+
+
+def error_answer(exc: Exception) -> tuple[int, dict, dict | None] | None:
+    """(status, JSON body, headers) of the service's answer to ``exc``, or None for an unexpected error (500).
+
+    A :class:`ServiceError` answers as itself; a library error by kind: bad data 422, an artifact that cannot be
+    used 409, a bad setting 400, any other 500, its message as ``error``. One mapping for the FastAPI exception
+    handlers and the fast path of ``POST /v1/recommend`` (:mod:`recsys.service.fast`)."""
+    from recsys.errors import ArtifactError, ConfigError, DataValidationError, RecsysError
+
+    if isinstance(exc, ServiceError):
+        return exc.status, {"error": exc.message, "fix": exc.fix}, exc.headers
+    if isinstance(exc, RecsysError):
+        status = 422 if isinstance(exc, DataValidationError) else 409 if isinstance(exc, ArtifactError) else \
+            400 if isinstance(exc, ConfigError) else 500
+        return status, {"error": str(exc), "fix": None}, None
+    return None
 
 
 @dataclass

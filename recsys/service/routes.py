@@ -43,8 +43,9 @@ def _ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx
 
 
-def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    """The request's principal from ``Authorization: Bearer KEY`` (401 without a known key)."""
+async def caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The request's principal from ``Authorization: Bearer KEY`` (401 without a known key). Async: the check takes
+    microseconds, and a sync dependency would cost every request a hop to the thread pool."""
     principal = _ctx(request).authenticate(authorization)
     request.state.partner = principal.label  # the metrics label (never the key)
     return principal
@@ -81,19 +82,22 @@ def _served(ctx: ServiceContext):
     return ctx.holder.current()
 
 
-def _feed(ctx: ServiceContext, who: Principal, feed: Any, version: str, notes: list[str]) -> JSONResponse:
+def _feed_content(ctx: ServiceContext, who: Principal, feed: Any, version: str, notes: list[str]) -> dict:
     out = feed.to_dict()
     out["model_version"] = version
     out["notes"] = notes + out["notes"]
     if out["fallback"]:
         ctx.metrics.fallbacks.labels(who.label, out["fallback"]).inc()
-    return JSONResponse(out)
+    return out
 
 
-@router.post("/v1/recommend", response_model=FeedResponse, responses=_ERRORS, tags=["feeds"])
-def recommend(body: RecommendRequest, who: Caller, request: Request) -> Any:
-    """A partner's feed for one user: ``k`` items, without ``exclude``, with the notes and fallback."""
-    ctx = _ctx(request)
+def _feed(ctx: ServiceContext, who: Principal, feed: Any, version: str, notes: list[str]) -> JSONResponse:
+    return JSONResponse(_feed_content(ctx, who, feed, version, notes))
+
+
+def recommend_content(ctx: ServiceContext, who: Principal, body: RecommendRequest) -> dict:
+    """The JSON answer of ``POST /v1/recommend`` for a validated ``body`` from ``who`` (the FastAPI route below
+    and the fast path in :mod:`recsys.service.fast` both answer with it)."""
     media = _partner_media(who, body.media_id)
     context, notes = dict(body.context or {}), []
     for key in SERVER_SIDE_CONTEXT:
@@ -102,7 +106,13 @@ def recommend(body: RecommendRequest, who: Caller, request: Request) -> Any:
     served = _served(ctx)
     feed = served.rec.recommend(body.user_id, k=body.k, media_id=media, exclude=body.exclude,
                                 context=context or None)
-    return _feed(ctx, who, feed, served.version, notes)
+    return _feed_content(ctx, who, feed, served.version, notes)
+
+
+@router.post("/v1/recommend", response_model=FeedResponse, responses=_ERRORS, tags=["feeds"])
+def recommend(body: RecommendRequest, who: Caller, request: Request) -> Any:
+    """A partner's feed for one user: ``k`` items, without ``exclude``, with the notes and fallback."""
+    return JSONResponse(recommend_content(_ctx(request), who, body))
 
 
 @router.post("/v1/similar", response_model=FeedResponse, responses=_ERRORS, tags=["feeds"])
