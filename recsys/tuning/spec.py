@@ -3,7 +3,7 @@
     base: experiments/synthetic-demo.yaml     # a recsys train config (relative to this file), or a mapping
     metric: recall@20                          # validation metric maximised (what the two-tower validates)
     sampler: {seed: 0, n_startup_trials: 5}    # TPE
-    pruner: {n_startup_trials: 2, n_warmup_steps: 1}   # median pruner on per-epoch validation
+    pruner: {n_startup_trials: 2, n_warmup_steps: 2}   # median pruner on per-epoch validation (epochs 1-based)
     enqueue: [{retrieval.temperature: 0.1}]    # points tried first (optional)
     space:
       retrieval.temperature: {low: 0.05, high: 0.5, log: true}   # float (low/high, optional log)

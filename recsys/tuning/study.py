@@ -155,7 +155,7 @@ def _study(spec: TuneSpec, seed: int):
     s, p = spec.sampler, spec.pruner
     sampler = optuna.samplers.TPESampler(seed=int(s.get("seed", seed)), n_startup_trials=int(s.get("n_startup_trials", 5)))
     pruner = optuna.pruners.MedianPruner(n_startup_trials=int(p.get("n_startup_trials", 2)),
-                                         n_warmup_steps=int(p.get("n_warmup_steps", 1)))
+                                         n_warmup_steps=int(p.get("n_warmup_steps", 2)))
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     for point in spec.enqueue:
         study.enqueue_trial(point)
