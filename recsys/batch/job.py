@@ -26,7 +26,7 @@ import pandas as pd
 
 from recsys.batch import parts as files
 from recsys.batch.rows import ModelInfo, model_info, nest, run_time, score_chunk
-from recsys.batch.workers import run_parallel, usable_cores
+from recsys.batch.workers import early_workers, run_parallel, usable_cores
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.request_checks import check_k
 from recsys.ids import coerce_id, id_kind
@@ -167,6 +167,19 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1):
         raise ConfigError(f"workers must be a whole number >= 1 (leave it out for one per core), got {workers!r}")
+    early = early_workers(model, users, workers, AUTO_WORKERS_MIN_USERS)  # their loads overlap this one's
+    try:
+        return _score(model, out, media_id=media_id, users=users, k=k, nested=nested, chunk_size=chunk_size,
+                      restart=restart, progress=progress, scored_at=scored_at, on_part=on_part, workers=workers,
+                      early=early, started=started, t0=t0)
+    finally:
+        if early is not None:  # unused, or already shut down by the parts' run (then this does nothing)
+            early[1].shutdown(wait=False, cancel_futures=True)
+
+
+def _score(model: Any, out: str | Path, *, media_id: str | None, users: Any, k: int, nested: bool, chunk_size: int,
+           restart: bool, progress: bool | None, scored_at: Any, on_part: Callable[[int], None] | None,
+           workers: int | None, early: tuple[int, Any] | None, started: pd.Timestamp, t0: float) -> dict:
     if isinstance(model, Recommender):
         rec, uri = model, "<in-memory Recommender>"
     else:
@@ -189,7 +202,7 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
                     "manifest_sha256": fingerprint["model"]["manifest_sha256"]}
         source = None if isinstance(model, Recommender) or str(model).startswith(MLFLOW_SCHEMES) else model
         counts, resumed, n_workers = _run_parts(rec, source, root, plan, settings, workers=workers,
-                                                progress=progress, on_part=on_part)
+                                                progress=progress, on_part=on_part, early=early)
         manifest = _manifest(job, info, plan, counts, resumed, started, when, time.perf_counter() - t0)
         manifest["workers"] = n_workers
         files.write_json(root / files.MANIFEST_FILE, manifest)
@@ -198,10 +211,12 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
 
 
 def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: dict, *, workers: int | None,
-               progress: bool | None, on_part: Callable[[int], None] | None) -> tuple[list[int], list[int], int]:
+               progress: bool | None, on_part: Callable[[int], None] | None, early: tuple[int, Any] | None = None
+               ) -> tuple[list[int], list[int], int]:
     """Write every part not yet published (in this process or in worker processes); the row count of each part,
     the indices of the parts skipped and the number of processes that scored. ``source``: the bundle directory workers load (None: the model is not
-    a bundle on disk, and is saved to a temporary one when workers are used)."""
+    a bundle on disk, and is saved to a temporary one when workers are used). ``early``: (processes, pool) from
+    :func:`~recsys.batch.workers.early_workers`, used when the job needs exactly that many processes (else a pool is started here)."""
     from tqdm.auto import tqdm
 
     counts: list[int | None] = [files.part_rows(files.part_path(out, i)) for i in range(len(plan.chunks))]
@@ -234,8 +249,9 @@ def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: d
                 if source is None:  # a fresh save: the workers must find that save's manifest
                     manifest = json.loads((bundle / "manifest.json").read_text(encoding="utf-8"))
                     settings = {**settings, "manifest_sha256": manifest_digest(manifest)}
+                pool = early[1] if early is not None and early[0] == n_workers and source is not None else None
                 run_parallel(bundle, out, todo, workers=n_workers, settings=settings, score_here=score_here,
-                             on_done=done)
+                             on_done=done, pool=pool)
     return [int(c) for c in counts], resumed, n_workers
 
 

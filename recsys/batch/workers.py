@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["usable_cores", "limit_threads", "run_parallel"]
+__all__ = ["usable_cores", "limit_threads", "run_parallel", "start_workers", "early_workers"]
 
 _worker: dict[str, Any] = {}  # this worker process's model and settings (set once by _init)
 
@@ -70,63 +70,127 @@ def limit_threads(threads: int) -> None:
         pass
 
 
-def _init(parent: int, bundle: str, threads: int, settings: dict) -> None:
+def _init(parent: int, bundle: str, threads: int, preload: bool) -> None:
     _exit_with_parent(parent)
     limit_threads(threads)
-    _worker.update(settings, bundle=bundle)
+    _worker["bundle"] = bundle
+    if preload:  # started before the parent has its own model: load now, side by side with the parent's load
+        try:
+            _worker["loaded"] = _load(bundle)
+        except Exception as e:  # noqa: BLE001 - raised again, with its message, as the first part's error
+            _worker["load_error"] = e
 
 
-def _model() -> Any:
+def _load(bundle: str) -> Any:
+    from recsys.loading import load_bundle
+
+    rec = load_bundle(bundle)
+    hook = os.environ.get("RECSYS_BATCH_LOAD_LOG")  # tests: one line per model load, to count loads per worker
+    if hook:
+        with open(hook, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+    return rec
+
+
+def _model(settings: dict) -> Any:
     """This worker's Recommender, loaded and verified on its first part (an error here reaches the parent as the
     part's error, with its message) and checked to be the very bundle the parent planned with."""
     rec = _worker.get("rec")
     if rec is None:
         from recsys.errors import ArtifactError
-        from recsys.loading import load_bundle
         from recsys.storage.bundle import manifest_digest
 
-        rec = load_bundle(_worker["bundle"])
-        if manifest_digest(rec.bundle_manifest_) != _worker["manifest_sha256"]:
+        if "load_error" in _worker:
+            raise _worker["load_error"]
+        rec = _worker.pop("loaded", None) or _load(_worker["bundle"])
+        if manifest_digest(rec.bundle_manifest_) != settings["manifest_sha256"]:
             raise ArtifactError(f"{_worker['bundle']} changed after the job started (its manifest is not the one the "
                                 "job planned with); rerun the job")
         _worker["rec"] = rec
-        hook = os.environ.get("RECSYS_BATCH_LOAD_LOG")  # tests: one line per model load, to count loads per worker
-        if hook:
-            with open(hook, "a", encoding="utf-8") as f:
-                f.write(f"{os.getpid()}\n")
     return rec
 
 
-def _score_part(i: int, media: str | None, users: list) -> tuple[int, int]:
+def _ready() -> None:
+    """A no-op task: submitting one makes the pool start a process (whose initializer loads the bundle)."""
+
+
+def _score_part(i: int, media: str | None, users: list, w: dict) -> tuple[int, int]:
     from recsys.batch import parts as files
     from recsys.batch.rows import nest, score_chunk
 
-    w = _worker
-    frame = score_chunk(_model(), users, k=w["k"], media_id=media, model=w["info"], scored_at=w["when"])
+    frame = score_chunk(_model(w), users, k=w["k"], media_id=media, model=w["info"], scored_at=w["when"])
     return i, files.write_part(nest(frame) if w["nested"] else frame, files.part_path(Path(w["out"]), i), w["schema"])
+
+
+def _pool(bundle: str | Path, workers: int, preload: bool):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, usable_cores() // workers)
+    return ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_init,
+                               initargs=(os.getpid(), str(bundle), threads, preload))
+
+
+def start_workers(bundle: str | Path, workers: int):
+    """A pool of ``workers - 1`` processes for :func:`run_parallel`, started now and loading ``bundle`` as they
+    start, so that their load overlaps the caller's own (a model load is seconds of a job's start). Shut it down
+    (``shutdown(wait=False, cancel_futures=True)``) when the job does not use it."""
+    pool = _pool(bundle, workers, preload=True)
+    for _ in range(workers - 1):
+        pool.submit(_ready)
+    return pool
+
+
+def early_workers(model: Any, users: Any, workers: int | None, min_users: int) -> tuple[int, Any] | None:
+    """(processes, pool) of worker processes started before the job loads its model, when the job is known to need
+    them before the model is loaded: a bundle on disk and ``workers`` > 1, or by default (one per core) a list or
+    parquet file of at least ``min_users`` users. None otherwise (the job starts its workers later, if any)."""
+    from recsys.loading import MLFLOW_SCHEMES
+
+    if not isinstance(model, (str, os.PathLike)) or str(model).startswith(MLFLOW_SCHEMES):
+        return None
+    n = workers if workers is not None else usable_cores()
+    if n <= 1:
+        return None
+    if workers is None:
+        if isinstance(users, (str, os.PathLike)) and str(users).endswith(".parquet") and Path(users).is_file():
+            import pyarrow.parquet as pq
+
+            count = pq.ParquetFile(users).metadata.num_rows
+        elif hasattr(users, "__len__") and not isinstance(users, (str, bytes, os.PathLike)):
+            count = len(users)
+        else:
+            return None
+        if count < min_users:
+            return None
+    path = Path(str(model)[len("file://"):] if str(model).startswith("file://") else model)
+    if not (path / "manifest.json").is_file():
+        return None  # not a bundle directory: the job's own load says what is wrong
+    return n, start_workers(path.resolve(), n)
 
 
 def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | None, list]], *, workers: int,
                  settings: dict, score_here: Callable[[int, str | None, list], int],
-                 on_done: Callable[[int, int], None]) -> None:
+                 on_done: Callable[[int, int], None], pool: Any = None) -> None:
     """Score the parts ``todo`` (part index, partner, its users) in ``workers`` processes: this one, whose model is
     already loaded (``score_here(i, partner, users)`` publishes a part and returns its rows), and ``workers - 1``
     started here, each loading ``bundle``. Parts are handed out in plan order to whoever is free (two queued per
     worker, so a worker never waits for this process to finish a part); ``on_done(i, rows)`` runs in this process
     as each part is published. ``settings`` (k, nested, info, when, schema, manifest_sha256) are the job's. The
     first failing part stops the job and raises its error (published parts stay: a rerun resumes after them).
+    ``pool``: one :func:`start_workers` started for ``bundle`` and ``workers`` (default: started here); it is shut
+    down at the end.
     """
-    import multiprocessing as mp
     from collections import deque
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
     from threadpoolctl import threadpool_limits
 
     threads = max(1, usable_cores() // workers)
     queue = deque(todo)
-    args = (os.getpid(), str(bundle), threads, {**settings, "out": str(out)})
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_init,
-                             initargs=args) as pool, threadpool_limits(threads), _faiss_threads(threads):
+    settings = {**settings, "out": str(out)}
+    with pool if pool is not None else _pool(bundle, workers, preload=False) as pool, threadpool_limits(threads), \
+            _faiss_threads(threads):
         pending: set = set()
 
         def collect(block: bool) -> None:
@@ -135,7 +199,7 @@ def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | 
                 pending.discard(fut)
                 on_done(*fut.result())  # re-raises a worker's error here
             while queue and len(pending) < 2 * (workers - 1):
-                pending.add(pool.submit(_score_part, *queue.popleft()))
+                pending.add(pool.submit(_score_part, *queue.popleft(), settings))
 
         try:
             collect(False)
