@@ -55,7 +55,8 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
     pctr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pctr.astype(np.float64)[safe], np.nan)
     pcvr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pcvr.astype(np.float64)[safe], np.nan)
     codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row)
-    reasons = [_text(state, reqs[i], code, p, a) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
+    memo: dict = {}  # the same sentence for the same (partner, code, item's category, named item): built once
+    reasons = [_text(state, reqs[i], code, p, a, memo) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
     starts = np.r_[0, np.flatnonzero(np.diff(req_i)) + 1] if len(req_i) else np.zeros(0, np.int64)
     rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.r_[starts, len(req_i)])) + 1
     obj = lambda values: np.asarray(values, dtype=object)[req_i] if len(req_i) else np.zeros(0, object)  # noqa: E731
@@ -104,9 +105,15 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
     return choose_reasons((names, values), score, similarity=sim, default=default, anchor_fits=same_category), anchor
 
 
-def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int) -> str:
+def _text(state: ServingState, req: Request, code: str, pos: int, anchor: int, memo: dict | None = None) -> str:
     cat = state.catalogue
-    title = None
-    if code == "viewed" and anchor >= 0:
-        title = cat.title[anchor] or str(cat.ids[anchor])
-    return reason_text(code, item_title=title, category=cat.category[pos], media_id=req.media_id)
+    named = code == "viewed" and anchor >= 0
+    key = (req.media_id, code, cat.category[pos], anchor if named else -1)
+    hit = memo.get(key) if memo is not None else None
+    if hit is not None:
+        return hit
+    title = cat.title[anchor] or str(cat.ids[anchor]) if named else None
+    text = reason_text(code, item_title=title, category=cat.category[pos], media_id=req.media_id)
+    if memo is not None:
+        memo[key] = text
+    return text

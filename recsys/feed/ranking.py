@@ -58,11 +58,13 @@ def candidates(state: ServingState, blocks: list[tuple[int, int, np.ndarray, np.
     """Candidate rows from ``blocks`` (request, tier, positions, scores), kept in that order
     (``vector_of[i]``: the row of request i in ``vectors``, -1 for none)."""
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
-    req = cat([np.full(len(p), i) for i, _, p, _ in blocks], np.int64)
-    tier = cat([np.full(len(p), t) for _, t, p, _ in blocks], np.int64)
+    sizes = np.asarray([len(p) for _, _, p, _ in blocks], np.int64)
+    req = np.repeat(np.asarray([i for i, _, _, _ in blocks], np.int64), sizes)
+    tier = np.repeat(np.asarray([t for _, t, _, _ in blocks], np.int64), sizes)
     pos = cat([p for _, _, p, _ in blocks], np.int64)
     base = cat([s for _, _, _, s in blocks], np.float64)
-    rank = cat([np.arange(1, len(p) + 1) for _, _, p, _ in blocks], np.float64)
+    starts = np.cumsum(sizes) - sizes  # each block's first row: rank = 1 + the row's place in its block
+    rank = (np.arange(len(pos)) - np.repeat(starts, sizes) + 1).astype(np.float64)
     two_tower = np.full(len(pos), np.nan)
     q_row = vector_of[req] if len(req) else np.zeros(0, np.int64)
     has_q = q_row >= 0
