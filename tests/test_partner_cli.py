@@ -75,3 +75,12 @@ def test_report_logged_to_the_models_training_run(tmp_path: Path) -> None:
             run_id=run.info.run_id, artifact_path="partner/app-0/insight.json", dst_path=str(tmp_path / "dl")))
             .read_text())
         assert got["size"] == json.loads((out / "insight.json").read_text())["size"]
+
+
+def test_report_partner_is_the_insight(tmp_path: Path) -> None:
+    """`recsys report partner` (the issue's name for the insight) writes the same report as `partner insight`."""
+    args = ["--model", str(V1), "--media-id", "app-0", "--min-group", "5", "--no-mlflow"]
+    assert runner.invoke(app, ["report", "partner", "--out", str(tmp_path / "a"), *args]).exit_code == 0
+    assert runner.invoke(app, ["partner", "insight", "--out", str(tmp_path / "b"), *args]).exit_code == 0
+    a, b = (json.loads((tmp_path / d / "insight.json").read_text()) for d in ("a", "b"))
+    assert a == b and a["media_id"] == "app-0"

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from recsys.cli.evaluate import evaluate_app
-from recsys.cli.partner import partner_app
+from recsys.cli.partner import partner_app, report_app
 from recsys.cli.score import score as score_command
 from recsys.cli.serve import serve as serve_command
 from recsys.cli.train import train_app
@@ -27,6 +27,7 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(benchmark_app, name="benchmark")
 app.add_typer(train_app, name="train")
 app.add_typer(partner_app, name="partner")
+app.add_typer(report_app, name="report")
 app.command("score")(score_command)
 app.command("serve")(serve_command)
 app.command("tune")(tune_command)

@@ -16,11 +16,13 @@ import typer
 
 from recsys.cli.partner_select import register as register_selection
 
-__all__ = ["partner_app"]
+__all__ = ["partner_app", "report_app"]
 
 partner_app = typer.Typer(help="Reports for one media partner: audience insight, lifecycle funnels, products to "
                                "carry, partners to recruit.", no_args_is_help=True)
 register_selection(partner_app)
+report_app = typer.Typer(help="Reports: `recsys report partner` is `recsys partner insight` under the name the "
+                              "insight is also known by.", no_args_is_help=True)
 
 ModelOpt = Annotated[str, typer.Option("--model", help="A bundle directory or an MLflow URI (models:/name@alias).")]
 OutOpt = Annotated[Path, typer.Option("--out", help="Directory for the JSON and the plots.")]
@@ -47,6 +49,9 @@ def insight(model: ModelOpt, out: OutOpt, media_id: MediaOpt,
         return audience_insight(rec, media_id, min_group=min_group, top_n=top_n, influence_window=influence_window)
 
     _report("insight", model, out, run, mlflow, run_id)
+
+
+report_app.command("partner")(insight)
 
 
 @partner_app.command("funnel")
