@@ -76,6 +76,7 @@ class CandidateFeatures:
         self._memo: dict = {}  # name -> {value: code}; (name, None) -> the code of None
         self.friend_window = None if builder.friend_window is None else int(pd.Timedelta(builder.friend_window).value)
         self._plans: dict[tuple, tuple] = {}
+        self._columns: dict[str, np.ndarray] = {}  # key -> its block, column by column
 
     @classmethod
     def build(cls, builder: Any, item_ids: np.ndarray, as_of: pd.Timestamp) -> CandidateFeatures:
@@ -171,8 +172,24 @@ class CandidateFeatures:
         if block_dest:
             blocks = self._request_blocks(user_ids, media_ids, req, item)
             for key, dest, src in block_dest:
-                out[dest] = blocks[key].T[src]
+                block = blocks[key]
+                if isinstance(block, tuple):  # (a table by column, the table row of each candidate row)
+                    table, at = block
+                    for d, j in zip(dest.tolist(), src.tolist(), strict=True):
+                        np.take(table[j], at, out=out[d])
+                else:
+                    out[dest] = block.T[src]
         return out.T
+
+    def _by_column(self, key: str) -> np.ndarray:
+        """The block of ``key`` stored column by column (read by :meth:`matrix`; the item's with its unseen rows
+        after the seen ones)."""
+        hit = self._columns.get(key)
+        if hit is None:
+            table = np.concatenate([self.blocks["item"], self.blocks["item_unseen"]]) if key == "item" else \
+                self.blocks[key]
+            hit = self._columns[key] = np.ascontiguousarray(table.T)
+        return hit
 
     def _item_columns(self, pos: np.ndarray, two_tower_score: np.ndarray, two_tower_rank: np.ndarray
                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -251,17 +268,13 @@ class CandidateFeatures:
         """Every statistics block gathered for the rows (``item``: the rows' codes): item-side keys from the
         tables, the user's and the partner's counted per request, user x category per distinct pair."""
         st, parents = self.builder.stats_, self.parents
-        n = len(req)
-        out = {k: self.blocks[k][item[f"code_{k}"]] for k in ("category", "brand", "shop") if k in self.blocks}
-        if "item" in self.blocks:
+        # item-side and per-request blocks as (table by column, row of each candidate): matrix() gathers each column
+        out: dict = {k: (self._by_column(k), item[f"code_{k}"]) for k in ("category", "brand", "shop")
+                     if k in self.blocks}
+        if "item" in self.blocks:  # an unseen item (code n_items or more) reads its category's unseen-item row
             n_items = len(self.blocks["item"])
             code = item["code_item"]
-            unseen = code >= n_items
-            block = self.blocks["item"][np.minimum(code, max(n_items - 1, 0))] if n_items else \
-                np.empty((n, self.blocks["item_unseen"].shape[1]), np.float32)
-            if unseen.any():
-                block[unseen] = self.blocks["item_unseen"][item["code_category"][unseen]]
-            out["item"] = block
+            out["item"] = (self._by_column("item"), np.where(code < n_items, code, n_items + item["code_category"]))
         t_req = np.full(len(users), self.t, np.int64)
         g_ctr, g_cvr = parents["global"]
         codes = {}
@@ -269,7 +282,7 @@ class CandidateFeatures:
             if key in st._active:
                 codes[key] = self._lookup(key, st._vocab[key], values)
                 if key in self.blocks:  # the user's and the partner's statistics, computed at load
-                    out[key] = self.blocks[key][codes[key]][req]
+                    out[key] = (self._by_column(key), codes[key][req])
                 elif key in st.keys:
                     counts = _counts(st, key, codes[key], t_req)
                     rates = _rates(counts, g_ctr, g_cvr, st._strengths(key, "ctr", None),

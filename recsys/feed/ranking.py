@@ -146,9 +146,11 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
 
     friends = _friends(reqs)
 
-    def matrix(rows: np.ndarray | slice) -> np.ndarray:
-        return features.matrix(users, media, cand.req[rows], cand.pos[rows], cand.two_tower[rows], cand.rank[rows],
-                               columns, friends)
+    def matrix(rows: np.ndarray | slice, lo: int = 0, hi: int | None = None) -> np.ndarray:
+        """Features of ``rows``, whose requests are all within ``lo:hi`` (only those requests are looked up)."""
+        sub = slice(lo, hi)
+        return features.matrix(users[sub], media[sub], cand.req[rows] - lo, cand.pos[rows], cand.two_tower[rows],
+                               cand.rank[rows], columns, None if friends is None else friends[sub])
 
     def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])
@@ -164,7 +166,7 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
         parts = []
         for start in range(0, len(cand), MATRIX_ROWS):
             rows = np.arange(start, min(start + MATRIX_ROWS, len(cand)))
-            x = matrix(rows)
+            x = matrix(rows, int(cand.req[rows[0]]), int(cand.req[rows[-1]]) + 1)  # rows are grouped by request
             clock.lap("features")
             parts.append(score(x, rows))
             clock.lap("ranker")
