@@ -122,3 +122,14 @@ def test_best_yaml_trains_with_recsys_train(tmp_path):
     train = runner.invoke(app, ["train", "retrieval", "-c", str(best), "--no-tracking", "-q"])
     assert train.exit_code == 0, train.output
     assert "retrieval.recall_at_20" in train.output
+
+
+@pytest.mark.parametrize(("args", "message"), [([], "pass a tune file"), (["--data-dir", ".", "--timeout", "soon"],
+                                                                          "30m, 90s, 2h")])
+def test_cli_errors_say_what_to_pass(args, message):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
+    out = CliRunner().invoke(app, ["tune", *args])
+    assert out.exit_code == 2 and message in out.output
