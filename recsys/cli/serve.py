@@ -40,6 +40,9 @@ def serve(
     drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0, help="On SIGTERM, seconds to go on "
                                                  "accepting requests with /readyz at 503 before shutting down.")]
     = 0.0,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="uvicorn's line per request "
+                                             "(about 0.05 ms of CPU each; /metrics counts requests either way).")]
+    = True,
 ) -> None:
     """Serve feeds over HTTP: /v1/recommend, /v1/similar, catalogue, events, /v1/model, /metrics, /docs."""
     import dataclasses
@@ -58,7 +61,8 @@ def serve(
         raise typer.Exit(code=2) from None
     import uvicorn
 
-    common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info")
+    common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info",
+                  access_log=access_log)
     if workers > 1:
         import os
 
