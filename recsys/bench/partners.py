@@ -13,7 +13,9 @@ the partner's feed, first slot) to the partner's *true* audience (``world.media_
 * **recruit**, per target (random items, brands and shops): the true total expected commission (true audience
   size x mean per impression over the target's items) of the top ``k`` partners proposed, against the ``k``
   partners with the biggest audiences in the log (biggest-partner baseline) and the oracle, all chosen among the
-  same partners (those not yet carrying every item and with an audience in the log).
+  same partners (those not yet carrying every item and with an audience in the log). ``per_impression`` asks
+  which audiences fit best, whatever their size: the true commission per 1,000 impressions of the ``k`` partners
+  with the best estimated commission per 1,000 impressions (``fit_*`` fields), against the same baseline.
 """
 
 from __future__ import annotations
@@ -122,14 +124,19 @@ def _recruit(world: Any, rec: Any, k: int, targets: list[dict], seed: int) -> li
         if len(ranked) < k:
             continue
         items = _considered(rec, target)
-        total = {r["media_id"]: float(aud.get(r["media_id"], 0)) * float(true_commission(
-            world.truth, _eval_users(world, r["media_id"], seed), items, r["media_id"]).mean()) for r in ranked}
+        per = {r["media_id"]: float(true_commission(world.truth, _eval_users(world, r["media_id"], seed), items,
+                                                    r["media_id"]).mean()) for r in ranked}
+        total = {m: float(aud.get(m, 0)) * v for m, v in per.items()}
         biggest = [r["media_id"] for r in sorted(ranked, key=lambda r: (-r["audience_size"], r["media_id"]))[:k]]
-        oracle = sorted(total, key=lambda m: (-total[m], m))[:k]
-        proposed = [r["media_id"] for r in ranked[:k]]
-        rows.append({"target": target, "partners": len(ranked), "items": len(items), "proposed_partners": proposed,
-                     "biggest_partners": biggest, **{name: float(sum(total[m] for m in ids)) for name, ids in
-                                                     (("proposed", proposed), ("biggest", biggest), ("oracle", oracle))},
+        picks = {"proposed": [r["media_id"] for r in ranked[:k]], "biggest": biggest,
+                 "oracle": sorted(total, key=lambda m: (-total[m], m))[:k]}
+        fit = {"fit_proposed": [r["media_id"] for r in sorted(ranked, key=lambda r: (-r["commission_per_1000"],
+                                                                                     r["media_id"]))[:k]],
+               "fit_biggest": biggest, "fit_oracle": sorted(per, key=lambda m: (-per[m], m))[:k]}
+        rows.append({"target": target, "partners": len(ranked), "items": len(items),
+                     "proposed_partners": picks["proposed"], "biggest_partners": biggest,
+                     **{name: float(sum(total[m] for m in ids)) for name, ids in picks.items()},
+                     **{name: 1000 * float(np.mean([per[m] for m in ids])) for name, ids in fit.items()},
                      "cpu_seconds": cpu})
     return rows
 
@@ -143,17 +150,18 @@ def _considered(rec: Any, target: dict) -> np.ndarray:
     return np.asarray(state.catalogue.ids[pos], dtype=np.int64)
 
 
-def _summary(rows: list[dict], ours: str, base: str) -> dict:
+def _summary(rows: list[dict], ours: str, base: str, oracle: str = "oracle") -> dict:
     if not rows:
         return {"n": 0}
     get = lambda key: np.array([r[key] for r in rows], float)  # noqa: E731
-    wins = get(ours) > get(base)
-    return {"n": len(rows), f"mean_{ours}": float(get(ours).mean()), f"mean_{base}": float(get(base).mean()),
-            "mean_oracle": float(get("oracle").mean()),
-            f"ratio_{ours}_to_{base}": float(get(ours).sum() / max(get(base).sum(), 1e-12)),
-            f"share_of_oracle_{ours}": float(get(ours).sum() / max(get("oracle").sum(), 1e-12)),
-            f"share_of_oracle_{base}": float(get(base).sum() / max(get("oracle").sum(), 1e-12)),
-            "wins": int(wins.sum()), "mean_cpu_seconds": float(get("cpu_seconds").mean())}
+    a, b, o = get(ours), get(base), get(oracle)
+    tol = 1e-9 * np.maximum(np.abs(a), np.abs(b))  # the same picks summed in another order are a tie
+    return {"n": len(rows), f"mean_{ours}": float(a.mean()), f"mean_{base}": float(b.mean()),
+            f"mean_{oracle}": float(o.mean()), f"ratio_{ours}_to_{base}": float(a.sum() / max(b.sum(), 1e-12)),
+            f"share_of_{oracle}_{ours}": float(a.sum() / max(o.sum(), 1e-12)),
+            f"share_of_{oracle}_{base}": float(b.sum() / max(o.sum(), 1e-12)),
+            "wins": int((a > b + tol).sum()), "losses": int((a < b - tol).sum()),
+            "mean_cpu_seconds": float(get("cpu_seconds").mean())}
 
 
 def run_partners_benchmark(n_events: int = 1_000_000, *, seed: int = 0, carry_n: int = 20, recruit_k: int = 3,
@@ -167,7 +175,9 @@ def run_partners_benchmark(n_events: int = 1_000_000, *, seed: int = 0, carry_n:
               "settings": {"carry_n": carry_n, "recruit_k": recruit_k, "eval_users": EVAL_USERS,
                            "value": "true expected commission, first feed slot, partner's true audience"},
               "carry": {"summary": _summary(carry, "proposed", "popular"), "partners": carry},
-              "recruit": {"summary": _summary(recruit, "proposed", "biggest"), "targets": recruit}}
+              "recruit": {"summary": _summary(recruit, "proposed", "biggest"),
+                          "per_impression": _summary(recruit, "fit_proposed", "fit_biggest", "fit_oracle"),
+                          "targets": recruit}}
     if json_path is not None:
         import json
 
