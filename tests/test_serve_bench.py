@@ -60,6 +60,9 @@ def test_serve_benchmark_tiny(tmp_path: Path) -> None:
     assert "| failed requests across swaps |" in (tmp_path / "serve.md").read_text()
     assert r["in_process"]["threads"]["threads"] == os.cpu_count()
     assert r["in_process"]["loop"]["calls"] > 0 and r["in_process"]["threads"]["calls"] > 0
+    assert r["in_process"]["loop_one_intra_op_thread"]["calls"] > 0
+    ceiling = max(x["calls_per_s"] for x in r["in_process"].values())  # the best of the three in-process runs
+    assert r["targets"]["http_over_in_process"]["value"] == pytest.approx(r["saturation"]["ok_per_s"] / ceiling)
 
     assert [x["connections"] for x in r["levels"]] == [1, 4]
     for level in [*r["levels"], *r["floor"]]:

@@ -241,6 +241,7 @@ def test_serving_entry_reads_the_environment_and_needs_keys(monkeypatch: pytest.
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RECSYS_SERVE_MODEL", str(V1))
     monkeypatch.setenv("RECSYS_SERVE_POLL_SECONDS", "0")
+    monkeypatch.setenv("RECSYS_SERVE_THREADS", "0")  # leave this test process's thread pools as they are
     monkeypatch.delitem(sys.modules, "serving.app", raising=False)
     with pytest.raises(ConfigError, match="needs API keys"):
         importlib.import_module("serving.app")

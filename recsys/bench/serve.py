@@ -4,8 +4,9 @@
 world fitted, the catalogue grown to ``n_items``, FAISS), saves it as two bundles (A; B = A with one item out of
 stock, so the two have different versions), then on this machine:
 
-1. in process (no server running): a loop of ``recommend`` over the benchmark's requests, and the same loop in
-   as many threads as there are cores — the ceiling for the HTTP service on the same cores;
+1. in process (no server running): a loop of ``recommend`` over the benchmark's requests, the same loop in as
+   many threads as there are cores, and the loop with one intra-op thread (torch, faiss, BLAS), as the service
+   runs a feed — the best of the three is the ceiling for the HTTP service on the same cores;
 2. starts ``recsys serve`` over a symlink to A (a subprocess on 127.0.0.1, a free port, partner keys, the
    poller off) and drives it with ``wrk`` (:mod:`.serve_load`) at each of ``concurrency`` connections:
    throughput and p50/p99; the level with the most answers per second is saturation;
@@ -28,12 +29,12 @@ import os
 import secrets
 import signal
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from recsys.bench.serve_inproc import in_process as _in_process
 from recsys.bench.serve_load import (
     Target,
     finish_wrk,
@@ -77,42 +78,6 @@ def _point(link: Path, bundle: Path) -> None:
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(bundle)
     os.replace(tmp, link)
-
-
-def _in_process(bundle: Path, picks: list, k: int, seconds: float, threads: int) -> dict:
-    """Calls/s of ``recommend`` on the loaded bundle: one loop, then ``threads`` loops at once, each ``seconds``."""
-    import recsys
-
-    rec = recsys.load(bundle)
-    for u, m in picks[:50]:
-        rec.recommend(u, k=k, media_id=m)
-
-    def loop(offset: int, until: float, out: list) -> None:
-        n, i = 0, offset
-        while time.perf_counter() < until:
-            u, m = picks[i % len(picks)]
-            rec.recommend(u, k=k, media_id=m)
-            n, i = n + 1, i + 1
-        out.append(n)
-
-    counts: list[int] = []
-    t, cpu = time.perf_counter(), time.process_time()
-    loop(0, t + seconds, counts)
-    single = {"threads": 1, "calls": counts[0], "seconds": time.perf_counter() - t,
-              "cpu_seconds": time.process_time() - cpu}
-    counts = []
-    t, cpu = time.perf_counter(), time.process_time()
-    workers = [threading.Thread(target=loop, args=(n * 997, t + seconds, counts)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    many = {"threads": threads, "calls": sum(counts), "seconds": time.perf_counter() - t,
-            "cpu_seconds": time.process_time() - cpu}
-    for r in (single, many):
-        r["calls_per_s"] = r["calls"] / r["seconds"]
-        r["calls_per_cpu_s"] = r["calls"] / r["cpu_seconds"]
-    return {"loop": single, "threads": many}
 
 
 def _cpu(pid: int) -> float:

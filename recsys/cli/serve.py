@@ -40,6 +40,8 @@ def serve(
     drain_seconds: Annotated[float, typer.Option("--drain-seconds", min=0, help="On SIGTERM, seconds to go on "
                                                  "accepting requests with /readyz at 503 before shutting down.")]
     = 0.0,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="Intra-op threads of torch, faiss and BLAS per "
+                                        "worker (one feed at a time each; 0: the libraries' defaults).")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="uvicorn's line per request "
                                              "(about 0.05 ms of CPU each; /metrics counts requests either way).")]
     = True,
@@ -51,7 +53,7 @@ def serve(
 
     try:
         settings = _settings(model, keys, poll_seconds, max_concurrency, max_queue, deadline, journal)
-        settings = dataclasses.replace(settings, drain_seconds=drain_seconds)
+        settings = dataclasses.replace(settings, drain_seconds=drain_seconds, threads=threads)
         _check_host(host, settings)
         from recsys.service.holder import resolve_source
 
@@ -70,7 +72,9 @@ def serve(
         uvicorn.run("recsys.service.app:create_app_from_env", factory=True, workers=workers, **common)
     else:
         from recsys.service.app import create_app
+        from recsys.service.threads import limit_threads
 
+        limit_threads(settings.threads)
         uvicorn.run(create_app(settings), **common)
 
 

@@ -179,6 +179,11 @@ def _count_reload(metrics: Any, holder: ModelHolder, result: dict) -> None:
 
 
 def create_app_from_env():
-    """The app from ``RECSYS_SERVE_*`` variables (:meth:`ServiceSettings.from_env`): uvicorn's factory for
-    ``recsys serve --workers N`` and ``uvicorn --factory recsys.service.app:create_app_from_env``."""
-    return create_app(ServiceSettings.from_env())
+    """The app from ``RECSYS_SERVE_*`` variables (:meth:`ServiceSettings.from_env`), the process's intra-op
+    threads limited to ``RECSYS_SERVE_THREADS`` (1 unless set): uvicorn's factory for ``recsys serve --workers N``
+    and ``uvicorn --factory recsys.service.app:create_app_from_env``."""
+    from recsys.service.threads import limit_threads
+
+    settings = ServiceSettings.from_env()
+    limit_threads(settings.threads)  # a worker process of its own (the factory runs in each)
+    return create_app(settings)

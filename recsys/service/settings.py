@@ -22,7 +22,9 @@ class ServiceSettings:
     (:mod:`recsys.service.limits`); ``journal``: the event journal's SQLite file (None: events are refused
     with 503); ``warm``: run warm-up requests before a version serves; ``drain_seconds``: after SIGTERM, how
     long the worker goes on accepting requests while ``/readyz`` answers 503 (a load balancer's probe takes it
-    out of rotation) before it stops accepting and finishes what is in flight (0: at once)."""
+    out of rotation) before it stops accepting and finishes what is in flight (0: at once); ``threads``: intra-op
+    threads of torch, faiss and BLAS per worker process (:func:`recsys.service.threads.limit_threads`; 0: the
+    libraries' defaults)."""
 
     model: str
     keys: str | None = None
@@ -35,15 +37,17 @@ class ServiceSettings:
     journal: str | None = None
     warm: bool = True
     drain_seconds: float = 0.0
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("the service needs a model: a bundle directory or models:/name@alias")
         if self.max_concurrency < 1 or self.max_queue < 0 or self.deadline_s <= 0 or self.poll_seconds < 0 \
-                or self.drain_seconds < 0:
-            raise ConfigError("max_concurrency >= 1, max_queue >= 0, deadline_s > 0, poll_seconds >= 0 and "
-                              f"drain_seconds >= 0 are required; got {self.max_concurrency}, {self.max_queue}, "
-                              f"{self.deadline_s}, {self.poll_seconds}, {self.drain_seconds}")
+                or self.drain_seconds < 0 or self.threads < 0:
+            raise ConfigError("max_concurrency >= 1, max_queue >= 0, deadline_s > 0, poll_seconds >= 0, "
+                              f"drain_seconds >= 0 and threads >= 0 are required; got {self.max_concurrency}, "
+                              f"{self.max_queue}, {self.deadline_s}, {self.poll_seconds}, {self.drain_seconds}, "
+                              f"{self.threads}")
 
     def to_env(self) -> dict[str, str]:
         """The settings as ``RECSYS_SERVE_*`` variables (how ``recsys serve --workers N`` hands them to workers)."""
@@ -54,8 +58,8 @@ class ServiceSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServiceSettings:
         """Read ``RECSYS_SERVE_MODEL`` (required), ``RECSYS_SERVE_KEYS``, ``RECSYS_SERVE_POLL_SECONDS``,
         ``RECSYS_SERVE_MAX_CONCURRENCY``, ``RECSYS_SERVE_MAX_QUEUE``, ``RECSYS_SERVE_DEADLINE_S``,
-        ``RECSYS_SERVE_JOURNAL``, ``RECSYS_SERVE_WARM``, ``RECSYS_SERVE_DRAIN_SECONDS``; a bad value is a
-        ConfigError naming the variable."""
+        ``RECSYS_SERVE_JOURNAL``, ``RECSYS_SERVE_WARM``, ``RECSYS_SERVE_DRAIN_SECONDS``,
+        ``RECSYS_SERVE_THREADS``; a bad value is a ConfigError naming the variable."""
         env = os.environ if env is None else env
         kwargs: dict = {}
         for f in fields(cls):
