@@ -99,9 +99,10 @@ def create_app(settings: ServiceSettings, *, keys: KeyStore | None | type[Ellips
 
 
 class ServiceApp:
-    """The ASGI app uvicorn runs: HTTP through metrics -> limits -> FastAPI (``fastapi``); the lifespan handled
-    here: startup loads the model (a RecsysError fails the start with its message alone, no traceback), shutdown
-    (after uvicorn has finished the requests in flight) stops the poller and the reload thread."""
+    """The ASGI app uvicorn runs: HTTP through metrics -> limits -> fast path -> FastAPI (``fastapi``); the
+    lifespan handled here: startup loads the model (a RecsysError fails the start with its message alone, no
+    traceback), shutdown (after uvicorn has finished the requests in flight) stops the poller and the reload
+    thread."""
 
     def __init__(self, http: Any, ctx: ServiceContext, fastapi: Any) -> None:
         self.http, self.ctx, self.fastapi = http, ctx, fastapi
