@@ -109,3 +109,19 @@ def test_popular_tiers_equal_the_per_request_backfill():
         want = engine._popular(state, r, scopes[i], ns[i], skips[i])
         assert got[i][0].tolist() == want[0].tolist(), i
         np.testing.assert_array_equal(got[i][1], want[1])  # the same scores picked from one list: bit for bit
+
+
+@pytest.mark.parametrize("n_trees", [3, 9, 49, 130, 300])
+def test_forest_sums_row_slices_in_place_as_it_sums_their_copies(n_trees):
+    """CompiledForest._sum reads each ensemble's columns of a row-major leaves matrix in place: the sums must be
+    bit for bit those of a contiguous copy (NumPy's pairwise order over each row), for short and long ensembles."""
+    from recsys.models.rankers.forest import CompiledForest
+
+    leaves = np.random.default_rng(n_trees).normal(size=(700, n_trees + 11))
+    forest = CompiledForest.__new__(CompiledForest)
+    forest.baselines, forest.bounds = [0.25, -1.5], [0, n_trees, n_trees + 11]
+    got = forest._sum(leaves)
+    for e, (a, b) in enumerate(((0, n_trees), (n_trees, n_trees + 11))):
+        want = np.full(len(leaves), forest.baselines[e]) + np.ascontiguousarray(leaves[:, a:b]).sum(axis=1)
+        np.testing.assert_array_equal(got[e], want)
+    np.testing.assert_array_equal(forest._sum(np.asfortranarray(leaves))[0], got[0])  # column-major: copied first

@@ -123,9 +123,11 @@ class CompiledForest:
         """Baseline + the leaf values of each ensemble's trees (``leaves``: rows x trees), summed as the
         reference walk sums them."""
         out = []
+        rows_contiguous = leaves.flags.c_contiguous  # each row's slice is contiguous: NumPy sums it as it sums a copy
         for e, base in enumerate(self.baselines):
             raw = np.full(len(leaves), base)
-            raw += np.ascontiguousarray(leaves[:, self.bounds[e]:self.bounds[e + 1]]).sum(axis=1)
+            part = leaves[:, self.bounds[e]:self.bounds[e + 1]]
+            raw += (part if rows_contiguous else np.ascontiguousarray(part)).sum(axis=1)
             out.append(raw)
         return out
 
