@@ -93,27 +93,31 @@ class Recommender:
 
     def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
             social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,
-            media_pools: pd.DataFrame | None = None, progress: bool | None = None) -> Recommender:
+            media_pools: pd.DataFrame | None = None, benefits: pd.DataFrame | None = None,
+            progress: bool | None = None) -> Recommender:
         """Train every component on training tables (small defaults, see ``train``) and get ready to serve.
 
         The tables are first checked against the data contract with the same function as ``recsys train``
         (:func:`recsys.features.schema.validate_tables`): a broken contract raises ``DataValidationError``.
-        ``train_summary_["ranker"]`` says whether a ranker was trained and, when not, why."""
+        ``train_summary_["ranker"]`` says whether a ranker was trained and, when not, why. ``benefits``: partner
+        coupons (:mod:`recsys.features.benefits`): the price after them is a ranker feature and what GMV and
+        commission objectives count."""
         config = self._config()
         from recsys.features.schema import validate_tables
 
         t = validate_tables(events=events, items=items, users=users, social=social, media=media,
-                            media_pools=media_pools)
-        events, items, users, social, media, media_pools = (
-            t.get(n) for n in ("events", "items", "users", "social", "media", "media_pools"))
+                            media_pools=media_pools, benefits=benefits)
+        events, items, users, social, media, media_pools, benefits = (
+            t.get(n) for n in ("events", "items", "users", "social", "media", "media_pools", "benefits"))
         parts = train_components(events, items, users, social, settings=self.train,
-                                 segment_column=self.segment_column, progress=progress)
+                                 segment_column=self.segment_column, progress=progress, benefits=benefits)
         from recsys.storage.bundle import data_hash
 
         self._adopt(build_state(pipeline=parts["pipeline"], model=parts["model"], index=parts["index"],
                                 ranker=parts["ranker"], builder=parts["feature_builder"], items=items, events=events,
                                 users=users, social=social, media=media, media_pools=media_pools, config=config,
-                                item_emb=parts["item_embeddings"], builder_params=parts["builder_params"]),
+                                item_emb=parts["item_embeddings"], builder_params=parts["builder_params"],
+                                benefits=benefits),
                     data_hash({"events": events, "items": items, "users": users, "social": social}))
         self.train_summary_ = parts["train_summary"]
         return self
@@ -123,6 +127,7 @@ class Recommender:
                         index: Any = None, ranker: Any = None, feature_builder: Any = None,
                         users: pd.DataFrame | None = None, social: pd.DataFrame | None = None,
                         media: pd.DataFrame | None = None, media_pools: pd.DataFrame | None = None,
+                        benefits: pd.DataFrame | None = None,
                         item_embeddings: np.ndarray | None = None, training_data_hash: str | None = None,
                         **settings: Any) -> Recommender:
         """A ready Recommender from fitted parts.
@@ -134,6 +139,7 @@ class Recommender:
         None: rank by the two-tower score); the builder's settings are kept and it is refitted on the
         serving tables, so a live Recommender and its reloaded bundle compute the same features.
         ``events`` is the serving log (histories, purchases, popularity, point-in-time features).
+        ``benefits``: partner coupons (validated, :func:`recsys.features.benefits.validate_benefits`).
         ``settings`` are the constructor's keywords.
         """
         if (ranker is None) != (feature_builder is None):
@@ -146,13 +152,14 @@ class Recommender:
 
             params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(feature_builder).items()
                       if not k.startswith("_") and not k.endswith("_")}
-            feature_builder = type(feature_builder)(**params).fit(builder_events(events), builder_items(items), social)
+            feature_builder = type(feature_builder)(**params).fit(builder_events(events), builder_items(items), social,
+                                                                  benefits)
         from recsys.storage.bundle import data_hash
 
         state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=feature_builder,
                             items=items, events=events, users=users, social=social, media=media,
                             media_pools=media_pools, config=rec._config(), item_emb=item_embeddings,
-                            builder_params=params)
+                            builder_params=params, benefits=benefits)
         rec._adopt(state, training_data_hash or data_hash({"events": events, "items": items, "users": users,
                                                            "social": social}))
         return rec
@@ -338,6 +345,13 @@ class Recommender:
         from recsys.feed.updates import add_items
 
         return self._update(lambda state: (add_items(state, items, media_pools), len(items)))
+
+    def set_benefits(self, benefits: pd.DataFrame | None) -> int:
+        """Replace the partner benefits (coupons: :mod:`recsys.features.benefits`) without retraining; returns how
+        many there are now. A refused table raises DataValidationError and changes nothing."""
+        from recsys.feed.updates import set_benefits
+
+        return self._update(lambda state: set_benefits(state, benefits))
 
     def remove_items(self, ids: Iterable) -> int:
         """Remove items from every feed at once (unknown ids ignored); returns how many were removed."""

@@ -19,7 +19,7 @@ from recsys.errors import ArtifactError
 __all__ = ["write_components", "read_components"]
 
 R = TypeVar("R")
-TABLES = ("events", "users", "social", "media", "media_pools")
+TABLES = ("events", "users", "social", "media", "media_pools", "benefits")
 
 
 def _settings(rec: Any) -> dict:
@@ -139,11 +139,12 @@ def read_components(root: Path, manifest: dict, make: Callable[..., R]) -> R:
         from recsys.features.ranking_features import RankingFeatureBuilder
 
         builder = RankingFeatureBuilder(**meta["builder_params"]).fit(builder_events(tables["events"]), builder_items(items),
-                                                                      tables.get("social"))
+                                                                      tables.get("social"), tables.get("benefits"))
     popular = PopularItems.from_frame(_read_parquet(root / "tables" / "popular.parquet"))
     state = build_state(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder, items=items,
                         events=tables["events"], users=tables.get("users"), social=tables.get("social"),
                         media=tables.get("media"), media_pools=tables.get("media_pools"), config=config,
+                        benefits=tables.get("benefits"),
                         popular=popular, item_emb=emb, builder_params=meta["builder_params"],
                         removed=items["item_id"].to_numpy()[removed],
                         open_pools=meta.get("open_pools"))  # bundles before it: pools listing every item

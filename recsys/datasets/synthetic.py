@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys.datasets.synthetic_benefits import partner_benefits
 from recsys.datasets.synthetic_events import simulate_events
 from recsys.datasets.synthetic_truth import OBJECTIVES, WorldParams, WorldTruth
 from recsys.datasets.synthetic_world import build_static_world, default_sizes
@@ -52,6 +53,7 @@ class AffiliateWorld:
     start: pd.Timestamp
     end: pd.Timestamp
     seed: int
+    benefits: pd.DataFrame | None = None  # partner coupons (recsys.datasets.synthetic_benefits)
 
     def summary(self) -> dict:
         """Counts and rates: events per type, CTR, purchases per click, cold and invite-only items."""
@@ -105,4 +107,5 @@ def generate_world(n_events: int = 200_000, *, n_users: int | None = None, n_ite
     return AffiliateWorld(
         events=events, items=static.items, users=static.users, social=static.social, media=static.media,
         media_pools=static.media_pools, media_audience=static.media_audience, truth=static.truth,
-        start=pd.Timestamp(start64), end=pd.Timestamp(start64) + pd.Timedelta(days=n_days), seed=seed)
+        start=pd.Timestamp(start64), end=pd.Timestamp(start64) + pd.Timedelta(days=n_days), seed=seed,
+        benefits=partner_benefits(static.media_pools, static.items, pd.Timestamp(start64), int(n_days), seed))

@@ -102,9 +102,12 @@ class BenefitTable:
                    np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
 
     @classmethod
-    def build(cls, benefits: pd.DataFrame, item_ids: pd.Index) -> BenefitTable:
-        """Compile a validated benefits table against the catalogue's item order (``item_ids``)."""
+    def build(cls, benefits: pd.DataFrame, item_ids: pd.Index, *, strict: bool = True) -> BenefitTable:
+        """Compile a validated benefits table against the catalogue's item order (``item_ids``); ``strict=False``
+        drops the benefits of items not there (removed from a live catalogue) instead of refusing them."""
         pos = item_ids.get_indexer(benefits["item_id"])
+        if not strict and (pos < 0).any():
+            benefits, pos = benefits.loc[pos >= 0], pos[pos >= 0]
         if (pos < 0).any():
             unknown = pd.unique(benefits["item_id"][pos < 0])[:5].tolist()
             raise DataValidationError(f"benefits: item ids {unknown} are not in the items table.\n"
@@ -152,3 +155,22 @@ def price_after_benefit(price: np.ndarray, coupon: np.ndarray, benefit: np.ndarr
     """(amount used, price after it): the larger of the item's own coupon and the partner benefit, never below 0."""
     used = np.maximum(np.asarray(coupon, dtype=np.float64), np.asarray(benefit, dtype=np.float64))
     return used, np.maximum(np.asarray(price, dtype=np.float64) - used, 0.0)
+
+
+def with_benefits(cols: dict, table: BenefitTable | None, item_pos: np.ndarray, media: np.ndarray | str | None,
+                  at_ns: np.ndarray | int) -> dict:
+    """The ranker's ``coupon`` and ``coupon_share`` columns with each row's partner benefit counted (``cols`` holds
+    ``price`` and the item's own ``coupon``; rows whose item is unknown, position -1, keep the item's coupon)."""
+    if table is None or not len(table):
+        return cols
+    pos = np.asarray(item_pos, dtype=np.int64)
+    known = pos >= 0
+    price = np.asarray(cols["price"], dtype=np.float64)
+    amount = np.zeros(len(pos))
+    media_rows = np.broadcast_to(np.asarray("" if media is None else media, dtype=object), pos.shape)
+    at = np.broadcast_to(np.asarray(at_ns, dtype=np.int64), pos.shape)
+    amount[known] = table.best(pos[known], price[known], media_rows[known], at[known])
+    coupon = np.maximum(np.asarray(cols["coupon"], dtype=np.float64), amount)
+    cols["coupon"] = coupon
+    cols["coupon_share"] = np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0)
+    return cols

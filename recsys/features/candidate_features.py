@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.features.benefits import with_benefits
 from recsys.features.candidate_blocks import _block, _codes, _counts, _rates, child_rates, item_blocks
 
 __all__ = ["CandidateFeatures"]
@@ -37,6 +38,8 @@ class CandidateFeatures:
         self.t = t
         # one gather per candidate: attributes and codes packed row by row (a cache line, not one per array)
         self.attrs = np.stack([item.pop("price"), item.pop("rate"), item.pop("coupon")], axis=1)
+        self.benefits = getattr(builder, "benefits_", None)  # partner benefits (on the builder's item order)
+        self.builder_pos = item.pop("builder_pos", None)  # each position's row in the builder's items
         self.code_names = list(item)
         self.codes = np.stack([item[k] for k in self.code_names], axis=1)
         self.blocks = blocks
@@ -58,6 +61,8 @@ class CandidateFeatures:
                 else np.zeros(len(price)),
                 "item_ix": _codes(builder._items_ix, np.asarray(item_ids)),
                 "brand_ix": _codes(builder._brands, items["brand"].to_numpy())}
+        if getattr(builder, "benefits_", None) is not None:
+            item["builder_pos"] = builder.items_.index.get_indexer(np.asarray(item_ids))
         names = set(_ROW_COLUMNS) | {f"friends_{n}" for n in builder._friends}
         names |= {f"user_item_log_{n}" for n in builder._own}
         blocks: dict = {}
@@ -90,6 +95,9 @@ class CandidateFeatures:
         """
         row_dest, block_dest = self._plan(tuple(columns))
         row, item = self._item_columns(pos, two_tower_score, two_tower_rank)
+        if self.benefits is not None:
+            row = with_benefits(row, self.benefits, self.builder_pos[pos], np.asarray(media_ids, dtype=object)[req],
+                                self.t)
         row.update(self._user_item_columns(user_ids, req, item, friends))
         # the builder stores every feature as float32, and so does this matrix: the ranker's walk reads float32 as
         # the float64 it converts to exactly, so a float64 copy (8 bytes a value) would only cost time

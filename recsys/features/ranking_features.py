@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import DataValidationError, LeakageError
+from recsys.features.benefits import BenefitTable, with_benefits
 from recsys.features.cvr_stats import KEY_ORDER, ConversionRateStats, EventIndex, _ns
 from recsys.features.parted import PartedFrame
 
@@ -50,14 +51,18 @@ class RankingFeatureBuilder:
         self.include_cvr = include_cvr
         self.include_ids = include_ids
 
-    def fit(self, events: pd.DataFrame, items: pd.DataFrame, social: pd.DataFrame | None = None
-            ) -> RankingFeatureBuilder:
-        """Index the event log (and social edges) and fit the CVR priors."""
+    def fit(self, events: pd.DataFrame, items: pd.DataFrame, social: pd.DataFrame | None = None,
+            benefits: pd.DataFrame | None = None) -> RankingFeatureBuilder:
+        """Index the event log (and social edges) and fit the CVR priors; ``benefits`` (a validated benefits table,
+        :mod:`recsys.features.benefits`): each row's ``coupon`` is the largest of the item's own coupon and the
+        partner benefits valid at the row's time."""
         need = {"item_id", "category", "brand", "shop", "price", "commission_rate"}
         if not need <= set(items.columns):
             raise DataValidationError(f"items lack column(s) {sorted(need - set(items.columns))}; validate them "
                                       "with recsys.features.schema.validate_items.")
         self.items_ = items.set_index("item_id")
+        self.benefits_ = None if benefits is None or not len(benefits) else \
+            BenefitTable.build(benefits, self.items_.index, strict=False)
         self.stats_ = ConversionRateStats(keys=self.cvr_keys, windows=self.windows,
                                           conversion_delay=self.conversion_delay).fit(events, items)
         self._delay = 0 if self.conversion_delay is None else int(pd.Timedelta(self.conversion_delay).value)
@@ -160,6 +165,9 @@ class RankingFeatureBuilder:
         t = _ns(rows["timestamp"])
         item = self.items_.reindex(rows["item_id"].to_numpy())
         cols = _item_columns(rows, item)
+        if getattr(self, "benefits_", None) is not None:
+            cols = with_benefits(cols, self.benefits_, self.items_.index.get_indexer(rows["item_id"].to_numpy()),
+                                 rows["media_id"].to_numpy(dtype=object) if "media_id" in rows.columns else None, t)
         cols.update(self._friend_columns(rows, t, friends))
         cols.update(self._history_columns(rows, t))
         out = pd.DataFrame({k: np.asarray(v, dtype=np.float32) for k, v in cols.items()}, index=rows.index)

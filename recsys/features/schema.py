@@ -23,6 +23,9 @@ social
 media
     media_id (one row per partner); optional objective (what its feed ranks by: clicks, purchases,
     gmv or commission, or a synonym such as 'ctr'); other columns pass through.
+benefits
+    partner coupons (media_id, item_id, amount; optional min_spend, valid_from, valid_to, kind): see
+    :mod:`recsys.features.benefits`.
 media_pools
     media_id, item_id: the items each partner may show (partners absent here may show every item);
     every item_id must be in the items table; duplicate pairs are dropped with a warning.
@@ -234,20 +237,25 @@ _VALIDATORS = (("events", validate_events), ("items", validate_items), ("users",
 
 
 def validate_tables(*, events=None, items=None, users=None, social=None, media=None,
-                    media_pools=None) -> dict[str, pd.DataFrame]:
+                    media_pools=None, benefits=None) -> dict[str, pd.DataFrame]:
     """Validate whichever tables are given, then check events and pools only name known items and users.
 
     The one entry point of the data contract: ``recsys train`` (:func:`recsys.fit.tables.load_tables`)
     and :meth:`recsys.Recommender.fit` both call it."""
+    from recsys.features.benefits import validate_benefits
+
     given = {"events": events, "items": items, "users": users, "social": social, "media": media,
-             "media_pools": media_pools}
-    out = {name: fn(given[name]) for name, fn in _VALIDATORS if given[name] is not None}
+             "media_pools": media_pools, "benefits": benefits}
+    out = {name: fn(given[name]) for name, fn in (*_VALIDATORS, ("benefits", validate_benefits))
+           if given[name] is not None}
     if "events" in out and "items" in out:
         _check_known(out["events"], "item_id", out["items"]["item_id"], "items")
     if "events" in out and "users" in out:
         _check_known(out["events"], "user_id", out["users"]["user_id"], "users")
     if "media_pools" in out and "items" in out:
         _check_known(out["media_pools"], "item_id", out["items"]["item_id"], "items", source="media_pools")
+    if "benefits" in out and "items" in out:
+        _check_known(out["benefits"], "item_id", out["items"]["item_id"], "items", source="benefits")
     return out
 
 

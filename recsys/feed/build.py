@@ -29,10 +29,11 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                 media: pd.DataFrame | None, media_pools: pd.DataFrame | None, config: ServingConfig,
                 popular: PopularItems | None = None, item_emb: np.ndarray | None = None,
                 builder_params: dict | None = None, removed: np.ndarray | None = None,
-                open_pools: Any = None) -> ServingState:
+                open_pools: Any = None, benefits: pd.DataFrame | None = None) -> ServingState:
     """Assemble a serving state from fitted components and the serving tables (``removed``: ids already
     removed from the catalogue, kept for their positions; ``open_pools``: partners whose pool is the whole
-    catalogue, None to take those whose ``media_pools`` rows list every item, see :func:`whole_catalogue_pools`)."""
+    catalogue, None to take those whose ``media_pools`` rows list every item, see :func:`whole_catalogue_pools`;
+    ``benefits``: partner coupons, :mod:`recsys.features.benefits`)."""
     from recsys.models.rankers.objectives import partner_objectives
 
     catalogue = Catalogue.from_items(items)
@@ -50,7 +51,8 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
     objectives = partner_objectives(media) if media is not None and "objective" in media.columns else {}
     popular = popular or PopularItems().fit(ev, users, segment_column=config.segment_column)
     as_of = pd.Timestamp(ev["timestamp"].max()) + pd.Timedelta(1, "ns") if len(ev) else pd.Timestamp(0)
-    tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools}
+    tables = {"events": ev, "users": users, "social": social, "media": media, "media_pools": media_pools,
+              "benefits": benefits}
     pools = pool_masks(media_pools, catalogue)
     open_pools = whole_catalogue_pools(pools, catalogue) if open_pools is None else frozenset(map(str, open_pools))
     state = ServingState(pipeline=pipeline, model=model, index=index, ranker=ranker, builder=builder,

@@ -207,7 +207,7 @@ def with_events(state: ServingState, rows: pd.DataFrame) -> ServingState:
         if grown is None:  # only a refit can add them (an item or category the fitted builder lacks)
             params = state.builder_params or {}
             grown = type(builder)(**params).fit(builder_events(log), builder_items(state.catalogue.to_frame(False)),
-                                                tables.get("social"))
+                                                tables.get("social"), tables.get("benefits"))
         builder = grown
     as_of = max(state.as_of, pd.Timestamp(log["timestamp"].max()) + pd.Timedelta(1, "ns"))
     partner_log = grown_partner_log(state, log, users, add) if at_end and len(old) else None

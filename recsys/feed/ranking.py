@@ -85,15 +85,17 @@ def _friends(reqs: list[Request]) -> list | None:
 
 
 def _rows_frame(state: ServingState, reqs: list[Request], cand: Candidates) -> pd.DataFrame:
-    """The feature builder's input rows (user, item, time, partner, two-tower score and rank, price, rate)."""
+    """The feature builder's input rows (user, item, time, partner, two-tower score and rank, rate, and the price
+    paid after the item's coupon and the partner's benefits at the row's time: what objectives count)."""
     req = cand.req
+    at = _timestamps(state, reqs)[req] if len(req) else np.zeros(0, "datetime64[ns]")
+    media = np.asarray([r.media_id for r in reqs], dtype=object)[req] if len(req) else np.zeros(0, dtype=object)
     return pd.DataFrame({
         "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req] if len(req) else [],
-        "item_id": state.catalogue.ids[cand.pos],
-        "timestamp": _timestamps(state, reqs)[req] if len(req) else np.zeros(0, "datetime64[ns]"),
-        "media_id": np.asarray([r.media_id for r in reqs], dtype=object)[req] if len(req) else [],
+        "item_id": state.catalogue.ids[cand.pos], "timestamp": at, "media_id": media,
         "two_tower_score": cand.two_tower, "two_tower_rank": cand.rank,
-        "price": state.catalogue.price[cand.pos], "commission_rate": state.catalogue.commission_rate[cand.pos]})
+        "price": state.paid_price(cand.pos, media, at.astype(np.int64)),
+        "commission_rate": state.catalogue.commission_rate[cand.pos]})
 
 
 def rank(state: ServingState, reqs: list[Request], cand: Candidates, clock: Any) -> Ranked:
@@ -142,7 +144,9 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
     media = np.asarray([r.media_id for r in reqs], dtype=object)
     objective = np.asarray([state.objectives.get(m, state.config.default_objective) for m in media],
                            dtype=object)[cand.req]
-    price, rate = state.catalogue.price[cand.pos], state.catalogue.commission_rate[cand.pos]
+    # objectives count the price paid after the item's coupon and the partner's benefits at as_of
+    price = state.paid_price(cand.pos, media[cand.req], state.as_of_ns)
+    rate = state.catalogue.commission_rate[cand.pos]
 
     friends = _friends(reqs)
 

@@ -50,6 +50,9 @@ class ServingConfig:
     else "catalogue", so no partner never widens what is served), "catalogue" (every item: the owner's own
     pages, offline evaluation), "shared" or "refuse"; ``trust_context_segment``: whether an unknown user's
     ``context['segment']`` may unlock invite-only items (a known user's segment always comes from the users table).
+    ``objective_price``: the price GMV and commission objectives count: "paid" (the list price less the item's
+    coupon and the partner's benefits, :meth:`ServingState.paid_price`) or "list" (what bundles saved before
+    benefits existed load with, so their feeds stay as they were recorded).
     """
 
     n_candidates: int = 300
@@ -61,8 +64,11 @@ class ServingConfig:
     unknown_partner: str = "refuse"
     no_partner: str = "auto"
     trust_context_segment: bool = False
+    objective_price: str = "paid"
 
     def __post_init__(self) -> None:
+        if self.objective_price not in ("paid", "list"):
+            raise ConfigError(f"objective_price must be 'paid' or 'list', got {self.objective_price!r}")
         n = self.n_candidates
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"n_candidates must be a positive int, got {n!r}")
@@ -90,6 +96,7 @@ class ServingConfig:
     def from_dict(cls, d: dict) -> ServingConfig:
         d = dict(d)
         d["rules"] = BusinessRules.from_dict(d.get("rules", {}))
+        d.setdefault("objective_price", "list")  # saved before benefits: objectives counted the list price
         return cls(**d)
 
 
@@ -144,6 +151,26 @@ class ServingState:
         if self.arrays is None:
             self.arrays = _candidate_arrays(self.ranker, self.builder, self.catalogue.ids, self.as_of) or False
         return self.arrays or None
+
+    def paid_price(self, pos: np.ndarray, media: np.ndarray, at_ns: np.ndarray | int) -> np.ndarray:
+        """The price a buyer pays for each row's item (position ``pos``) on its partner at its time: the list price
+        less the largest of the item's own coupon and the partner benefits valid then
+        (:mod:`recsys.features.benefits`); what GMV and commission objectives count."""
+        from recsys.features.benefits import BenefitTable, price_after_benefit
+
+        hit = self.filters_cache.get("benefits")
+        if hit is None:
+            frame, cat = self.tables.get("benefits"), self.catalogue
+            table = BenefitTable.build(frame, cat.index, strict=False) if frame is not None and len(frame) else None
+            coupon = cat.frame["coupon"].to_numpy(np.float64) if "coupon" in cat.frame.columns else \
+                np.zeros(len(cat))
+            hit = self.filters_cache["benefits"] = (table, coupon)
+        table, coupon = hit
+        price = self.catalogue.price[pos]
+        if self.config.objective_price == "list":
+            return price
+        benefit = np.zeros(len(pos)) if table is None else table.best(pos, price, media, at_ns)
+        return price_after_benefit(price, coupon[pos], benefit)[1]
 
     def candidate_features(self):
         """The ranker's features as arrays for requests at ``as_of``

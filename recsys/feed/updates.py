@@ -76,7 +76,8 @@ def add_items(state: ServingState, items: pd.DataFrame, media_pools: pd.DataFram
         from recsys.features.ranking_features import RankingFeatureBuilder
 
         builder = RankingFeatureBuilder(**state.builder_params).fit(
-            builder_events(tables["events"]), builder_items(catalogue.to_frame(False)), tables.get("social"))
+            builder_events(tables["events"]), builder_items(catalogue.to_frame(False)), tables.get("social"),
+            tables.get("benefits"))
     vocab_to_pos = vocab_positions(state.pipeline, catalogue)
     state.index.add(emb, items["item_id"].to_numpy())  # last: whatever could fail has run
     sync_index(state.index, catalogue, pos)
@@ -172,3 +173,30 @@ def stock_flags(in_stock: Any, n: int) -> np.ndarray:
         raise DataValidationError(f"in_stock[{bad[0]}] is {type(v).__name__} {v!r}, not a bool ({len(bad)} of {n} "
                                   f"flags are not); {_FLAGS_FIX}")
     return arr.astype(bool)
+
+
+def set_benefits(state: ServingState, benefits: Any) -> tuple[ServingState, int]:
+    """A state whose partner benefits are ``benefits`` (a whole new table: coupons added, changed or ended take
+    effect together; an empty table removes every benefit), validated and checked against the catalogue first so
+    a refused table changes nothing. The ranker's features and the objectives follow at once."""
+    import copy
+
+    from recsys.features.benefits import BenefitTable, validate_benefits
+
+    frame = validate_benefits(benefits) if benefits is not None and len(benefits) else None
+    if frame is not None:
+        unknown = ~frame["item_id"].isin(state.catalogue.ids[state.catalogue.alive])
+        if unknown.any():
+            ids = pd.unique(frame.loc[unknown, "item_id"])[:5].tolist()
+            raise DataValidationError(f"benefits: item ids {ids} are not in the live catalogue.\nFix: add those items "
+                                      "first (add_items), or drop their benefits.")
+    tables = {k: v for k, v in state.tables.items() if k != "benefits"}
+    if frame is not None:
+        tables["benefits"] = frame
+    builder = state.builder
+    if builder is not None:
+        builder = copy.copy(builder)  # shares the fitted indexes; only the benefits differ
+        builder.benefits_ = None if frame is None else BenefitTable.build(frame, builder.items_.index, strict=False)
+    new = state.evolve(tables=tables, builder=builder)
+    new.candidate_features()  # built now, under the update lock, not by the first request
+    return new, 0 if frame is None else len(frame)

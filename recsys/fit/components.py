@@ -132,7 +132,7 @@ def ranker_labels(events: pd.DataFrame, kind: str, *, min_clicks: int = MIN_RANK
 
 
 def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.DataFrame, items: pd.DataFrame,
-            social: pd.DataFrame | None) -> tuple[Any, Any, dict | None]:
+            social: pd.DataFrame | None, benefits: pd.DataFrame | None = None) -> tuple[Any, Any, dict | None]:
     """(ranker, feature builder, builder params) trained on ``labelled`` impressions; Nones without them."""
     if labelled is None:
         return None, None, None
@@ -141,7 +141,7 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
     from recsys.models.rankers.registry import build_ranker
 
     params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
-    builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social)
+    builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social, benefits)
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
     frame = builder.transform(rows)
     ranker = build_ranker(settings.ranker, {"max_iter": settings.ranker_max_iter, "seed": settings.seed},
@@ -152,7 +152,8 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
 
 def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None,
                      social: pd.DataFrame | None = None, *, settings: TrainSettings | None = None,
-                     segment_column: str = "segment", progress: bool | None = None) -> dict[str, Any]:
+                     segment_column: str = "segment", progress: bool | None = None,
+                     benefits: pd.DataFrame | None = None) -> dict[str, Any]:
     """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables
     (validated ones: :func:`recsys.features.schema.validate_tables`). ``train_summary["ranker"]`` records
     whether a ranker was trained and, when not, why."""
@@ -169,6 +170,6 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
                                         progress=progress)
     emb = embed_items(model, pipeline, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
-    ranker, builder, params = _ranker(s, labelled, events, items, social)
+    ranker, builder, params = _ranker(s, labelled, events, items, social, benefits)
     return {"pipeline": pipeline, "model": model, "index": index, "item_embeddings": emb, "ranker": ranker,
             "feature_builder": builder, "builder_params": params, "train_summary": {**summary, "ranker": record}}

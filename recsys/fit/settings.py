@@ -37,7 +37,7 @@ STAGES = ("all", "retrieval", "index", "ranker")
 @dataclass(frozen=True)
 class DataConfig:
     """Where the events come from. ``synthetic``: the seeded affiliate world (``n_events``, ``n_days``);
-    ``files``: a directory ``path`` with events/items[/users/social/media/media_pools] as .parquet or .csv;
+    ``files``: a directory ``path`` with events/items[/users/social/media/media_pools/benefits] as .parquet or .csv;
     ``lightgcn``: a LightGCN-format directory (train.txt, test.txt; e.g. retrieval/gowalla);
     ``taobao-multibehavior``: the MBCGCN Taobao split. A relative ``path`` that does not exist is looked
     up in the shared data directory (``$RECSYS_SHARED_DATA`` or ../shared/data). ``event_journal``: an

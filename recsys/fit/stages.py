@@ -249,7 +249,7 @@ def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 
     rows_te = impression_labels(split.test)
     cols = ["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in rows_tr.columns else [])
     builder = RankingFeatureBuilder(windows=list(cfg.ranker.windows), include_ids=cfg.ranker.kind != "gbdt")
-    builder.fit(split.train, tables.items, tables.social)
+    builder.fit(split.train, tables.items, tables.social, tables.benefits)
     ranker = _ranker_object(cfg.ranker, cfg.seed).fit(builder.transform(rows_tr[cols]), rows_tr[["click", "purchase"]])
     metrics, cal = {}, None
     if len(rows_te) and rows_te["click"].nunique() == 2:

@@ -23,7 +23,7 @@ __all__ = ["Tables", "Split", "load_tables", "split_tables", "journal_events", "
            "ENGAGED"]
 
 ENGAGED = ("click", "cart", "fav", "purchase")
-_TABLE_FILES = ("events", "items", "users", "social", "media", "media_pools")
+_TABLE_FILES = ("events", "items", "users", "social", "media", "media_pools", "benefits")
 _EPOCH = pd.Timestamp("2020-01-01")
 
 
@@ -37,6 +37,7 @@ class Tables:
     social: pd.DataFrame | None = None
     media: pd.DataFrame | None = None
     media_pools: pd.DataFrame | None = None
+    benefits: pd.DataFrame | None = None  # partner coupons: recsys.features.benefits
     test_events: pd.DataFrame | None = None
     source: str = ""
     location: str = ""
@@ -130,7 +131,7 @@ def _synthetic(cfg: DataConfig, seed: int, progress: bool) -> Tables:
 
     w = generate_world(cfg.n_events, n_days=cfg.n_days, seed=seed, progress=progress)
     return Tables(events=w.events, items=w.items, users=w.users, social=w.social, media=w.media,
-                  media_pools=w.media_pools, source="synthetic", location=f"generate_world({cfg.n_events}, seed={seed})")
+                  media_pools=w.media_pools, benefits=w.benefits, source="synthetic", location=f"generate_world({cfg.n_events}, seed={seed})")
 
 
 def load_tables(cfg: DataConfig, *, seed: int = 0, progress: bool = False) -> Tables:
@@ -144,7 +145,7 @@ def load_tables(cfg: DataConfig, *, seed: int = 0, progress: bool = False) -> Ta
         from recsys.features.schema import validate_events, validate_tables
 
         checked = validate_tables(events=tables.events, items=tables.items, users=tables.users, social=tables.social,
-                                  media=tables.media, media_pools=tables.media_pools)
+                                  media=tables.media, media_pools=tables.media_pools, benefits=tables.benefits)
         for name, df in checked.items():
             setattr(tables, name, df.reset_index(drop=True))
         if tables.test_events is not None:

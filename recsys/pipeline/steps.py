@@ -182,7 +182,7 @@ def bundle(run: Run, tables, split, digest, pipeline, res, index, emb, ranker):
         pipeline=pipeline, model=res.model, items=tables.items, events=split.train, index=index,
         ranker=ranker.ranker if ranker else None, feature_builder=ranker.builder if ranker else None,
         users=tables.users, social=tables.social, media=tables.media, media_pools=tables.media_pools,
-        item_embeddings=emb, training_data_hash=digest, n_candidates=r.n_candidates,
+        benefits=tables.benefits, item_embeddings=emb, training_data_hash=digest, n_candidates=r.n_candidates,
         max_per_category=r.max_per_category, default_objective=r.default_objective, cold_start=r.cold_start,
         require_in_stock=r.require_in_stock, no_partner=r.no_partner)
     path = rec.save(run.out / "bundle", overwrite=cfg.output.overwrite)
