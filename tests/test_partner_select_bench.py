@@ -34,4 +34,5 @@ def test_benchmark_figures_are_bounded_by_the_oracle(tmp_path) -> None:
     assert recruit
     for row in recruit:
         assert row["oracle"] >= max(row["proposed"], row["biggest"]) - 1e-12
+        assert row["fit_oracle"] >= max(row["fit_proposed"], row["fit_biggest"]) - 1e-12
         assert len(row["proposed_partners"]) == 2 == len(set(row["proposed_partners"]))
