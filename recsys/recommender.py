@@ -195,9 +195,12 @@ class Recommender:
                       context=checks.check_context(context, id_kind(state.users.ids)), notes=notes)
         items = run_batch(state, [req], drop=("user_id", "media_id", "fallback", "score_kind"), as_columns=True)
         kind = score_kind(state, req)
+        at = (req.context or {}).get("timestamp")
+        at_ns = state.as_of_ns if at is None else pd.Timestamp(at).as_unit("ns").value
         return Feed(user_id=req.user_id, media_id=req.media_id, items=items, fallback=req.path, notes=req.notes,
                     score_kind=kind, objective=partner_objective(state, req) if kind == "objective" else None,
-                    catalogue=state.catalogue)
+                    catalogue=state.catalogue,
+                    paid=lambda pos: state.paid_price(pos, np.full(len(pos), req.media_id, dtype=object), at_ns))
 
     def recommend_batch(self, users: Any, k: int = 20, media_id: str | None = None, *,
                         exclude: Mapping | Iterable | None = None, context: Mapping | None = None,

@@ -12,7 +12,8 @@ import pandas as pd
 from tests.test_ids import _csv_recommender, _known_user
 from tests.test_recommender import fitted, world
 
-ITEM_KEYS = ["rank", "item_id", "title", "price", "score", "pctr", "pcvr", "reason", "reason_code", "source"]
+ITEM_KEYS = ["rank", "item_id", "title", "price", "price_paid", "commission_rate", "score", "pctr", "pcvr", "reason",
+             "reason_code", "source"]
 
 
 def _plain(value) -> bool:
@@ -30,6 +31,10 @@ def test_to_dict_is_plain_python_with_each_items_title_and_price():
         assert all(_plain(v) for v in item.values()), item
         assert item["item_id"] == row.item_id and item["rank"] == row.rank and item["reason"] == row.reason
         assert item["title"] == table.loc[row.item_id, "title"] and item["price"] == table.loc[row.item_id, "price"]
+        assert item["commission_rate"] == table.loc[row.item_id, "commission_rate"]
+        # no partner benefits in this world's fit: the price paid is the price less the item's own coupon
+        paid = max(table.loc[row.item_id, "price"] - table.loc[row.item_id, "coupon"], 0.0)
+        assert math.isclose(item["price_paid"], paid, rel_tol=1e-12, abs_tol=1e-9)  # one subtraction, either side
         assert math.isclose(item["score"], row.score)  # the same float64, unwrapped from numpy
     assert json.loads(feed.to_json()) == d
 

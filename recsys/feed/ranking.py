@@ -94,7 +94,7 @@ def _rows_frame(state: ServingState, reqs: list[Request], cand: Candidates) -> p
         "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req] if len(req) else [],
         "item_id": state.catalogue.ids[cand.pos], "timestamp": at, "media_id": media,
         "two_tower_score": cand.two_tower, "two_tower_rank": cand.rank,
-        "price": state.paid_price(cand.pos, media, at.astype(np.int64)),
+        "price": state.objective_price(cand.pos, media, at.astype(np.int64)),
         "commission_rate": state.catalogue.commission_rate[cand.pos]})
 
 
@@ -145,7 +145,7 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
     objective = np.asarray([state.objectives.get(m, state.config.default_objective) for m in media],
                            dtype=object)[cand.req]
     # objectives count the price paid after the item's coupon and the partner's benefits at as_of
-    price = state.paid_price(cand.pos, media[cand.req], state.as_of_ns)
+    price = state.objective_price(cand.pos, media[cand.req], state.as_of_ns)
     rate = state.catalogue.commission_rate[cand.pos]
 
     friends = _friends(reqs)

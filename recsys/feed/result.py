@@ -63,15 +63,19 @@ class Feed:
     ``objective`` the partner's objective); without a ranker the normal path gives "two_tower" scores and
     the popular fallback "popularity" counts, which are not comparable. ``items`` may be given as a mapping
     of column arrays: the DataFrame is then built on first use (``item_ids`` and ``len`` do not need it).
-    ``catalogue`` (the serving state's, at the time of the call) gives ``to_dict`` each item's title and price.
+    ``catalogue`` (the serving state's, at the time of the call) gives ``to_dict`` each item's title, price and
+    commission rate; ``paid`` (catalogue positions -> the price a buyer pays on this partner at the request's time,
+    after the item's coupon and the partner's benefits) adds ``price_paid`` (what GMV and commission count: an
+    order's commission is ``price_paid * commission_rate``).
     """
 
     def __init__(self, user_id: Any, media_id: str | None, items: pd.DataFrame | Mapping[str, Any],
                  fallback: str | None = None, notes: list[str] | None = None, *, score_kind: str | None = None,
-                 objective: str | None = None, catalogue: Any = None) -> None:
+                 objective: str | None = None, catalogue: Any = None, paid: Any = None) -> None:
         self.user_id, self.media_id, self.fallback = user_id, media_id, fallback
         self.notes = notes if notes is not None else []
         self.score_kind, self.objective, self._catalogue = score_kind, objective, catalogue
+        self._paid = paid
         self._frame = items if isinstance(items, pd.DataFrame) else None
         self._columns = None if isinstance(items, pd.DataFrame) else dict(items)
 
@@ -109,8 +113,8 @@ class Feed:
 
     def to_dict(self) -> dict[str, Any]:
         """The feed as plain JSON-safe Python: user_id, media_id, fallback, notes, score_kind, objective and
-        ``items``, one dict per item (rank, item_id, title, price, score, pctr, pcvr, reason, reason_code,
-        source); numpy values become Python ones and NaN becomes None."""
+        ``items``, one dict per item (rank, item_id, title, price, price_paid, commission_rate, score, pctr, pcvr,
+        reason, reason_code, source); numpy values become Python ones and NaN becomes None."""
         # straight from the columns (no DataFrame built for a feed given as arrays): the serving path calls this
         # once per HTTP answer
         if self._frame is None:
@@ -122,11 +126,18 @@ class Feed:
             pos = self._catalogue.positions(ids)
             unknown = np.flatnonzero(pos < 0).tolist()
             title, price = _plain_column(self._catalogue.title[pos]), _plain_column(self._catalogue.price[pos])
+            rate = _plain_column(self._catalogue.commission_rate[pos])
+            paid = _plain_column(self._paid(pos)) if self._paid is not None else None
             for n in unknown:
-                title[n] = price[n] = None
-            rows["title"], rows["price"] = title, price
-        order = [c for c in ("rank", "item_id", "title", "price") if c in rows]
-        order += [c for c in rows if c not in ("rank", "item_id", "title", "price")]
+                title[n] = price[n] = rate[n] = None
+                if paid is not None:
+                    paid[n] = None
+            rows["title"], rows["price"], rows["commission_rate"] = title, price, rate
+            if paid is not None:
+                rows["price_paid"] = paid
+        head = ("rank", "item_id", "title", "price", "price_paid", "commission_rate")
+        order = [c for c in head if c in rows]
+        order += [c for c in rows if c not in head]
         items = [dict(zip(order, values, strict=True)) for values in zip(*(rows[c] for c in order), strict=True)] \
             if order else [{} for _ in ids]
         return {"user_id": _plain(self.user_id), "media_id": _plain(self.media_id), "fallback": self.fallback,

@@ -155,7 +155,7 @@ class ServingState:
     def paid_price(self, pos: np.ndarray, media: np.ndarray, at_ns: np.ndarray | int) -> np.ndarray:
         """The price a buyer pays for each row's item (position ``pos``) on its partner at its time: the list price
         less the largest of the item's own coupon and the partner benefits valid then
-        (:mod:`recsys.features.benefits`); what GMV and commission objectives count."""
+        (:mod:`recsys.features.benefits`); what GMV and commission objectives count (see :meth:`objective_price`)."""
         from recsys.features.benefits import BenefitTable, price_after_benefit
 
         hit = self.filters_cache.get("benefits")
@@ -167,10 +167,15 @@ class ServingState:
             hit = self.filters_cache["benefits"] = (table, coupon)
         table, coupon = hit
         price = self.catalogue.price[pos]
-        if self.config.objective_price == "list":
-            return price
         benefit = np.zeros(len(pos)) if table is None else table.best(pos, price, media, at_ns)
         return price_after_benefit(price, coupon[pos], benefit)[1]
+
+    def objective_price(self, pos: np.ndarray, media: np.ndarray, at_ns: np.ndarray | int) -> np.ndarray:
+        """The price GMV and commission objectives count: :meth:`paid_price`, or the list price for a bundle saved
+        before benefits existed (``config.objective_price == "list"``)."""
+        if self.config.objective_price == "list":
+            return self.catalogue.price[pos]
+        return self.paid_price(pos, media, at_ns)
 
     def candidate_features(self):
         """The ranker's features as arrays for requests at ``as_of``

@@ -37,6 +37,9 @@ class FeedItem(BaseModel):
     item_id: Id
     title: str | None = None
     price: float | None = None
+    price_paid: float | None = Field(None, description="What a buyer pays on this partner now: the price less the "
+                                                       "item's coupon or the partner's benefit (GMV counts it).")
+    commission_rate: float | None = Field(None, description="Share of price_paid the partner earns on an order.")
     score: float | None = None
     pctr: float | None = None
     pcvr: float | None = None
