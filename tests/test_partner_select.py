@@ -11,6 +11,7 @@ import pytest
 import recsys
 import recsys.partners.selection as selection
 from recsys.errors import ConfigError, DataValidationError
+from recsys.partners.engagement import audiences
 from recsys.partners.pair_scores import pair_probabilities
 from recsys.partners.selection import partners_to_recruit, products_to_carry
 from tests.test_service_support import V1
@@ -100,6 +101,14 @@ def test_recruit_with_fixed_probabilities_ranks_by_audience_times_value(rec, mon
     assert {r["media_id"] for r in every} - set(want) == {m for m in carrying if len(rec.audience(m))}
     by_buys = partners_to_recruit(rec, item_id=item, n=2, by="purchases")
     assert len(by_buys) == 2 and by_buys[0]["expected_purchases"] >= by_buys[1]["expected_purchases"]
+
+
+def test_one_pass_audiences_are_the_recommender_s(rec) -> None:
+    got = audiences(rec._ready())
+    assert set(got) == set(rec.partners())
+    for media in rec.partners():
+        want = rec.audience(media)
+        assert np.array_equal(got[media], want) and got[media].dtype == want.dtype
 
 
 def test_recruit_for_a_brand_or_shop_uses_its_items(rec) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 if TYPE_CHECKING:
     from recsys.feed.state import ServingState
 
-__all__ = ["category_counts", "category_lift", "item_purchases", "MIN_GROUP"]
+__all__ = ["audiences", "category_counts", "category_lift", "item_purchases", "item_engagement", "MIN_GROUP"]
 
 MIN_GROUP = 5  # events a partner needs in a category before a reason cites its lift there
 _SMOOTH = 1.0  # events added to every category (Laplace), so a small count does not give a wild lift
@@ -80,4 +80,32 @@ def item_engagement(state: ServingState) -> np.ndarray:
     if hit is None:
         hit = np.bincount(_positive(state)["pos"].to_numpy(), minlength=len(state.catalogue))
         state.filters_cache["item_engagement"] = hit
+    return hit
+
+
+def audiences(state: ServingState) -> dict[str, np.ndarray]:
+    """Every known partner's audience (:func:`recsys.feed.audience.audience`, the same sorted ids), from one pass
+    over the log instead of one per partner (cached per serving state)."""
+    hit = state.filters_cache.get("partner_audiences")
+    if hit is not None:
+        return hit
+    from recsys.feed.audience import _sorted_ids, audience, partners
+
+    names = partners(state)
+    events = state.tables["events"]
+    media = events["media_id"] if "media_id" in events.columns else None
+    if media is None or not media.notna().any() or not names:
+        every = audience(state, names[0]) if names else np.zeros(0, np.int64)
+        hit = {m: every for m in names}  # a log without partner ids: one audience for all (the rule's own)
+    else:
+        keep = events["event_type"].astype(str).isin(list(state.pipeline.positive_events)).to_numpy()
+        keep &= media.notna().to_numpy()
+        users = events["user_id"].to_numpy()[keep]
+        known = state.users.ids.get_indexer(users) >= 0
+        frame = pd.DataFrame({"media_id": media.to_numpy(dtype=object)[keep][known], "user_id": users[known]})
+        groups = frame.drop_duplicates().groupby("media_id", sort=False)["user_id"]
+        found = {str(m): _sorted_ids(u.to_numpy()) for m, u in groups}
+        empty = _sorted_ids(np.zeros(0, dtype=state.users.ids.dtype))
+        hit = {m: found.get(m, empty) for m in names}
+    state.filters_cache["partner_audiences"] = hit
     return hit

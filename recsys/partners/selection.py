@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import DataValidationError
-from recsys.partners.engagement import MIN_GROUP, category_lift, item_engagement, item_purchases
+from recsys.partners.engagement import MIN_GROUP, audiences, category_lift, item_engagement, item_purchases
 from recsys.partners.pair_scores import pair_probabilities, two_tower_scores
 
 __all__ = ["products_to_carry", "partners_to_recruit", "RECRUIT_BY"]
@@ -180,12 +180,13 @@ def partners_to_recruit(rec: Any, item_id: Any = None, shop: str | None = None, 
     from recsys.feed.partners import partner_pool
 
     groups, sizes, carried = [], {}, {}
+    by_partner = audiences(state)
     for m in rec.partners():
         mask = partner_pool(state, m)
         carried[m] = len(pos) if mask is None else int(mask[pos[pos < len(mask)]].sum())
         if carried[m] == len(pos) and not include_current:
             continue
-        users = rec.audience(m)
+        users = by_partner[m]
         if len(users):
             sizes[m] = len(users)
             groups.append((m, _sample(users, sample, seed)))
