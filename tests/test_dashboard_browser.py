@@ -123,6 +123,8 @@ def test_partner_sees_its_panels(server: Server, browser, tmp_path: Path) -> Non
         assert len(rows) == 5
         cells = [c.text for c in rows[0].find_elements("tag name", "td")]
         assert cells[0] == "1" and cells[1] and cells[2].startswith("¥") and cells[-1]  # rank, title, price, reason
+        heads = [h.text.lower() for h in feed.find_elements("css selector", "thead th")]
+        assert any("commission" in h for h in heads) and any("paid" in h for h in heads), heads
     insight = api(server, "/v1/partners/kol-1/insight")
     figures = browser.find_elements("css selector", "#panel-insight .stat-value")
     assert figures[0].text == f"{insight['size']['audience_users']:,}"

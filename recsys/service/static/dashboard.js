@@ -62,7 +62,7 @@
 
   function commission(item) {
     if (typeof item.commission === "number") return item.commission;
-    const price = typeof item.price_after_benefit === "number" ? item.price_after_benefit : item.price;
+    const price = typeof item.price_paid === "number" ? item.price_paid : item.price;
     return typeof item.commission_rate === "number" && typeof price === "number" ? price * item.commission_rate : null;
   }
 
@@ -70,7 +70,7 @@
     // the commission column only where the service's feed gives what it takes (a rate, or the commission)
     const paid = feed.items.some((it) => commission(it) !== null);
     const rows = feed.items.map((it) => ({rank: it.rank, title: it.title ?? `item ${it.item_id}`,
-      price: it.price, ...(it.price_after_benefit !== undefined ? {price_after_benefit: it.price_after_benefit} : {}),
+      price: it.price, ...(it.price_paid !== undefined ? {price_paid: it.price_paid} : {}),
       ...(paid ? {commission: commission(it)} : {}), reason: it.reason}));
     const notes = [feed.fallback ? `fallback: ${feed.fallback}` : null, ...(feed.notes || [])].filter(Boolean);
     return el("div", {class: "feed", "data-user": String(feed.user_id)},
