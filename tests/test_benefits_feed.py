@@ -73,6 +73,10 @@ def test_coupon_feature_in_frames_and_arrays() -> None:
                   s.catalogue.index.get_indexer(items[:3]), np.zeros(3), np.ones(3), cols)
     j = cols.index("coupon")
     np.testing.assert_allclose(X[:, j], frame["coupon"].to_numpy(), rtol=1e-6)
+    paid = np.log1p(np.maximum(price[:3] - np.maximum(coupon, [price[0] / 2, 0, 0]), 0))
+    np.testing.assert_allclose(frame["log_price_paid"].to_numpy(), paid, rtol=1e-6)
+    if "log_price_paid" in cols:  # a ranker trained with it (the shared one is; older bundles' are not)
+        np.testing.assert_allclose(X[:, cols.index("log_price_paid")], paid, rtol=1e-6)
 
 
 def test_objective_counts_the_price_after_benefit() -> None:

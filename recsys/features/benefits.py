@@ -159,7 +159,7 @@ def price_after_benefit(price: np.ndarray, coupon: np.ndarray, benefit: np.ndarr
 
 def with_benefits(cols: dict, table: BenefitTable | None, item_pos: np.ndarray, media: np.ndarray | str | None,
                   at_ns: np.ndarray | int) -> dict:
-    """The ranker's ``coupon`` and ``coupon_share`` columns with each row's partner benefit counted (``cols`` holds
+    """The ranker's ``coupon``, ``coupon_share`` and ``log_price_paid`` columns with each row's partner benefit counted (``cols`` holds
     ``price`` and the item's own ``coupon``; rows whose item is unknown, position -1, keep the item's coupon)."""
     if table is None or not len(table):
         return cols
@@ -173,4 +173,5 @@ def with_benefits(cols: dict, table: BenefitTable | None, item_pos: np.ndarray, 
     coupon = np.maximum(np.asarray(cols["coupon"], dtype=np.float64), amount)
     cols["coupon"] = coupon
     cols["coupon_share"] = np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0)
+    cols["log_price_paid"] = np.log1p(np.maximum(price - coupon, 0.0))
     return cols

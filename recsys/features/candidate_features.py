@@ -25,7 +25,7 @@ from recsys.features.candidate_blocks import _block, _codes, _counts, _rates, ch
 __all__ = ["CandidateFeatures"]
 
 _STATS = ("log_imp", "log_clk", "log_buy", "ctr", "cvr")
-_ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share",
+_ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share", "log_price_paid",
                 "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen")
 
 
@@ -136,6 +136,7 @@ class CandidateFeatures:
         row = {"price": price, "log_price": np.log1p(price), "commission_rate": rate,
                "log_commission_value": np.log1p(price * rate), "coupon": coupon,
                "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
+               "log_price_paid": np.log1p(np.maximum(price - coupon, 0.0)),
                "two_tower_score": two_tower_score, "two_tower_rank": two_tower_rank}
         return row, item
 

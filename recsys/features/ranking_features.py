@@ -4,7 +4,8 @@
 the event log strictly before each row's time:
 
 - smoothed CTR/CVR statistics and counts (:class:`~recsys.features.cvr_stats.ConversionRateStats`);
-- the item's price, commission rate, coupon and the commission an order would pay;
+- the item's price, commission rate, coupon (the largest of its own and the partner benefits valid at the row's
+  time, :mod:`recsys.features.benefits`), the price paid after it and the commission an order would pay;
 - the two-tower retrieval score and rank, when the rows carry ``two_tower_score`` / ``two_tower_rank``;
 - the user's own earlier clicks and purchases of the same item (repeat purchases behave differently);
 - friends' clicks and purchases of the item in a recent window (social edges, both directions; or
@@ -227,6 +228,7 @@ def _item_columns(rows: pd.DataFrame, item: pd.DataFrame) -> dict[str, np.ndarra
         "price": price, "log_price": np.log1p(price), "commission_rate": rate,
         "log_commission_value": np.log1p(price * rate), "coupon": coupon,
         "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
+        "log_price_paid": np.log1p(np.maximum(price - coupon, 0.0)),  # what the buyer pays after the coupon
     }
     for col in ("two_tower_score", "two_tower_rank"):
         if col in rows.columns:
