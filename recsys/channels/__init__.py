@@ -1,1 +1,26 @@
-"""Recall channels (多路召回) behind one interface; see :mod:`recsys.channels.base`."""
+"""Recall channels (多路召回) behind one interface, and their fused score.
+
+- :mod:`recsys.channels.base`: the :class:`Channel` protocol (``fit``, ``candidates``, ``scores``) and the two
+  ways a channel is served (an item index over embeddings, an item-to-item table);
+- :mod:`recsys.channels.channels`: two-tower, graph filter, item-to-item, partner-popular, friends;
+- :mod:`recsys.channels.fusion`: standardised scores summed with weights chosen on validation
+  (:func:`fit_fusion_weights`);
+- :mod:`recsys.channels.two_tower_fit`: the two-tower fitted for validation and for serving, cacheable.
+
+A package of its own, beside ``recsys.models`` (what scores) and ``recsys.index`` (what searches): a channel
+composes a model with a way of serving it, and the Recommender merges channels.
+"""
+
+from recsys.channels.base import Channel, EmbeddingServing, ItemTableServing
+from recsys.channels.channels import (
+    FriendsChannel,
+    GraphFilterChannel,
+    ItemToItemChannel,
+    PopularChannel,
+    TwoTowerChannel,
+)
+from recsys.channels.fusion import FusedScorer, FusionFit, fit_fusion_weights, standardise
+
+__all__ = ["Channel", "EmbeddingServing", "ItemTableServing", "TwoTowerChannel", "GraphFilterChannel",
+           "ItemToItemChannel", "PopularChannel", "FriendsChannel", "FusedScorer", "FusionFit", "fit_fusion_weights",
+           "standardise"]

@@ -79,6 +79,22 @@ def _encode(model: Any, positives: sp.csr_matrix) -> tuple[np.ndarray, np.ndarra
     return np.asarray(users, np.float32), np.asarray(items, np.float32)
 
 
+def _train(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation: sp.csr_matrix | None,
+           log: Callable[[str], None]) -> tuple[Any, dict]:
+    """One run of :func:`~recsys.fit.two_tower.train_two_tower` on ids only, logging each epoch."""
+    from recsys.features.retrieval_data import RetrievalData
+    from recsys.fit.callbacks import Callback
+    from recsys.fit.two_tower import train_two_tower
+
+    class Log(Callback):
+        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
+            log("  epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in metrics.items()))
+
+    fitted = train_two_tower(cfg, RetrievalData(train), epochs=epochs, validation=validation, callbacks=[Log()])
+    return fitted.model, fitted.summary
+
+
 def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
                              log: Callable[[str], None] = print,
                              cache_dir: str | Path | None = None) -> TwoTowerEmbeddings:
@@ -89,7 +105,6 @@ def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
     an entry for the same settings, seed and training data is read instead of training again
     (``meta["from_cache"]`` says so).
     """
-    from recsys.bench.retrieval import _train
     from recsys.fit.validation import apply_chosen_prior, carve_validation
 
     entry = Path(cache_dir) / cache_key(cfg, train) if cache_dir is not None else None
