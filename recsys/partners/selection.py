@@ -3,8 +3,8 @@
 Both ask the serving ranker what would happen if a partner's audience were shown an item: for a sample of the
 audience (the users :meth:`~recsys.Recommender.audience` returns, drawn with a fixed seed) every candidate item
 is scored as a feed request on that partner would score it (:mod:`recsys.partners.pair_scores`), and one
-impression is worth pCTR x pCVR purchases, times the price after coupon in GMV, times the commission rate in
-commission. Figures "per 1,000 impressions" spread the impressions evenly over the audience (the mean over the
+impression is worth pCTR x pCVR purchases, times the price after the coupon or the partner's benefit in GMV,
+times the commission rate in commission. Figures "per 1,000 impressions" spread the impressions evenly over the audience (the mean over the
 sample, x 1000). Ranking by the model's pCTR x pCVR x price x rate is the issue's rule; the better part is that
 each pair is scored with the partner's own features and the user's real history, not a category average.
 Invite-only and out-of-stock items are never proposed. Reasons cite only the partner's own events and the
@@ -43,14 +43,13 @@ def _sample(users: np.ndarray, size: int, seed: int) -> np.ndarray:
     return users[np.sort(np.random.default_rng(seed).choice(len(users), size, replace=False))]
 
 
-def _paid_price(state: Any, pos: np.ndarray) -> np.ndarray:
-    """What a buyer pays: list price less the item's coupon (the commission is on the paid price), at least 0.01."""
-    price = state.catalogue.price[pos]
-    frame = state.catalogue.frame
-    if "coupon" not in frame.columns:
-        return price
-    coupon = np.nan_to_num(frame["coupon"].to_numpy(np.float64)[pos])
-    return np.where(price > 0, np.maximum(price - coupon, 0.01), price)
+def _paid_price(state: Any, pos: np.ndarray, media: np.ndarray) -> np.ndarray:
+    """What a buyer pays on each row's partner (``media``, one per row) for each item of ``pos`` at the serving time:
+    the list price less the item's coupon or the partner's benefit then (:meth:`ServingState.paid_price`; the
+    commission is on the paid price). Shape (len(media), len(pos))."""
+    names, inverse = np.unique(np.asarray(media).astype(str), return_inverse=True)
+    table = np.stack([state.paid_price(pos, np.full(len(pos), m, dtype=object), state.as_of_ns) for m in names])
+    return table[inverse]
 
 
 def _audience(rec: Any, media_id: str) -> np.ndarray:
@@ -90,7 +89,7 @@ def products_to_carry(rec: Any, media_id: str, n: int = 50, *, sample: int = 128
         pos = np.sort(pos[np.argsort(-mean_score, kind="stable")[:shortlist]])
     pctr, pcvr = pair_probabilities(state, users, media, pos)
     buy = (pctr * pcvr).mean(axis=0)
-    paid = _paid_price(state, pos)
+    paid = _paid_price(state, pos, np.array([media_id], dtype=object))[0]
     gmv = (pctr * pcvr * paid).mean(axis=0)
     commission = gmv * cat.commission_rate[pos]
     order = np.lexsort((pos, -commission))[:n]
@@ -196,7 +195,7 @@ def partners_to_recruit(rec: Any, item_id: Any = None, shop: str | None = None, 
     media = np.concatenate([np.full(len(u), m, dtype=object) for m, u in groups])
     pctr, pcvr = pair_probabilities(state, users, media, pos)
     buy = pctr * pcvr
-    gmv = buy * _paid_price(state, pos)
+    gmv = buy * _paid_price(state, pos, media)
     commission = gmv * state.catalogue.commission_rate[pos]
     values, cats = np.unique(state.catalogue.category[pos].astype(str), return_counts=True)
     main = str(values[np.argmax(cats)])
