@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from recsys.errors import ConfigError
@@ -146,7 +147,25 @@ def test_cli_reports_config_errors(tmp_path):
     assert res.exit_code == 2 and "recsys train -c" in res.output
 
 
-BENCH_CONFIGS = sorted(str(p.relative_to(REPO)) for p in (REPO / "experiments" / "retrieval").rglob("*.yaml"))
+_RETRIEVAL_YAMLS = sorted((REPO / "experiments" / "retrieval").rglob("*.yaml"))
+# a pipeline config (one top-level key ``pipeline``) is parsed by its own settings type, below
+PIPELINE_CONFIGS = [str(p.relative_to(REPO)) for p in _RETRIEVAL_YAMLS if "pipeline" in (yaml.safe_load(p.read_text()) or {})]
+BENCH_CONFIGS = [str(p.relative_to(REPO)) for p in _RETRIEVAL_YAMLS if str(p.relative_to(REPO)) not in PIPELINE_CONFIGS]
+
+
+@pytest.mark.parametrize("name", PIPELINE_CONFIGS)
+def test_every_pipeline_config_parses(name):
+    from recsys.bench.pipeline_settings import is_pipeline_config, load_pipeline_settings
+    from recsys.fit.settings import TwoTowerSettings
+
+    assert is_pipeline_config(REPO / name)
+    settings = load_pipeline_settings(REPO / name)
+    assert isinstance(settings.two_tower, TwoTowerSettings)
+    assert settings.seeds and settings.fusion_grid
+
+
+def test_pipeline_configs_exist_for_both_datasets():
+    assert {Path(n).name for n in PIPELINE_CONFIGS} >= {"gowalla_pipeline.yaml", "yelp2018_pipeline.yaml"}
 
 
 @pytest.mark.parametrize("name", BENCH_CONFIGS)

@@ -100,7 +100,7 @@ def test_cli_evaluate_baselines(tmp_path, monkeypatch):
     pytest.importorskip("implicit")
     from typer.testing import CliRunner
 
-    import recsys.bench.baselines as bb
+    import recsys.fit.baselines as bb
     from recsys.cli.evaluate import evaluate_app
 
     monkeypatch.setattr(bb, "DEFAULT_ALS", {**bb.DEFAULT_ALS, "factors": 4, "iterations": 3, "num_threads": 1})

@@ -9,20 +9,11 @@ of the training set (never the test set).
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
-import scipy.sparse as sp
-
-from recsys.errors import MissingDependencyError
+from recsys.fit.baselines import DEFAULT_ALS, evaluate_baselines  # noqa: F401  (re-exported)
 from recsys.fit.validation import holdout_split
 
-#: ALS hyperparameters of the baseline table: the ``ALS_GRID`` point with the best mean validation
-#: Recall@20 over Gowalla and Yelp2018 (``tune_als``; experiments/baselines/als_validation_*.json).
-DEFAULT_ALS = {"factors": 64, "regularization": 10.0, "alpha": 50.0, "iterations": 15, "num_threads": 0,
-               "seed": 0}
 #: The grid ``tune_als`` searches by default.
 ALS_GRID = [{"regularization": r, "alpha": a} for a in (1.0, 10.0, 50.0, 200.0) for r in (0.1, 10.0)]
 
@@ -34,39 +25,6 @@ def _write_json(result: dict, path: str | Path | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
-
-
-def evaluate_baselines(train: sp.csr_matrix, test: sp.csr_matrix, *, ks=(20,), als_params: dict | None = None,
-                       names: Iterable[str] = ("popular", "random", "implicit-als")) -> dict[str, dict]:
-    """Fit and evaluate each named baseline on (train, test); a missing `implicit` is reported, not fatal."""
-    from recsys.evaluation import evaluate_topk
-    from recsys.models.baselines import ImplicitALS, MostPopular, RandomRecommender
-
-    params = {**DEFAULT_ALS, **(als_params or {})}
-    makers = {"popular": MostPopular, "random": lambda: RandomRecommender(seed=0),
-              "implicit-als": lambda: ImplicitALS(**params)}
-    results: dict[str, dict] = {}
-    for name in names:
-        t0 = time.perf_counter()
-        try:
-            model = makers[name]().fit(train)
-        except MissingDependencyError as e:
-            print(f"{name:<13} skipped: {e}")
-            results[name] = {"error": str(e)}
-            continue
-        t1 = time.perf_counter()
-        scorer = model.scorer()
-        metrics = evaluate_topk(scorer, train, test, ks, metrics=("recall", "ndcg"))
-        t2 = time.perf_counter()
-        entry = {**{k: round(v, 6) for k, v in metrics.items()}, "seconds": round(t2 - t0, 2),
-                 "fit_seconds": round(t1 - t0, 2), "eval_seconds": round(t2 - t1, 2)}
-        if name == "implicit-als":
-            entry["params"] = params
-            entry["threads"] = params["num_threads"] or os.cpu_count()
-        results[name] = entry
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-        print(f"{name:<13} {shown}  {entry['seconds']:.1f} s (fit {entry['fit_seconds']:.1f} s)", flush=True)
-    return results
 
 
 def run_baselines(data_dir: str | Path, json_path: str | Path | None = None, *,

@@ -137,7 +137,7 @@ def _run_variants(train: sp.csr_matrix, test: sp.csr_matrix, variants: tuple[str
 
 
 def _run_als(train: sp.csr_matrix, test: sp.csr_matrix) -> dict:
-    from recsys.bench.baselines import evaluate_baselines
+    from recsys.fit.baselines import evaluate_baselines
 
     with _phase() as cost:
         als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]

@@ -12,7 +12,6 @@ one settings type that ``recsys train`` and ``Recommender.fit`` train with too.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -23,6 +22,7 @@ from typing import Any
 
 import scipy.sparse as sp
 
+from recsys.bench.retrieval_output import _add_baselines, _write_json
 from recsys.fit.two_tower_settings import TwoTowerSettings, load_two_tower_settings
 from recsys.fit.validation import apply_chosen_prior, carve_validation
 
@@ -130,23 +130,6 @@ def _result(cfg: TwoTowerSettings, ds: Any, data_dir: str | Path, config_path: s
                     "processor": platform.processor() or platform.machine(),
                     "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     }
-
-
-def _add_baselines(result: dict[str, Any], train: sp.csr_matrix, test: sp.csr_matrix) -> None:
-    """implicit-ALS fitted in the same process, and the two-tower's ratio to it."""
-    from recsys.bench.baselines import evaluate_baselines
-
-    als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
-    result["implicit-als"] = als
-    if "recall@20" in als:
-        result["ratio_vs_als"] = {k: round(result[k] / als[k], 3) for k in ("recall@20", "ndcg@20")}
-
-
-def _write_json(result: dict[str, Any], json_path: str | Path) -> None:
-    path = Path(json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
-    _log(f"wrote {path}")
 
 
 def retrieval_command(data_dir: Path, config: Path | None = None, json: Path | None = None) -> None:

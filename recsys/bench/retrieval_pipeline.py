@@ -97,7 +97,7 @@ def select_weights(settings: PipelineSettings, train: sp.csr_matrix, seed: int) 
 def run_pipeline_benchmark(data_dir: str | Path, config_path: str | Path,
                            json_path: str | Path | None = None) -> dict[str, Any]:
     """Fit every seed, choose weights on validation, then read test once; returns (and writes) the figures."""
-    from recsys.bench.retrieval import _write_json
+    from recsys.bench.retrieval_output import _write_json
     from recsys.channels.fusion import evaluate_combinations
     from recsys.datasets.lightgcn import load_lightgcn
     from recsys.evaluation import EmbeddingScorer
@@ -130,7 +130,7 @@ def run_pipeline_benchmark(data_dir: str | Path, config_path: str | Path,
     result = _result(settings, ds, data_dir, config_path, per_seed, labels, results, full_seconds, full_fit,
                      eval_seconds)
     if settings.baselines:
-        from recsys.bench.retrieval import _add_baselines
+        from recsys.bench.retrieval_output import _add_baselines
 
         _add_baselines(result, train, test)
     result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -49,7 +49,7 @@ def run_default(data_dir: str | Path, *, budget_s: float | None = None, json_pat
         "peak_memory_mb": round(_peak_mb(), 1), "chosen": c, "step_seconds": fitted.seconds,
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2)}}
     if baseline:
-        from recsys.bench.baselines import evaluate_baselines
+        from recsys.fit.baselines import evaluate_baselines
 
         als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
         result["implicit-als"] = als

@@ -37,7 +37,7 @@ TOWER_CANDIDATES: tuple[dict, ...] = ({"temperature": 0.1}, {"temperature": 0.2}
                                       {"temperature": 0.05})
 IDEAL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 CHANNEL_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
-#: implicit-ALS settings tried (the first is the benchmark's own ALS row: recsys.bench.baselines.DEFAULT_ALS)
+#: implicit-ALS settings tried (the first is the benchmark's own ALS row: recsys.fit.baselines.DEFAULT_ALS)
 ALS_CANDIDATES: tuple[dict, ...] = ({"regularization": 10.0, "alpha": 50.0}, {"regularization": 0.1, "alpha": 10.0},
                                     {"regularization": 10.0, "alpha": 200.0})
 VALIDATION_USERS_MAX = 5000  # users scored for the blend's grid (a seeded sample beyond that)
