@@ -77,7 +77,9 @@ def test_serve_benchmark_tiny(tmp_path: Path) -> None:
         _adds_up(s)
         assert s["in_flight_at_stop"] == 0  # the open loop waits for every answer
         assert s["generator"]["rate_requested"] == pytest.approx(factor * r["saturation"]["ok_per_s"])
-        assert s["sent"] == s["generator"]["requests_scheduled"]
+        assert s["sent"] == s["generator"]["requests_scheduled"]  # the warm-up's requests are not among them
+        assert s["generator"]["warmup_requests"] == int(s["generator"]["rate_requested"] * 2.0)
+        assert 0 < s["generator"]["warmup_2xx"] <= s["generator"]["warmup_requests"]
     assert set(r["at_2x"]["statuses"]) <= {"503", "504"}
 
     s = r["swaps"]

@@ -160,8 +160,12 @@ def _sigterm(srv: ServerProcess, target: Target, connections: int, seconds: int,
             "wrk": wrk}
 
 
+#: seconds of each open-loop phase sent before its measured window and left out (``run_open_loop``'s warmup)
+OPEN_LOOP_WARMUP = 2.0
+
+
 def _open(target: Target, rate: float, seconds: float, seed: int) -> dict:
-    records, gen = run_open_loop(target, rate, seconds, seed=seed)
+    records, gen = run_open_loop(target, rate, seconds, seed=seed, warmup=OPEN_LOOP_WARMUP)
     return {**summarize(records, seconds), "generator": gen}
 
 

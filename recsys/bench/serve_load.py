@@ -193,8 +193,8 @@ async def _send(pool: list, host: str, port: int, payload: bytes, limits: asynci
     return status, version
 
 
-async def _open_loop(target: Target, rate: float, seconds: float, seed: int, max_connections: int) -> tuple[
-        list[Record], dict]:
+async def _open_loop(target: Target, rate: float, seconds: float, seed: int, max_connections: int,
+                     warmup: float) -> tuple[list[Record], dict]:
     host_port = target.url.split("://", 1)[1]
     host, port = host_port.split(":")[0], int(host_port.split(":")[1])
     rng = random.Random(seed)
@@ -206,34 +206,44 @@ async def _open_loop(target: Target, rate: float, seconds: float, seed: int, max
     records: list[Record] = []
     loop = asyncio.get_running_loop()
     offset = time.time() - loop.time()  # loop.time() (monotonic) -> wall clock, for records comparable with wrk's
-    n = int(rate * seconds)
+    n_warm, n = int(rate * warmup), int(rate * seconds)
     t0 = loop.time() + 0.05
     lag = 0.0
+    warm_records: list[Record] = []
 
-    async def one(at: float, payload: bytes) -> None:
+    async def one(at: float, payload: bytes, into: list[Record]) -> None:
         status, version = await _send(pool, host, port, payload, limits)
-        records.append(Record(at + offset, loop.time() + offset, status, version))
+        into.append(Record(at + offset, loop.time() + offset, status, version))
 
     tasks = []
-    for i in range(n):
+    for i in range(n_warm + n):  # one schedule: the measured requests follow the warm-up's without a gap
         at = t0 + i / rate
         delay = at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        lag = max(lag, loop.time() - at)
-        tasks.append(asyncio.ensure_future(one(at, payloads[rng.randrange(len(payloads))])))
+        if i >= n_warm:
+            lag = max(lag, loop.time() - at)
+        tasks.append(asyncio.ensure_future(one(at, payloads[rng.randrange(len(payloads))],
+                                               records if i >= n_warm else warm_records)))
     await asyncio.gather(*tasks)
     for _, writer, _ in pool:
         writer.close()
+    warm_ok = sum(1 for r in warm_records if r.status is not None and 200 <= r.status < 300)
     return records, {"rate_requested": rate, "requests_scheduled": n, "seconds": seconds,
-                     "max_schedule_lag_ms": lag * 1e3, "max_connections": max_connections}
+                     "max_schedule_lag_ms": lag * 1e3, "max_connections": max_connections,
+                     "warmup_seconds": warmup, "warmup_requests": n_warm, "warmup_2xx": warm_ok}
 
 
 def run_open_loop(target: Target, rate: float, seconds: float, *, seed: int = 0,
-                  max_connections: int = 512) -> tuple[list[Record], dict]:
+                  max_connections: int = 512, warmup: float = 0.0) -> tuple[list[Record], dict]:
     """``rate`` requests/s for ``seconds`` whatever the answers' pace (open loop); latency counts from each
-    request's scheduled time. Returns the records and the generator's own figures (its worst lag behind schedule)."""
-    return asyncio.run(_open_loop(target, rate, seconds, seed, max_connections))
+    request's scheduled time. Returns the records and the generator's own figures (its worst lag behind schedule).
+
+    ``warmup``: seconds of the same schedule sent first and left out of the records, as wrk2 leaves out its
+    calibration period: the generator starts with no open connection and opens one whenever none is idle, so its
+    first fraction of a second measures a burst of connection set-ups (the service answering new connections while
+    busy), not the steady rate. The warm-up's connections stay in the pool for the measured requests."""
+    return asyncio.run(_open_loop(target, rate, seconds, seed, max_connections, float(warmup)))
 
 
 def _pct(values: list[float]) -> dict:

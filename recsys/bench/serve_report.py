@@ -75,7 +75,10 @@ def markdown(r: dict) -> str:
               _row(f"open loop at 2x saturation ({a2['generator']['rate_requested']:.0f}/s)", a2), "",
               f"Open loop: latency counts from each request's scheduled time; the generator ran at most "
               f"{a70['generator']['max_schedule_lag_ms']:.0f} ms (70%) and {a2['generator']['max_schedule_lag_ms']:.0f}"
-              f" ms (2x) behind its schedule.", ""]
+              f" ms (2x) behind its schedule"
+              + (f"; each phase first sent {a70['generator']['warmup_seconds']:g} s of the same schedule, left out "
+                 f"(as wrk2 leaves out its calibration; the generator starts with no open connection)"
+                 if a70["generator"].get("warmup_seconds") else "") + ".", ""]
     share = a2["statuses"].get("503", 0) / a2["sent"] if a2["sent"] else 0.0
     s, g = r["swaps"], r["sigterm"]
     swaps = "; ".join(f"{x['result']} to {x['version']} ({x['to']}) in {x['end'] - x['start']:.1f} s" for x in
