@@ -90,13 +90,14 @@ def spark_schema(user_kind: str, item_kind: str, nested: bool):
     return T.StructType(head + middle + tail)
 
 
-def _driver_model(spark, model: str | os.PathLike) -> tuple[Any, str, Path]:
-    """The model loaded on the driver, its URI, and a local bundle directory holding it (a ``models:/`` URI is
-    loaded and saved under Spark's driver-side file root, which Spark removes when the session stops)."""
+def _driver_model(spark, model: str | os.PathLike, rec: Any = None) -> tuple[Any, str, Path]:
+    """The model loaded on the driver (``rec`` when already loaded from ``model``), its URI, and a local bundle
+    directory holding it (a ``models:/`` URI is loaded and saved under Spark's driver-side file root, which Spark
+    removes when the session stops)."""
     from recsys.loading import MLFLOW_SCHEMES, load
 
     uri = os.fspath(model)
-    rec = load(uri)
+    rec = load(uri) if rec is None else rec
     if not uri.startswith(MLFLOW_SCHEMES):
         path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
         return rec, uri, path.resolve()
@@ -107,6 +108,28 @@ def _driver_model(spark, model: str | os.PathLike) -> tuple[Any, str, Path]:
     if not (dest / "manifest.json").exists():
         rec.save(dest)
     return rec, uri, dest.resolve()
+
+
+def _session_and_model(spark, master: str, model: str | os.PathLike) -> tuple[Any, Any]:
+    """(session, the model loaded on the driver). With no session given, the local session starts in a thread
+    while this one loads the model (the JVM's start and the load, each a few seconds at 1M items, overlap)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recsys.loading import load
+
+    if spark is not None:
+        return spark, load(os.fspath(model))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-spark-start") as pool:
+        starting = pool.submit(local_session, master)
+        try:
+            rec = load(os.fspath(model))
+        except BaseException:
+            try:
+                starting.result().stop()  # stop the session the caller will never see
+            except Exception:  # noqa: S110 - no session started: the load's error is the one to raise
+                pass
+            raise
+        return starting.result(), rec
 
 
 def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id: str | None = None,
@@ -265,12 +288,12 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     out = os.fspath(out)
     mode = _check_out(out, restart)
     own = spark is None
-    spark = local_session(master) if own else spark
+    k, chunk_size, partitions = _checked(k, chunk_size, partitions)
+    spark, rec = _session_and_model(spark, master, model)
     try:
-        k, chunk_size, partitions = _checked(k, chunk_size, partitions)
         from recsys.batch.job import plan_job
 
-        rec, uri, bundle = _driver_model(spark, model)
+        rec, uri, bundle = _driver_model(spark, model, rec)
         plan = plan_job(rec, media_id=media_id, users=users, chunk_size=chunk_size)
         when = run_time(scored_at)
         rows = _score(spark, _chunk_frame(spark, plan, _user_kind(rec)), rec, uri, bundle, k=k, nested=nested,
