@@ -23,26 +23,11 @@ from typing import Any
 import scipy.sparse as sp
 
 from recsys.bench.retrieval_output import _add_baselines, _write_json
+from recsys.channels.two_tower_fit import train_on_ids as _train
 from recsys.fit.two_tower_settings import TwoTowerSettings, load_two_tower_settings
 from recsys.fit.validation import apply_chosen_prior, carve_validation
 
 __all__ = ["run_retrieval_benchmark", "retrieval_command"]
-
-
-def _train(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation: sp.csr_matrix | None,
-           log) -> tuple[Any, dict]:
-    """One run of :func:`~recsys.fit.two_tower.train_two_tower` on ids only, logging each epoch."""
-    from recsys.features.retrieval_data import RetrievalData
-    from recsys.fit.callbacks import Callback
-    from recsys.fit.two_tower import train_two_tower
-
-    class Log(Callback):
-        def on_epoch_end(self, epoch: int, metrics: dict[str, float]) -> None:
-            log("  epoch " + "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                       for k, v in metrics.items()))
-
-    fitted = train_two_tower(cfg, RetrievalData(train), epochs=epochs, validation=validation, callbacks=[Log()])
-    return fitted.model, fitted.summary
 
 
 def _log(msg: str) -> None:

@@ -79,8 +79,8 @@ def _encode(model: Any, positives: sp.csr_matrix) -> tuple[np.ndarray, np.ndarra
     return np.asarray(users, np.float32), np.asarray(items, np.float32)
 
 
-def _train(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation: sp.csr_matrix | None,
-           log: Callable[[str], None]) -> tuple[Any, dict]:
+def train_on_ids(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, validation: sp.csr_matrix | None,
+                 log: Callable[[str], None]) -> tuple[Any, dict]:
     """One run of :func:`~recsys.fit.two_tower.train_two_tower` on ids only, logging each epoch."""
     from recsys.features.retrieval_data import RetrievalData
     from recsys.fit.callbacks import Callback
@@ -119,13 +119,13 @@ def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
         torch.set_num_threads(cfg.threads)
     fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
-    model, summary = _train(cfg, fit, cfg.epochs, valid, log)
+    model, summary = train_on_ids(cfg, fit, cfg.epochs, valid, log)
     model.set_item_audience(fit)
     selection, prior = apply_chosen_prior(model, summary, fit)
     valid_users, valid_items = _encode(selection, fit)
     if cfg.retrain_full:
         log(f"retrain on all training data for the chosen {summary['best_epoch']} epochs")
-        model, _ = _train(cfg, train, summary["best_epoch"], None, log)
+        model, _ = train_on_ids(cfg, train, summary["best_epoch"], None, log)
     model.set_item_audience(train)
     served, prior = apply_chosen_prior(model, summary, train)
     test_users, test_items = _encode(served, train)

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from recsys.errors import ConfigError, DataValidationError, RecsysError
 from recsys.params import hyperparameters
 
-__all__ = ["GraphFilter", "VARIANTS", "interaction_matrix", "top_right_singular_vectors"]
+__all__ = ["FilterScoring", "GraphFilter", "VARIANTS", "interaction_matrix", "top_right_singular_vectors"]
 
 #: The variants the benchmark measures (experiments/retrieval/graph_filter.md); hyper-parameters not
 #: named keep the constructor's defaults, and the benchmark tunes some of them on validation.
@@ -104,7 +104,54 @@ def top_right_singular_vectors(norm: sp.csr_matrix, rank: int, *, iterations: in
     return np.ascontiguousarray(q @ evecs[:, order].astype(np.float32))
 
 
-class GraphFilter:
+class FilterScoring:
+    """Scoring shared by the graph filters: a subclass has ``matrix_`` (users x items CSR), ``n_users_``,
+    ``n_items_``, ``chunk_size``, ``_require_fit()`` and ``filter_signal(rows)``."""
+
+    def _user_rows(self, user_rows) -> np.ndarray:
+        self._require_fit()
+        rows = np.atleast_1d(np.asarray(user_rows))
+        if rows.ndim != 1 or (rows.size and (not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0
+                                             or rows.max() >= self.n_users_)):
+            raise DataValidationError(f"user_rows must be integer row indices in [0, {self.n_users_}) of the "
+                                      f"fitted matrix; got {rows[:5].tolist()}...\nFix: map users to their rows.")
+        return rows.astype(np.int64)
+
+    def scores(self, user_rows) -> np.ndarray:
+        """Scores of every item (len(user_rows) x n_items float32); computed ``chunk_size`` users at a time."""
+        rows = self._user_rows(user_rows)
+        out = np.empty((rows.size, self.n_items_), dtype=np.float32)
+        for s in range(0, rows.size, self.chunk_size):
+            out[s:s + self.chunk_size] = self.filter_signal(self.matrix_[rows[s:s + self.chunk_size]])
+        return out
+
+    def score(self, user_indices: np.ndarray) -> np.ndarray:
+        """The :class:`recsys.evaluation.Scorer` interface: same as :meth:`scores`."""
+        return self.scores(user_indices)
+
+    def top_k(self, user_rows, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """``(items, scores)``, each len(user_rows) x k, best first; seen items excluded unless asked otherwise.
+
+        Rows with fewer than k candidates are padded with item -1 and score -inf."""
+        rows = self._user_rows(user_rows)
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise ConfigError(f"k must be a positive integer; got {k!r}.")
+        k = int(k)
+        ids = np.full((rows.size, k), -1, dtype=np.int64)
+        vals = np.full((rows.size, k), -np.inf, dtype=np.float32)
+        for s in range(0, rows.size, self.chunk_size):
+            batch = rows[s:s + self.chunk_size]
+            block = self.filter_signal(self.matrix_[batch])
+            if exclude_seen:
+                seen = self.matrix_[batch]
+                block[np.repeat(np.arange(batch.size), np.diff(seen.indptr)), seen.indices] = -np.inf
+            ids[s:s + batch.size, :min(k, self.n_items_)], vals[s:s + batch.size, :min(k, self.n_items_)] = \
+                _top(block, k)
+        ids[~np.isfinite(vals)] = -1
+        return ids, vals
+
+
+class GraphFilter(FilterScoring):
     """Training-free scores of every item for the users of a fitted interaction matrix (module docstring).
 
     ``fit(interactions)`` computes degrees, ``R~`` and (with ``ideal_weight > 0``) ``V``; ``scores`` /
@@ -228,48 +275,6 @@ class GraphFilter:
         acc += self._propagate(z - h * k)
         z -= (h / 6) * acc
         return z
-
-    def _user_rows(self, user_rows) -> np.ndarray:
-        self._require_fit()
-        rows = np.atleast_1d(np.asarray(user_rows))
-        if rows.ndim != 1 or (rows.size and (not np.issubdtype(rows.dtype, np.integer) or rows.min() < 0
-                                             or rows.max() >= self.n_users_)):
-            raise DataValidationError(f"user_rows must be integer row indices in [0, {self.n_users_}) of the "
-                                      f"fitted matrix; got {rows[:5].tolist()}...\nFix: map users to their rows.")
-        return rows.astype(np.int64)
-
-    def scores(self, user_rows) -> np.ndarray:
-        """Scores of every item (len(user_rows) x n_items float32); computed ``chunk_size`` users at a time."""
-        rows = self._user_rows(user_rows)
-        out = np.empty((rows.size, self.n_items_), dtype=np.float32)
-        for s in range(0, rows.size, self.chunk_size):
-            out[s:s + self.chunk_size] = self.filter_signal(self.matrix_[rows[s:s + self.chunk_size]])
-        return out
-
-    def score(self, user_indices: np.ndarray) -> np.ndarray:
-        """The :class:`recsys.evaluation.Scorer` interface: same as :meth:`scores`."""
-        return self.scores(user_indices)
-
-    def top_k(self, user_rows, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``(items, scores)``, each len(user_rows) x k, best first; seen items excluded unless asked otherwise.
-
-        Rows with fewer than k candidates are padded with item -1 and score -inf."""
-        rows = self._user_rows(user_rows)
-        if not isinstance(k, int | np.integer) or k < 1:
-            raise ConfigError(f"k must be a positive integer; got {k!r}.")
-        k = int(k)
-        ids = np.full((rows.size, k), -1, dtype=np.int64)
-        vals = np.full((rows.size, k), -np.inf, dtype=np.float32)
-        for s in range(0, rows.size, self.chunk_size):
-            batch = rows[s:s + self.chunk_size]
-            block = self.filter_signal(self.matrix_[batch])
-            if exclude_seen:
-                seen = self.matrix_[batch]
-                block[np.repeat(np.arange(batch.size), np.diff(seen.indptr)), seen.indices] = -np.inf
-            ids[s:s + batch.size, :min(k, self.n_items_)], vals[s:s + batch.size, :min(k, self.n_items_)] = \
-                _top(block, k)
-        ids[~np.isfinite(vals)] = -1
-        return ids, vals
 
     def item_neighbours(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """An item-to-item table: for each item, the k items (never itself) the filter scores highest for a user

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.errors import ConfigError, DataValidationError, RecsysError
-from recsys.models.graph_filter import _top, interaction_matrix, top_right_singular_vectors
+from recsys.models.graph_filter import FilterScoring, interaction_matrix, top_right_singular_vectors
 from recsys.params import hyperparameters
 
 __all__ = ["ChebyFilter", "chebyshev_coefficients", "plateau_response"]
@@ -52,7 +52,7 @@ def chebyshev_coefficients(order: int, flatness: float) -> np.ndarray:
     return coeffs
 
 
-class ChebyFilter:
+class ChebyFilter(FilterScoring):
     """ChebyCF's filter (module docstring); fit on a users x items interaction matrix, score its users."""
 
     thread_safe = True
@@ -114,8 +114,7 @@ class ChebyFilter:
 
     def filter_signal(self, signal: sp.csr_matrix) -> np.ndarray:
         """The filter's response (rows x items float32) to rows of a 0/1 item-signal matrix."""
-        if not hasattr(self, "matrix_"):
-            raise RecsysError("ChebyFilter is not fitted yet.\nFix: call .fit(interactions) first.")
+        self._require_fit()
         signal = sp.csr_matrix(signal, dtype=np.float32)
         if signal.shape[1] != self.n_items_:
             raise DataValidationError(f"signals have shape {signal.shape}; expected (rows, {self.n_items_}).")
@@ -133,29 +132,6 @@ class ChebyFilter:
         out *= self._post[:, None]
         return np.ascontiguousarray(out.T, dtype=np.float32)
 
-    def scores(self, user_rows) -> np.ndarray:
-        """Scores of every item for these rows of the fitted matrix, ``chunk_size`` users at a time."""
+    def _require_fit(self) -> None:
         if not hasattr(self, "matrix_"):
             raise RecsysError("ChebyFilter is not fitted yet.\nFix: call .fit(interactions) first.")
-        rows = np.atleast_1d(np.asarray(user_rows)).astype(np.int64)
-        if rows.size and (rows.min() < 0 or rows.max() >= self.n_users_):
-            raise DataValidationError(f"user_rows must lie in [0, {self.n_users_}); got {rows[:5].tolist()}...")
-        out = np.empty((rows.size, self.n_items_), dtype=np.float32)
-        for s in range(0, rows.size, self.chunk_size):
-            out[s:s + self.chunk_size] = self.filter_signal(self.matrix_[rows[s:s + self.chunk_size]])
-        return out
-
-    def score(self, user_indices: np.ndarray) -> np.ndarray:
-        """The :class:`recsys.evaluation.Scorer` interface: same as :meth:`scores`."""
-        return self.scores(user_indices)
-
-    def top_k(self, user_rows, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """``(items, scores)`` len(user_rows) x k, best first; seen items excluded unless asked otherwise."""
-        if not isinstance(k, int | np.integer) or k < 1:
-            raise ConfigError(f"k must be a positive integer; got {k!r}.")
-        rows = np.atleast_1d(np.asarray(user_rows)).astype(np.int64)
-        block = self.scores(rows)
-        if exclude_seen:
-            seen = self.matrix_[rows]
-            block[np.repeat(np.arange(rows.size), np.diff(seen.indptr)), seen.indices] = -np.inf
-        return _top(block, int(k))
