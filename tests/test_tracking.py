@@ -119,7 +119,7 @@ def test_default_store_is_sqlite_in_the_working_directory(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = TrackingConfig(experiment="t", artifact_location=str(tmp_path / "art"))
-    assert resolve_tracking_uri(cfg) == "sqlite:///mlflow.db"
+    assert resolve_tracking_uri(cfg) == f"sqlite:///{tmp_path / 'mlflow.db'}"  # absolute: one file per directory
     tracker = MlflowTracker(cfg)
     with tracker.start_run("probe"):
         tracker.log_metrics({"recall@20": 0.5, "skip": "text", "nan": float("nan")}, step=1)

@@ -27,8 +27,13 @@ SCHEMA_SAMPLE_ROWS = 5_000
 
 
 def resolve_tracking_uri(cfg: TrackingConfig) -> str:
-    """``cfg.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:///mlflow.db``."""
-    return cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """``cfg.tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:///mlflow.db`` of the
+    working directory, as an absolute path: MLflow keeps one database engine per URI for the process, so a
+    relative URI would keep writing to the first directory's file after the process changes directory."""
+    given = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if given:
+        return given
+    return f"sqlite:///{(Path.cwd() / DEFAULT_TRACKING_URI[len('sqlite:///'):]).as_posix()}"
 
 
 def code_version() -> dict[str, str]:
