@@ -7,7 +7,9 @@
 The driver loads the model once (its id kinds type the output schema, its name and version go in every row)
 and ships the bundle directory with ``SparkContext.addFile`` (or, ``ship=False``, leaves it on a path every
 executor can read). Each Python worker loads the verified bundle once (:func:`recsys.load` checks every
-checksum there too) and keeps it for the worker's later tasks.
+checksum there too) and keeps it for the worker's later tasks. :func:`score_spark_job` overlaps its start
+(:mod:`recsys.batch.spark_start`): the session starts, the bundle ships and a tiny warm-up job has every Python
+worker load it while the driver loads the model.
 
 The same rows as the local job (:mod:`recsys.batch.job`) by construction, not by luck: a batch's floating-point
 results depend on which users are scored together (the user tower's matmul and the index search run per
@@ -110,28 +112,6 @@ def _driver_model(spark, model: str | os.PathLike, rec: Any = None) -> tuple[Any
     return rec, uri, dest.resolve()
 
 
-def _session_and_model(spark, master: str, model: str | os.PathLike) -> tuple[Any, Any]:
-    """(session, the model loaded on the driver). With no session given, the local session starts in a thread
-    while this one loads the model (the JVM's start and the load, each a few seconds at 1M items, overlap)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from recsys.loading import load
-
-    if spark is not None:
-        return spark, load(os.fspath(model))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recsys-spark-start") as pool:
-        starting = pool.submit(local_session, master)
-        try:
-            rec = load(os.fspath(model))
-        except BaseException:
-            try:
-                starting.result().stop()  # stop the session the caller will never see
-            except Exception:  # noqa: S110 - no session started: the load's error is the one to raise
-                pass
-            raise
-        return starting.result(), rec
-
-
 def score_spark(spark, users, model: str | os.PathLike, *, k: int = 20, media_id: str | None = None,
                 nested: bool = False, chunk_size: int = 2048, scored_at: Any = None, ship: bool = True,
                 partitions: int | None = None):
@@ -166,14 +146,16 @@ def _user_kind(rec: Any) -> str:
 
 
 def _score(spark, chunks, rec: Any, uri: str, bundle: Path, *, k: int, nested: bool, scored_at: Any, ship: bool,
-           partitions: int | None):
+           partitions: int | None, shipped: Any = None):
     """The rows of a DataFrame of chunks (:func:`_chunk_frame`, :func:`_plan_in_spark`), once the driver holds
     the model (``rec``, loaded from ``uri``; its bundle folder)."""
     from recsys.ids import id_kind
 
     state = rec._ready()
     schema = spark_schema(id_kind(state.users.ids), id_kind(state.catalogue.index), bool(nested))
-    shipped, info, when = ship_bundle(spark, bundle, ship), model_info(rec, uri), run_time(scored_at)
+    if shipped is None:  # else shipped already (recsys.batch.spark_start), for this same bundle directory
+        shipped = ship_bundle(spark, bundle, ship)
+    info, when = model_info(rec, uri), run_time(scored_at)
     columns, report = [f.name for f in schema.fields], report_dir()
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -289,7 +271,11 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     mode = _check_out(out, restart)
     own = spark is None
     k, chunk_size, partitions = _checked(k, chunk_size, partitions)
-    spark, rec = _session_and_model(spark, master, model)
+    from recsys.batch.spark_start import JobStart
+
+    start = JobStart(spark, master, model, ship=ship)
+    rec = start.begin()  # the session starts and the workers load the bundle meanwhile
+    spark = start.session()
     try:
         from recsys.batch.job import plan_job
 
@@ -297,7 +283,7 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
         plan = plan_job(rec, media_id=media_id, users=users, chunk_size=chunk_size)
         when = run_time(scored_at)
         rows = _score(spark, _chunk_frame(spark, plan, _user_kind(rec)), rec, uri, bundle, k=k, nested=nested,
-                      scored_at=when, ship=ship, partitions=partitions)
+                      scored_at=when, ship=ship, partitions=partitions, shipped=start.shipped())
         _write(rows, mode, out)
         written = spark.read.parquet(out)
         per = {r["media_id"]: int(r["count"]) for r in written.groupBy("media_id").count().collect()}
