@@ -273,7 +273,7 @@ def score_spark_job(model: str | os.PathLike, out: str | os.PathLike, *, media_i
     k, chunk_size, partitions = _checked(k, chunk_size, partitions)
     from recsys.batch.spark_start import JobStart
 
-    start = JobStart(spark, master, model, ship=ship)
+    start = JobStart(spark, lambda: local_session(master), model, ship=ship)
     rec = start.begin()  # the session starts and the workers load the bundle meanwhile
     spark = start.session()
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +55,20 @@ def warm_workers(spark, bundle: ShippedBundle, report: str | None = None) -> int
 
 class JobStart:
     """Start a Spark scoring job: :meth:`begin` on the calling thread returns the driver's model while the
-    session starts and the workers warm up beside it; :meth:`session` and :meth:`shipped` wait for that."""
+    session starts (``spark``, or ``new_session()`` when None) and the workers warm up beside it;
+    :meth:`session` and :meth:`shipped` wait for that."""
 
-    def __init__(self, spark, master: str, model: str | os.PathLike, *, ship: bool) -> None:
-        self._given, self._master, self._model, self._ship = spark, master, model, bool(ship)
+    def __init__(self, spark, new_session: Callable[[], Any], model: str | os.PathLike, *, ship: bool) -> None:
+        self._given, self._new_session, self._model, self._ship = spark, new_session, model, bool(ship)
         self._spark: Any = spark
         self._shipped: ShippedBundle | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="recsys-spark-start", daemon=True)
 
     def _run(self) -> None:
-        from recsys.batch.spark import local_session
-
         try:
             if self._spark is None:
-                self._spark = local_session(self._master)
+                self._spark = self._new_session()
         except BaseException as e:  # raised on the calling thread by session()
             self._error = e
             return
