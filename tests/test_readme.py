@@ -42,28 +42,6 @@ def test_readme_code_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     for key in [k for k in os.environ if k.startswith("MLFLOW_")]:
         monkeypatch.delenv(key)
-    # a fresh process's MLflow URIs: the default store, ./mlflow.db here; not one an earlier test's run left set
-    # in this process (a tracker sets MLflow's process-wide URIs for its run)
-    import mlflow
-
-    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(store)
-    mlflow.set_registry_uri(store)
-    try:
-        _run_blocks(tmp_path, env)
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-    # what the blocks promise: a bundle, a tracked run, a registered champion (the registry named too: a client
-    # without one reads the process's registry URI, which may be another test's store)
-    assert (tmp_path / "runs" / "my-feed" / "bundle").is_dir()
-    assert (tmp_path / "mlflow.db").is_file()
-    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
-    assert str(client.get_model_version_by_alias("guess-you-like", "champion").version) == "1"
-
-
-def _run_blocks(tmp_path: Path, env: dict) -> None:
     namespace: dict = {"__name__": "__readme__"}
     ran = 0
     for n, (lang, code, run) in enumerate(blocks()):
@@ -81,3 +59,12 @@ def _run_blocks(tmp_path: Path, env: dict) -> None:
             continue
         ran += 1
     assert ran >= 4
+    # what the blocks promise: a bundle, a tracked run, a registered champion (the registry named too: a client
+    # without one reads the process's registry URI, which an earlier test's MLflow run may have left set)
+    assert (tmp_path / "runs" / "my-feed" / "bundle").is_dir()
+    assert (tmp_path / "mlflow.db").is_file()
+    import mlflow
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=store, registry_uri=store)
+    assert str(client.get_model_version_by_alias("guess-you-like", "champion").version) == "1"

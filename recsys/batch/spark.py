@@ -96,13 +96,14 @@ def _driver_model(spark, model: str | os.PathLike, rec: Any = None) -> tuple[Any
     """The model loaded on the driver (``rec`` when already loaded from ``model``), its URI, and a local bundle
     directory holding it (a ``models:/`` URI is loaded and saved under Spark's driver-side file root, which Spark
     removes when the session stops)."""
-    from recsys.loading import MLFLOW_SCHEMES, load
+    from recsys.batch.spark_start import local_bundle
+    from recsys.loading import load
 
     uri = os.fspath(model)
     rec = load(uri) if rec is None else rec
-    if not uri.startswith(MLFLOW_SCHEMES):
-        path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
-        return rec, uri, path.resolve()
+    path = local_bundle(uri)
+    if path is not None:
+        return rec, uri, path
     from pyspark import SparkFiles
 
     digest = manifest_digest(rec.bundle_manifest_)[:16]

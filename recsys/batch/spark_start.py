@@ -73,9 +73,9 @@ class JobStart:
             self._error = e
             return
         bundle = local_bundle(self._model)
-        if bundle is None or not (bundle / "manifest.json").is_file():
-            return  # an MLflow model (or no bundle there: the driver's load says why) ships after its load
-        try:
+        if bundle is None:
+            return  # an MLflow model: its bundle directory exists once the driver has loaded it
+        try:  # no bundle there, or a bad one: ship_bundle raises, and the driver's load says why
             self._shipped = ship_bundle(self._spark, bundle, self._ship)
             warm_workers(self._spark, self._shipped, report_dir())
         except Exception as e:  # the scoring job meets the same problem and raises it itself

@@ -22,8 +22,9 @@ from typing import Any
 
 import scipy.sparse as sp
 
-from recsys.bench.retrieval_output import _add_baselines, _write_json
+from recsys.bench.retrieval_output import _write_json
 from recsys.channels.two_tower_fit import train_on_ids as _train
+from recsys.fit.baselines import add_als_row
 from recsys.fit.two_tower_settings import TwoTowerSettings, load_two_tower_settings
 from recsys.fit.validation import apply_chosen_prior, carve_validation
 
@@ -63,7 +64,7 @@ def run_retrieval_benchmark(data_dir: str | Path, config_path: str | Path | None
          f"peak {cost['peak_memory_mb']:.0f} MB")
     result = _result(cfg, ds, data_dir, config_path, metrics, summary, prior, cost)
     if cfg.baselines:
-        _add_baselines(result, train, test)
+        add_als_row(result, train, test)
     if json_path is not None:
         _write_json(result, json_path)
     return result

@@ -130,9 +130,9 @@ def run_pipeline_benchmark(data_dir: str | Path, config_path: str | Path,
     result = _result(settings, ds, data_dir, config_path, per_seed, labels, results, full_seconds, full_fit,
                      eval_seconds)
     if settings.baselines:
-        from recsys.bench.retrieval_output import _add_baselines
+        from recsys.fit.baselines import add_als_row
 
-        _add_baselines(result, train, test)
+        add_als_row(result, train, test)
     result["peak_memory_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if json_path is not None:
         _write_json(result, json_path)

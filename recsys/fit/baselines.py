@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import scipy.sparse as sp
 
@@ -18,6 +19,7 @@ from recsys.errors import MissingDependencyError
 #: Recall@20 over Gowalla and Yelp2018 (``tune_als``; experiments/baselines/als_validation_*.json).
 DEFAULT_ALS = {"factors": 64, "regularization": 10.0, "alpha": 50.0, "iterations": 15, "num_threads": 0,
                "seed": 0}
+
 
 def evaluate_baselines(train: sp.csr_matrix, test: sp.csr_matrix, *, ks=(20,), als_params: dict | None = None,
                        names: Iterable[str] = ("popular", "random", "implicit-als")) -> dict[str, dict]:
@@ -50,3 +52,14 @@ def evaluate_baselines(train: sp.csr_matrix, test: sp.csr_matrix, *, ks=(20,), a
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"{name:<13} {shown}  {entry['seconds']:.1f} s (fit {entry['fit_seconds']:.1f} s)", flush=True)
     return results
+
+
+def add_als_row(result: dict[str, Any], train: sp.csr_matrix, test: sp.csr_matrix) -> dict[str, Any]:
+    """implicit-ALS (:data:`DEFAULT_ALS`) fitted and evaluated beside a model: ``result["implicit-als"]`` and,
+    when it ran, ``result["ratio_vs_als"]`` (the model's ``recall@20`` / ``ndcg@20`` over ALS's). Returns
+    ``result``."""
+    als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
+    result["implicit-als"] = als
+    if "recall@20" in als:
+        result["ratio_vs_als"] = {k: round(result[k] / als[k], 3) for k in ("recall@20", "ndcg@20")}
+    return result

@@ -33,7 +33,7 @@ def resolve_tracking_uri(cfg: TrackingConfig) -> str:
     given = cfg.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if given:
         return given
-    return f"sqlite:///{(Path.cwd() / DEFAULT_TRACKING_URI[len('sqlite:///'):]).as_posix()}"
+    return f"sqlite:///{(Path.cwd() / DEFAULT_TRACKING_URI.removeprefix('sqlite:///')).as_posix()}"
 
 
 def code_version() -> dict[str, str]:

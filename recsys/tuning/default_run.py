@@ -49,12 +49,9 @@ def run_default(data_dir: str | Path, *, budget_s: float | None = None, json_pat
         "peak_memory_mb": round(_peak_mb(), 1), "chosen": c, "step_seconds": fitted.seconds,
         "machine": {"cpus": os.cpu_count(), "load_average_1m_at_end": round(os.getloadavg()[0], 2)}}
     if baseline:
-        from recsys.fit.baselines import evaluate_baselines
+        from recsys.fit.baselines import add_als_row
 
-        als = evaluate_baselines(train, test, names=("implicit-als",))["implicit-als"]
-        result["implicit-als"] = als
-        if "recall@20" in als:
-            result["ratio_vs_als"] = {k: round(result[k] / als[k], 3) for k in ("recall@20", "ndcg@20")}
+        if "ratio_vs_als" in add_als_row(result, train, test):
             log(f"ratio to implicit-ALS: recall@20 {result['ratio_vs_als']['recall@20']:.3f}x, "
                 f"ndcg@20 {result['ratio_vs_als']['ndcg@20']:.3f}x")
     if json_path is not None:
