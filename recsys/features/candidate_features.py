@@ -24,6 +24,9 @@ from recsys.features.candidate_blocks import _block, _codes, _counts, _rates, ch
 
 __all__ = ["CandidateFeatures"]
 
+# up to this many rows, a block's columns are gathered in one 2-D fancy index (a few hundred rows: the per-call cost
+# of one take per column dominates); above it, one np.take per column (large batches: no temporary block)
+_ONE_GATHER_ROWS = 4096
 _STATS = ("log_imp", "log_clk", "log_buy", "ctr", "cvr")
 _ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share", "log_price_paid",
                 "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen")
@@ -110,8 +113,11 @@ class CandidateFeatures:
                 block = blocks[key]
                 if isinstance(block, tuple):  # (a table by column, the table row of each candidate row)
                     table, at = block
-                    for d, j in zip(dest.tolist(), src.tolist(), strict=True):
-                        np.take(table[j], at, out=out[d])
+                    if len(at) <= _ONE_GATHER_ROWS:  # a request's rows: one 2-D gather, not a call per column
+                        out[dest] = table[src[:, None], at[None, :]]
+                    else:
+                        for d, j in zip(dest.tolist(), src.tolist(), strict=True):
+                            np.take(table[j], at, out=out[d])
                 else:
                     out[dest] = block.T[src]
         return out.T

@@ -60,22 +60,39 @@ def _plan(columns: tuple[str, ...]) -> dict[str, list[tuple[str, str | None]]]:
     return plan
 
 
-def _ablate(x: np.ndarray, where: dict[str, int], plan: dict) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Stacked ablated copies of the rows of ``x`` (one block per evidence kind, changed rows only) and the
-    rows each block holds."""
-    blocks, rows = [], []
+def _kind_arrays(where: dict[str, int], plan: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per evidence kind: the columns it ablates, the column each takes its value from and whether it is zeroed
+    instead (a later op on a column wins, as in the plan's order)."""
+    out = []
     for ops in plan.values():
-        new: dict[int, np.ndarray | float] = {}  # column -> its ablated values (a later op on a column wins)
+        new: dict[int, int] = {}  # column -> source column, or -1 for zero
         for col, src in ops:
-            new[where[col]] = 0.0 if src is None else x[:, where[src]]
-        diff = np.zeros(len(x), bool)  # only the ablated columns can differ: compare those, not whole copies
-        for j, v in new.items():
-            old = x[:, j]
-            diff |= (v != old) & ~(np.isnan(v) & np.isnan(old))
+            new[where[col]] = -1 if src is None else where[src]
+        dest = np.fromiter(new.keys(), np.int64, len(new))
+        src = np.fromiter(new.values(), np.int64, len(new))
+        out.append((dest, np.maximum(src, 0), src < 0))
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _matrix_kind_arrays(columns: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    return _kind_arrays({c: j for j, c in enumerate(columns)}, _plan(columns))
+
+
+def _ablate(x: np.ndarray, where: dict[str, int] | None, plan: dict,
+            arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+            ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Stacked ablated copies of the rows of ``x`` (one block per evidence kind, changed rows only) and the
+    rows each block holds (``arrays``: :func:`_kind_arrays` of ``where`` and ``plan``, when already made)."""
+    blocks, rows = [], []
+    for dest, src, zero in arrays if arrays is not None else _kind_arrays(where, plan):
+        old = x[:, dest]
+        new = np.where(zero, 0.0, x[:, src])
+        # only the ablated columns can differ: compare those (NaN against NaN is no change), not whole copies
+        diff = ((new != old) & ~(np.isnan(new) & np.isnan(old))).any(axis=1)
         changed = np.flatnonzero(diff)
         b = x[changed]
-        for j, v in new.items():
-            b[:, j] = v if np.isscalar(v) else v[changed]
+        b[:, dest] = new[changed]
         blocks.append(b)
         rows.append(changed)
     return np.concatenate(blocks), rows
@@ -120,7 +137,7 @@ def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.
     plan = _plan(tuple(columns))
     if not plan:
         return [], np.zeros((len(x), 0))
-    stacked, rows = _ablate(np.asarray(x, dtype=np.float64), {c: j for j, c in enumerate(columns)}, plan)
+    stacked, rows = _ablate(np.asarray(x, dtype=np.float64), None, plan, _matrix_kind_arrays(tuple(columns)))
     return list(plan), _losses(stacked, rows, score, base, len(x))
 
 
