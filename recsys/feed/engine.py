@@ -172,7 +172,7 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
              ) -> tuple[np.ndarray, np.ndarray]:
     pos, score = state.popular.top(state.catalogue, req.media_id, req.segment or None)
     head = 4 * n + len(skip)  # the best-ranked usually suffice: check those first, the rest only if short
-    skip_sorted = np.unique(skip)
+    skip_sorted = np.sort(skip)  # in_sorted needs it sorted; a repeated value finds itself all the same
     for part in (slice(0, head), slice(0, len(pos))) if head < len(pos) else (slice(0, len(pos)),):
         ok = eligible(state.catalogue, pos[part], scope, state.config.rules)
         if len(skip):

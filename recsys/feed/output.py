@@ -57,8 +57,8 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
     codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row)
     memo: dict = {}  # the same sentence for the same (partner, code, item's category, named item): built once
     reasons = [_text(state, reqs[i], code, p, a, memo) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
-    starts = np.r_[0, np.flatnonzero(np.diff(req_i)) + 1] if len(req_i) else np.zeros(0, np.int64)
-    rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.r_[starts, len(req_i)])) + 1
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(req_i)) + 1)) if len(req_i) else np.zeros(0, np.int64)
+    rank = np.arange(len(req_i)) - np.repeat(starts, np.diff(np.append(starts, len(req_i)))) + 1
     obj = lambda values: np.asarray(values, dtype=object)[req_i] if len(req_i) else np.zeros(0, object)  # noqa: E731
     out = {"user_id": obj([r.user_id for r in reqs]), "media_id": obj([r.media_id for r in reqs]), "rank": rank,
            "item_id": state.catalogue.ids[pos], "score": score, "pctr": pctr, "pcvr": pcvr, "reason": reasons,

@@ -24,9 +24,9 @@ def _rank_in_group(group: np.ndarray) -> np.ndarray:
     n = len(group)
     order = np.argsort(group, kind="stable")
     g = group[order]
-    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    starts = np.concatenate(([0], np.flatnonzero(g[1:] != g[:-1]) + 1))  # (np.r_ costs more on a request's rows)
     out = np.empty(n, np.int64)
-    out[order] = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    out[order] = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
     return out
 
 
