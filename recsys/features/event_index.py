@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recsys.sorted_unique import unique_sorted
+
 
 def _compiled_counts():
     """This package's C counts (``_counts.count``), or None when the extension was not built."""
@@ -40,11 +42,11 @@ class EventIndex:
     def __init__(self, keys: np.ndarray, times: np.ndarray) -> None:
         keys = np.asarray(keys, dtype=np.int64)
         times = np.asarray(times, dtype=np.int64)
-        self.uniq_times = np.unique(times)
+        self.uniq_times = unique_sorted(times)
         self.stride = np.int64(len(self.uniq_times) + 1)
         self.key_vocab: np.ndarray | None = None
         if (int(keys.max(initial=0)) + 2) * int(self.stride) >= 2**62:  # sparse key space: compress it
-            self.key_vocab = np.unique(keys)
+            self.key_vocab = unique_sorted(keys)
             keys = np.searchsorted(self.key_vocab, keys)
         self.sorted = np.sort(keys * self.stride + np.searchsorted(self.uniq_times, times))
         self._delta: EventIndex | None = None      # events added by extended(), counted beside ``sorted``

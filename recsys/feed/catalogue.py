@@ -24,8 +24,10 @@ def _eligibility(items: pd.DataFrame) -> np.ndarray:
     if "eligibility" not in items.columns:
         return np.full(len(items), "", dtype=object)
     tags = items["eligibility"].astype(object).to_numpy()
-    return np.array(["" if t is None or (isinstance(t, float) and np.isnan(t)) or t is pd.NA else str(t)
-                     for t in tags], dtype=object)
+    out = np.full(len(tags), "", dtype=object)  # missing (None, NaN, NA) = everyone; the rest as text
+    given = ~pd.isna(tags)
+    out[given] = [t if isinstance(t, str) else str(t) for t in tags[given]]
+    return out
 
 
 @dataclass(frozen=True)
