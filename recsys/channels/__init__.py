@@ -8,7 +8,10 @@
 - :mod:`recsys.channels.two_tower_fit`: the two-tower fitted for validation and for serving, cacheable.
 
 A package of its own, beside ``recsys.models`` (what scores) and ``recsys.index`` (what searches): a channel
-composes a model with a way of serving it, and the Recommender merges channels.
+composes a model with a way of serving it. Today the channels and their fusion are what ``recsys benchmark
+retrieval`` measures (``recsys.bench.retrieval``, ``recsys.bench.retrieval_pipeline``); the
+:class:`~recsys.recommender.Recommender` does not merge them yet: its feeds come from the two-tower's index and
+the partner's popular items.
 """
 
 from recsys.channels.base import Channel, EmbeddingServing, ItemTableServing
