@@ -70,13 +70,21 @@ def test_serve_benchmark_tiny(tmp_path: Path) -> None:
         assert level["ok"] + level["non_2xx"] == level["wrk"]["requests"]  # our logs and wrk's own count agree
         assert level["ok"] > 0
     best = max(r["levels"], key=lambda x: x["ok_per_s"])
-    assert r["saturation"] == {"connections": best["connections"], "ok_per_s": best["ok_per_s"]}
+    sat = r["saturation"]
+    assert (sat["connections"], sat["ok_per_s"]) == (best["connections"], best["ok_per_s"])
+    assert len(sat["samples_ok_per_s"]) == 3 and sat["samples_ok_per_s"][0] == best["ok_per_s"]
+    assert sat["sustained_ok_per_s"] == pytest.approx(sorted(sat["samples_ok_per_s"])[1])  # the median
+    steady = r["machine_steadiness"]
+    assert steady["min"] <= steady["median"] <= steady["max"] and steady["min"] > 0
+    p99s = r["at_70_percent"]["repeats_p99_ms"]
+    assert len(p99s) == 3 and r["at_70_percent"]["latency_ms"]["p99"] == sorted(p99s)[1]  # the median run
+    assert r["targets"]["p99_ms_at_70_percent"]["value"] == sorted(p99s)[1]
 
-    for phase, factor in (("at_70_percent", 0.7), ("at_2x", 2.0)):
+    for phase, factor, rate in (("at_70_percent", 0.7, sat["sustained_ok_per_s"]), ("at_2x", 2.0, sat["ok_per_s"])):
         s = r[phase]
         _adds_up(s)
         assert s["in_flight_at_stop"] == 0  # the open loop waits for every answer
-        assert s["generator"]["rate_requested"] == pytest.approx(factor * r["saturation"]["ok_per_s"])
+        assert s["generator"]["rate_requested"] == pytest.approx(factor * rate)
         assert s["sent"] == s["generator"]["requests_scheduled"]  # the warm-up's requests are not among them
         assert s["generator"]["warmup_requests"] == int(s["generator"]["rate_requested"] * 2.0)
         assert 0 < s["generator"]["warmup_2xx"] <= s["generator"]["warmup_requests"]

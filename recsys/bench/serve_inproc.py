@@ -3,7 +3,8 @@
 :func:`in_process` measures calls per second (and per CPU second of this process) three ways: one loop with the
 libraries' default intra-op threads, as many loops as cores in threads, and one loop with one intra-op thread
 (torch, faiss, BLAS), the way ``recsys serve --threads 1`` (its default) computes a feed. The best of the three is
-the ceiling the HTTP service is held to (:func:`recsys.bench.serve_report.targets`).
+the ceiling the HTTP service is held to (:func:`recsys.bench.serve_report.targets`). :func:`steadiness` then repeats
+one request for as long, counting calls per second of wall time: how much this machine's speed moves.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["in_process"]
+__all__ = ["in_process", "steadiness"]
 
 
 def in_process(bundle: Path, picks: list, k: int, seconds: float, threads: int) -> dict:
@@ -56,7 +57,30 @@ def in_process(bundle: Path, picks: list, k: int, seconds: float, threads: int) 
     for r in (single, many, one):
         r["calls_per_s"] = r["calls"] / r["seconds"]
         r["calls_per_cpu_s"] = r["calls"] / r["cpu_seconds"]
-    return {"loop": single, "threads": many, "loop_one_intra_op_thread": one}
+    with _one_intra_op_thread():
+        steady = steadiness(lambda: rec.recommend(picks[0][0], k=k, media_id=picks[0][1]), seconds)
+    return {"loop": single, "threads": many, "loop_one_intra_op_thread": one, "steadiness": steady}
+
+
+def steadiness(call, seconds: float, window: float = 1.0) -> dict:
+    """How steady this machine's speed is: ``call`` (always the same work) in a loop for ``seconds``, counted per
+    ``window`` of wall time. On a dedicated machine the windows agree within a few percent; on a shared VM they
+    do not, and a latency tail measured on it moves with them."""
+    counts, n = [], 0
+    t0 = start = time.perf_counter()
+    while True:
+        call()
+        n += 1
+        now = time.perf_counter()
+        if now - start >= window:
+            counts.append(n / (now - start))
+            n, start = 0, now
+        if now - t0 >= seconds:
+            break
+    counts = counts or [n / max(time.perf_counter() - start, 1e-9)]
+    ordered = sorted(counts)
+    return {"window_s": window, "calls_per_s": [round(c, 1) for c in counts], "min": ordered[0],
+            "median": ordered[len(ordered) // 2], "max": ordered[-1]}
 
 
 @contextlib.contextmanager
