@@ -13,6 +13,7 @@ from pathlib import Path
 
 from recsys.fit.baselines import DEFAULT_ALS, evaluate_baselines  # noqa: F401  (re-exported)
 from recsys.fit.validation import holdout_split
+from recsys.storage.atomic import write_text_atomically
 
 #: The grid ``tune_als`` searches by default.
 ALS_GRID = [{"regularization": r, "alpha": a} for a in (1.0, 10.0, 50.0, 200.0) for r in (0.1, 10.0)]
@@ -21,9 +22,7 @@ ALS_GRID = [{"regularization": r, "alpha": a} for a in (1.0, 10.0, 50.0, 200.0) 
 def _write_json(result: dict, path: str | Path | None) -> None:
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_text_atomically(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
 

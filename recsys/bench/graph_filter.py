@@ -27,6 +27,8 @@ from typing import Any
 
 import scipy.sparse as sp
 
+from recsys.storage.atomic import write_text_atomically
+
 __all__ = ["GRIDS", "PUBLISHED", "run_graph_filter_benchmark", "markdown"]
 
 #: Validation grids, one free hyper-parameter a variant (BSPM's sharpening time and method are its paper's
@@ -173,12 +175,7 @@ def run_graph_filter_benchmark(data_dir: str | Path, json_path: str | Path | Non
     return entry
 
 
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` in one rename (a reader sees the old file or the new one, never half)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+_write = write_text_atomically  # a reader sees the old file or the new one, never half
 
 
 def _merge(json_path: Path, name: str, entry: dict, md_path: Path | None) -> None:

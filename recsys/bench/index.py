@@ -21,6 +21,7 @@ import numpy as np
 
 from recsys.bench.index_data import ClusteredGenerator, als_factors, catalogue, fidelity
 from recsys.index.tuning import recall_at_k
+from recsys.storage.atomic import write_text_atomically
 
 DEFAULT_OUT = Path("experiments/index")
 K = 100
@@ -246,8 +247,7 @@ def _write(result: dict, out_dir: str | Path | None, json_path: str | Path | Non
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / f"index_{result['n_items']}.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomically(out_dir / f"index_{result['n_items']}.json", json.dumps(result, indent=2) + "\n")
         write_report(out_dir)
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        write_text_atomically(json_path, json.dumps(result, indent=2) + "\n")

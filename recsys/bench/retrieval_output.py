@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from recsys.storage.atomic import write_text_atomically
+
 
 def _write_json(result: dict[str, Any], json_path: str | Path) -> None:
-    path = Path(json_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    path = write_text_atomically(json_path, json.dumps(result, indent=2, default=float) + "\n")
     print(f"wrote {path}", flush=True)

@@ -48,6 +48,7 @@ from recsys.bench.serve_load import (
 )
 from recsys.bench.serve_proc import ServerProcess, http_json
 from recsys.bench.serve_report import markdown, per_cpu_second, targets
+from recsys.storage.atomic import write_text_atomically
 
 __all__ = ["run_serve_benchmark"]
 
@@ -277,8 +278,4 @@ def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, se
     return result
 
 
-def _write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` in one rename (a reader sees the old file or the new one, never half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+_write = write_text_atomically  # a reader sees the old file or the new one, never half

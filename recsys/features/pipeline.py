@@ -21,6 +21,7 @@ from recsys.features.sequences import history_tensors, sequence_matrix
 from recsys.features.transforms import HashedTokens, QuantileBuckets
 from recsys.features.vocab import HashingVocabulary, Vocabulary, vocabulary_from_dict
 from recsys.params import hyperparameters
+from recsys.storage.atomic import write_text_atomically
 
 __all__ = ["FeaturePipeline"]
 
@@ -224,10 +225,7 @@ class FeaturePipeline:
         return p
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
+        return write_text_atomically(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> FeaturePipeline:

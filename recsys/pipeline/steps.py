@@ -14,6 +14,7 @@ import pandas as pd
 
 from recsys.errors import ArtifactError
 from recsys.pipeline.run import EpochLog, Run
+from recsys.storage.atomic import write_text_atomically
 
 __all__ = ["load_data", "data", "retrieval", "load_retrieval", "index", "ranker", "example", "bundle", "log_outputs"]
 
@@ -196,7 +197,7 @@ def bundle(run: Run, tables, split, digest, pipeline, res, index, emb, ranker):
 def log_outputs(run: Run, rec, path, example, promote: bool = False) -> None:
     cfg, tracker = run.cfg, run.tracker
     run.out.mkdir(parents=True, exist_ok=True)  # a ranker stage that trained no ranker has written nothing yet
-    (run.out / "evaluation.json").write_text(json.dumps(run.result.evaluation, indent=1, default=str))
+    write_text_atomically(run.out / "evaluation.json", json.dumps(run.result.evaluation, indent=1, default=str))
     tracker.log_artifact(run.out / "evaluation.json")
     if rec is None or not tracker.enabled:
         return

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 __all__ = ["staging_dir", "fsync_tree", "fsync_path", "file_sha256", "publish", "discard", "DirSnapshot",
-           "read_consistent"]
+           "read_consistent", "write_text_atomically"]
 
 T = TypeVar("T")
 
@@ -64,6 +64,28 @@ def discard(p: Path) -> None:
         p.unlink(missing_ok=True)
     else:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write one text file (a report, a JSON result, a YAML config) so that a reader finds the old file or the
+    new one, whole: a temporary file beside it, fsynced, renamed over it, the folder fsynced; the temporary is
+    removed if anything fails, and those of writers killed before their rename are removed by the next write.
+    Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{_tag()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_path(path.parent)
+    _clean(path)  # temporaries of writers killed before their rename
+    return path
 
 
 def fsync_path(path: Path) -> None:

@@ -55,9 +55,9 @@ def run_default(data_dir: str | Path, *, budget_s: float | None = None, json_pat
             log(f"ratio to implicit-ALS: recall@20 {result['ratio_vs_als']['recall@20']:.3f}x, "
                 f"ndcg@20 {result['ratio_vs_als']['ndcg@20']:.3f}x")
     if json_path is not None:
-        path = Path(json_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=float) + "\n")
+        from recsys.storage.atomic import write_text_atomically
+
+        path = write_text_atomically(json_path, json.dumps(result, indent=2, default=float) + "\n")
         log(f"wrote {path}")
     if tracking:
         _track(result, Path(data_dir).name)

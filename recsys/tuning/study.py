@@ -211,14 +211,15 @@ def _write_best(spec: TuneSpec, result: TuneResult, out: Path) -> None:
     import yaml
 
     from recsys.fit.settings import load_config
+    from recsys.storage.atomic import write_text_atomically
 
     out.mkdir(parents=True, exist_ok=True)
     head = (f"# Best of a recsys tune study ({spec.source or 'tune spec'}): trial {result.best_trial}, validation "
             f"{spec.metric} {result.best_value:.4f}.\n# Train it with: recsys train -c {result.best_config_path}\n")
-    result.best_config_path.write_text(head + yaml.safe_dump(best_config_dict(spec, result.best_params),
-                                                             sort_keys=False))
+    write_text_atomically(result.best_config_path, head + yaml.safe_dump(best_config_dict(spec, result.best_params),
+                                                                         sort_keys=False))
     load_config(result.best_config_path)  # what we hand over must load in recsys train
-    (out / "trials.json").write_text(json.dumps(result.trials, indent=2, default=str) + "\n")
+    write_text_atomically(out / "trials.json", json.dumps(result.trials, indent=2, default=str) + "\n")
 
 
 def _test_once(cfg: Any, pipeline: Any, res: Any, split: Any) -> dict[str, float]:
