@@ -114,3 +114,33 @@ def test_run_default_prints_and_logs_what_it_chose(tmp_path, monkeypatch):
     run = client.search_runs([client.get_experiment_by_name("recsys-default").experiment_id])[0]
     assert run.data.params["chosen.ideal_weight"] == str(result["chosen"]["ideal_weight"])
     assert run.data.metrics["test.recall_at_20"] == pytest.approx(result["recall@20"])
+
+
+def test_benchmark_retrieval_without_a_config_runs_the_travelling_default(tmp_path):
+    """`recsys benchmark retrieval --data-dir DIR` with no --config: the default that chooses on validation (not the
+    two-tower's own defaults), its choices printed, the JSON where asked and nothing else written."""
+    import json
+    import subprocess
+    import sys
+
+    from recsys.fit.validation import holdout_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    train, test = holdout_split(_blocks(per_user=10), 0.2, seed=5)
+    _lightgcn_dir(data, train, test)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-m", "recsys", "benchmark", "retrieval", "--data-dir", str(data),
+                          "--json", str(tmp_path / "default.json"), "--budget", "10s"],
+                         cwd=work, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "chosen on validation" in out.stdout
+    result = json.loads((tmp_path / "default.json").read_text())
+    assert {"recall@20", "ndcg@20", "train_seconds", "chosen"} <= set(result)
+    assert result["recall@20"] > 0.95  # the groups are found (as in test_default_fit_chooses_on_validation...)
+    assert list(work.iterdir()) == []  # a benchmark writes only where it is told: no MLflow store here
+    bad = subprocess.run([sys.executable, "-m", "recsys", "benchmark", "retrieval", "--data-dir", str(data),
+                          "--config", str(tmp_path / "x.yaml"), "--budget", "10s"], cwd=work, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "--budget is for the travelling default" in bad.stderr

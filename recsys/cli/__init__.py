@@ -97,13 +97,35 @@ def data_stats(data_dir: Annotated[Path, typer.Option("--data-dir", help="A Ligh
 @benchmark_app.command("retrieval")
 def benchmark_retrieval(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory.")],
-    config: Annotated[Path | None, typer.Option("--config", help="YAML config; defaults if absent.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A two-tower YAML, or a pipeline: YAML (the "
+                                                "channels and their fusion); without it, the travelling default.")] = None,
     json_path: JsonOpt = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="Without --config: the default's time for choosing "
+                                               "(30m, 90s; default: scaled with the data, at most 6 minutes).")] = None,
 ) -> None:
-    """Train the two-tower model and report full-ranking Recall@20/NDCG@20, time and memory."""
-    from recsys.bench.retrieval import run_retrieval_benchmark
+    """Full-ranking Recall@20/NDCG@20, time and memory, implicit-ALS beside it. With --config, that config; without,
+    the travelling default (recsys.tuning.defaults: it chooses its channels and weights on validation and prints
+    what it chose). Writes nothing but the --json file."""
+    from recsys.errors import RecsysError
 
-    result = run_retrieval_benchmark(data_dir, config_path=config, json_path=json_path)
+    try:
+        if config is None:
+            from recsys.tuning.default_run import run_default
+            from recsys.tuning.spec import parse_duration
+
+            result = run_default(data_dir, budget_s=parse_duration(budget), json_path=json_path, tracking=False,
+                                 log=typer.echo)
+        else:
+            if budget is not None:
+                typer.echo("error: --budget is for the travelling default (no --config); a config sets its own "
+                           "epochs", err=True)
+                raise typer.Exit(code=2)
+            from recsys.bench.retrieval import run_retrieval_benchmark
+
+            result = run_retrieval_benchmark(data_dir, config_path=config, json_path=json_path)
+    except (RecsysError, FileNotFoundError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
     if json_path is None:
         _echo_json(result, None)
 
