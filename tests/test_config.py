@@ -145,6 +145,7 @@ def test_cli_reports_config_errors(tmp_path):
     assert res.exit_code == 2 and "ranker.kind" in res.output
     res = runner.invoke(train_app, [])
     assert res.exit_code == 2 and "recsys train -c" in res.output
+    assert "recsys tune --data-dir DIR" in res.output  # where data without a config goes
 
 
 _RETRIEVAL_YAMLS = sorted((REPO / "experiments" / "retrieval").rglob("*.yaml"))

@@ -40,7 +40,10 @@ def train_command(config: Path | None, stage: str = "all", no_tracking: bool = F
 
     if config is None:
         typer.echo("error: pass a config file: recsys train -c experiments/synthetic-demo.yaml "
-                   "(or recsys train retrieval|index|ranker -c FILE)", err=True)
+                   "(or recsys train retrieval|index|ranker -c FILE). A LightGCN-format directory (train.txt, "
+                   "test.txt) needs no config: recsys tune --data-dir DIR fits the travelling default on it and "
+                   "logs what it chose to MLflow (recsys benchmark retrieval --data-dir DIR: the same, tracking "
+                   "nothing)", err=True)
         raise typer.Exit(code=2)
     try:
         from recsys.fit.settings import load_config
