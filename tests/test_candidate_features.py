@@ -45,6 +45,26 @@ def test_candidate_matrix_equals_the_builders_frame():
     assert (got[:, columns.index("user_1d_log_clk")] > 0).any()  # the check would notice a user column of zeros
 
 
+def test_both_ways_of_gathering_a_block_give_the_same_matrix(monkeypatch):
+    """A request's few hundred rows gather each statistics block in one 2-D index, a large batch column by column:
+    the same values (both are gathers of the same table), checked by forcing the column-by-column way."""
+    from recsys.features import candidate_features as module
+
+    state = fitted()._state
+    features, columns = state.candidate_features(), state.ranking_columns()
+    users = np.array([0, 5, 42], dtype=object)
+    media = np.array(["guide-0", "app-1", None], dtype=object)
+    req = np.repeat(np.arange(len(users)), 100)
+    pos = np.random.default_rng(1).integers(0, len(state.catalogue), len(req))
+    score, rank = np.linspace(-1, 1, len(req)), np.tile(np.arange(1, 101), len(users)).astype(np.float64)
+    assert len(req) <= module._ONE_GATHER_ROWS
+    one_index = features.matrix(users, media, req, pos, score, rank, columns)
+    monkeypatch.setattr(module, "_ONE_GATHER_ROWS", 0)
+    by_column = features.matrix(users, media, req, pos, score, rank, columns)
+    assert _same(one_index, by_column)
+    assert (one_index[:, columns.index("user_1d_log_clk")] > 0).any()  # blocks of real statistics, not zeros
+
+
 def _tree(threshold: float, miss_left: bool) -> TreeEnsemble:
     """root: x0 <= threshold -> leaf 1.0, else -> node 2: x1 <= 0.5 -> leaf -2.0, else leaf 3.0."""
     return TreeEnsemble({

@@ -58,6 +58,7 @@ def test_serve_benchmark_tiny(tmp_path: Path) -> None:
                             n_requests=200, out_dir=tmp_path)
     assert json.loads((tmp_path / "serve.json").read_text())["targets"] == r["targets"]
     assert "| failed requests across swaps |" in (tmp_path / "serve.md").read_text()
+    assert "Machine steadiness: one request repeated" in (tmp_path / "serve.md").read_text()
     assert r["in_process"]["threads"]["threads"] == os.cpu_count()
     assert r["in_process"]["loop"]["calls"] > 0 and r["in_process"]["threads"]["calls"] > 0
     assert r["in_process"]["loop_one_intra_op_thread"]["calls"] > 0

@@ -175,9 +175,6 @@ def run_graph_filter_benchmark(data_dir: str | Path, json_path: str | Path | Non
     return entry
 
 
-_write = write_text_atomically  # a reader sees the old file or the new one, never half
-
-
 def _merge(json_path: Path, name: str, entry: dict, md_path: Path | None) -> None:
     """Replace the dataset's entry in the JSON (under a lock: concurrent runs do not lose each other's entry)."""
     json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,9 +184,9 @@ def _merge(json_path: Path, name: str, entry: dict, md_path: Path | None) -> Non
         data = json.loads(json_path.read_text()) if json_path.exists() else {}
         data.setdefault("datasets", {})[name] = entry
         data["published_quoted_not_rerun"] = {k: v for k, v in PUBLISHED.items()}
-        _write(json_path, json.dumps(data, indent=2) + "\n")
+        write_text_atomically(json_path, json.dumps(data, indent=2) + "\n")
         if md_path is not None:
-            _write(md_path, markdown(data))
+            write_text_atomically(md_path, markdown(data))
     finally:
         os.close(folder)  # closing releases the lock
     _log(f"wrote {json_path}" + (f" and {md_path}" if md_path else ""))

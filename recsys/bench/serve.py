@@ -273,9 +273,7 @@ def run_serve_benchmark(*, n_items: int = 1_000_000, n_events: int = 200_000, se
     result["http_over_in_process_per_cpu_second"] = per_cpu_second(result)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "serve.json", json.dumps(result, indent=2, default=str) + "\n")
-    _write(out / "serve.md", markdown(result))
+    write_text_atomically(out / "serve.json", json.dumps(result, indent=2, default=str) + "\n")
+    write_text_atomically(out / "serve.md", markdown(result))
     return result
 
-
-_write = write_text_atomically  # a reader sees the old file or the new one, never half

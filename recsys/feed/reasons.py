@@ -79,13 +79,12 @@ def _matrix_kind_arrays(columns: tuple[str, ...]) -> list[tuple[np.ndarray, np.n
     return _kind_arrays({c: j for j, c in enumerate(columns)}, _plan(columns))
 
 
-def _ablate(x: np.ndarray, where: dict[str, int] | None, plan: dict,
-            arrays: list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+def _ablate(x: np.ndarray, kinds: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
             ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Stacked ablated copies of the rows of ``x`` (one block per evidence kind, changed rows only) and the
-    rows each block holds (``arrays``: :func:`_kind_arrays` of ``where`` and ``plan``, when already made)."""
+    """Stacked ablated copies of the rows of ``x`` (one block per evidence kind of ``kinds``, see
+    :func:`_kind_arrays`; changed rows only) and the rows each block holds."""
     blocks, rows = [], []
-    for dest, src, zero in arrays if arrays is not None else _kind_arrays(where, plan):
+    for dest, src, zero in kinds:
         old = x[:, dest]
         new = np.where(zero, 0.0, x[:, src])
         # only the ablated columns can differ: compare those (NaN against NaN is no change), not whole copies
@@ -108,7 +107,7 @@ def ablated_frames(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame, list[n
     numeric = [c for c, dt in zip(columns, frame.dtypes, strict=True)
                if isinstance(dt, np.dtype) and dt.kind in "fiu"]
     where = {c: j for j, c in enumerate(numeric)}
-    blocks, rows = _ablate(frame[numeric].to_numpy(dtype=np.float64), where, plan)
+    blocks, rows = _ablate(frame[numeric].to_numpy(dtype=np.float64), _kind_arrays(where, plan))
     stacked = pd.DataFrame(blocks, columns=numeric)
     other = [c for c in columns if c not in where]
     if other:
@@ -137,7 +136,7 @@ def matrix_contributions(x: np.ndarray, columns: list[str], score: Callable[[np.
     plan = _plan(tuple(columns))
     if not plan:
         return [], np.zeros((len(x), 0))
-    stacked, rows = _ablate(np.asarray(x, dtype=np.float64), None, plan, _matrix_kind_arrays(tuple(columns)))
+    stacked, rows = _ablate(np.asarray(x, dtype=np.float64), _matrix_kind_arrays(tuple(columns)))
     return list(plan), _losses(stacked, rows, score, base, len(x))
 
 

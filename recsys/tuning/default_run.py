@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recsys.storage.atomic import write_text_atomically
+
 __all__ = ["run_default"]
 
 
@@ -55,8 +57,6 @@ def run_default(data_dir: str | Path, *, budget_s: float | None = None, json_pat
             log(f"ratio to implicit-ALS: recall@20 {result['ratio_vs_als']['recall@20']:.3f}x, "
                 f"ndcg@20 {result['ratio_vs_als']['ndcg@20']:.3f}x")
     if json_path is not None:
-        from recsys.storage.atomic import write_text_atomically
-
         path = write_text_atomically(json_path, json.dumps(result, indent=2, default=float) + "\n")
         log(f"wrote {path}")
     if tracking:
