@@ -62,13 +62,17 @@ class Recommender:
     offline evaluation), "shared" or "refuse";
     ``trust_context_segment``: let an unknown user's ``context['segment']`` unlock invite-only items (a known
     user's segment always comes from the users table).
+    ``item_to_item``: candidates a second recall channel adds to each request beside the two-tower's
+    ``n_candidates``: the neighbours of the user's recent items in an item-to-item table built from the serving
+    log (:mod:`recsys.feed.item_table`); their rows say ``source == "item_to_item"`` and their reason names the
+    viewed item that brought them. 0 (the default) retrieves with the two-tower alone.
     """
 
     def __init__(self, *, n_candidates: int = 300, max_per_category: int | None = 3,
                  repeat_purchase_categories: Iterable[str] = (), require_in_stock: bool = True,
                  default_objective: str = "commission", cold_start: str = "auto", segment_column: str = "segment",
                  train: TrainSettings | None = None, unknown_partner: str = "refuse", no_partner: str = "auto",
-                 trust_context_segment: bool = False) -> None:
+                 trust_context_segment: bool = False, item_to_item: int = 0) -> None:
         self.n_candidates = n_candidates
         self.max_per_category = max_per_category
         self.repeat_purchase_categories = tuple(repeat_purchase_categories)
@@ -80,6 +84,7 @@ class Recommender:
         self.unknown_partner = unknown_partner
         self.no_partner = no_partner
         self.trust_context_segment = trust_context_segment
+        self.item_to_item = item_to_item
 
     # ----- building ------------------------------------------------------------------------------
     def _config(self) -> ServingConfig:
@@ -89,7 +94,7 @@ class Recommender:
         return ServingConfig(n_candidates=self.n_candidates, rules=rules, default_objective=self.default_objective,
                              cold_start=self.cold_start, segment_column=self.segment_column,
                              unknown_partner=self.unknown_partner, no_partner=self.no_partner,
-                             trust_context_segment=self.trust_context_segment)
+                             trust_context_segment=self.trust_context_segment, item_to_item=self.item_to_item)
 
     def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
             social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,

@@ -30,3 +30,17 @@ def test_recommend_benchmark_writes_latency_engines_and_throughput(tmp_path):
     md = (tmp_path / "recommend.md").read_text()
     assert "| compiled |" in md and "| sklearn |" in md and "target p99" in md and "| round 3: wall / CPU |" in md and "median CPU over the rounds" in md
     assert "| user tower | CPU ms per request |" in md
+
+
+@pytest.mark.slow
+def test_recommend_benchmark_times_both_channels_beside_the_two_tower_alone(tmp_path):
+    r = run_recommend_benchmark(n_items=3000, n_requests=30, n_batch_users=100, batch_measured_users=100,
+                                n_events=20000, index_factory="IVF16,Flat", latency_rounds=2, item_to_item=30,
+                                out_dir=tmp_path)
+    saved = json.loads((tmp_path / "recommend.json").read_text())
+    assert saved["item_to_item"] == 30 and "--item-to-item 30" in saved["cli"] and "item_to_item=30" in r["command"]
+    paired = saved["latency_paired"]
+    for side in ("both_channels", "two_tower_only", "both_channels_cpu", "two_tower_only_cpu"):
+        assert paired[side]["n"] == 60 and paired[side]["rounds"] == 2 and paired[side]["p99_ms"] > 0
+    md = (tmp_path / "recommend.md").read_text()
+    assert "up to 30 from the item-to-item channel" in md and "| two-tower alone, wall |" in md

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 def _markdown(r: dict) -> str:
-    return "\n".join(_md_setup(r) + _md_latency(r) + _md_stages(r["latency_stages_ms"], r["latency_stages_cpu_ms"])
+    return "\n".join(_md_setup(r) + _md_latency(r) + _md_paired(r) + _md_stages(r["latency_stages_ms"], r["latency_stages_cpu_ms"])
                      + _md_index_recall(r.get("index_recall", {})) + _md_engines(r) + _md_batch(r))
 
 
@@ -18,7 +18,9 @@ def _md_setup(r: dict) -> list[str]:
         "wall times include waiting for a core; CPU time (``time.thread_time``, this thread only) is the cost "
         "of a request without the wait.", "",
         f"Catalogue {r['n_items']:,} items ({r['index_factory']}, {r.get('index_params', {})}), "
-        f"{r['n_candidates']} candidates ranked per request, k={r['k']}. Ranking features computed as "
+        f"{r['n_candidates']} candidates"
+        + (f" from the two-tower and up to {r['item_to_item']} from the item-to-item channel" if r.get("item_to_item")
+           else "") + f" ranked per request, k={r['k']}. Ranking features computed as "
         f"{r.get('serving', {}).get('ranking_features')}, GBDT trees walked by "
         f"{r.get('serving', {}).get('forest_engine')}.", ""]
 
@@ -41,6 +43,21 @@ def _md_latency(r: dict) -> list[str]:
         *[f"| round {i + 1}: wall / CPU | {w['p50_ms']:.2f} / {c['p50_ms']:.2f} | {w['p90_ms']:.2f} / "
           f"{c['p90_ms']:.2f} | {w['p99_ms']:.2f} / {c['p99_ms']:.2f} | {w['mean_ms']:.2f} / {c['mean_ms']:.2f} | |"
           for i, (w, c) in enumerate((x["wall"], x["cpu"]) for x in r.get("latency_rounds", []))]]
+
+
+def _md_paired(r: dict) -> list[str]:
+    p = r.get("latency_paired")
+    if not p:
+        return []
+    row = lambda name, x: (f"| {name} | {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "  # noqa: E731
+                           f"{x['mean_ms']:.2f} |")
+    ratio = p["both_channels"]["p99_ms"] / p["two_tower_only"]["p99_ms"]
+    return ["", f"The same requests again, rounds alternating between both channels (two-tower + up to "
+                f"{r['item_to_item']} item-to-item candidates) and the two-tower alone on the same Recommender "
+                f"(median of {p['both_channels']['rounds']} rounds each); p99 ratio {ratio:.2f}:", "",
+            "| channels | p50 ms | p90 ms | p99 ms | mean ms |", "|---|---|---|---|---|",
+            row("**both, wall**", p["both_channels"]), row("two-tower alone, wall", p["two_tower_only"]),
+            row("both, CPU", p["both_channels_cpu"]), row("two-tower alone, CPU", p["two_tower_only_cpu"])]
 
 
 def _md_stages(st: dict, st_cpu: dict) -> list[str]:

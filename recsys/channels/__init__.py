@@ -8,10 +8,13 @@
 - :mod:`recsys.channels.two_tower_fit`: the two-tower fitted for validation and for serving, cacheable.
 
 A package of its own, beside ``recsys.models`` (what scores) and ``recsys.index`` (what searches): a channel
-composes a model with a way of serving it. Today the channels and their fusion are what ``recsys benchmark
-retrieval`` measures (``recsys.bench.retrieval``, ``recsys.bench.retrieval_pipeline``); the
-:class:`~recsys.recommender.Recommender` does not merge them yet: its feeds come from the two-tower's index and
-the partner's popular items.
+composes a model with a way of serving it. The channels and their fusion are what ``recsys benchmark retrieval``
+measures (``recsys.bench.retrieval``, ``recsys.bench.retrieval_pipeline``). The
+:class:`~recsys.recommender.Recommender` serves three channels of its own: the two-tower through its index, an
+item-to-item table when ``item_to_item`` is set (:mod:`recsys.feed.item_table`, the same cosine co-occurrence as
+:class:`ItemToItemChannel`, built over catalogue positions from the serving log) and the partner's popular items
+(the backfill tier); the graph filter and friends' items are not among them (friends' activity is a ranker
+feature there).
 """
 
 from recsys.channels.base import Channel, EmbeddingServing, ItemTableServing

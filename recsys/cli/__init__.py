@@ -187,6 +187,9 @@ def benchmark_recommend(
     requests: Annotated[int, typer.Option("--requests", help="Single recommend() calls timed.")] = 2000,
     batch_users: Annotated[int, typer.Option("--batch-users", help="Users in the recommend_batch run.")] = 100_000,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Rounds of --requests calls; medians reported.")] = 5,
+    item_to_item: Annotated[int, typer.Option("--item-to-item", min=0, help=(
+        "Candidates the item-to-item channel adds per request (0: the two-tower alone); with it the two-tower "
+        "alone is timed beside it."))] = 0,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
         "experiments/recommend"),
 ) -> None:
@@ -194,7 +197,7 @@ def benchmark_recommend(
     from recsys.bench.recommend import run_recommend_benchmark
 
     _echo_json(run_recommend_benchmark(n_items=items, n_requests=requests, n_batch_users=batch_users,
-                                       latency_rounds=rounds, out_dir=out_dir), None)
+                                       latency_rounds=rounds, item_to_item=item_to_item, out_dir=out_dir), None)
 
 
 @benchmark_app.command("distributed")

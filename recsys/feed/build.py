@@ -61,6 +61,10 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                          popular=popular, config=config, as_of=as_of,
                          tables={k: v for k, v in tables.items() if v is not None},
                          vocab_to_pos=vocab_positions(pipeline, catalogue), builder_params=builder_params)
+    if config.item_to_item:
+        from recsys.feed.item_table import history_table
+
+        state.item_table = history_table(user_state.history, state.vocab_to_pos, len(catalogue))
     state.candidate_features()  # built now, not on the first request
     known_partners(state)  # the partners and per-partner histories, built now too
     state.folded_tower()

@@ -24,6 +24,7 @@ from recsys.feed.output import (
 )
 from recsys.feed.partners import (
     check_partner,
+    partner_items,
     partner_pool,
     pool_key,
     pool_positions,
@@ -182,6 +183,45 @@ def _popular(state: ServingState, req: Request, scope: RequestScope, n: int, ski
     return pos[part][ok][:n], score[part][ok][:n]
 
 
+def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The item-to-item channel's candidates for one request: the best ``config.item_to_item`` eligible items the
+    neighbour lists of its user's recent items reach, not in ``skip`` (the two-tower's); ``(positions, summed
+    weights, anchor)``. The seeds are the items a reason on this partner may cite (recsys.feed.partners), so the
+    viewed item a row names is always one the user engaged with there."""
+    from recsys.feed.item_table import SEED_ITEMS
+
+    none = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
+    if req.row < 0 or state.vocab_to_pos is None:
+        return none
+    seeds = state.vocab_to_pos[state.users.history_items(req.row)]
+    seeds = seeds[seeds >= 0]
+    allowed = partner_items(state, req.row, req.media_id)
+    if allowed is not None:
+        seeds = seeds[in_sorted(seeds, allowed)]
+    items, sums, anchor = state.item_table.reach(np.unique(seeds[-SEED_ITEMS:]))
+    ok = eligible(state.catalogue, items, scope, state.config.rules)
+    if len(skip):
+        ok &= ~in_sorted(items, np.sort(skip))
+    items, sums, anchor = items[ok], sums[ok], anchor[ok]
+    top = np.lexsort((items, -sums))[:state.config.item_to_item]  # heaviest first, then lower position
+    return items[top], sums[top], anchor[top]
+
+
+def _merge_channels(state: ServingState, reqs: list[Request], scopes: list[RequestScope], idx: list[int],
+                    firsts: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Append the item-to-item channel's candidates to the first tier of each retrieved request in ``idx`` (in
+    place); returns per request the channel (0 two-tower, 1 item-to-item) and anchor of its first-tier rows."""
+    out = {}
+    for i in idx:
+        pos, score = firsts[i]
+        extra, weight, anchor = _item_to_item(state, reqs[i], scopes[i], pos)
+        firsts[i] = (np.concatenate([pos, extra]), np.concatenate([score, weight]))
+        out[i] = (np.repeat(np.array([0, 1], np.int8), [len(pos), len(extra)]),
+                  np.concatenate([np.full(len(pos), -1, np.int64), anchor]))
+    return out
+
+
 def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float] | None = None, *,
               with_request: bool = False, cpu_timings: dict[str, float] | None = None,
               drop: tuple[str, ...] = (), as_columns: bool = False) -> pd.DataFrame | dict[str, Any]:
@@ -204,12 +244,14 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     clock.lap("retrieve")
     firsts = [retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
               for i, r in enumerate(reqs)]
+    merged = _merge_channels(state, reqs, scopes, ret_idx, firsts) if state.item_table is not None and \
+        state.config.item_to_item else {}
     # backfill tier: the partner's popular items, twice k so that it can also restore category variety
     ns = [2 * r.k for r in reqs]
     backfill = popular_tiers(state, reqs, scopes, ns, [f[0] for f in firsts],
                              lambda i: _popular(state, reqs[i], scopes[i], ns[i], firsts[i][0]))
     blocks = [b for i in range(len(reqs)) for b in ((i, 0, *firsts[i]), (i, 1, *backfill[i]))]
-    cand = candidates(state, blocks, q, vector_of)
+    cand = candidates(state, blocks, q, vector_of, {2 * i: v for i, v in merged.items()})
     ranked = rank(state, reqs, cand, clock)
     sels = select_feeds(state.catalogue, scopes, state.config.rules, [r.k for r in reqs], cand.req, cand.tier,
                         cand.pos, ranked.scores, 2)  # apply_rules per request, in one pass over the batch

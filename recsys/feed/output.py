@@ -21,7 +21,7 @@ __all__ = ["OUTPUT_COLUMNS", "score_kind"]
 
 OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
                   "source", "fallback", "score_kind")
-SOURCES = ("retrieval", "popular", "backfill")
+SOURCES = ("retrieval", "item_to_item", "popular", "backfill")
 
 
 def score_kind(state: ServingState, req: Request) -> str:
@@ -51,10 +51,15 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
     popular_path = np.array([r.path == "popular" for r in reqs], bool)[req_i] if len(req_i) else np.zeros(0, bool)
     source = np.where(tier == 0, np.where(popular_path, "popular", "retrieval"),
                       np.where(tier == 1, "popular", "backfill")).astype(object)
+    i2i = np.zeros(len(pos), bool)
+    if cand.channel is not None and len(pos):
+        i2i = has_row & (cand.channel[safe] == 1)
+        source[i2i] = "item_to_item"
     empty = not len(cand)
     pctr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pctr.astype(np.float64)[safe], np.nan)
     pcvr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pcvr.astype(np.float64)[safe], np.nan)
-    codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row)
+    codes, anchor = _reason_codes(state, reqs, ranked, req_i, pos, score, source, safe, has_row,
+                                  (i2i, cand.anchor[safe] if i2i.any() else None))
     memo: dict = {}  # the same sentence for the same (partner, code, item's category, named item): built once
     reasons = [_text(state, reqs[i], code, p, a, memo) for i, code, p, a in zip(req_i, codes, pos, anchor, strict=True)]
     starts = np.concatenate(([0], np.flatnonzero(np.diff(req_i)) + 1)) if len(req_i) else np.zeros(0, np.int64)
@@ -70,13 +75,15 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
 
 
 def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_i: np.ndarray, pos: np.ndarray,
-                  score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  score: np.ndarray, source: np.ndarray, safe: np.ndarray, has_row: np.ndarray,
+                  channel: tuple[np.ndarray, np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Reason code and the named viewed item (position, -1 for none) of every output row. The viewed item
     named is the most similar one of the user's history in the item's own category, else the most similar
-    of all (then it must be alike enough to be named: :func:`choose_reasons`)."""
+    of all (then it must be alike enough to be named: :func:`choose_reasons`). A row the item-to-item channel
+    brought (``channel``: the mask of those rows and their anchors) names the viewed item that brought it."""
     n = len(pos)
-    default = np.where(source == "retrieval", "for_you", "popular").astype(object)
+    default = np.where(source == "popular", "popular", "for_you").astype(object)
+    default[source == "backfill"] = "popular"
     sim, anchor, same_category = np.full(n, np.nan), np.full(n, -1, np.int64), np.zeros(n, bool)
     if state.vocab_to_pos is not None:
         cat = state.catalogue.category_code
@@ -96,6 +103,9 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
             best = np.where(has_same, np.where(same, s, -np.inf).argmax(axis=1), s.argmax(axis=1))
             sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
             same_category[m] = has_same
+    if channel is not None and channel[0].any():  # named by the table: people who engaged with it chose this too
+        rows = channel[0]
+        sim[rows], anchor[rows], same_category[rows] = 1.0, channel[1][rows], True
     names: list[str] = []
     values = np.zeros((n, 0))
     if ranked.contributions is not None and has_row.any():

@@ -29,7 +29,9 @@ __all__ = ["Candidates", "Ranked", "candidates", "rank", "MATRIX_ROWS"]
 @dataclass
 class Candidates:
     """One row per (request, candidate), as arrays grouped by request then tier: request number, tier,
-    catalogue position, the score to use without a ranker, the two-tower score and rank within the tier."""
+    catalogue position, the score to use without a ranker, the two-tower score and rank within the block, and
+    the channel that brought the row (``channel``: 0 the request's own path, 1 the item-to-item channel, whose
+    rows also carry ``anchor``, the viewed item lending them the most weight; -1 elsewhere)."""
 
     req: np.ndarray
     tier: np.ndarray
@@ -37,6 +39,8 @@ class Candidates:
     base: np.ndarray
     two_tower: np.ndarray
     rank: np.ndarray
+    channel: np.ndarray | None = None
+    anchor: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -54,9 +58,11 @@ class Ranked:
 
 
 def candidates(state: ServingState, blocks: list[tuple[int, int, np.ndarray, np.ndarray]], vectors: np.ndarray,
-               vector_of: np.ndarray) -> Candidates:
+               vector_of: np.ndarray, channels: dict[int, tuple[np.ndarray, np.ndarray]] | None = None
+               ) -> Candidates:
     """Candidate rows from ``blocks`` (request, tier, positions, scores), kept in that order
-    (``vector_of[i]``: the row of request i in ``vectors``, -1 for none)."""
+    (``vector_of[i]``: the row of request i in ``vectors``, -1 for none). ``channels`` (optional): per block
+    number, each row's channel and anchor (see :class:`Candidates`); other blocks' rows are channel 0."""
     cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa: E731
     sizes = np.asarray([len(p) for _, _, p, _ in blocks], np.int64)
     req = np.repeat(np.asarray([i for i, _, _, _ in blocks], np.int64), sizes)
@@ -70,7 +76,12 @@ def candidates(state: ServingState, blocks: list[tuple[int, int, np.ndarray, np.
     has_q = q_row >= 0
     if has_q.any():
         two_tower[has_q] = np.einsum("ij,ij->i", vectors[q_row[has_q]], state.item_emb[pos[has_q]]).astype(np.float64)
-    return Candidates(req, tier, pos, np.where(np.isnan(two_tower), base, two_tower), two_tower, rank)
+    channel = anchor = None
+    if channels:
+        channel, anchor = np.zeros(len(pos), np.int8), np.full(len(pos), -1, np.int64)
+        for b, (ch, an) in channels.items():
+            channel[starts[b]:starts[b] + sizes[b]], anchor[starts[b]:starts[b] + sizes[b]] = ch, an
+    return Candidates(req, tier, pos, np.where(np.isnan(two_tower), base, two_tower), two_tower, rank, channel, anchor)
 
 
 def _timestamps(state: ServingState, reqs: list[Request]) -> np.ndarray:

@@ -143,7 +143,8 @@ class RankerConfig:
 class RecommenderConfig:
     """Serving settings stored in the bundle (see :class:`recsys.recommender.Recommender`). ``no_partner``:
     what a request without a partner gets ("auto": refused when some partner's pool is restricted, else the
-    catalogue; "catalogue" for a network that serves its own pages)."""
+    catalogue; "catalogue" for a network that serves its own pages). ``item_to_item``: candidates the
+    item-to-item channel adds to each request beside the two-tower's (0: the two-tower alone)."""
 
     n_candidates: int = bounded(300, low=1)
     max_per_category: int | None = bounded(3, low=1)
@@ -151,6 +152,7 @@ class RecommenderConfig:
     cold_start: str = choice("auto", ("auto", "features", "popular"))
     require_in_stock: bool = True
     no_partner: str = choice("auto", ("auto", "catalogue", "shared", "refuse"))
+    item_to_item: int = bounded(0, low=0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""The item-to-item recall channel of the Recommender: a top-M neighbour table over catalogue positions.
+
+:meth:`ItemTable.build` counts how often two items share a user's history (the serving log's recent positive
+items, the same rows the user tower reads) and keeps each item's ``neighbours`` most similar items by cosine,
+``C_ij / sqrt(d_i d_j)`` (``C``: users holding both, ``d``: users holding each), itself left out.
+:meth:`ItemTable.reach` gives a request's candidates: the neighbours of the user's items, weights summed, and
+for each the user's item that lends it the most weight (the item a reason names: "because you viewed ...").
+
+The table is rebuilt from the serving log whenever a serving state is built (a fit, a load), so a saved bundle
+needs no new file and a reloaded one serves the same candidates. It is a CSR over positions: rows of items that
+no history holds are empty, so a 1M-item catalogue with a small log costs little.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.errors import ConfigError
+
+__all__ = ["ItemTable", "NEIGHBOURS", "SEED_ITEMS"]
+
+NEIGHBOURS = 50  # neighbours kept per item
+SEED_ITEMS = 50  # a request's most recent history items whose neighbours it reaches
+BLOCK_ENTRIES = 20_000_000  # co-occurrence entries held at once while building (about 240 MB)
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """``indptr`` (n_items + 1), ``indices`` (neighbour positions) and ``weights`` (cosine, float32): row ``i``
+    lists item ``i``'s neighbours, best first (ties: lower position first)."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        """Rows of the table (catalogue positions it covers)."""
+        return len(self.indptr) - 1
+
+    @classmethod
+    def build(cls, interactions: sp.spmatrix, neighbours: int = NEIGHBOURS, *,
+              block_entries: int = BLOCK_ENTRIES) -> ItemTable:
+        """The table of a users x items matrix (any nonzero counts once). Items are processed in blocks holding
+        at most about ``block_entries`` co-occurrence entries, so memory is bounded whatever the log's size."""
+        if isinstance(neighbours, bool) or not isinstance(neighbours, int | np.integer) or neighbours < 1:
+            raise ConfigError(f"neighbours must be a positive integer; got {neighbours!r}.")
+        x = sp.csr_matrix(interactions, dtype=np.float32, copy=True)
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        x.eliminate_zeros()
+        n = x.shape[1]
+        deg = np.asarray(x.sum(axis=0)).ravel()
+        active = np.flatnonzero(deg > 0)
+        xa = x[:, active].tocsr()
+        xt = xa.T.tocsr()
+        inv = (1.0 / np.sqrt(deg[active])).astype(np.float32)
+        # entries item i's row of C can hold: the summed history lengths of its users (an upper bound)
+        bound = xt @ np.diff(xa.indptr).astype(np.float64)
+        cum = np.cumsum(bound)
+        rows, cols, vals = [], [], []
+        start = 0
+        while start < len(active):
+            done = cum[start - 1] if start else 0.0
+            stop = max(start + 1, int(np.searchsorted(cum, done + block_entries, side="right")))
+            block = (xt[start:stop] @ xa).tocoo()
+            r, c = block.row.astype(np.int64) + start, block.col.astype(np.int64)
+            w = block.data * inv[r] * inv[c]
+            keep = r != c
+            r, c, w = r[keep], c[keep], w[keep]
+            order = np.lexsort((c, -w, r))  # per row: heaviest first, then lower position
+            r, c, w = r[order], c[order], w[order]
+            firsts = np.searchsorted(r, r, side="left")
+            top = np.arange(len(r)) - firsts < neighbours
+            rows.append(active[r[top]])
+            cols.append(active[c[top]])
+            vals.append(w[top].astype(np.float32))
+            start = stop
+        r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        indptr = np.zeros(n + 1, np.int64)
+        np.add.at(indptr, r + 1, 1)
+        return cls(np.cumsum(indptr), np.concatenate(cols) if cols else np.zeros(0, np.int64),
+                   np.concatenate(vals) if vals else np.zeros(0, np.float32))
+
+    def reach(self, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items the neighbour lists of ``seeds`` (positions) reach: ``(items, summed weights, anchor)``, items in
+        ascending order, ``anchor`` the seed lending each item the most weight (ties: the earlier seed)."""
+        seeds = np.asarray(seeds, np.int64)
+        seeds = seeds[(seeds >= 0) & (seeds < self.n_items)]
+        starts, lengths = self.indptr[seeds], self.indptr[seeds + 1] - self.indptr[seeds]
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
+        flat = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+        items, w, seed_of = self.indices[flat], self.weights[flat].astype(np.float64), np.repeat(seeds, lengths)
+        order = np.lexsort((-w, items))  # by item, heaviest contribution first (stable: seed order on ties)
+        items, w, seed_of = items[order], w[order], seed_of[order]
+        first = np.concatenate(([0], np.flatnonzero(items[1:] != items[:-1]) + 1))
+        return items[first], np.add.reduceat(w, first), seed_of[first]
+
+
+def history_table(history: sp.csr_matrix, vocab_to_pos: np.ndarray | None, n_items: int,
+                  neighbours: int = NEIGHBOURS) -> ItemTable:
+    """The table of the serving histories (users x the pipeline's item vocabulary, :class:`~recsys.feed.users.
+    UserState`), their columns mapped to catalogue positions by ``vocab_to_pos`` (items without one dropped)."""
+    h = sp.csr_matrix(history)
+    cols = h.indices.astype(np.int64)
+    if vocab_to_pos is not None:
+        cols = np.where(cols < len(vocab_to_pos), vocab_to_pos[np.minimum(cols, max(len(vocab_to_pos) - 1, 0))], -1) \
+            if len(vocab_to_pos) else np.full(len(cols), -1, np.int64)
+    rows = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
+    ok = (cols >= 0) & (cols < n_items)
+    x = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (rows[ok], cols[ok])), shape=(h.shape[0], n_items))
+    return ItemTable.build(x, neighbours)

@@ -1,0 +1,201 @@
+"""The item-to-item recall channel inside ``Recommender.recommend``: the neighbour table against a dense
+reference, the reach of a request's seeds, and feeds that merge the channel's candidates with the two-tower's
+(rules hold, batch equals single, a reloaded bundle serves the same, the reason names the item that brought a row).
+
+The Recommender is the shared one of tests/test_recommender.py, recomposed with ``item_to_item`` and only 10
+two-tower candidates, so the channel's items reach the feeds of a small world.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from recsys.errors import ConfigError
+from recsys.feed.item_table import SEED_ITEMS, ItemTable
+from recsys.feed.partners import partner_items
+from recsys.feed.rules import RequestScope, feed_violations, in_sorted
+from recsys.feed.state import ServingConfig
+from tests.test_recommender import fitted, world
+
+PARTNERS = ["app-0", "guide-0", "kol-0", None]
+
+
+def dense_reference(x: np.ndarray, m: int) -> tuple[list[list[int]], list[np.ndarray]]:
+    """Each item's ``m`` best neighbours by cosine of the binary columns (self and zero left out; ties: lower
+    item first), computed densely."""
+    b = (x != 0).astype(np.float64)
+    co = b.T @ b
+    deg = np.diag(co).copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cos = np.where(np.outer(deg, deg) > 0, co / np.sqrt(np.outer(deg, deg)), 0.0)
+    np.fill_diagonal(cos, 0.0)
+    ids, vals = [], []
+    for i in range(len(cos)):
+        nz = [j for j in np.flatnonzero(cos[i] > 0)]
+        best = sorted(nz, key=lambda j: (-cos[i, j], j))[:m]
+        ids.append(best)
+        vals.append(cos[i, best])
+    return ids, vals
+
+
+@pytest.mark.parametrize("block_entries", [50, 20_000_000])
+def test_the_table_is_the_dense_cosine_top_m(block_entries):
+    rng = np.random.default_rng(3)
+    x = (rng.random((120, 40)) < 0.12) * rng.integers(1, 4, (120, 40))  # counts: any nonzero counts once
+    x[:, 7] = 0  # an item nobody holds has an empty row
+    table = ItemTable.build(sp.csr_matrix(x), 6, block_entries=block_entries)  # 50 entries: many blocks
+    ids, vals = dense_reference(x, 6)
+    assert table.n_items == 40
+    assert table.indptr[8] == table.indptr[7]
+    for i in range(40):
+        lo, hi = table.indptr[i], table.indptr[i + 1]
+        assert table.indices[lo:hi].tolist() == ids[i]
+        # float32 weights against float64 cosines: equal to float32 rounding
+        np.testing.assert_allclose(table.weights[lo:hi], vals[i], rtol=1e-6)
+
+
+def test_reach_sums_the_seeds_lists_and_names_the_heaviest_seed():
+    table = ItemTable(indptr=np.array([0, 2, 4, 4, 5]), indices=np.array([1, 3, 0, 3, 1]),
+                      weights=np.array([0.5, 0.2, 0.5, 0.4, 0.9], np.float32))
+    items, sums, anchor = table.reach(np.array([0, 1, 3, 9]))  # 9 is beyond the table: ignored
+    assert items.tolist() == [0, 1, 3]
+    np.testing.assert_allclose(sums, [0.5, 0.5 + 0.9, 0.2 + 0.4], rtol=1e-6)
+    assert anchor.tolist() == [1, 3, 1]  # item 1: seed 3 lends 0.9 > 0.5; item 3: seed 1 lends 0.4 > 0.2
+    empty = table.reach(np.array([2], np.int64))
+    assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_item_to_item_must_be_a_non_negative_int():
+    for bad in (-1, 1.5, True, "10"):
+        with pytest.raises(ConfigError, match="item_to_item"):
+            ServingConfig(item_to_item=bad)
+
+
+@functools.cache
+def channel_rec(item_to_item: int = 20):
+    """The shared Recommender's components, served with 10 two-tower candidates and the item-to-item channel."""
+    from recsys.recommender import Recommender
+
+    s, w = fitted()._state, world()
+    return Recommender.from_components(
+        pipeline=s.pipeline, model=s.model, items=w.items, events=w.events, ranker=s.ranker,
+        feature_builder=s.builder, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
+        item_embeddings=s.item_emb, n_candidates=10, max_per_category=2, no_partner="catalogue",
+        item_to_item=item_to_item)
+
+
+def users_with_history(n: int = 40) -> list:
+    ev = world().events
+    return ev.loc[ev["event_type"].astype(str) == "click", "user_id"].drop_duplicates().head(n).tolist()
+
+
+def seeds_of(rec, user_id, media_id) -> np.ndarray:
+    """The request's seed items, rebuilt from the user's history and the partner's citable items."""
+    s = rec._state
+    row = int(s.users.rows([user_id])[0])
+    seeds = s.vocab_to_pos[s.users.history_items(row)]
+    seeds = seeds[seeds >= 0]
+    allowed = partner_items(s, row, media_id)
+    if allowed is not None:
+        seeds = seeds[in_sorted(seeds, allowed)]
+    return np.unique(seeds[-SEED_ITEMS:])
+
+
+def test_channel_rows_are_reached_by_the_users_items_and_rules_hold():
+    rec = channel_rec()
+    s = rec._state
+    cat = s.catalogue
+    two_tower_only = channel_rec(0)
+    assert two_tower_only._state.item_table is None
+    n_channel_rows = 0
+    for user in users_with_history():
+        for media in PARTNERS:
+            feed = rec.recommend(user, k=12, media_id=media).items
+            mine = feed[feed["source"] == "item_to_item"]
+            n_channel_rows += len(mine)
+            if len(mine):
+                reached = s.item_table.reach(seeds_of(rec, user, media))[0]
+                assert set(cat.positions(mine["item_id"].to_numpy()).tolist()) <= set(reached.tolist())
+                seed_titles = {cat.title[p] or str(cat.ids[p]) for p in seeds_of(rec, user, media)}
+                for code, reason in zip(mine["reason_code"], mine["reason"], strict=True):
+                    if code == "viewed":  # the named item is one of the seeds that brought the row
+                        assert reason.removeprefix("because you viewed ") in seed_titles
+            # never a row the two-tower's own 10 already hold twice, and every rule holds
+            assert not feed["item_id"].duplicated().any()
+            row = int(s.users.rows([user])[0])
+            scope = RequestScope(pool=s.pools.get(media) if media else None,
+                                 segments=frozenset([s.users.segments[row]]) if s.users.segments[row] else frozenset(),
+                                 excluded=np.unique(s.users.bought(row)))
+            assert feed_violations(cat, scope, s.config.rules, cat.positions(feed["item_id"].to_numpy()), 12) == []
+    assert n_channel_rows > 50  # the channel does reach the feeds (10 two-tower candidates cannot fill them)
+
+
+def test_channel_rows_name_their_viewed_item_unless_stronger_evidence_drove_the_score():
+    rec = channel_rec()
+    feeds = pd.concat([rec.recommend(u, k=12, media_id="app-0").items for u in users_with_history()])
+    mine = feeds[feeds["source"] == "item_to_item"]
+    # "viewed" by default; the ranker's evidence (friends, trending) when removing it costs more score
+    assert set(mine["reason_code"]) <= {"viewed", "friends", "trending"}
+    assert (mine["reason_code"] == "viewed").sum() >= 20
+    assert (feeds.loc[feeds["source"] == "retrieval", "reason_code"] != "popular").all()
+
+
+def test_batch_equals_single_and_a_reloaded_bundle_serves_the_same(tmp_path):
+    import recsys
+
+    rec = channel_rec()
+    users = users_with_history(25)
+    requests = pd.DataFrame({"user_id": users, "media_id": "app-0"})
+    batch = rec.recommend_batch(requests, k=12)
+    single = pd.concat([rec.recommend(u, k=12, media_id="app-0").items for u in users], ignore_index=True)
+    cols = ["item_id", "score", "source", "reason"]
+    # the same code path on a batch of one and of many: the rows are identical
+    pd.testing.assert_frame_equal(batch[cols].reset_index(drop=True), single[cols])
+    assert (batch["source"] == "item_to_item").any()
+    loaded = recsys.load(rec.save(tmp_path / "bundle"))
+    assert loaded.item_to_item == 20 and loaded._state.config.item_to_item == 20
+    np.testing.assert_array_equal(loaded._state.item_table.indices, rec._state.item_table.indices)
+    again = loaded.recommend_batch(requests, k=12)
+    pd.testing.assert_frame_equal(again[cols].reset_index(drop=True), batch[cols].reset_index(drop=True))
+
+
+def test_a_user_without_history_gets_no_channel_rows():
+    feed = channel_rec().recommend("someone-new", k=12, media_id="app-0").items
+    assert len(feed) == 12 and not (feed["source"] == "item_to_item").any()
+
+
+def test_a_train_config_sets_the_channel_and_refuses_a_negative_count():
+    from recsys.fit.parsing import parse
+    from recsys.fit.settings import RecommenderConfig
+
+    assert parse(RecommenderConfig, {"item_to_item": 40}).item_to_item == 40
+    assert parse(RecommenderConfig, {}).item_to_item == 0
+    with pytest.raises(ConfigError, match="item_to_item"):
+        parse(RecommenderConfig, {"item_to_item": -3}, path="recommender")
+
+
+def test_catalogue_updates_keep_the_channel_and_removed_items_leave_it():
+    from recsys.recommender import Recommender
+
+    base = channel_rec()
+    s, w = base._state, world()
+    rec = Recommender.from_components(
+        pipeline=s.pipeline, model=s.model, items=w.items, events=w.events, ranker=s.ranker,
+        feature_builder=s.builder, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
+        item_embeddings=s.item_emb, n_candidates=10, max_per_category=2, no_partner="catalogue", item_to_item=20)
+    user = next(u for u in users_with_history()
+                if (rec.recommend(u, k=12, media_id="app-0").items["source"] == "item_to_item").any())
+    before = rec.recommend(user, k=12, media_id="app-0").items
+    table = rec._state.item_table
+    gone = before.loc[before["source"] == "item_to_item", "item_id"].tolist()
+    rec.remove_items(gone)
+    new = w.items.head(3).assign(item_id=lambda d: d["item_id"] + 10**6)  # beyond the table's rows
+    rec.add_items(new, media_pools=pd.DataFrame({"media_id": "app-0", "item_id": new["item_id"]}))
+    assert rec._state.item_table is table  # updates carry the table over (it is rebuilt only from a serving log)
+    after = rec.recommend(user, k=12, media_id="app-0").items
+    assert len(after) == 12 and not set(gone) & set(after["item_id"])
