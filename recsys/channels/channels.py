@@ -136,20 +136,20 @@ class ItemToItemChannel(_Fitted):
         return block
 
 
-def _cooccurrence_table(seen: sp.csr_matrix, m: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Each item's ``m`` most co-occurring items by cosine, itself left out (n_items x m, -1 / -inf padded)."""
+def _cooccurrence_table(seen: sp.csr_matrix, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``m`` most co-occurring items by cosine, itself left out (n_items x m, -1 / -inf padded): the
+    serving table of :class:`recsys.feed.item_table.ItemTable`, padded into rows."""
+    from recsys.feed.item_table import ItemTable
+
     n = seen.shape[1]
-    deg = np.asarray(seen.sum(0)).ravel()
-    inv = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1)), 0).astype(np.float32)
-    seen_t = seen.T.tocsr()
-    ids = np.full((n, min(m, n)), -1, np.int64)
-    vals = np.full((n, min(m, n)), -np.inf, np.float32)
-    for s in range(0, n, chunk):
-        items = np.arange(s, min(s + chunk, n))
-        block = np.asarray((seen_t[items] @ seen).toarray(), np.float32) * inv[items, None] * inv[None, :]
-        block[np.arange(items.size), items] = 0
-        block[block <= 0] = -np.inf
-        ids[items], vals[items] = top_eligible(block, min(m, n), None)
+    table = ItemTable.build(seen, m)
+    width = min(m, n)
+    counts = np.diff(table.indptr)
+    row = np.repeat(np.arange(n), counts)
+    col = np.arange(len(table.indices)) - np.repeat(table.indptr[:-1], counts)
+    ids = np.full((n, width), -1, np.int64)
+    vals = np.full((n, width), -np.inf, np.float32)
+    ids[row, col], vals[row, col] = table.indices, table.weights
     return ids, vals
 
 

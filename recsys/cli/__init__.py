@@ -200,6 +200,22 @@ def benchmark_recommend(
                                        latency_rounds=rounds, item_to_item=item_to_item, out_dir=out_dir), None)
 
 
+@benchmark_app.command("channels")
+def benchmark_channels(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="A LightGCN-format directory (train.txt, test.txt).")],
+    embedding: Annotated[str, typer.Option("--embedding", help="The embedding channel: als or two_tower.")] = "als",
+    config: Annotated[Path | None, typer.Option("--config", help="The two-tower's settings (YAML) for "
+                                                "--embedding two_tower.")] = None,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, help="The embedding channel's n.")] = 300,
+    json_path: JsonOpt = None,
+) -> None:
+    """Candidate recall of the embedding channel alone and with the item-to-item channel, for the same slots."""
+    from recsys.bench.channel_recall import run_channel_recall_benchmark
+
+    _echo_json(run_channel_recall_benchmark(data_dir, json_path, n_candidates=candidates, embedding=embedding,
+                                            config=config), None)
+
+
 @benchmark_app.command("distributed")
 def benchmark_distributed(
     config: Annotated[Path, typer.Option("--config", "-c", help="A train config, e.g. experiments/distributed/gowalla.yaml.")],

@@ -66,23 +66,28 @@ class ItemTable:
         while start < len(active):
             done = cum[start - 1] if start else 0.0
             stop = max(start + 1, int(np.searchsorted(cum, done + block_entries, side="right")))
-            block = (xt[start:stop] @ xa).tocoo()
-            r, c = block.row.astype(np.int64) + start, block.col.astype(np.int64)
-            w = block.data * inv[r] * inv[c]
+            block = xt[start:stop] @ xa
+            block.sort_indices()  # each row's entries by column: the stable sort below keeps that order on ties
+            counts = np.diff(block.indptr)
+            r = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
+            c = block.indices.astype(np.int64)
+            w = (block.data * inv[r] * inv[c]).astype(np.float32)
             keep = r != c
             r, c, w = r[keep], c[keep], w[keep]
-            order = np.lexsort((c, -w, r))  # per row: heaviest first, then lower position
+            # per row, heaviest first, then lower position: one stable sort of (row, inverted weight bits); the
+            # bits of a positive float32 order as the float does
+            key = (r << 31) | (0x7FFFFFFF - w.view(np.int32).astype(np.int64))
+            order = np.argsort(key, kind="stable")
             r, c, w = r[order], c[order], w[order]
-            firsts = np.searchsorted(r, r, side="left")
-            top = np.arange(len(r)) - firsts < neighbours
+            per_row = np.bincount(r - start, minlength=stop - start)
+            top = np.arange(len(r)) - np.repeat(np.cumsum(per_row) - per_row, per_row) < neighbours
             rows.append(active[r[top]])
             cols.append(active[c[top]])
             vals.append(w[top].astype(np.float32))
             start = stop
         r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-        indptr = np.zeros(n + 1, np.int64)
-        np.add.at(indptr, r + 1, 1)
-        return cls(np.cumsum(indptr), np.concatenate(cols) if cols else np.zeros(0, np.int64),
+        indptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n)))).astype(np.int64)
+        return cls(indptr, np.concatenate(cols) if cols else np.zeros(0, np.int64),
                    np.concatenate(vals) if vals else np.zeros(0, np.float32))
 
     def reach(self, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
