@@ -199,3 +199,18 @@ def test_catalogue_updates_keep_the_channel_and_removed_items_leave_it():
     assert rec._state.item_table is table  # updates carry the table over (it is rebuilt only from a serving log)
     after = rec.recommend(user, k=12, media_id="app-0").items
     assert len(after) == 12 and not set(gone) & set(after["item_id"])
+
+
+def test_batch_scoring_writes_the_channels_rows_as_recommend_batch_gives_them(tmp_path):
+    from recsys.batch.job import score
+
+    rec = channel_rec()
+    users = users_with_history(30)
+    score(rec, tmp_path / "out", media_id="app-0", users=users, k=12, chunk_size=8, progress=False, workers=1,
+          scored_at="2026-01-02 03:04:05")
+    got = pd.read_parquet(tmp_path / "out").sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
+    want = rec.recommend_batch(users, k=12, media_id="app-0").sort_values(["user_id", "rank"], kind="stable")
+    cols = ["user_id", "rank", "item_id", "score", "reason"]
+    assert "item_to_item" in set(want["source"])
+    pd.testing.assert_frame_equal(got[cols].reset_index(drop=True).astype(object),
+                                  want[cols].reset_index(drop=True).astype(object))
