@@ -214,3 +214,27 @@ def test_batch_scoring_writes_the_channels_rows_as_recommend_batch_gives_them(tm
     assert "item_to_item" in set(want["source"])
     pd.testing.assert_frame_equal(got[cols].reset_index(drop=True).astype(object),
                                   want[cols].reset_index(drop=True).astype(object))
+
+
+def test_a_live_click_seeds_the_channel_at_once():
+    from recsys.recommender import Recommender
+
+    s, w = fitted()._state, world()
+    rec = Recommender.from_components(
+        pipeline=s.pipeline, model=s.model, items=w.items, events=w.events, ranker=s.ranker,
+        feature_builder=s.builder, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools,
+        item_embeddings=s.item_emb, n_candidates=10, max_per_category=2, no_partner="catalogue", item_to_item=20)
+    user = users_with_history()[0]
+    table, cat = rec._state.item_table, rec._state.catalogue
+    pool = set(w.media_pools.loc[w.media_pools["media_id"] == "app-0", "item_id"])
+    seeds = set(seeds_of(rec, user, "app-0").tolist())
+    x = next(i for i in cat.ids if i in pool and (p := cat.positions([i])[0]) not in seeds
+             and table.indptr[p + 1] - table.indptr[p] > 10)  # an item with neighbours the user never engaged with
+    title = cat.title[cat.positions([x])[0]]
+    named = lambda feed: feed.loc[feed["source"] == "item_to_item", "reason"].eq(f"because you viewed {title}")  # noqa: E731
+    assert not named(rec.recommend(user, k=12, media_id="app-0").items).any()
+    at = w.events["timestamp"].max() + pd.Timedelta(1, "s")
+    rec.observe(pd.DataFrame({"user_id": [user] * 2, "item_id": [x] * 2, "timestamp": [at] * 2,
+                              "event_type": ["impression", "click"], "media_id": ["app-0"] * 2}))
+    assert cat.positions([x])[0] in set(seeds_of(rec, user, "app-0").tolist())
+    assert named(rec.recommend(user, k=12, media_id="app-0").items).any()  # no retraining, no reload
