@@ -422,10 +422,12 @@ class Recommender:
 
     @property
     def info(self) -> dict:
-        """What is inside: sizes, component kinds, settings, the serving log's end."""
+        """What is inside: sizes, component kinds, the recall channels, settings, the serving log's end."""
         s = self._ready()
+        channels = ["two_tower", *(["item_to_item"] if s.item_table is not None else []), "popular"]
         return {"items": s.catalogue.n_alive, "users": len(s.users.ids), "index": type(s.index).__name__,
                 "ranker": None if s.ranker is None else s.ranker.kind, "dim": int(s.item_emb.shape[1]),
+                "channels": channels, "item_table_entries": None if s.item_table is None else len(s.item_table.indices),
                 "as_of": str(s.as_of), "partners_with_pools": sorted(s.pools), "config": s.config.to_dict(),
                 "training_data_hash": getattr(self, "training_data_hash_", None)}
 

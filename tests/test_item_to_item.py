@@ -169,6 +169,14 @@ def test_a_user_without_history_gets_no_channel_rows():
     assert len(feed) == 12 and not (feed["source"] == "item_to_item").any()
 
 
+def test_info_names_the_channels():
+    info = channel_rec().info
+    assert info["channels"] == ["two_tower", "item_to_item", "popular"] and info["item_table_entries"] > 0
+    assert info["config"]["item_to_item"] == 20
+    off = channel_rec(0).info
+    assert off["channels"] == ["two_tower", "popular"] and off["item_table_entries"] is None
+
+
 def test_a_train_config_sets_the_channel_and_refuses_a_negative_count():
     from recsys.fit.parsing import parse
     from recsys.fit.settings import RecommenderConfig
