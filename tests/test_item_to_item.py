@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 
 from recsys.errors import ConfigError
-from recsys.feed.item_table import SEED_ITEMS, ItemTable
+from recsys.feed.item_table import SEED_ITEMS, ItemTable, best
 from recsys.feed.partners import partner_items
 from recsys.feed.rules import RequestScope, feed_violations, in_sorted
 from recsys.feed.state import ServingConfig
@@ -68,6 +68,17 @@ def test_reach_sums_the_seeds_lists_and_names_the_heaviest_seed():
     assert anchor.tolist() == [1, 3, 1]  # item 1: seed 3 lends 0.9 > 0.5; item 3: seed 1 lends 0.4 > 0.2
     empty = table.reach(np.array([2], np.int64))
     assert [len(a) for a in empty] == [0, 0, 0]
+
+
+def test_best_is_the_full_sort_cut_at_n_even_through_ties():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        m = int(rng.integers(1, 60))
+        items = rng.permutation(200)[:m]
+        scores = rng.integers(0, 6, m) / 4.0  # few distinct values: ties at the cut are common
+        n = int(rng.integers(1, 70))
+        want = np.lexsort((items, -scores))[:n]
+        assert best(items, scores, n).tolist() == want.tolist()
 
 
 def test_item_to_item_must_be_a_non_negative_int():

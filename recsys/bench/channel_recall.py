@@ -60,10 +60,12 @@ def _seeds(train_pairs, n_users: int, cap: int) -> list[np.ndarray]:
 def _table_top(table, seeds: np.ndarray, banned: np.ndarray, k: int) -> np.ndarray:
     """The item-to-item channel's ``k`` best items for ``seeds``, none of ``banned`` (sorted), as the engine
     ranks them: summed weight, then lower position."""
+    from recsys.feed.item_table import best
+
     items, sums, _ = table.reach(np.unique(seeds))
     ok = ~np.isin(items, banned, assume_unique=False)
     items, sums = items[ok], sums[ok]
-    return items[np.lexsort((items, -sums))[:k]]
+    return items[best(items, sums, k)]
 
 
 def _recall(found: list[np.ndarray], test: sp.csr_matrix, rows: np.ndarray) -> float:

@@ -189,7 +189,7 @@ def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: 
     neighbour lists of its user's recent items reach, not in ``skip`` (the two-tower's); ``(positions, summed
     weights, anchor)``. The seeds are the items a reason on this partner may cite (recsys.feed.partners), so the
     viewed item a row names is always one the user engaged with there."""
-    from recsys.feed.item_table import SEED_ITEMS
+    from recsys.feed.item_table import SEED_ITEMS, best
 
     none = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
     if req.row < 0 or state.vocab_to_pos is None:
@@ -204,7 +204,7 @@ def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: 
     if len(skip):
         ok &= ~in_sorted(items, np.sort(skip))
     items, sums, anchor = items[ok], sums[ok], anchor[ok]
-    top = np.lexsort((items, -sums))[:state.config.item_to_item]  # heaviest first, then lower position
+    top = best(items, sums, state.config.item_to_item)  # heaviest first, then lower position
     return items[top], sums[top], anchor[top]
 
 

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from recsys.errors import ConfigError
 
-__all__ = ["ItemTable", "NEIGHBOURS", "SEED_ITEMS"]
+__all__ = ["ItemTable", "NEIGHBOURS", "SEED_ITEMS", "best", "history_table"]
 
 NEIGHBOURS = 50  # neighbours kept per item
 SEED_ITEMS = 50  # a request's most recent history items whose neighbours it reaches
@@ -100,11 +100,24 @@ class ItemTable:
         if not total:
             return np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
         flat = np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
-        items, w, seed_of = self.indices[flat], self.weights[flat].astype(np.float64), np.repeat(seeds, lengths)
-        order = np.lexsort((-w, items))  # by item, heaviest contribution first (stable: seed order on ties)
-        items, w, seed_of = items[order], w[order], seed_of[order]
+        items, w, seed_of = self.indices[flat], self.weights[flat], np.repeat(seeds, lengths)
+        # by item, heaviest contribution first, the earlier seed on ties: one stable sort of (item, inverted weight
+        # bits); the bits of a positive float32 order as the float does
+        order = np.argsort((items << 31) | (0x7FFFFFFF - w.view(np.int32).astype(np.int64)), kind="stable")
+        items, w, seed_of = items[order], w[order].astype(np.float64), seed_of[order]
         first = np.concatenate(([0], np.flatnonzero(items[1:] != items[:-1]) + 1))
         return items[first], np.add.reduceat(w, first), seed_of[first]
+
+
+def best(items: np.ndarray, scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest ``scores``, highest first, the lower item on ties (the channel's order): a
+    partition first, so only the few at the top are sorted."""
+    if len(scores) > n:
+        cut = -np.partition(-scores, n - 1)[n - 1]
+        keep = np.flatnonzero(scores >= cut)  # the top n and any tied with the n-th
+    else:
+        keep = np.arange(len(scores))
+    return keep[np.lexsort((items[keep], -scores[keep]))[:n]]
 
 
 def history_table(history: sp.csr_matrix, vocab_to_pos: np.ndarray | None, n_items: int,
