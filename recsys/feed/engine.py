@@ -251,7 +251,8 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     backfill = popular_tiers(state, reqs, scopes, ns, [f[0] for f in firsts],
                              lambda i: _popular(state, reqs[i], scopes[i], ns[i], firsts[i][0]))
     blocks = [b for i in range(len(reqs)) for b in ((i, 0, *firsts[i]), (i, 1, *backfill[i]))]
-    cand = candidates(state, blocks, q, vector_of, {2 * i: v for i, v in merged.items()})
+    first_blocks = {i: b for b, (i, t, _, _) in enumerate(blocks) if t == 0}
+    cand = candidates(state, blocks, q, vector_of, {first_blocks[i]: v for i, v in merged.items()})
     ranked = rank(state, reqs, cand, clock)
     sels = select_feeds(state.catalogue, scopes, state.config.rules, [r.k for r in reqs], cand.req, cand.tier,
                         cand.pos, ranked.scores, 2)  # apply_rules per request, in one pass over the batch
