@@ -65,14 +65,16 @@ class Recommender:
     ``item_to_item``: candidates a second recall channel adds to each request beside the two-tower's
     ``n_candidates``: the neighbours of the user's recent items in an item-to-item table built from the serving
     log (:mod:`recsys.feed.item_table`); their rows say ``source == "item_to_item"`` and their reason names the
-    viewed item that brought them. 0 (the default) retrieves with the two-tower alone.
+    viewed item that brought them. 0 (the default) retrieves with the two-tower alone. ``friends``: candidates a
+    friends channel adds: what most of the user's friends (``context['friends']``, else the social table) engaged
+    with on the same partner (:mod:`recsys.feed.friends`); ``source == "friends"``. 0 (the default): off.
     """
 
     def __init__(self, *, n_candidates: int = 300, max_per_category: int | None = 3,
                  repeat_purchase_categories: Iterable[str] = (), require_in_stock: bool = True,
                  default_objective: str = "commission", cold_start: str = "auto", segment_column: str = "segment",
                  train: TrainSettings | None = None, unknown_partner: str = "refuse", no_partner: str = "auto",
-                 trust_context_segment: bool = False, item_to_item: int = 0) -> None:
+                 trust_context_segment: bool = False, item_to_item: int = 0, friends: int = 0) -> None:
         self.n_candidates = n_candidates
         self.max_per_category = max_per_category
         self.repeat_purchase_categories = tuple(repeat_purchase_categories)
@@ -85,6 +87,7 @@ class Recommender:
         self.no_partner = no_partner
         self.trust_context_segment = trust_context_segment
         self.item_to_item = item_to_item
+        self.friends = friends
 
     # ----- building ------------------------------------------------------------------------------
     def _config(self) -> ServingConfig:
@@ -94,7 +97,8 @@ class Recommender:
         return ServingConfig(n_candidates=self.n_candidates, rules=rules, default_objective=self.default_objective,
                              cold_start=self.cold_start, segment_column=self.segment_column,
                              unknown_partner=self.unknown_partner, no_partner=self.no_partner,
-                             trust_context_segment=self.trust_context_segment, item_to_item=self.item_to_item)
+                             trust_context_segment=self.trust_context_segment, item_to_item=self.item_to_item,
+                             friends=self.friends)
 
     def fit(self, events: pd.DataFrame, items: pd.DataFrame, *, users: pd.DataFrame | None = None,
             social: pd.DataFrame | None = None, media: pd.DataFrame | None = None,
@@ -424,7 +428,8 @@ class Recommender:
     def info(self) -> dict:
         """What is inside: sizes, component kinds, the recall channels, settings, the serving log's end."""
         s = self._ready()
-        channels = ["two_tower", *(["item_to_item"] if s.item_table is not None else []), "popular"]
+        channels = ["two_tower", *(["item_to_item"] if s.item_table is not None else []),
+                    *(["friends"] if s.friend_graph is not None else []), "popular"]
         return {"items": s.catalogue.n_alive, "users": len(s.users.ids), "index": type(s.index).__name__,
                 "ranker": None if s.ranker is None else s.ranker.kind, "dim": int(s.item_emb.shape[1]),
                 "channels": channels, "item_table_entries": None if s.item_table is None else len(s.item_table.indices),

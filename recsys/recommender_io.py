@@ -28,7 +28,7 @@ def _settings(rec: Any) -> dict:
             "require_in_stock": rec.require_in_stock, "default_objective": rec.default_objective,
             "cold_start": rec.cold_start, "segment_column": rec.segment_column,
             "unknown_partner": rec.unknown_partner, "no_partner": rec.no_partner,
-            "trust_context_segment": rec.trust_context_segment, "item_to_item": rec.item_to_item}
+            "trust_context_segment": rec.trust_context_segment, "item_to_item": rec.item_to_item, "friends": rec.friends}
 
 
 def _parquet(df: pd.DataFrame, path: Path) -> None:

@@ -36,11 +36,13 @@ def test_recommend_benchmark_writes_latency_engines_and_throughput(tmp_path):
 def test_recommend_benchmark_times_both_channels_beside_the_two_tower_alone(tmp_path):
     r = run_recommend_benchmark(n_items=3000, n_requests=30, n_batch_users=100, batch_measured_users=100,
                                 n_events=20000, index_factory="IVF16,Flat", latency_rounds=2, item_to_item=30,
-                                out_dir=tmp_path)
+                                friends=20, out_dir=tmp_path)
     saved = json.loads((tmp_path / "recommend.json").read_text())
     assert saved["item_to_item"] == 30 and "--item-to-item 30" in saved["cli"] and "item_to_item=30" in r["command"]
+    assert saved["friends"] == 20 and "--friends 20" in saved["cli"]
     paired = saved["latency_paired"]
     for side in ("both_channels", "two_tower_only", "both_channels_cpu", "two_tower_only_cpu"):
         assert paired[side]["n"] == 60 and paired[side]["rounds"] == 2 and paired[side]["p99_ms"] > 0
     md = (tmp_path / "recommend.md").read_text()
-    assert "up to 30 from the item-to-item channel" in md and "| two-tower alone, wall |" in md
+    assert "up to 30 from the item-to-item channel, up to 20 from the friends channel" in md
+    assert "| two-tower alone, wall |" in md and "up to 20 friends' candidates" in md

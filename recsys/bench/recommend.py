@@ -82,7 +82,7 @@ def _grow_catalogue(items: pd.DataFrame, n_items: int, seed: int) -> pd.DataFram
 
 
 def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool, n_users: int | None = None,
-           item_to_item: int = 0):
+           item_to_item: int = 0, friends: int = 0):
     from recsys.datasets.synthetic import generate_world
     from recsys.fit.components import TrainSettings
     from recsys.index import FaissIndex
@@ -112,7 +112,7 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool,
                                       ranker=s.ranker, feature_builder=s.builder, users=w.users, social=w.social,
                                       media=w.media, media_pools=pools, item_embeddings=emb, n_candidates=300,
                                       no_partner="catalogue",  # a fifth of the requests are the network's own pages
-                                      item_to_item=item_to_item)
+                                      item_to_item=item_to_item, friends=friends)
     setup = {"world_events": len(w.events), "fit_seconds": t_fit, "embed_seconds": t_embed,
              "index_build_seconds": t_index, "total_setup_seconds": time.perf_counter() - t0}
     return rec, w, setup
@@ -144,7 +144,8 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
                             k: int = 20, n_events: int = 200_000, index_factory: str = "IVF1024,Flat",
                             batch_chunk: int = 2048, batch_measured_users: int | None = 8192, seed: int = 0,
                             out_dir: str | Path = "experiments/recommend", target_p99_ms: float = 5.0,
-                            latency_rounds: int = 5, item_to_item: int = 0, progress: bool = False) -> dict:
+                            latency_rounds: int = 5, item_to_item: int = 0, friends: int = 0,
+                            progress: bool = False) -> dict:
     """Measure ``recommend`` latency and ``recommend_batch`` throughput; write JSON + markdown; return the figures.
 
     Latency: ``latency_rounds`` rounds of ``n_requests`` calls; ``latency`` / ``latency_cpu`` hold each
@@ -154,32 +155,35 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
     ``batch_measured_users``: users actually run through ``recommend_batch`` (None: all ``n_batch_users``); the
     time is scaled to ``n_batch_users`` (chunks are independent).
 
-    ``item_to_item``: candidates the item-to-item channel adds per request (``Recommender(item_to_item=...)``);
-    with it, every figure is measured with both channels, and the same requests' latency is measured again with
-    the two-tower alone on the same Recommender, in alternating rounds (``latency_paired``), side by side.
+    ``item_to_item`` / ``friends``: candidates the item-to-item / friends channel adds per request
+    (``Recommender(item_to_item=..., friends=...)``); with either, every figure is measured with the channels on,
+    and the same requests' latency is measured again with the two-tower alone on the same Recommender, in
+    alternating rounds (``latency_paired``), side by side.
     """
     t_start = time.perf_counter()
     limits = _one_thread()
     load_before, uptime_before = os.getloadavg(), _uptime()
     try:
-        rec, w, setup = _build(n_events, n_items, index_factory, seed, progress, item_to_item=item_to_item)
+        rec, w, setup = _build(n_events, n_items, index_factory, seed, progress, item_to_item=item_to_item,
+                               friends=friends)
         figures = _measure(rec, w, k=k, n_requests=n_requests, n_batch_users=n_batch_users,
                            batch_measured_users=batch_measured_users, batch_chunk=batch_chunk,
                            latency_rounds=latency_rounds, seed=seed)
-        if item_to_item:
+        if item_to_item or friends:
             figures.update(_two_tower_only(rec, w, k, n_requests, latency_rounds, seed))
     finally:
         limits.restore_original_limits()
     serving = _serving(rec)
     result = {"command": f"run_recommend_benchmark(n_items={n_items}, n_requests={n_requests}, "
                          f"n_batch_users={n_batch_users}, batch_measured_users={batch_measured_users}, k={k}, "
-                         f"latency_rounds={latency_rounds}, item_to_item={item_to_item}, "
+                         f"latency_rounds={latency_rounds}, item_to_item={item_to_item}, friends={friends}, "
                          f"n_events={n_events}, index_factory={index_factory!r})",
               "cli": f"recsys benchmark recommend --items {n_items} --requests {n_requests} --batch-users {n_batch_users} "
-                     f"--rounds {latency_rounds}" + (f" --item-to-item {item_to_item}" if item_to_item else ""),
+                     f"--rounds {latency_rounds}" + (f" --item-to-item {item_to_item}" if item_to_item else "")
+                     + (f" --friends {friends}" if friends else ""),
               **run_context(load_before, uptime_before),
               "n_items": n_items, "n_candidates": rec._state.config.n_candidates, "item_to_item": item_to_item,
-              "k": k,
+              "friends": friends, "k": k,
               "index_factory": index_factory, "index_params": rec._state.index.effective_params(),
               "target_p99_ms": target_p99_ms, "setup": setup, **figures, "serving": serving,
               "seconds": time.perf_counter() - t_start}
@@ -212,12 +216,12 @@ def _measure(rec, w, *, k: int, n_requests: int, n_batch_users: int, batch_measu
 
 
 def _two_tower_only(rec, w, k: int, n_requests: int, rounds: int, seed: int) -> dict:
-    """The same requests' latency on the same Recommender with both channels and with the item-to-item channel
-    off, in alternating rounds (the host's speed drifts over a minute: alternating gives both the same drift)."""
+    """The same requests' latency on the same Recommender with its channels and with the two-tower alone, in
+    alternating rounds (the host's speed drifts over a minute: alternating gives both the same drift)."""
     from dataclasses import replace
 
     state = rec._state
-    off = state.evolve(config=replace(state.config, item_to_item=0))
+    off = state.evolve(config=replace(state.config, item_to_item=0, friends=0))
     users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
     medias = ["guide-0", "app-0", "app-1", "kol-0", None]
     picks = _picks(users, medias, n_requests, seed)

@@ -19,8 +19,10 @@ def _md_setup(r: dict) -> list[str]:
         "of a request without the wait.", "",
         f"Catalogue {r['n_items']:,} items ({r['index_factory']}, {r.get('index_params', {})}), "
         f"{r['n_candidates']} candidates"
-        + (f" from the two-tower and up to {r['item_to_item']} from the item-to-item channel" if r.get("item_to_item")
-           else "") + f" ranked per request, k={r['k']}. Ranking features computed as "
+        + (" from the two-tower" if r.get("item_to_item") or r.get("friends") else "")
+        + (f", up to {r['item_to_item']} from the item-to-item channel" if r.get("item_to_item") else "")
+        + (f", up to {r['friends']} from the friends channel" if r.get("friends") else "")
+        + f" ranked per request, k={r['k']}. Ranking features computed as "
         f"{r.get('serving', {}).get('ranking_features')}, GBDT trees walked by "
         f"{r.get('serving', {}).get('forest_engine')}.", ""]
 
@@ -52,12 +54,14 @@ def _md_paired(r: dict) -> list[str]:
     row = lambda name, x: (f"| {name} | {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['p99_ms']:.2f} | "  # noqa: E731
                            f"{x['mean_ms']:.2f} |")
     ratio = p["both_channels"]["p99_ms"] / p["two_tower_only"]["p99_ms"]
-    return ["", f"The same requests again, rounds alternating between both channels (two-tower + up to "
-                f"{r['item_to_item']} item-to-item candidates) and the two-tower alone on the same Recommender "
+    extra = " and ".join(f"up to {r[key]} {name} candidates" for key, name in
+                         (("item_to_item", "item-to-item"), ("friends", "friends'")) if r.get(key))
+    return ["", f"The same requests again, rounds alternating between the channels (two-tower + {extra}) and the "
+                f"two-tower alone on the same Recommender "
                 f"(median of {p['both_channels']['rounds']} rounds each); p99 ratio {ratio:.2f}:", "",
             "| channels | p50 ms | p90 ms | p99 ms | mean ms |", "|---|---|---|---|---|",
-            row("**both, wall**", p["both_channels"]), row("two-tower alone, wall", p["two_tower_only"]),
-            row("both, CPU", p["both_channels_cpu"]), row("two-tower alone, CPU", p["two_tower_only_cpu"])]
+            row("**all channels, wall**", p["both_channels"]), row("two-tower alone, wall", p["two_tower_only"]),
+            row("all channels, CPU", p["both_channels_cpu"]), row("two-tower alone, CPU", p["two_tower_only_cpu"])]
 
 
 def _md_stages(st: dict, st_cpu: dict) -> list[str]:

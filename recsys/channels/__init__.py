@@ -10,11 +10,11 @@
 A package of its own, beside ``recsys.models`` (what scores) and ``recsys.index`` (what searches): a channel
 composes a model with a way of serving it. The channels and their fusion are what ``recsys benchmark retrieval``
 measures (``recsys.bench.retrieval``, ``recsys.bench.retrieval_pipeline``). The
-:class:`~recsys.recommender.Recommender` serves three channels of its own: the two-tower through its index, an
-item-to-item table when ``item_to_item`` is set (:mod:`recsys.feed.item_table`, the same cosine co-occurrence as
-:class:`ItemToItemChannel`, built over catalogue positions from the serving log) and the partner's popular items
-(the backfill tier); the graph filter and friends' items are not among them (friends' activity is a ranker
-feature there).
+:class:`~recsys.recommender.Recommender` serves channels of its own: the two-tower through its index, an
+item-to-item table when ``item_to_item`` is set (:mod:`recsys.feed.item_table`, the same table as
+:class:`ItemToItemChannel`, built over catalogue positions from the serving log), friends' items on the partner
+when ``friends`` is set (:mod:`recsys.feed.friends`) and the partner's popular items (the backfill tier); the
+graph filter is not among them.
 """
 
 from recsys.channels.base import Channel, EmbeddingServing, ItemTableServing

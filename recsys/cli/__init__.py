@@ -190,6 +190,8 @@ def benchmark_recommend(
     item_to_item: Annotated[int, typer.Option("--item-to-item", min=0, help=(
         "Candidates the item-to-item channel adds per request (0: the two-tower alone); with it the two-tower "
         "alone is timed beside it."))] = 0,
+    friends: Annotated[int, typer.Option("--friends", min=0, help=(
+        "Candidates the friends channel adds per request (0: off)."))] = 0,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where the JSON and markdown go.")] = Path(
         "experiments/recommend"),
 ) -> None:
@@ -197,7 +199,8 @@ def benchmark_recommend(
     from recsys.bench.recommend import run_recommend_benchmark
 
     _echo_json(run_recommend_benchmark(n_items=items, n_requests=requests, n_batch_users=batch_users,
-                                       latency_rounds=rounds, item_to_item=item_to_item, out_dir=out_dir), None)
+                                       latency_rounds=rounds, item_to_item=item_to_item, friends=friends,
+                                       out_dir=out_dir), None)
 
 
 @benchmark_app.command("channels")

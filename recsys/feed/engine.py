@@ -208,17 +208,51 @@ def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: 
     return items[top], sums[top], anchor[top]
 
 
+def _friends(state: ServingState, req: Request, scope: RequestScope, skip: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The friends channel's candidates for one request: the best ``config.friends`` eligible items that most of
+    the user's friends (``context['friends']``, else the social graph) engaged with on its partner, not in
+    ``skip``; ``(positions, friends who engaged, no anchor)``."""
+    from recsys.feed.friends import MAX_FRIENDS, friends_items
+    from recsys.feed.item_table import best
+
+    listed = (req.context or {}).get("friends")
+    if listed is not None:
+        rows = state.users.rows(list(listed))
+        rows = np.unique(rows[rows >= 0])
+    else:
+        rows = state.friend_graph.of(req.row)
+    rows = rows[rows != req.row][:MAX_FRIENDS]
+    items, counts = friends_items(state, rows, req.media_id)
+    ok = eligible(state.catalogue, items, scope, state.config.rules)
+    if len(skip):
+        ok &= ~in_sorted(items, np.sort(skip))
+    items, counts = items[ok], counts[ok].astype(np.float64)
+    top = best(items, counts, state.config.friends)  # most friends first, then lower position
+    return items[top], counts[top], np.full(len(top), -1, np.int64)
+
+
+CHANNELS = {1: ("item_to_item", _item_to_item), 2: ("friends", _friends)}  # channel code -> (setting, candidates)
+
+
 def _merge_channels(state: ServingState, reqs: list[Request], scopes: list[RequestScope], idx: list[int],
                     firsts: list) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Append the item-to-item channel's candidates to the first tier of each retrieved request in ``idx`` (in
-    place); returns per request the channel (0 two-tower, 1 item-to-item) and anchor of its first-tier rows."""
+    """Append each extra channel's candidates (item-to-item, then friends) to the first tier of each retrieved
+    request in ``idx`` (in place), each skipping what earlier channels brought; returns per request the channel
+    code (0 two-tower, then :data:`CHANNELS`'s) and anchor of its first-tier rows."""
+    on = [(code, fn) for code, (name, fn) in CHANNELS.items() if getattr(state.config, name)
+          and (state.item_table if code == 1 else state.friend_graph) is not None]
     out = {}
+    if not on:
+        return out
     for i in idx:
         pos, score = firsts[i]
-        extra, weight, anchor = _item_to_item(state, reqs[i], scopes[i], pos)
-        firsts[i] = (np.concatenate([pos, extra]), np.concatenate([score, weight]))
-        out[i] = (np.repeat(np.array([0, 1], np.int8), [len(pos), len(extra)]),
-                  np.concatenate([np.full(len(pos), -1, np.int64), anchor]))
+        parts = [(pos, score, np.zeros(len(pos), np.int8), np.full(len(pos), -1, np.int64))]
+        for code, fn in on:
+            extra, weight, anchor = fn(state, reqs[i], scopes[i], np.concatenate([p[0] for p in parts]))
+            parts.append((extra, weight, np.full(len(extra), code, np.int8), anchor))
+        firsts[i] = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+        out[i] = (np.concatenate([p[2] for p in parts]), np.concatenate([p[3] for p in parts]))
     return out
 
 
@@ -244,8 +278,7 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     clock.lap("retrieve")
     firsts = [retrieved.get(i) or _popular(state, r, scopes[i], n_cand, np.zeros(0, np.int64))
               for i, r in enumerate(reqs)]
-    merged = _merge_channels(state, reqs, scopes, ret_idx, firsts) if state.item_table is not None and \
-        state.config.item_to_item else {}
+    merged = _merge_channels(state, reqs, scopes, ret_idx, firsts)
     # backfill tier: the partner's popular items, twice k so that it can also restore category variety
     ns = [2 * r.k for r in reqs]
     backfill = popular_tiers(state, reqs, scopes, ns, [f[0] for f in firsts],

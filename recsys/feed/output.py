@@ -21,7 +21,7 @@ __all__ = ["OUTPUT_COLUMNS", "score_kind"]
 
 OUTPUT_COLUMNS = ("user_id", "media_id", "rank", "item_id", "score", "pctr", "pcvr", "reason", "reason_code",
                   "source", "fallback", "score_kind")
-SOURCES = ("retrieval", "item_to_item", "popular", "backfill")
+SOURCES = ("retrieval", "item_to_item", "friends", "popular", "backfill")
 
 
 def score_kind(state: ServingState, req: Request) -> str:
@@ -55,6 +55,7 @@ def _assemble(state: ServingState, reqs: list[Request], cand: Candidates, ranked
     if cand.channel is not None and len(pos):
         i2i = has_row & (cand.channel[safe] == 1)
         source[i2i] = "item_to_item"
+        source[has_row & (cand.channel[safe] == 2)] = "friends"
     empty = not len(cand)
     pctr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pctr.astype(np.float64)[safe], np.nan)
     pcvr = np.full(len(pos), np.nan) if empty else np.where(has_row, ranked.pcvr.astype(np.float64)[safe], np.nan)
@@ -84,6 +85,7 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
     n = len(pos)
     default = np.where(source == "popular", "popular", "for_you").astype(object)
     default[source == "backfill"] = "popular"
+    default[source == "friends"] = "friends"  # brought by what the user's friends engaged with
     sim, anchor, same_category = np.full(n, np.nan), np.full(n, -1, np.int64), np.zeros(n, bool)
     if state.vocab_to_pos is not None:
         cat = state.catalogue.category_code
@@ -103,6 +105,7 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
             best = np.where(has_same, np.where(same, s, -np.inf).argmax(axis=1), s.argmax(axis=1))
             sim[m], anchor[m] = s[np.arange(len(best)), best], hist[best]
             same_category[m] = has_same
+    sim[source == "friends"] = np.nan  # the friends channel's rows: their friends, not a viewed item, brought them
     if channel is not None and channel[0].any():  # named by the table: people who engaged with it chose this too
         rows = channel[0]
         sim[rows], anchor[rows], same_category[rows] = 1.0, channel[1][rows], True

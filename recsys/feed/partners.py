@@ -172,6 +172,12 @@ def request_segment(state: ServingState, row: int, context: dict | None, notes: 
     return ""
 
 
+def log_index(state: ServingState) -> dict | None:
+    """Per (user row, partner) the items the user engaged with positively there (see :func:`_log`), or None when
+    the serving log carries no partner ids."""
+    return _log(state)[1]
+
+
 def _log(state: ServingState) -> tuple[frozenset[str], dict | None]:
     """Partners of the serving log and, per (user row, partner), the items the user engaged with there
     (sorted keys and item ids); None when the log carries no partner ids. Cached while the log and the

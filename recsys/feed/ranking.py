@@ -31,7 +31,8 @@ class Candidates:
     """One row per (request, candidate), as arrays grouped by request then tier: request number, tier,
     catalogue position, the score to use without a ranker, the two-tower score and rank within the block, and
     the channel that brought the row (``channel``: 0 the request's own path, 1 the item-to-item channel, whose
-    rows also carry ``anchor``, the viewed item lending them the most weight; -1 elsewhere)."""
+    rows also carry ``anchor``, the viewed item lending them the most weight (-1 elsewhere), 2 the friends
+    channel)."""
 
     req: np.ndarray
     tier: np.ndarray

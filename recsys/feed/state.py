@@ -52,6 +52,8 @@ class ServingConfig:
     ``context['segment']`` may unlock invite-only items (a known user's segment always comes from the users table).
     ``item_to_item``: candidates the item-to-item channel (:mod:`recsys.feed.item_table`) adds to each request
     beside the two-tower's ``n_candidates`` (0: the two-tower alone); the ranker scores both alike.
+    ``friends``: candidates the friends channel (:mod:`recsys.feed.friends`: what the user's friends engaged
+    with on the same partner) adds to each request (0: off).
     ``objective_price``: the price GMV and commission objectives count: "paid" (the list price less the item's
     coupon and the partner's benefits, :meth:`ServingState.paid_price`) or "list" (what bundles saved before
     benefits existed load with, so their feeds stay as they were recorded).
@@ -68,6 +70,7 @@ class ServingConfig:
     trust_context_segment: bool = False
     objective_price: str = "paid"
     item_to_item: int = 0
+    friends: int = 0
 
     def __post_init__(self) -> None:
         if self.objective_price not in ("paid", "list"):
@@ -75,10 +78,11 @@ class ServingConfig:
         n = self.n_candidates
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ConfigError(f"n_candidates must be a positive int, got {n!r}")
-        i2i = self.item_to_item
-        if isinstance(i2i, bool) or not isinstance(i2i, (int, np.integer)) or i2i < 0:
-            raise ConfigError(f"item_to_item must be a non-negative int (candidates the item-to-item channel adds to "
-                              f"each request; 0 turns it off), got {i2i!r}")
+        for name in ("item_to_item", "friends"):
+            extra = getattr(self, name)
+            if isinstance(extra, bool) or not isinstance(extra, (int, np.integer)) or extra < 0:
+                raise ConfigError(f"{name} must be a non-negative int (candidates the {name.replace('_', '-')} "
+                                  f"channel adds to each request; 0 turns it off), got {extra!r}")
         if self.cold_start not in COLD_START_MODES:
             raise ConfigError(f"cold_start must be one of {COLD_START_MODES}, got {self.cold_start!r}")
         if self.unknown_partner not in UNKNOWN_PARTNER_MODES:
@@ -133,6 +137,7 @@ class ServingState:
     folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
     partner_log: Any = None  # (events, users, partners and per-partner histories): recsys.feed.partners
     item_table: Any = None  # the item-to-item channel's ItemTable (recsys.feed.item_table) when config turns it on
+    friend_graph: Any = None  # the friends channel's FriendGraph (recsys.feed.friends) when config turns it on
 
     def evolve(self, **changes) -> ServingState:
         """A copy with ``changes``. The ranking feature arrays carry over only while the items' attributes do:

@@ -144,7 +144,8 @@ class RecommenderConfig:
     """Serving settings stored in the bundle (see :class:`recsys.recommender.Recommender`). ``no_partner``:
     what a request without a partner gets ("auto": refused when some partner's pool is restricted, else the
     catalogue; "catalogue" for a network that serves its own pages). ``item_to_item``: candidates the
-    item-to-item channel adds to each request beside the two-tower's (0: the two-tower alone)."""
+    item-to-item channel adds to each request beside the two-tower's (0: the two-tower alone); ``friends``: those
+    the friends channel adds (what the user's friends engaged with on the partner; 0: off)."""
 
     n_candidates: int = bounded(300, low=1)
     max_per_category: int | None = bounded(3, low=1)
@@ -153,6 +154,7 @@ class RecommenderConfig:
     require_in_stock: bool = True
     no_partner: str = choice("auto", ("auto", "catalogue", "shared", "refuse"))
     item_to_item: int = bounded(0, low=0)
+    friends: int = bounded(0, low=0)
 
 
 @dataclass(frozen=True)

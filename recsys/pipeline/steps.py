@@ -186,7 +186,7 @@ def bundle(run: Run, tables, split, digest, pipeline, res, index, emb, ranker):
         benefits=tables.benefits, item_embeddings=emb, training_data_hash=digest, n_candidates=r.n_candidates,
         max_per_category=r.max_per_category, default_objective=r.default_objective, cold_start=r.cold_start,
         require_in_stock=r.require_in_stock, no_partner=r.no_partner,
-        item_to_item=r.item_to_item)
+        item_to_item=r.item_to_item, friends=r.friends)
     path = rec.save(run.out / "bundle", overwrite=cfg.output.overwrite)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     run.log(f"   {path} ({size / 2**20:.1f} MiB)")
