@@ -99,3 +99,17 @@ def test_the_setting_is_checked_and_kept_in_the_bundle(tmp_path):
     a = rec.recommend_batch(users, k=12, media_id="guide-0")
     b = loaded.recommend_batch(users, k=12, media_id="guide-0")
     pd.testing.assert_frame_equal(a[["item_id", "source", "reason"]], b[["item_id", "source", "reason"]])
+
+
+def test_without_a_partner_the_channel_reads_the_friends_histories():
+    rec = friends_rec()
+    ev = world().events
+    positive = list(fitted()._state.pipeline.positive_events)
+    n_rows = 0
+    for user in users_with_history():
+        mine = rec.recommend(user, k=12, media_id=None).items
+        mine = mine[mine["source"] == "friends"]
+        n_rows += len(mine)
+        theirs = ev.loc[ev["user_id"].isin(friends_of(user)) & ev["event_type"].astype(str).isin(positive), "item_id"]
+        assert set(mine["item_id"]) <= set(theirs)
+    assert n_rows > 0

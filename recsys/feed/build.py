@@ -66,9 +66,9 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
 
         state.item_table = history_table(user_state.history, state.vocab_to_pos, len(catalogue))
     if config.friends:
-        from recsys.feed.friends import friend_graph
+        from recsys.feed.friends import FriendGraph
 
-        state.friend_graph = friend_graph(social, user_state)
+        state.friend_graph = FriendGraph.build(social, user_state)
     state.candidate_features()  # built now, not on the first request
     known_partners(state)  # the partners and per-partner histories, built now too
     state.folded_tower()

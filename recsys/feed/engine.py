@@ -232,7 +232,8 @@ def _friends(state: ServingState, req: Request, scope: RequestScope, skip: np.nd
     return items[top], counts[top], np.full(len(top), -1, np.int64)
 
 
-CHANNELS = {1: ("item_to_item", _item_to_item), 2: ("friends", _friends)}  # channel code -> (setting, candidates)
+# channel code -> (the ServingConfig setting that turns it on, the ServingState field it serves from, candidates)
+CHANNELS = {1: ("item_to_item", "item_table", _item_to_item), 2: ("friends", "friend_graph", _friends)}
 
 
 def _merge_channels(state: ServingState, reqs: list[Request], scopes: list[RequestScope], idx: list[int],
@@ -240,8 +241,8 @@ def _merge_channels(state: ServingState, reqs: list[Request], scopes: list[Reque
     """Append each extra channel's candidates (item-to-item, then friends) to the first tier of each retrieved
     request in ``idx`` (in place), each skipping what earlier channels brought; returns per request the channel
     code (0 two-tower, then :data:`CHANNELS`'s) and anchor of its first-tier rows."""
-    on = [(code, fn) for code, (name, fn) in CHANNELS.items() if getattr(state.config, name)
-          and (state.item_table if code == 1 else state.friend_graph) is not None]
+    on = [(code, fn) for code, (setting, field, fn) in CHANNELS.items()
+          if getattr(state.config, setting) and getattr(state, field) is not None]
     out = {}
     if not on:
         return out

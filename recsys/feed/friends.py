@@ -1,8 +1,9 @@
 """The friends recall channel of the Recommender: what the user's friends engaged with on the same partner.
 
 :class:`FriendGraph` holds the social edges (both directions) between the serving users' rows. A request's
-friends are the ones its ``context['friends']`` lists, else the graph's; each friend's recent positive items (the
-same history rows the user tower reads) on the request's partner count once per friend, and the items most
+friends are the ones its ``context['friends']`` lists, else the graph's. Each item a friend engaged with positively
+on the request's partner counts once per friend (from the partner's log; a request without a partner, or a log
+without partner ids, reads the friends' recent history rows, the ones the user tower reads), and the items most
 friends engaged with are the channel's candidates (ties: the lower catalogue position). Only a friend's events on
 the request's partner count, so one partner's feed never carries what friends did on another.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-__all__ = ["FriendGraph", "MAX_FRIENDS"]
+__all__ = ["FriendGraph", "MAX_FRIENDS", "friends_items"]
 
 MAX_FRIENDS = 100  # friends of one request whose items are read (the first by user row)
 
@@ -28,14 +29,14 @@ class FriendGraph:
     indices: np.ndarray
 
     @classmethod
-    def build(cls, social: pd.DataFrame | None, rows_of) -> FriendGraph:
-        """From a social table (``user_id``, ``friend_id``; both directions count) and ``rows_of(ids) -> rows``
-        (-1 for an id the serving users lack, whose edges are dropped)."""
-        n = int(rows_of.n)
+    def build(cls, social: pd.DataFrame | None, users) -> FriendGraph:
+        """From a social table (``user_id``, ``friend_id``; both directions count) over the rows of ``users``
+        (a :class:`~recsys.feed.users.UserState`; an edge to a user it lacks is dropped)."""
+        n = len(users.ids)
         if social is None or not len(social):
             return cls(np.zeros(n + 1, np.int64), np.zeros(0, np.int64))
-        a = rows_of(social["user_id"].to_numpy())
-        b = rows_of(social["friend_id"].to_numpy())
+        a = users.rows(social["user_id"].to_numpy())
+        b = users.rows(social["friend_id"].to_numpy())
         ok = (a >= 0) & (b >= 0) & (a != b)
         src, dst = np.concatenate([a[ok], b[ok]]), np.concatenate([b[ok], a[ok]])
         m = sp.csr_matrix((np.ones(len(src), np.int8), (src, dst)), shape=(n, n))
@@ -48,21 +49,6 @@ class FriendGraph:
         if row < 0 or row >= len(self.indptr) - 1:
             return np.zeros(0, np.int64)
         return self.indices[self.indptr[row]:self.indptr[row + 1]]
-
-
-class _Rows:
-    """``UserState.rows`` with the number of rows, for :meth:`FriendGraph.build`."""
-
-    def __init__(self, users) -> None:
-        self.users, self.n = users, len(users.ids)
-
-    def __call__(self, ids) -> np.ndarray:
-        return self.users.rows(ids)
-
-
-def friend_graph(social: pd.DataFrame | None, users) -> FriendGraph:
-    """The graph of a serving state's ``social`` table over its :class:`~recsys.feed.users.UserState` rows."""
-    return FriendGraph.build(social, _Rows(users))
 
 
 def friends_items(state, friends: np.ndarray, media_id) -> tuple[np.ndarray, np.ndarray]:
