@@ -118,6 +118,15 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool,
     return rec, w, setup
 
 
+MEDIAS = ["guide-0", "app-0", "app-1", "kol-0", None]  # a fifth of the requests are the network's own pages
+
+
+def _requests(w, n_requests: int, seed: int) -> tuple[np.ndarray, list[tuple]]:
+    """The world's users with a non-impression event, and the benchmark's (user, partner) requests."""
+    users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
+    return users, _picks(users, MEDIAS, n_requests, seed)
+
+
 def _picks(users: np.ndarray, medias: list, n_requests: int, seed: int) -> list[tuple]:
     """The benchmark's (user, partner) requests, drawn with ``seed``."""
     rng = np.random.default_rng(seed)
@@ -197,10 +206,8 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
 def _measure(rec, w, *, k: int, n_requests: int, n_batch_users: int, batch_measured_users: int | None,
              batch_chunk: int, latency_rounds: int, seed: int) -> dict:
     """Every figure of the benchmark, measured in this order, keyed as the JSON writes them."""
-    users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
-    medias = ["guide-0", "app-0", "app-1", "kol-0", None]
-    picks = _picks(users, medias, n_requests, seed)
-    rounds, stages, steady = _latency(rec, picks, medias, k, latency_rounds)
+    users, picks = _requests(w, n_requests, seed)
+    rounds, stages, steady = _latency(rec, picks, MEDIAS, k, latency_rounds)
     engines = _forest_engines(rec, picks, k)
     towers = _tower_engines(rec, picks)
     measured = min(n_batch_users, batch_measured_users or n_batch_users)
@@ -222,15 +229,13 @@ def _two_tower_only(rec, w, k: int, n_requests: int, rounds: int, seed: int) -> 
 
     state = rec._state
     off = state.evolve(config=replace(state.config, item_to_item=0, friends=0))
-    users = w.events.loc[w.events["event_type"].astype(str) != "impression", "user_id"].unique()
-    medias = ["guide-0", "app-0", "app-1", "kol-0", None]
-    picks = _picks(users, medias, n_requests, seed)
+    picks = _requests(w, n_requests, seed)[1]
     both, alone = [], []
     try:
         for _ in range(rounds):
             for which, out in ((state, both), (off, alone)):
                 rec._state = which
-                out.extend(_latency(rec, picks, medias, k, 1)[0])
+                out.extend(_latency(rec, picks, MEDIAS, k, 1)[0])
     finally:
         rec._state = state
     return {"latency_paired": {"both_channels": _median_round(both, "wall"), "two_tower_only": _median_round(alone, "wall"),

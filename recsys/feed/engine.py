@@ -24,7 +24,7 @@ from recsys.feed.output import (
 )
 from recsys.feed.partners import (
     check_partner,
-    partner_items,
+    citable_history,
     partner_pool,
     pool_key,
     pool_positions,
@@ -191,14 +191,7 @@ def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: 
     viewed item a row names is always one the user engaged with there."""
     from recsys.feed.item_table import SEED_ITEMS, best
 
-    none = np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)
-    if req.row < 0 or state.vocab_to_pos is None:
-        return none
-    seeds = state.vocab_to_pos[state.users.history_items(req.row)]
-    seeds = seeds[seeds >= 0]
-    allowed = partner_items(state, req.row, req.media_id)
-    if allowed is not None:
-        seeds = seeds[in_sorted(seeds, allowed)]
+    seeds = citable_history(state, req)  # the same items the reasons may name
     items, sums, anchor = state.item_table.reach(np.unique(seeds[-SEED_ITEMS:]))
     ok = eligible(state.catalogue, items, scope, state.config.rules)
     if len(skip):

@@ -83,7 +83,7 @@ class ItemTable:
             top = np.arange(len(r)) - np.repeat(np.cumsum(per_row) - per_row, per_row) < neighbours
             rows.append(active[r[top]])
             cols.append(active[c[top]])
-            vals.append(w[top].astype(np.float32))
+            vals.append(w[top])
             start = stop
         r = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         indptr = np.concatenate(([0], np.cumsum(np.bincount(r, minlength=n)))).astype(np.int64)
@@ -126,9 +126,8 @@ def history_table(history: sp.csr_matrix, vocab_to_pos: np.ndarray | None, n_ite
     UserState`), their columns mapped to catalogue positions by ``vocab_to_pos`` (items without one dropped)."""
     h = sp.csr_matrix(history)
     cols = h.indices.astype(np.int64)
-    if vocab_to_pos is not None:
-        cols = np.where(cols < len(vocab_to_pos), vocab_to_pos[np.minimum(cols, max(len(vocab_to_pos) - 1, 0))], -1) \
-            if len(vocab_to_pos) else np.full(len(cols), -1, np.int64)
+    if vocab_to_pos is not None:  # it covers the whole vocabulary (recsys.feed.state.vocab_positions)
+        cols = vocab_to_pos[cols]
     rows = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
     ok = (cols >= 0) & (cols < n_items)
     x = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (rows[ok], cols[ok])), shape=(h.shape[0], n_items))

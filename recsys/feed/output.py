@@ -10,11 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from recsys.feed.partners import partner_items
+from recsys.feed.partners import citable_history
 from recsys.feed.ranking import Candidates, Ranked
 from recsys.feed.reasons import choose_reasons, reason_text
 from recsys.feed.request import Request
-from recsys.feed.rules import in_sorted
 from recsys.feed.state import ServingState
 
 __all__ = ["OUTPUT_COLUMNS", "score_kind"]
@@ -90,11 +89,7 @@ def _reason_codes(state: ServingState, reqs: list[Request], ranked: Ranked, req_
     if state.vocab_to_pos is not None:
         cat = state.catalogue.category_code
         for i in np.unique(req_i):
-            hist = state.vocab_to_pos[state.users.history_items(reqs[i].row)]
-            hist = hist[hist >= 0]
-            allowed = partner_items(state, reqs[i].row, reqs[i].media_id)  # never cite another partner's events
-            if allowed is not None:
-                hist = hist[in_sorted(hist, allowed)]
+            hist = citable_history(state, reqs[i])
             if not len(hist):
                 continue
             m = req_i == i

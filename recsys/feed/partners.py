@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from recsys.feed.state import ServingState
 
 __all__ = ["SHARED", "known_partners", "restricted_partners", "no_partner_mode", "closest_partner", "check_partner",
-           "pool_key", "partner_pool", "request_segment", "partner_items"]
+           "pool_key", "partner_pool", "request_segment", "partner_items", "citable_history"]
 
 _SHOWN = 20  # known partner ids listed in an error
 SHARED = ("shared",)  # the pool key of requests held to what every partner may show (never a partner id)
@@ -221,6 +221,24 @@ def partner_items(state: ServingState, row: int, media_id: str | None) -> np.nda
     lo, hi = np.searchsorted(index["keys"], [key, key + 1])
     pos = state.catalogue.positions(index["items"][lo:hi])
     return np.unique(pos[pos >= 0])
+
+
+def citable_history(state: ServingState, req) -> np.ndarray:
+    """Catalogue positions of the request's user's history, oldest first, that a reason on its partner may cite
+    (:func:`partner_items`): what "because you viewed" names and what the item-to-item channel starts from.
+    Computed once per request (kept on ``req``)."""
+    if req.citable is None:
+        from recsys.feed.rules import in_sorted
+
+        hist = np.zeros(0, np.int64)
+        if state.vocab_to_pos is not None:
+            hist = state.vocab_to_pos[state.users.history_items(req.row)]
+            hist = hist[hist >= 0]
+            allowed = partner_items(state, req.row, req.media_id)  # never cite another partner's events
+            if allowed is not None:
+                hist = hist[in_sorted(hist, allowed)]
+        req.citable = hist
+    return req.citable
 
 
 def whole_catalogue_pools(pools: dict[str, np.ndarray], catalogue: Catalogue) -> frozenset:

@@ -23,3 +23,4 @@ class Request:
     pool: Any = None  # the key of the pool it is held to (recsys.feed.partners.pool_key)
     path: str | None = None
     notes: list[str] = field(default_factory=list)
+    citable: Any = None  # the history a reason may cite, once computed (recsys.feed.partners.citable_history)
