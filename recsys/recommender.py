@@ -65,7 +65,8 @@ class Recommender:
     ``item_to_item``: candidates a second recall channel adds to each request beside the two-tower's
     ``n_candidates``: the neighbours of the user's recent items in an item-to-item table built from the serving
     log (:mod:`recsys.feed.item_table`); their rows say ``source == "item_to_item"`` and their reason names the
-    viewed item that brought them. 0 (the default) retrieves with the two-tower alone. ``friends``: candidates a
+    viewed item that brought them; the ranker then also learns from the channel's score, ``item_to_item_score``
+    (:mod:`recsys.feed.item_score`). 0 (the default) retrieves with the two-tower alone. ``friends``: candidates a
     friends channel adds: what most of the user's friends (``context['friends']``, else the social table) engaged
     with on the same partner (:mod:`recsys.feed.friends`); ``source == "friends"``. 0 (the default): off.
     """
@@ -119,7 +120,8 @@ class Recommender:
         events, items, users, social, media, media_pools, benefits = (
             t.get(n) for n in ("events", "items", "users", "social", "media", "media_pools", "benefits"))
         parts = train_components(events, items, users, social, settings=self.train,
-                                 segment_column=self.segment_column, progress=progress, benefits=benefits)
+                                 segment_column=self.segment_column, progress=progress, benefits=benefits,
+                                 item_to_item_feature=self.item_to_item > 0)
         from recsys.storage.bundle import data_hash
 
         self._adopt(build_state(pipeline=parts["pipeline"], model=parts["model"], index=parts["index"],
@@ -428,7 +430,7 @@ class Recommender:
     def info(self) -> dict:
         """What is inside: sizes, component kinds, the recall channels, settings, the serving log's end."""
         s = self._ready()
-        channels = ["two_tower", *(["item_to_item"] if s.item_table is not None else []),
+        channels = ["two_tower", *(["item_to_item"] if s.config.item_to_item and s.item_table is not None else []),
                     *(["friends"] if s.friend_graph is not None else []), "popular"]
         return {"items": s.catalogue.n_alive, "users": len(s.users.ids), "index": type(s.index).__name__,
                 "ranker": None if s.ranker is None else s.ranker.kind, "dim": int(s.item_emb.shape[1]),

@@ -29,7 +29,7 @@ __all__ = ["CandidateFeatures"]
 _ONE_GATHER_ROWS = 4096
 _STATS = ("log_imp", "log_clk", "log_buy", "ctr", "cvr")
 _ROW_COLUMNS = ("price", "log_price", "commission_rate", "log_commission_value", "coupon", "coupon_share", "log_price_paid",
-                "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen")
+                "two_tower_score", "two_tower_rank", "brand_stage", "user_brand_log_seen", "item_to_item_score")
 
 
 class CandidateFeatures:
@@ -87,17 +87,18 @@ class CandidateFeatures:
         return set(columns) <= self.names
 
     def matrix(self, user_ids: np.ndarray, media_ids: np.ndarray, req: np.ndarray, pos: np.ndarray,
-               two_tower_score: np.ndarray, two_tower_rank: np.ndarray, columns, friends: list | None = None
-               ) -> np.ndarray:
+               two_tower_score: np.ndarray, two_tower_rank: np.ndarray, columns, friends: list | None = None,
+               *, item_score: np.ndarray | None = None) -> np.ndarray:
         """Feature matrix (float32, column-major; one column per name in ``columns``) of rows (request ``req``,
         position ``pos``).
 
         ``user_ids`` and ``media_ids`` (object arrays, None for no partner) hold one value per request;
         ``friends`` (optional) one list of friends per request, or None to keep the social graph's (as
-        ``transform(rows, friends=...)``).
+        ``transform(rows, friends=...)``); ``item_score`` (optional) the rows' ``item_to_item_score`` (0 without).
         """
         row_dest, block_dest = self._plan(tuple(columns))
         row, item = self._item_columns(pos, two_tower_score, two_tower_rank)
+        row["item_to_item_score"] = np.zeros(len(pos)) if item_score is None else item_score
         if self.benefits is not None:
             row = with_benefits(row, self.benefits, self.builder_pos[pos], np.asarray(media_ids, dtype=object)[req],
                                 self.t)

@@ -6,7 +6,8 @@ the event log strictly before each row's time:
 - smoothed CTR/CVR statistics and counts (:class:`~recsys.features.cvr_stats.ConversionRateStats`);
 - the item's price, commission rate, coupon (the largest of its own and the partner benefits valid at the row's
   time, :mod:`recsys.features.benefits`), the price paid after it and the commission an order would pay;
-- the two-tower retrieval score and rank, when the rows carry ``two_tower_score`` / ``two_tower_rank``;
+- the two-tower retrieval score and rank, when the rows carry ``two_tower_score`` / ``two_tower_rank``, and the
+  item-to-item channel's score when they carry ``item_to_item_score`` (:mod:`recsys.feed.item_score`);
 - the user's own earlier clicks and purchases of the same item (repeat purchases behave differently);
 - friends' clicks and purchases of the item in a recent window (social edges, both directions; or
   the friends a request lists, see :meth:`RankingFeatureBuilder.listed_friends_counts`);
@@ -156,7 +157,8 @@ class RankingFeatureBuilder:
                 for name in self._friends}
 
     def transform(self, rows: pd.DataFrame, *, friends: Sequence[Sequence | None] | None = None) -> pd.DataFrame:
-        """Feature frame for rows (user_id, item_id, timestamp[, media_id, two_tower_score, two_tower_rank]).
+        """Feature frame for rows (user_id, item_id, timestamp[, media_id, two_tower_score, two_tower_rank,
+        item_to_item_score]).
 
         ``friends`` (optional, one entry per row): the friends a request lists; a row with a list (even an empty
         one) takes its friends' features from that list instead of the social graph, None keeps the graph's.
@@ -230,7 +232,7 @@ def _item_columns(rows: pd.DataFrame, item: pd.DataFrame) -> dict[str, np.ndarra
         "coupon_share": np.where(price > 0, coupon / np.maximum(price, 1e-9), 0.0),
         "log_price_paid": np.log1p(np.maximum(price - coupon, 0.0)),  # what the buyer pays after the coupon
     }
-    for col in ("two_tower_score", "two_tower_rank"):
+    for col in ("two_tower_score", "two_tower_rank", "item_to_item_score"):  # given by the caller when it has them
         if col in rows.columns:
             cols[col] = rows[col].to_numpy(dtype=np.float64)
     return cols

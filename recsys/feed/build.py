@@ -61,7 +61,9 @@ def build_state(*, pipeline: Any, model: Any, index: Any, ranker: Any, builder: 
                          popular=popular, config=config, as_of=as_of,
                          tables={k: v for k, v in tables.items() if v is not None},
                          vocab_to_pos=vocab_positions(pipeline, catalogue), builder_params=builder_params)
-    if config.item_to_item:
+    from recsys.feed.item_score import ranker_uses
+
+    if config.item_to_item or ranker_uses(ranker):  # the channel, or a ranker trained on its score
         from recsys.feed.item_table import history_table
 
         state.item_table = history_table(user_state.history, state.vocab_to_pos, len(catalogue))

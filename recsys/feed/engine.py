@@ -16,6 +16,7 @@ import pandas as pd
 from recsys.errors import DataValidationError
 from recsys.feed.backfill import popular_tiers
 from recsys.feed.fallback import cold_start_path
+from recsys.feed.item_score import attach_scores
 from recsys.feed.output import (
     OUTPUT_COLUMNS,
     _assemble,
@@ -24,7 +25,6 @@ from recsys.feed.output import (
 )
 from recsys.feed.partners import (
     check_partner,
-    citable_history,
     partner_pool,
     pool_key,
     pool_positions,
@@ -189,10 +189,10 @@ def _item_to_item(state: ServingState, req: Request, scope: RequestScope, skip: 
     neighbour lists of its user's recent items reach, not in ``skip`` (the two-tower's); ``(positions, summed
     weights, anchor)``. The seeds are the items a reason on this partner may cite (recsys.feed.partners), so the
     viewed item a row names is always one the user engaged with there."""
-    from recsys.feed.item_table import SEED_ITEMS, best
+    from recsys.feed.item_score import request_reach
+    from recsys.feed.item_table import best
 
-    seeds = citable_history(state, req)  # the same items the reasons may name
-    items, sums, anchor = state.item_table.reach(np.unique(seeds[-SEED_ITEMS:]))
+    items, sums, anchor = request_reach(state, req)  # from the same items the reasons may name
     ok = eligible(state.catalogue, items, scope, state.config.rules)
     if len(skip):
         ok &= ~in_sorted(items, np.sort(skip))
@@ -280,6 +280,7 @@ def run_batch(state: ServingState, reqs: list[Request], timings: dict[str, float
     blocks = [b for i in range(len(reqs)) for b in ((i, 0, *firsts[i]), (i, 1, *backfill[i]))]
     first_blocks = {i: b for b, (i, t, _, _) in enumerate(blocks) if t == 0}
     cand = candidates(state, blocks, q, vector_of, {first_blocks[i]: v for i, v in merged.items()})
+    attach_scores(state, reqs, cand)  # item_to_item_score, when the ranker reads it
     ranked = rank(state, reqs, cand, clock)
     sels = select_feeds(state.catalogue, scopes, state.config.rules, [r.k for r in reqs], cand.req, cand.tier,
                         cand.pos, ranked.scores, 2)  # apply_rules per request, in one pass over the batch

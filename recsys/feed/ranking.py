@@ -42,6 +42,7 @@ class Candidates:
     rank: np.ndarray
     channel: np.ndarray | None = None
     anchor: np.ndarray | None = None
+    item_score: np.ndarray | None = None  # item_to_item_score per row, when the ranker reads it (feed.item_score)
 
     def __len__(self) -> int:
         return len(self.pos)
@@ -102,12 +103,15 @@ def _rows_frame(state: ServingState, reqs: list[Request], cand: Candidates) -> p
     req = cand.req
     at = _timestamps(state, reqs)[req] if len(req) else np.zeros(0, "datetime64[ns]")
     media = np.asarray([r.media_id for r in reqs], dtype=object)[req] if len(req) else np.zeros(0, dtype=object)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "user_id": np.asarray([r.user_id for r in reqs], dtype=object)[req] if len(req) else [],
         "item_id": state.catalogue.ids[cand.pos], "timestamp": at, "media_id": media,
         "two_tower_score": cand.two_tower, "two_tower_rank": cand.rank,
         "price": state.objective_price(cand.pos, media, at.astype(np.int64)),
         "commission_rate": state.catalogue.commission_rate[cand.pos]})
+    if cand.item_score is not None:
+        frame["item_to_item_score"] = cand.item_score
+    return frame
 
 
 def rank(state: ServingState, reqs: list[Request], cand: Candidates, clock: Any) -> Ranked:
@@ -166,7 +170,8 @@ def _rank_arrays(state: ServingState, reqs: list[Request], cand: Candidates, fea
         """Features of ``rows``, whose requests are all within ``lo:hi`` (only those requests are looked up)."""
         sub = slice(lo, hi)
         return features.matrix(users[sub], media[sub], cand.req[rows] - lo, cand.pos[rows], cand.two_tower[rows],
-                               cand.rank[rows], columns, None if friends is None else friends[sub])
+                               cand.rank[rows], columns, None if friends is None else friends[sub],
+                               item_score=None if cand.item_score is None else cand.item_score[rows])
 
     def score(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         pctr, pcvr, pctcvr = ranker.predict_arrays(x[:, :n_rank])

@@ -24,3 +24,4 @@ class Request:
     path: str | None = None
     notes: list[str] = field(default_factory=list)
     citable: Any = None  # the history a reason may cite, once computed (recsys.feed.partners.citable_history)
+    reached: Any = None  # what the item table reaches from it, once computed (recsys.feed.item_score.request_reach)

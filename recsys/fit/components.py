@@ -132,8 +132,11 @@ def ranker_labels(events: pd.DataFrame, kind: str, *, min_clicks: int = MIN_RANK
 
 
 def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.DataFrame, items: pd.DataFrame,
-            social: pd.DataFrame | None, benefits: pd.DataFrame | None = None) -> tuple[Any, Any, dict | None]:
-    """(ranker, feature builder, builder params) trained on ``labelled`` impressions; Nones without them."""
+            social: pd.DataFrame | None, benefits: pd.DataFrame | None = None, *, item_scores: Any = None
+            ) -> tuple[Any, Any, dict | None]:
+    """(ranker, feature builder, builder params) trained on ``labelled`` impressions; Nones without them.
+    ``item_scores`` (a fitted feature pipeline, optional): the rows also get the item-to-item channel's score,
+    point in time (:func:`recsys.feed.item_score.point_in_time_scores`)."""
     if labelled is None:
         return None, None, None
     from recsys.features.ranking_features import RankingFeatureBuilder
@@ -143,6 +146,10 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
     params = {"windows": ["1D", "7D", None], "include_ids": settings.ranker != "gbdt"}
     builder = RankingFeatureBuilder(**params).fit(builder_events(events), builder_items(items), social, benefits)
     rows = labelled[["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in labelled else [])]
+    if item_scores is not None:
+        from recsys.feed.item_score import FEATURE, point_in_time_scores
+
+        rows = rows.assign(**{FEATURE: point_in_time_scores(item_scores, events, items, rows)})
     frame = builder.transform(rows)
     ranker = build_ranker(settings.ranker, {"max_iter": settings.ranker_max_iter, "seed": settings.seed},
                           settings.ranker_options)
@@ -153,10 +160,11 @@ def _ranker(settings: TrainSettings, labelled: pd.DataFrame | None, events: pd.D
 def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame | None = None,
                      social: pd.DataFrame | None = None, *, settings: TrainSettings | None = None,
                      segment_column: str = "segment", progress: bool | None = None,
-                     benefits: pd.DataFrame | None = None) -> dict[str, Any]:
+                     benefits: pd.DataFrame | None = None, item_to_item_feature: bool = False) -> dict[str, Any]:
     """Fit the feature pipeline, the two-tower model, the item index and the ranker on training tables
     (validated ones: :func:`recsys.features.schema.validate_tables`). ``train_summary["ranker"]`` records
-    whether a ranker was trained and, when not, why."""
+    whether a ranker was trained and, when not, why. ``item_to_item_feature``: the ranker also learns from the
+    item-to-item channel's score (:mod:`recsys.feed.item_score`; a Recommender with ``item_to_item`` asks it)."""
     from recsys.features.pipeline import FeaturePipeline
     from recsys.fit.two_tower import train_two_tower
     from recsys.models.encode import embed_items
@@ -170,6 +178,7 @@ def train_components(events: pd.DataFrame, items: pd.DataFrame, users: pd.DataFr
                                         progress=progress)
     emb = embed_items(model, pipeline, items.reset_index(drop=True))
     index = _index(s, emb, items["item_id"].to_numpy())
-    ranker, builder, params = _ranker(s, labelled, events, items, social, benefits)
+    ranker, builder, params = _ranker(s, labelled, events, items, social, benefits,
+                                      item_scores=pipeline if item_to_item_feature else None)
     return {"pipeline": pipeline, "model": model, "index": index, "item_embeddings": emb, "ranker": ranker,
             "feature_builder": builder, "builder_params": params, "train_summary": {**summary, "ranker": record}}

@@ -233,8 +233,13 @@ def _ranker_object(cfg: RankerConfig, seed: int):
                                    "check_leakage": cfg.check_leakage, "num_threads": cfg.num_threads}, cfg.options)
 
 
-def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10) -> RankerResult:
+def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 10, pipeline: Any = None
+                 ) -> RankerResult:
     """Fit the ranker on training impressions; score test impressions with point-in-time features.
+
+    With ``recommender.item_to_item`` set, the rows also carry the item-to-item channel's score, point in time
+    (:mod:`recsys.feed.item_score`), from ``pipeline``'s histories (the retrieval stage's feature pipeline; fitted
+    here when not given).
 
     Events without ``impression_id`` raise ``DataValidationError``; ``ranker.kind: none`` and too few clicked
     impressions (with a ``RankerSkippedWarning``) give a result with ``ranker=None`` and the reason in
@@ -250,11 +255,21 @@ def train_ranker(cfg: TrainConfig, tables: Tables, split: Split, *, bins: int = 
     cols = ["user_id", "item_id", "timestamp"] + (["media_id"] if "media_id" in rows_tr.columns else [])
     builder = RankingFeatureBuilder(windows=list(cfg.ranker.windows), include_ids=cfg.ranker.kind != "gbdt")
     builder.fit(split.train, tables.items, tables.social, tables.benefits)
-    ranker = _ranker_object(cfg.ranker, cfg.seed).fit(builder.transform(rows_tr[cols]), rows_tr[["click", "purchase"]])
+    train_rows, test_rows = rows_tr[cols], rows_te[cols]
+    if cfg.recommender.item_to_item:
+        from recsys.feed.item_score import FEATURE, point_in_time_scores
+
+        pipeline = pipeline if pipeline is not None else fit_features(cfg, tables, split)
+        train_rows = train_rows.assign(**{FEATURE: point_in_time_scores(pipeline, split.train, tables.items,
+                                                                        train_rows)})
+        if len(test_rows):
+            events = pd.concat([split.train, split.test], ignore_index=True)  # test rows see train + earlier test
+            test_rows = test_rows.assign(**{FEATURE: point_in_time_scores(pipeline, events, tables.items, test_rows)})
+    ranker = _ranker_object(cfg.ranker, cfg.seed).fit(builder.transform(train_rows), rows_tr[["click", "purchase"]])
     metrics, cal = {}, None
     if len(rows_te) and rows_te["click"].nunique() == 2:
         scorer = copy.deepcopy(builder).update(split.test)
-        pred = ranker.predict_proba(scorer.transform(rows_te[cols]))
+        pred = ranker.predict_proba(scorer.transform(test_rows))
         frame = pd.DataFrame({"click": rows_te["click"].to_numpy(), "purchase": rows_te["purchase"].to_numpy(),
                               "pctr": pred["pctr"].to_numpy(), "pcvr": pred["pcvr"].to_numpy(),
                               **{c: rows_te[c].to_numpy() for c in ("user_id", "media_id") if c in rows_te}})

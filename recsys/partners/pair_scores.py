@@ -97,6 +97,7 @@ def pair_probabilities(state: ServingState, users: np.ndarray, media: np.ndarray
     """(pCTR, pCVR) arrays of shape (len(users), len(positions)): user ``users[r]`` on partner ``media[r]``
     shown catalogue position ``positions[j]``. Needs a fitted ranker (ConfigError otherwise)."""
     from recsys.feed.engine import _tower
+    from recsys.feed.item_score import attach_scores
     from recsys.feed.ranking import Candidates, rank
 
     if state.ranker is None or state.builder is None:
@@ -119,6 +120,7 @@ def pair_probabilities(state: ServingState, users: np.ndarray, media: np.ndarray
         cand = Candidates(req=np.repeat(np.arange(c), n_i), tier=np.zeros(c * n_i, np.int64),
                           pos=np.tile(positions, c), base=scores.ravel(), two_tower=scores.ravel(),
                           rank=ranks.ravel())
+        attach_scores(state, reqs, cand)  # the item-to-item score, when the ranker reads it (as feeds do)
         ranked = rank(state, reqs, cand, _NoClock())
         pctr[s:s + c] = np.asarray(ranked.pctr, np.float64).reshape(c, n_i)
         pcvr[s:s + c] = np.asarray(ranked.pcvr, np.float64).reshape(c, n_i)

@@ -140,13 +140,13 @@ def index(run: Run, tables, pipeline, res):
     return index, emb
 
 
-def ranker(run: Run, tables, split):
+def ranker(run: Run, tables, split, pipeline=None):
     from recsys.fit.stages import train_ranker
     from recsys.tracking.plots import calibration_curve
 
     cfg = run.cfg
     run.step(f"ranker: {cfg.ranker.kind}")
-    res = train_ranker(cfg, tables, split, bins=cfg.evaluation.calibration_bins)
+    res = train_ranker(cfg, tables, split, bins=cfg.evaluation.calibration_bins, pipeline=pipeline)
     if res.ranker is None:  # asked for (kind none), or too few clicks: said and recorded, not silent
         why = res.summary["reason"]
         run.log(f"   no ranker ({why}): rank by two-tower score")

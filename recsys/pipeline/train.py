@@ -111,7 +111,7 @@ def _tracked(run: Run, stage: str, tables, split, digest, point, run_id: str | N
             pipeline, retr = steps.retrieval(run, tables, split, point.dir, point.mode is not False)
             if stage == "all" and run.main:
                 index, emb = steps.index(run, tables, pipeline, retr)
-                ranker = steps.ranker(run, tables, split)
+                ranker = steps.ranker(run, tables, split, pipeline)
                 rec, path = steps.bundle(run, tables, split, digest, pipeline, retr, index, emb, ranker)
         if run.main:
             steps.log_outputs(run, rec, path, steps.example(tables, split) if rec is not None else None, promote)
