@@ -40,6 +40,7 @@ def test_recommend_benchmark_times_both_channels_beside_the_two_tower_alone(tmp_
     saved = json.loads((tmp_path / "recommend.json").read_text())
     assert saved["item_to_item"] == 30 and "--item-to-item 30" in saved["cli"] and "item_to_item=30" in r["command"]
     assert saved["friends"] == 20 and "--friends 20" in saved["cli"]
+    assert saved["ranker_reads_item_to_item_score"] is True  # trained as a Recommender with item_to_item is
     paired = saved["latency_paired"]
     for side in ("both_channels", "two_tower_only", "both_channels_cpu", "two_tower_only_cpu"):
         assert paired[side]["n"] == 60 and paired[side]["rounds"] == 2 and paired[side]["p99_ms"] > 0

@@ -91,8 +91,9 @@ def _build(n_events: int, n_items: int, factory: str, seed: int, progress: bool,
 
     t0 = time.perf_counter()
     w = generate_world(n_events, n_users=n_users, seed=seed, progress=progress)  # n_users None: ~n_events / 100
+    # with item_to_item the ranker also learns from the channel's score (recsys.feed.item_score), as it would in use
     small = Recommender(train=TrainSettings(dim=32, epochs=3, ranker_max_iter=60, seed=seed,
-                                            ranker_options={"num_threads": 1})).fit(
+                                            ranker_options={"num_threads": 1}), item_to_item=item_to_item).fit(
         w.events, w.items, users=w.users, social=w.social, media=w.media, media_pools=w.media_pools, progress=progress)
     t_fit = time.perf_counter() - t0
     s = small._state
@@ -167,8 +168,11 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
     ``item_to_item`` / ``friends``: candidates the item-to-item / friends channel adds per request
     (``Recommender(item_to_item=..., friends=...)``); with either, every figure is measured with the channels on,
     and the same requests' latency is measured again with the two-tower alone on the same Recommender, in
-    alternating rounds (``latency_paired``), side by side.
+    alternating rounds (``latency_paired``), side by side. With ``item_to_item`` the ranker is trained on the
+    channel's score too (``ranker_reads_item_to_item_score``), so both sides of that comparison compute it.
     """
+    from recsys.feed.item_score import ranker_uses
+
     t_start = time.perf_counter()
     limits = _one_thread()
     load_before, uptime_before = os.getloadavg(), _uptime()
@@ -192,7 +196,7 @@ def run_recommend_benchmark(*, n_items: int = 1_000_000, n_requests: int = 1000,
                      + (f" --friends {friends}" if friends else ""),
               **run_context(load_before, uptime_before),
               "n_items": n_items, "n_candidates": rec._state.config.n_candidates, "item_to_item": item_to_item,
-              "friends": friends, "k": k,
+              "friends": friends, "k": k, "ranker_reads_item_to_item_score": ranker_uses(rec._state.ranker),
               "index_factory": index_factory, "index_params": rec._state.index.effective_params(),
               "target_p99_ms": target_p99_ms, "setup": setup, **figures, "serving": serving,
               "seconds": time.perf_counter() - t_start}
