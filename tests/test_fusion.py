@@ -153,7 +153,60 @@ def test_pipeline_config_errors(tmp_path):
                         ("pipeline: {graph_filter: {kind: magic}}\n", "kind"),
                         ("pipeline: {fusion_grid: {friends: [1.0]}}\n", "fusion_grid"),
                         ("pipeline: {fusion_grid: {item_to_item: [1.0]}}\n", "item_to_item"),
-                        ("pipeline: {seeds: []}\n", "seeds")):
+                        ("pipeline: {seeds: []}\n", "seeds"),
+                        ("pipeline: {fusion_users: 1.0}\n", "fusion_users"),
+                        ("pipeline: {fusion_users: yes}\n", "fusion_users")):
         bad.write_text(text)
         with pytest.raises(ConfigError, match=match):
             load_pipeline_settings(bad)
+
+
+def test_validation_users_split_apart_whole_and_seeded():
+    from recsys.fit.validation import split_validation_users
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((400, 30)) < 0.1).astype(np.float32)
+    dense[::7] = 0  # users without held-out items stay out of both parts
+    valid = sp.csr_matrix(dense)
+    rest, held = split_validation_users(valid, 0.5, seed=3)
+    assert (rest + held != valid).nnz == 0  # every held-out item in exactly one part ...
+    r_users, h_users = set(np.flatnonzero(rest.getnnz(axis=1))), set(np.flatnonzero(held.getnnz(axis=1)))
+    assert not r_users & h_users  # ... and each user's items all in one
+    assert 0.35 < len(h_users) / (len(r_users) + len(h_users)) < 0.65
+    again = split_validation_users(valid, 0.5, seed=3)[1]
+    assert (again != held).nnz == 0 and (split_validation_users(valid, 0.5, seed=4)[1] != held).nnz > 0
+    whole, none = split_validation_users(valid, 0.0)
+    assert (whole != valid).nnz == 0 and none.nnz == 0
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        split_validation_users(valid, 1.0)
+
+
+def test_fusion_users_choose_the_weights_and_the_two_tower_never_selects_on_them(tmp_path, monkeypatch):
+    import recsys.channels.fusion as fusion
+    import recsys.channels.two_tower_fit as two_tower_fit
+    from recsys.bench.retrieval import run_retrieval_benchmark
+    from recsys.datasets.lightgcn import load_lightgcn
+    from recsys.fit.validation import carve_validation, split_validation_users
+
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(PIPELINE.replace("seeds: [0, 1]", "seeds: [0]") + "  fusion_users: 0.5\n")
+    seen: dict = {}
+    real_train, real_fit = two_tower_fit.train_on_ids, fusion.fit_fusion_weights
+
+    def train_spy(cfg_, train, epochs, validation, log):
+        seen["two_tower"] = validation
+        return real_train(cfg_, train, epochs, validation, log)
+
+    def fusion_spy(scorers, fit, validation, grid, **kw):
+        seen["fusion"] = validation
+        return real_fit(scorers, fit, validation, grid, **kw)
+
+    monkeypatch.setattr(two_tower_fit, "train_on_ids", train_spy)
+    monkeypatch.setattr(fusion, "fit_fusion_weights", fusion_spy)
+    data = _write_lightgcn(tmp_path / "d", 0)
+    run_retrieval_benchmark(data, cfg, tmp_path / "out.json")
+    train = load_lightgcn(data).train_matrix()
+    _, valid = carve_validation(train, 0.2, 1.0, 0)
+    rest, held = split_validation_users(valid, 0.5, 0)
+    assert held.nnz and rest.nnz
+    assert (seen["two_tower"] != rest).nnz == 0 and (seen["fusion"] != held).nnz == 0

@@ -12,6 +12,7 @@
       cache_dir: experiments/results/tmp/two_tower_cache   # optional: reuse trained two-towers
       baselines: true
       workers: 2                                  # threads scoring chunks of users
+      fusion_users: 0.5                           # optional: validation users only the fusion weights are chosen on
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class PipelineSettings:
     cache_dir: str | None = None
     baselines: bool = True
     workers: int = 2  # threads scoring chunks of users (validation and test)
+    # share of the validation users held apart for the fusion weights: the two-tower neither stops nor picks its
+    # prior on them, so its validation score there is not flattered by its own selection (0: one split for both)
+    fusion_users: float = 0.0
 
     @property
     def uses_two_tower(self) -> bool:
@@ -91,6 +95,9 @@ def load_pipeline_settings(path: str | Path) -> PipelineSettings:
         raise ConfigError(f"{path}: fusion_grid names {sorted(bad)}; channels are {list(CHANNELS)}.")
     if "item_to_item" in out.fusion_grid and out.item_to_item is None:
         raise ConfigError(f"{path}: fusion_grid weighs item_to_item, but `item_to_item:` is not configured.")
+    if isinstance(out.fusion_users, bool) or not isinstance(out.fusion_users, int | float) or \
+            not 0 <= out.fusion_users < 1:
+        raise ConfigError(f"{path}: fusion_users must be a number in [0, 1); got {out.fusion_users!r}.")
     if not isinstance(out.workers, int) or out.workers < 1:
         raise ConfigError(f"{path}: workers must be an integer >= 1; got {out.workers!r}.")
     if not out.seeds or not all(isinstance(s, int) for s in out.seeds):

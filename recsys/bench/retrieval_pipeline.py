@@ -76,13 +76,16 @@ def select_weights(settings: PipelineSettings, train: sp.csr_matrix, seed: int) 
     from recsys.channels.fusion import fit_fusion_weights
     from recsys.channels.two_tower_fit import fit_two_tower_embeddings
     from recsys.evaluation import EmbeddingScorer
-    from recsys.fit.validation import carve_validation
+    from recsys.fit.validation import carve_validation, split_validation_users
 
     cfg = settings.seeded(seed)
     emb = None
     if settings.uses_two_tower:
-        emb = fit_two_tower_embeddings(cfg, train, log=_log, cache_dir=settings.cache_dir)
+        emb = fit_two_tower_embeddings(cfg, train, log=_log, cache_dir=settings.cache_dir,
+                                       held_for_fusion=settings.fusion_users)
     fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+    if settings.fusion_users:  # weights chosen only on the users the two-tower did not select on
+        _, valid = split_validation_users(valid, settings.fusion_users, cfg.seed)
     t0 = time.perf_counter()
     scorers, fit_seconds = fit_training_free(settings, fit)
     if emb is not None:

@@ -61,9 +61,12 @@ class TwoTowerEmbeddings:
         return cls(meta=meta, **arrays)
 
 
-def cache_key(cfg: TwoTowerSettings, train: sp.csr_matrix) -> str:
-    """A name for the cache entry: seed, a digest of the settings and of the training matrix."""
+def cache_key(cfg: TwoTowerSettings, train: sp.csr_matrix, held_for_fusion: float = 0.0) -> str:
+    """A name for the cache entry: seed, a digest of the settings, of the validation users held apart and of the
+    training matrix."""
     settings = {k: v for k, v in asdict(cfg).items() if k not in ("threads", "baselines")}  # no effect on the fit
+    if held_for_fusion:
+        settings["held_for_fusion"] = float(held_for_fusion)
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(np.asarray(train.shape, np.int64).tobytes())
     h.update(np.ascontiguousarray(train.indptr, np.int64).tobytes())
@@ -97,17 +100,19 @@ def train_on_ids(cfg: TwoTowerSettings, train: sp.csr_matrix, epochs: int, valid
 
 def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
                              log: Callable[[str], None] = print,
-                             cache_dir: str | Path | None = None) -> TwoTowerEmbeddings:
+                             cache_dir: str | Path | None = None, held_for_fusion: float = 0.0) -> TwoTowerEmbeddings:
     """Train the two-tower as ``recsys benchmark retrieval`` does and return both sets of embeddings.
 
     ``meta`` holds ``train_seconds`` / ``train_cpu_seconds`` (the training, as measured when it ran),
     ``peak_memory_mb``, ``best_epoch``, ``popularity_prior`` and the validation figures. With ``cache_dir``
     an entry for the same settings, seed and training data is read instead of training again
-    (``meta["from_cache"]`` says so).
+    (``meta["from_cache"]`` says so). ``held_for_fusion``: the share of the validation users whose held-out items
+    the two-tower neither stops nor picks its prior on (:func:`recsys.fit.validation.split_validation_users`, the
+    same draw the fused pipeline chooses its weights on).
     """
-    from recsys.fit.validation import apply_chosen_prior, carve_validation
+    from recsys.fit.validation import apply_chosen_prior, carve_validation, split_validation_users
 
-    entry = Path(cache_dir) / cache_key(cfg, train) if cache_dir is not None else None
+    entry = Path(cache_dir) / cache_key(cfg, train, held_for_fusion) if cache_dir is not None else None
     if entry is not None and (entry / "meta.json").exists():
         log(f"two-tower seed {cfg.seed}: read from the cache {entry}")
         out = TwoTowerEmbeddings.load(entry)
@@ -118,6 +123,7 @@ def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
 
         torch.set_num_threads(cfg.threads)
     fit, valid = carve_validation(train, cfg.validation_fraction, cfg.validation_users, cfg.seed)
+    valid, _ = split_validation_users(valid, held_for_fusion, cfg.seed)
     t0, c0 = time.perf_counter(), time.process_time()
     model, summary = train_on_ids(cfg, fit, cfg.epochs, valid, log)
     model.set_item_audience(fit)
@@ -133,7 +139,8 @@ def fit_two_tower_embeddings(cfg: TwoTowerSettings, train: sp.csr_matrix, *,
             "train_cpu_seconds": round(time.process_time() - c0, 1),
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"], "popularity_prior": prior,
-            "validation": summary["best_metrics"], "seed": cfg.seed, "config": asdict(cfg), "from_cache": False}
+            "validation": summary["best_metrics"], "seed": cfg.seed, "config": asdict(cfg), "from_cache": False,
+            "held_for_fusion": float(held_for_fusion)}
     out = TwoTowerEmbeddings(valid_users, valid_items, test_users, test_items, meta)
     if entry is not None:
         out.save(entry)

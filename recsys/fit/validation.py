@@ -56,6 +56,24 @@ def carve_validation(train: sp.csr_matrix, fraction: float, user_share: float = 
     return fit, valid
 
 
+def split_validation_users(valid: sp.csr_matrix, share: float, seed: int = 0
+                           ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``valid`` cut by user: ``(rest, held)``, ``held`` holding the held-out items of a random ``share`` of the
+    users that have some (a seeded draw); ``share`` 0 gives ``(valid, empty)``."""
+    if not 0 <= share < 1:
+        raise ConfigError(f"the share of validation users held apart must lie in [0, 1); got {share!r}")
+    valid = sp.csr_matrix(valid)
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    held = np.zeros(valid.shape[0], bool)
+    held[users[np.random.default_rng([seed, 2]).random(len(users)) < share]] = True
+    out = []
+    for keep in (~held, held):
+        part = (sp.diags(keep.astype(np.float32)) @ valid).tocsr()
+        part.eliminate_zeros()
+        out.append(part)
+    return out[0], out[1]
+
+
 def popularity_log_counts(matrix: sp.csr_matrix) -> np.ndarray:
     """``log1p`` of each item's number of interactions in ``matrix`` (float32 [n_items])."""
     return np.log1p(np.bincount(matrix.indices, minlength=matrix.shape[1])).astype(np.float32)
