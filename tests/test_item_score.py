@@ -197,3 +197,18 @@ def test_pair_scores_read_the_score_as_feeds_do(monkeypatch):
     moved = sum(int((pair_probabilities(state, user, media, pos)[0][0] != f["pctr"].to_numpy()).sum())
                 for (user, pos), f in zip(pairs, feeds, strict=True))
     assert moved > 0
+
+
+def test_bad_rows_and_settings_get_typed_errors():
+    from recsys.errors import ConfigError, DataValidationError
+    from recsys.features.pipeline import FeaturePipeline
+
+    events, items = _tiny_log()
+    pipe = FeaturePipeline(item_categoricals=(), price_column=None, title_column=None, context_column=None,
+                           history_len=50).fit(events, items)
+    rows = pd.DataFrame({"user_id": ["a"], "item_id": ["i2"], "timestamp": [pd.Timestamp("2026-02-01")]})
+    with pytest.raises(DataValidationError, match="timestamp"):
+        point_in_time_scores(pipe, events, items, rows.drop(columns="timestamp"))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="snapshots"):
+            point_in_time_scores(pipe, events, items, rows, snapshots=bad)

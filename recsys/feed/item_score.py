@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.item_table import SEED_ITEMS, ItemTable, history_table
 
 __all__ = ["FEATURE", "SNAPSHOTS", "seed_scores", "point_in_time_scores", "ranker_uses", "request_reach",
@@ -92,7 +93,9 @@ def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, it
     """The feature of ``rows`` from ``events`` alone (one snapshot): its table, histories and partner items."""
     users = pd.unique(rows["user_id"].to_numpy(dtype=object))
     out = np.zeros(len(rows))
-    positives = pipeline._positives(events)
+    positives = events
+    if "event_type" in events.columns:  # the pipeline's engagement events, as its histories count them
+        positives = events[events["event_type"].astype(str).isin(list(pipeline.positive_events))]
     if not len(positives) or not len(users):
         return out
     everyone = pd.unique(positives["user_id"].to_numpy(dtype=object))  # by id: users the vocabulary lacks too
@@ -126,6 +129,12 @@ def point_in_time_scores(pipeline: Any, events: pd.DataFrame, items: pd.DataFram
     """``item_to_item_score`` of training ``rows`` (user_id, item_id, timestamp[, media_id]), each from the events
     strictly before the start of its time slice (module docstring); ``pipeline``: the fitted feature pipeline
     (its positive events, history length and item vocabulary), ``items``: the catalogue in position order."""
+    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in rows.columns]
+    if missing or "timestamp" not in events.columns:
+        raise DataValidationError(f"item-to-item scores need rows with user_id, item_id and timestamp (missing "
+                                  f"{missing}) and events with timestamps; pass validated tables.")
+    if isinstance(snapshots, bool) or not isinstance(snapshots, int | np.integer) or snapshots < 1:
+        raise ConfigError(f"snapshots must be a positive integer; got {snapshots!r}.")
     item_pos = pd.Index(items["item_id"].to_numpy())
     vocab = np.asarray(pipeline.items_.values_)
     vocab_to_pos = np.concatenate([item_pos.get_indexer(vocab),
