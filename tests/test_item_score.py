@@ -52,8 +52,10 @@ def test_the_ranker_learns_from_the_score_and_serving_gives_the_training_value_a
             req = Request(user, media, 10)
             _resolve(s, [req])
             got = candidate_scores(s, [req], np.zeros(len(items), np.int64), s.catalogue.positions(items))
-            # exact on purpose: one table built from the same histories, the same seeds and the same summation
-            np.testing.assert_array_equal(got, want)
+            # two code paths (the served state's histories and tables, the training function's own): the items
+            # reached must be the same, the weights equal to float rounding (another CPU may sum differently)
+            np.testing.assert_array_equal(got > 0, want > 0)
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
             nonzero += int((got > 0).sum())
     assert nonzero > 20  # the check compares real weights, not zeros
 
@@ -143,6 +145,7 @@ def test_training_rows_are_scored_from_the_events_before_their_time_slice():
     # is what it was (a later row may see that click: it is in the later row's past)
     for j in range(len(rows)):
         answered = pd.concat([events, rows.iloc[[j]].assign(event_type="click")], ignore_index=True)
+        # exact: the added click is filtered out before the slice's computation, which then runs on the same events
         assert point_in_time_scores(pipe, answered, items, rows, snapshots=4)[j] == got[j]
 
 

@@ -88,7 +88,7 @@ def _citable(history: sp.csr_matrix, row: int, vocab_to_pos: np.ndarray, allowed
     return hist if allowed is None else hist[np.isin(hist, allowed)]
 
 
-def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, item_pos: pd.Index,
+def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, catalogue: Any,
                      vocab_to_pos: np.ndarray) -> np.ndarray:
     """The feature of ``rows`` from ``events`` alone (one snapshot): its table, histories and partner items."""
     users = pd.unique(rows["user_id"].to_numpy(dtype=object))
@@ -99,7 +99,7 @@ def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, it
     if not len(positives) or not len(users):
         return out
     everyone = pd.unique(positives["user_id"].to_numpy(dtype=object))  # by id: users the vocabulary lacks too
-    table = history_table(pipeline.history_matrix(events, row_ids=everyone), vocab_to_pos, len(item_pos))
+    table = history_table(pipeline.history_matrix(events, row_ids=everyone), vocab_to_pos, len(catalogue))
     history = pipeline.history_matrix(events, row_ids=users)
     row_of = {u: i for i, u in enumerate(users)}
     by_partner = "media_id" in rows.columns and "media_id" in positives.columns and \
@@ -107,12 +107,12 @@ def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, it
     engaged: dict[tuple, np.ndarray] = {}
     if by_partner:  # the items each user engaged with on each partner: what a reason there may cite
         p = positives[positives["media_id"].notna()]
-        pos = item_pos.get_indexer(p["item_id"].to_numpy())
+        pos = catalogue.positions(p["item_id"].to_numpy())
         frame = pd.DataFrame({"u": p["user_id"].to_numpy(dtype=object), "m": p["media_id"].astype(str).to_numpy(),
                               "pos": pos})
         frame = frame[frame["pos"] >= 0]
         engaged = {k: np.unique(g.to_numpy(np.int64)) for k, g in frame.groupby(["u", "m"], sort=False)["pos"]}
-    item = item_pos.get_indexer(rows["item_id"].to_numpy())
+    item = catalogue.positions(rows["item_id"].to_numpy())
     media = rows["media_id"].to_numpy(dtype=object) if by_partner else np.full(len(rows), None, dtype=object)
     keys = pd.DataFrame({"u": rows["user_id"].to_numpy(dtype=object),
                          "m": ["" if m is None or m != m else str(m) for m in media]})  # "": no partner
@@ -135,10 +135,11 @@ def point_in_time_scores(pipeline: Any, events: pd.DataFrame, items: pd.DataFram
                                   f"{missing}) and events with timestamps; pass validated tables.")
     if isinstance(snapshots, bool) or not isinstance(snapshots, int | np.integer) or snapshots < 1:
         raise ConfigError(f"snapshots must be a positive integer; got {snapshots!r}.")
-    item_pos = pd.Index(items["item_id"].to_numpy())
-    vocab = np.asarray(pipeline.items_.values_)
-    vocab_to_pos = np.concatenate([item_pos.get_indexer(vocab),
-                                   np.full(max(int(getattr(pipeline.items_, "size", 0)) - len(vocab), 0), -1)])
+    from recsys.feed.catalogue import Catalogue
+    from recsys.feed.state import vocab_positions
+
+    catalogue = Catalogue.from_items(items)  # the positions and vocabulary mapping serving uses
+    vocab_to_pos = vocab_positions(pipeline, catalogue)
     t = pd.to_datetime(rows["timestamp"]).to_numpy("datetime64[ns]").astype(np.int64)
     out = np.zeros(len(rows))
     if not len(rows):
@@ -149,5 +150,5 @@ def point_in_time_scores(pipeline: Any, events: pd.DataFrame, items: pd.DataFram
     for k, cut in enumerate(cuts):
         at = np.flatnonzero(slice_of == k)
         if len(at):
-            out[at] = _snapshot_scores(pipeline, events[event_t < cut], rows.iloc[at], item_pos, vocab_to_pos)
+            out[at] = _snapshot_scores(pipeline, events[event_t < cut], rows.iloc[at], catalogue, vocab_to_pos)
     return out

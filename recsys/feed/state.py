@@ -136,7 +136,8 @@ class ServingState:
     arrays: Any = None  # (CandidateFeatures, matrix columns) once built, False when the ranker cannot use them
     folded: Any = None  # the checked FoldedUserTower once built, False when the torch forward serves
     partner_log: Any = None  # (events, users, partners and per-partner histories): recsys.feed.partners
-    item_table: Any = None  # the item-to-item channel's ItemTable (recsys.feed.item_table) when config turns it on
+    item_table: Any = None  # the item-to-item ItemTable (recsys.feed.item_table): for the channel, or a ranker
+    # trained on its score (recsys.feed.item_score)
     friend_graph: Any = None  # the friends channel's FriendGraph (recsys.feed.friends) when config turns it on
 
     def evolve(self, **changes) -> ServingState:
