@@ -230,10 +230,13 @@ def test_batch_scoring_writes_the_channels_rows_as_recommend_batch_gives_them(tm
           scored_at="2026-01-02 03:04:05")
     got = pd.read_parquet(tmp_path / "out").sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
     want = rec.recommend_batch(users, k=12, media_id="app-0").sort_values(["user_id", "rank"], kind="stable")
-    cols = ["user_id", "rank", "item_id", "score", "reason"]
+    cols = ["user_id", "rank", "item_id", "reason"]
     assert "item_to_item" in set(want["source"])
     pd.testing.assert_frame_equal(got[cols].reset_index(drop=True).astype(object),
                                   want[cols].reset_index(drop=True).astype(object))
+    # the job scores chunks of 8 users, recommend_batch all 30 at once: the user tower's products may round the
+    # last bits differently with the batch's size, so the scores agree to float rounding, not bit for bit
+    np.testing.assert_allclose(got["score"].to_numpy(float), want["score"].to_numpy(float), rtol=1e-9)
 
 
 def test_a_live_click_seeds_the_channel_at_once():
