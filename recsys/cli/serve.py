@@ -63,8 +63,10 @@ def serve(
         raise typer.Exit(code=2) from None
     import uvicorn
 
+    from recsys.service.protocol import DrainingProtocol
+
     common = dict(host=host, port=port, timeout_graceful_shutdown=graceful_timeout, log_level="info",
-                  access_log=access_log)
+                  access_log=access_log, http=DrainingProtocol)
     if workers > 1:
         import os
 
@@ -72,10 +74,14 @@ def serve(
         uvicorn.run("recsys.service.app:create_app_from_env", factory=True, workers=workers, **common)
     else:
         from recsys.service.app import create_app
+        from recsys.service.server import DrainingServer
         from recsys.service.threads import limit_threads
 
         limit_threads(settings.threads)
-        uvicorn.run(create_app(settings), **common)
+        server = DrainingServer(uvicorn.Config(create_app(settings), **common))
+        server.run()  # what uvicorn.run does with one worker, with the draining shutdown
+        if not server.started:
+            raise typer.Exit(code=3)  # uvicorn's STARTUP_FAILURE (e.g. the port is taken)
 
 
 def _settings(model: str, keys: Path | None, poll_seconds: float, max_concurrency: int, max_queue: int,
