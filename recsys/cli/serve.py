@@ -79,7 +79,10 @@ def serve(
 
         limit_threads(settings.threads)
         server = DrainingServer(uvicorn.Config(create_app(settings), **common))
-        server.run()  # what uvicorn.run does with one worker, with the draining shutdown
+        try:
+            server.run()  # what uvicorn.run does with one worker, with the draining shutdown
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn shut down gracefully, then re-raised it (uvicorn.run ignores it)
+            pass
         if not server.started:
             raise typer.Exit(code=3)  # uvicorn's STARTUP_FAILURE (e.g. the port is taken)
 
