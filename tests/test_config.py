@@ -168,6 +168,20 @@ def test_pipeline_configs_exist_for_both_datasets():
     assert {Path(n).name for n in PIPELINE_CONFIGS} >= {"gowalla_pipeline.yaml", "yelp2018_pipeline.yaml"}
 
 
+@pytest.mark.parametrize("dataset", ["gowalla", "yelp2018"])
+def test_the_named_pipeline_configs_have_their_three_seed_results_beside_them(dataset):
+    # issue 20 names these two files: each runs three seeds, and its JSON was made from it (not from an older file)
+    import json
+
+    from recsys.bench.pipeline_settings import load_pipeline_settings
+
+    config = REPO / "experiments" / "retrieval" / f"{dataset}_pipeline.yaml"
+    assert len(load_pipeline_settings(config).seeds) == 3
+    result = json.loads(config.with_suffix(".json").read_text())
+    assert result["config_file"] == f"experiments/retrieval/{dataset}_pipeline.yaml"
+    assert {"recall@20", "ndcg@20", "train_seconds"} <= set(result) and len(result["seeds"]) == 3
+
+
 @pytest.mark.parametrize("name", BENCH_CONFIGS)
 def test_every_retrieval_benchmark_config_parses_to_its_own_keys(name):
     # one settings type: each key of the file is the field of that name, every other field its default
