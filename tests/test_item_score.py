@@ -53,7 +53,8 @@ def test_the_ranker_learns_from_the_score_and_serving_gives_the_training_value_a
             _resolve(s, [req])
             got = candidate_scores(s, [req], np.zeros(len(items), np.int64), s.catalogue.positions(items))
             # two code paths (the served state's histories and tables, the training function's own): the items
-            # reached must be the same, the weights equal to float rounding (another CPU may sum differently)
+            # reached must be the same, the weights equal to float rounding (another CPU may sum differently); a
+            # weight is a sum of positive similarities, so "> 0" means "reached" on any CPU and stays exact
             np.testing.assert_array_equal(got > 0, want > 0)
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
             nonzero += int((got > 0).sum())

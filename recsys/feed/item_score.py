@@ -35,9 +35,13 @@ SNAPSHOTS = 4  # time slices of the training impressions, each scored from the e
 def seed_scores(table: ItemTable, seeds: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Summed weights that ``items`` (positions) get from the neighbour lists of ``seeds`` (a history's citable
     positions, oldest first: its last :data:`SEED_ITEMS`, distinct, are used); 0 where none reaches."""
-    items = np.asarray(items, np.int64)
-    reached, sums, _ = table.reach(np.unique(np.asarray(seeds, np.int64)[-SEED_ITEMS:]))
-    return _lookup(reached, sums, items)
+    reached, sums, _ = table.reach(_seed_set(np.asarray(seeds, np.int64)))
+    return _lookup(reached, sums, np.asarray(items, np.int64))
+
+
+def _seed_set(citable: np.ndarray) -> np.ndarray:
+    """The seeds of a citable history (positions, oldest first): its last :data:`SEED_ITEMS`, distinct."""
+    return np.unique(citable[-SEED_ITEMS:])
 
 
 def attach_scores(state: Any, reqs: list, cand: Any) -> None:
@@ -65,7 +69,7 @@ def request_reach(state: Any, req: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     if req.reached is None:
         from recsys.feed.partners import citable_history
 
-        req.reached = state.item_table.reach(np.unique(citable_history(state, req)[-SEED_ITEMS:]))
+        req.reached = state.item_table.reach(_seed_set(citable_history(state, req)))
     return req.reached
 
 
@@ -98,10 +102,12 @@ def _snapshot_scores(pipeline: Any, events: pd.DataFrame, rows: pd.DataFrame, ca
         positives = events[events["event_type"].astype(str).isin(list(pipeline.positive_events))]
     if not len(positives) or not len(users):
         return out
-    everyone = pd.unique(positives["user_id"].to_numpy(dtype=object))  # by id: users the vocabulary lacks too
-    table = history_table(pipeline.history_matrix(events, row_ids=everyone), vocab_to_pos, len(catalogue))
-    history = pipeline.history_matrix(events, row_ids=users)
-    row_of = {u: i for i, u in enumerate(users)}
+    # one history matrix: every user with engagement (by id: users the vocabulary lacks too) builds the table, the
+    # rows' users (those without engagement add empty rows, which change no co-occurrence) are read from it
+    everyone = pd.unique(np.concatenate([positives["user_id"].to_numpy(dtype=object), users]))
+    history = pipeline.history_matrix(events, row_ids=everyone)
+    table = history_table(history, vocab_to_pos, len(catalogue))
+    row_of = {u: i for i, u in enumerate(everyone)}
     by_partner = "media_id" in rows.columns and "media_id" in positives.columns and \
         bool(positives["media_id"].notna().any())  # a log without partner ids: every event may be cited
     engaged: dict[tuple, np.ndarray] = {}

@@ -42,14 +42,17 @@ class DrainingProtocol(_Base):  # type: ignore[misc, valid-type]
         super().data_received(data)
         if self._grace is not None and self.cycle is not None:  # its request has started: answer it, then close
             self._grace.cancel()
+            self._grace = None
             super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._grace is not None:
             self._grace.cancel()
+            self._grace = None
         super().connection_lost(exc)
 
     def _end_grace(self) -> None:
+        self._grace = None
         if not self.transport.is_closing():
             super().shutdown()
 
