@@ -15,7 +15,7 @@ from recsys.errors import ConfigError
 from recsys.service.app import create_app
 from recsys.service.keys import keys_from_env, load_keys
 from recsys.service.settings import ServiceSettings
-from recsys.service.threads import limit_threads
+from recsys.threads import limit_threads
 
 settings = ServiceSettings.from_env()
 keys = load_keys(settings.keys) if settings.keys else keys_from_env()

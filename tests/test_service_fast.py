@@ -141,24 +141,6 @@ def test_to_dict_from_columns_as_from_a_frame() -> None:
         assert list(out["items"][0]) == ["rank", "item_id", "score", "reason", "flag", "at", "count"]
 
 
-def test_limit_threads_caps_every_pool_of_a_worker() -> None:
-    import json
-    import os
-    import subprocess
-    import sys
-
-    code = ("import json, faiss, torch, threadpoolctl\n"
-            "from recsys.service.threads import limit_threads\n"
-            "limit_threads(1)\n"
-            "pools = sorted({p['num_threads'] for p in threadpoolctl.threadpool_info()})\n"
-            "print(json.dumps([torch.get_num_threads(), faiss.omp_get_max_threads(), pools]))")
-    # two threads by default in the child, so a limit that did nothing would show
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [1, 1, [1]]
-
-
 def test_threads_setting_from_the_environment() -> None:
     from recsys.errors import ConfigError
 

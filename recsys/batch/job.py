@@ -26,7 +26,7 @@ import pandas as pd
 
 from recsys.batch import parts as files
 from recsys.batch.rows import ModelInfo, model_info, nest, run_time, score_chunk
-from recsys.batch.workers import early_workers, run_parallel, usable_cores
+from recsys.batch.workers import SCORING_THREADS, early_workers, run_parallel, usable_cores
 from recsys.errors import ConfigError, DataValidationError
 from recsys.feed.request_checks import check_k
 from recsys.ids import coerce_id, id_kind
@@ -34,6 +34,7 @@ from recsys.loading import MLFLOW_SCHEMES
 from recsys.progress import show_progress
 from recsys.recommender import Recommender
 from recsys.storage.bundle import manifest_digest
+from recsys.threads import math_threads
 from recsys.version import __version__
 
 __all__ = ["score", "Plan", "plan_job"]
@@ -242,8 +243,9 @@ def _run_parts(rec: Recommender, source: Any, out: Path, plan: Plan, settings: d
 
     with bar:
         if n_workers <= 1:
-            for i, media, users in todo:
-                done(i, score_here(i, media, users))
+            with math_threads(SCORING_THREADS):  # as in run_parallel: the same rows whoever scores a part
+                for i, media, users in todo:
+                    done(i, score_here(i, media, users))
         else:
             with _bundle_dir(rec, source) as bundle:
                 if source is None:  # a fresh save: the workers must find that save's manifest

@@ -27,8 +27,9 @@ import pandas as pd
 
 from recsys.batch.parts import write_json
 from recsys.batch.rows import ModelInfo, nest, score_chunk
-from recsys.batch.workers import limit_threads
+from recsys.batch.workers import SCORING_THREADS
 from recsys.errors import ArtifactError, DataValidationError
+from recsys.threads import limit_threads
 
 __all__ = ["ShippedBundle", "ship_bundle", "worker_model", "score_chunks", "manifest_sha256", "REPORT_ENV",
            "report_dir"]
@@ -129,22 +130,11 @@ def worker_model(bundle: ShippedBundle, report: str | None = None) -> Any:
                                     f"(manifest sha256 {found[:12]}..., expected {bundle.manifest_sha256[:12]}...); "
                                     "ship it again or point every executor at the same bundle")
             rec = load(path)  # verifies every file's size and sha256 here, on the executor
-            limit_threads(_task_cpus())  # a task's share of the executor: PySpark lets each worker use them all
+            limit_threads(SCORING_THREADS)  # as the local job's processes: the same rows (recsys.batch.workers)
             _LOADED.clear()   # one model per worker: a new job's model replaces the last one
             _LOADED[key] = rec
             _report(report, "load", bundle=path)
     return rec
-
-
-def _task_cpus() -> int:
-    """The cores one Spark task may use (``spark.task.cpus``; 1 outside a task)."""
-    from pyspark import TaskContext
-
-    task = TaskContext.get()
-    try:
-        return max(1, int(task.cpus())) if task is not None else 1
-    except (AttributeError, TypeError, ValueError):  # pragma: no cover - older PySpark
-        return 1
 
 
 def score_chunks(batches: Iterator[pd.DataFrame], bundle: ShippedBundle, info: ModelInfo, *, k: int,

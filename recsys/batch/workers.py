@@ -2,9 +2,11 @@
 
 A batch job's cost is per user and per candidate (retrieve, rank, rules), and one Python process uses one
 core. :func:`run_parallel` scores in this process (its model is loaded already) and in ``workers - 1`` more
-(``spawn``: no inherited threads or locks), each loading and verifying the bundle once; every process limits
-its math libraries to its share of the cores and publishes parts atomically exactly as the in-process job
-does (:mod:`.parts`). Parts go to whoever is free, so a faster process takes more. A worker whose parent dies (even by SIGKILL) exits within a second, so a rerun never races with it.
+(``spawn``: no inherited threads or locks), each loading and verifying the bundle once; every process computes with
+:data:`SCORING_THREADS` math threads (so a part's rows do not depend on which process scored it) and publishes
+parts atomically exactly as the in-process job does (:mod:`.parts`). Parts go to whoever is free, so a faster
+process takes more. A worker whose parent dies (even by SIGKILL) exits within a second, so a rerun never races
+with it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["usable_cores", "limit_threads", "run_parallel", "start_workers", "early_workers"]
+__all__ = ["SCORING_THREADS", "usable_cores", "run_parallel", "start_workers", "early_workers"]
+
+# math threads of every process that scores parts (this one and the workers, whatever their number): rows must not
+# depend on which process scored them, and a BLAS product summed by another number of threads can differ in the
+# last bit, which reorders near-tied candidates (seen at 1M items: 22 of 2,000,000 rows of a resumed run differed
+# from the uninterrupted run while the workers, unlike this process, ran faiss's BLAS on two threads)
+SCORING_THREADS = 1
 
 _worker: dict[str, Any] = {}  # this worker process's model and settings (set once by _init)
 
@@ -50,27 +57,9 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def limit_threads(threads: int) -> None:
-    """This process's BLAS/OpenMP pools, FAISS's and torch's threads set to ``threads`` (its share of the cores:
-    a scoring process per core with each using every core would only contend)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(threads)
-    try:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
-    except (ImportError, AttributeError):  # pragma: no cover - faiss is a core dependency
-        pass
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
-
-
 def _init(parent: int, bundle: str, threads: int, preload: bool) -> None:
+    from recsys.threads import limit_threads
+
     _exit_with_parent(parent)
     limit_threads(threads)
     _worker["bundle"] = bundle
@@ -126,9 +115,8 @@ def _pool(bundle: str | Path, workers: int, preload: bool):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    threads = max(1, usable_cores() // workers)
     return ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_init,
-                               initargs=(os.getpid(), str(bundle), threads, preload))
+                               initargs=(os.getpid(), str(bundle), SCORING_THREADS, preload))
 
 
 def start_workers(bundle: str | Path, workers: int):
@@ -184,13 +172,11 @@ def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | 
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from threadpoolctl import threadpool_limits
+    from recsys.threads import math_threads
 
-    threads = max(1, usable_cores() // workers)
     queue = deque(todo)
     settings = {**settings, "out": str(out)}
-    with pool if pool is not None else _pool(bundle, workers, preload=False) as pool, threadpool_limits(threads), \
-            _faiss_threads(threads):
+    with pool if pool is not None else _pool(bundle, workers, preload=False) as pool, math_threads(SCORING_THREADS):
         pending: set = set()
 
         def collect(block: bool) -> None:
@@ -213,19 +199,3 @@ def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | 
             for fut in pending:
                 fut.cancel()
             raise
-
-
-@contextmanager
-def _faiss_threads(n: int) -> Iterator[None]:
-    """FAISS's OpenMP threads set to ``n`` inside, restored after (threadpoolctl does not reach FAISS's own)."""
-    try:
-        import faiss
-    except ImportError:  # pragma: no cover - faiss is a core dependency
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(n)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)

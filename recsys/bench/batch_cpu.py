@@ -28,9 +28,9 @@ def measure(bundle: str | Path, *, n_users: int = 2048, media_id: str = "app-0",
     import pandas as pd
 
     from recsys.batch.rows import ModelInfo, score_chunk
-    from recsys.batch.workers import limit_threads
     from recsys.feed import engine
     from recsys.loading import load_bundle
+    from recsys.threads import limit_threads
 
     limit_threads(1)
     rec = load_bundle(bundle)

@@ -75,7 +75,7 @@ def serve(
     else:
         from recsys.service.app import create_app
         from recsys.service.server import DrainingServer
-        from recsys.service.threads import limit_threads
+        from recsys.threads import limit_threads
 
         limit_threads(settings.threads)
         server = DrainingServer(uvicorn.Config(create_app(settings), **common))

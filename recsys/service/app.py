@@ -183,7 +183,7 @@ def create_app_from_env():
     """The app from ``RECSYS_SERVE_*`` variables (:meth:`ServiceSettings.from_env`), the process's intra-op
     threads limited to ``RECSYS_SERVE_THREADS`` (1 unless set): uvicorn's factory for ``recsys serve --workers N``
     and ``uvicorn --factory recsys.service.app:create_app_from_env``."""
-    from recsys.service.threads import limit_threads
+    from recsys.threads import limit_threads
 
     settings = ServiceSettings.from_env()
     limit_threads(settings.threads)  # a worker process of its own (the factory runs in each)

@@ -23,7 +23,7 @@ class ServiceSettings:
     with 503); ``warm``: run warm-up requests before a version serves; ``drain_seconds``: after SIGTERM, how
     long the worker goes on accepting requests while ``/readyz`` answers 503 (a load balancer's probe takes it
     out of rotation) before it stops accepting and finishes what is in flight (0: at once); ``threads``: intra-op
-    threads of torch, faiss and BLAS per worker process (:func:`recsys.service.threads.limit_threads`; 0: the
+    threads of torch, faiss and BLAS per worker process (:func:`recsys.threads.limit_threads`; 0: the
     libraries' defaults)."""
 
     model: str
