@@ -15,7 +15,16 @@ def targets(r: dict) -> dict:
                                 "met": b / a >= TARGET_LOCAL_OVER_LOOP},
             "local_over_spark": {"value": b / c, "target": f"<= {TARGET_LOCAL_OVER_SPARK}",
                                  "met": b / c <= TARGET_LOCAL_OVER_SPARK},
-            "rows_lost_or_duplicated_after_resume": {"value": bad, "target": "0", "met": bad == 0}}
+            "rows_lost_or_duplicated_after_resume": {"value": bad, "target": "0", "met": bad == 0},
+            # "equal to an uninterrupted run" and "Spark = local row for row": every row, its item included
+            "rows_differing_after_resume": {"value": _differing(rows), "target": "0", "met": _differing(rows) == 0},
+            "spark_rows_differing_from_local": {"value": _differing(r["spark_rows_vs_local"]), "target": "0",
+                                                "met": _differing(r["spark_rows_vs_local"]) == 0}}
+
+
+def _differing(rows: dict) -> int:
+    """Rows of a comparison that are not the reference's: lost, extra, duplicated or with another item."""
+    return rows["lost"] + rows["extra"] + rows["duplicated"] + rows["different_item"]
 
 
 def markdown(r: dict) -> str:
@@ -33,7 +42,9 @@ def markdown(r: dict) -> str:
         "",
         "| way | users | seconds | users/s | peak RSS (MB) |",
         "|---|---:|---:|---:|---:|",
-        f"| (a) loop of `recommend` (in process) | {a['users']:,} | {a['seconds']:.1f} | {a['users_per_s']:.0f} | |",
+        f"| (a) loop of `recommend` (in process), the median of {len(a['runs_users_per_s'])} runs "
+        f"({', '.join(f'{x:.0f}' for x in a['runs_users_per_s'])} users/s) | {a['users']:,} | {a['seconds']:.1f} | "
+        f"{a['users_per_s']:.0f} | |",
         f"| (b) `recsys score` local (subprocess) | {b['users']:,} | {b['job_seconds']:.1f} "
         f"(wall {b['wall_seconds']:.1f}) | {b['users_per_s']:.0f} | {b['peak_rss_mb']:.0f} |",
         f"| (c) `recsys score --engine spark` {c['master']} | {c['users']:,} | {c['job_seconds']:.1f} "
@@ -49,6 +60,10 @@ def markdown(r: dict) -> str:
         f"{mark(t['local_over_spark']['met'])} |",
         f"| rows lost + extra + duplicated after kill and resume | {rows['lost']} + {rows['extra']} + "
         f"{rows['duplicated']} | 0 | {mark(t['rows_lost_or_duplicated_after_resume']['met'])} |",
+        f"| rows of the resumed run not equal to (b)'s (another item included) | "
+        f"{t['rows_differing_after_resume']['value']} | 0 | {mark(t['rows_differing_after_resume']['met'])} |",
+        f"| rows of (c) not equal to (b)'s | {t['spark_rows_differing_from_local']['value']} | 0 | "
+        f"{mark(t['spark_rows_differing_from_local']['met'])} |",
         "",
         f"Resume: the local job killed (SIGKILL) after {res['killed_after_seconds']:.1f} s with "
         f"{res['parts_at_kill']} of {res['parts']} parts published; the rerun skipped {res['resumed_parts']} parts "
