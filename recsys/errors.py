@@ -25,6 +25,11 @@ class MissingDependencyError(RecsysError, ImportError):
     """An optional dependency is not installed; the message carries the exact install command."""
 
 
+class WorkerError(RecsysError, RuntimeError):
+    """A worker process of a parallel job died or could not start (killed, out of memory, a script without a
+    ``__main__`` guard); what it had published is kept."""
+
+
 class RecsysWarning(UserWarning):
     """Base class of every warning recsys emits on purpose: something worked, but not as asked."""
 

@@ -263,3 +263,18 @@ def test_a_bundles_version_is_the_same_in_batch_rows_and_the_service(tmp_path: P
     rows = pd.read_parquet(tmp_path / "f")
     assert set(rows["model_version"]) == {m["model"]["version"]} == {resolve_source(str(BUNDLE))[1]}
     assert len(m["model"]["version"]) == 12 and m["model"]["name"] == "v1"
+
+
+def test_a_script_without_a_main_guard_gets_a_clear_error_not_a_broken_pool(tmp_path: Path) -> None:
+    # worker processes start by importing the calling script again (spawn); without `if __name__ == "__main__":`
+    # that import calls score() once more and the worker dies while starting
+    script = tmp_path / "no_guard.py"
+    script.write_text("from recsys.batch.job import score\n"
+                      f"score({str(BUNDLE)!r}, {str(tmp_path / 'out')!r}, k=4, chunk_size=5, scored_at={WHEN!r}, "
+                      "progress=False, workers=2)\n", encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**os.environ, "CI": "true"},
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("recsys.errors.WorkerError:") and 'if __name__ == "__main__":' in last, last
+    assert "workers=1" in last

@@ -162,7 +162,10 @@ def score(model: str | Path | Recommender, out: str | Path, *, media_id: str | N
     same arguments; refuses other arguments in the same ``out`` (ConfigError) unless ``restart``.
     ``workers``: processes scoring parts side by side, this one included (:mod:`.workers`; default: one per
     usable core when at least ``AUTO_WORKERS_MIN_USERS`` users are left, else 1; never more than the parts
-    left). Each holds the model, so memory grows with them; the rows do not change.
+    left). Each holds the model, so memory grows with them; the rows do not change (every process computes with
+    one math thread, :data:`~recsys.batch.workers.SCORING_THREADS`). Worker processes start by importing the
+    calling script again: in a script, call this under ``if __name__ == "__main__":`` (else
+    :class:`~recsys.errors.WorkerError` says so).
     """
     started, t0 = pd.Timestamp.now(tz="UTC"), time.perf_counter()
     k, chunk_size = check_k(k), check_k(chunk_size, "chunk_size", None)  # the request path's one rule

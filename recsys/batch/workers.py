@@ -26,6 +26,11 @@ __all__ = ["SCORING_THREADS", "usable_cores", "run_parallel", "start_workers", "
 # from the uninterrupted run while the workers, unlike this process, ran faiss's BLAS on two threads)
 SCORING_THREADS = 1
 
+_BROKEN = ("a worker process of the batch job died or could not start (killed, out of memory, or it failed while "
+           "starting: its own traceback is printed above). Called from a script? Worker processes start by importing "
+           "the script again, so put the call under `if __name__ == \"__main__\":`, or pass workers=1 to score in "
+           "this process only. The parts published so far are kept: run the job again to resume.")
+
 _worker: dict[str, Any] = {}  # this worker process's model and settings (set once by _init)
 
 
@@ -171,7 +176,9 @@ def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | 
     """
     from collections import deque
     from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
 
+    from recsys.errors import WorkerError
     from recsys.threads import math_threads
 
     queue = deque(todo)
@@ -195,6 +202,10 @@ def run_parallel(bundle: str | Path, out: Path, todo: Sequence[tuple[int, str | 
                 collect(False)
             while pending:
                 collect(True)
+        except BrokenProcessPool as e:
+            for fut in pending:
+                fut.cancel()
+            raise WorkerError(_BROKEN) from e
         except BaseException:
             for fut in pending:
                 fut.cancel()
