@@ -9,7 +9,11 @@ negative, on user batches, instead of the config's task), ``_plateau`` (``{"fact
 p}``: lr multiplied by f after p epochs in a row without a new best served recall) and ``_decay``
 (``{"start": e, "gamma": g}``: lr multiplied by g after each epoch >= e), ``_ema`` (a decay d: validation scores an exponential moving
 average of the weights, updated after every step) and ``_au`` (``{"gamma": g}``: DirectAU's alignment +
-g * uniformity loss instead of the config's task); ``_train_prior`` is the config key ``train_prior``.
+g * uniformity loss instead of the config's task), ``_teacher`` (``{"filter": {"kind": "chebycf", ...}, "k": K,
+"weight": w, "tau": t}``: distillation from a training-free filter fitted on the fit split, each user's top-K unseen
+items joining the batch's positives of the full softmax with weight w each, or with ``tau`` ``w * K *
+softmax(score / tau)`` over those K, the real positives weighing 1); ``_train_prior`` is the config key
+``train_prior``.
 Used for the probes in README.md, e.g.
 ``'{"use_user_id": true, "_betas": [0.0, 0.01, 0.02, 0.04, 0.08]}'``.
 """
@@ -38,6 +42,7 @@ decay = over.pop("_decay", None)  # {"start": epoch, "gamma": g}: lr *= g after 
 plateau = over.pop("_plateau", None)  # {"factor": f, "patience": p}: lr *= f after p epochs without a new best
 ema = over.pop("_ema", None)  # EMA decay per step; validation scores the averaged weights
 au = over.pop("_au", None)  # {"gamma": g}: DirectAU alignment + uniformity
+teacher = over.pop("_teacher", None)  # a graph filter's top items as extra positives (docstring)
 if "_train_prior" in over:  # the first probes' name of the config key train_prior
     over["train_prior"] = over.pop("_train_prior")
 cfg = TwoTowerSettings.from_dict(over)
@@ -154,6 +159,47 @@ class Log(Callback):
             metrics["next_lr"] = _opts[-1].param_groups[0]["lr"]
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}), flush=True)
 
+
+if teacher:
+    import scipy.sparse as sp
+
+    from recsys.bench.pipeline_settings import make_filter
+    from recsys.features.sequences import row_slices
+    from recsys.models.full_softmax import full_softmax_loss
+
+    t1 = time.time()
+    filt = make_filter(teacher["filter"]).fit(fit)
+    K, lam, tau = teacher["k"], teacher["weight"], teacher.get("tau")
+    ids, vals = filt.top_k(np.arange(fit.shape[0]), K)
+    if tau:
+        w = np.exp((vals - vals[:, :1]) / tau)
+        w = w / w.sum(1, keepdims=True) * K * lam
+    else:
+        w = np.full(vals.shape, lam, np.float32)
+    ok = ids >= 0
+    S = sp.csr_matrix((w[ok].astype(np.float32), (np.repeat(np.arange(fit.shape[0]), ok.sum(1)), ids[ok])),
+                      shape=fit.shape)
+    print("teacher", teacher["filter"].get("kind"), round(time.time() - t1, 1), "s", flush=True)
+
+    def _catalogue_loss(self, data, batch):
+        """The trainer's catalogue loss with the teacher's items appended to the positives, weighted."""
+        rows, cols = row_slices(data.positives, batch)
+        r2, c2 = row_slices(S, batch)
+        wt = np.concatenate([S.data[S.indptr[u]:S.indptr[u + 1]] for u in batch]) if len(r2) else np.zeros(0, np.float32)
+        user = self.model.user_embeddings(self._user_feats(data, batch))
+        items = self.model.item_embeddings(self._item_feats(data, None))
+        R = torch.from_numpy(np.concatenate([rows, r2]).astype(np.int64))
+        C = torch.from_numpy(np.concatenate([cols, c2]).astype(np.int64))
+        W = torch.from_numpy(np.concatenate([np.ones(len(rows), np.float32), wt]))
+        tk = self.task
+        ui, it, bounded = user, items, tk.bounded
+        if tk.item_prior is not None:  # as FullSoftmaxTask: one more coordinate, user 1, item its prior
+            ui = torch.cat([user, user.new_ones(user.shape[0], 1)], 1)
+            it = torch.cat([items, tk.item_prior.to(items)[:, None]], 1)
+            bounded = bounded and (1.0 + tk._prior_bound) / tk.temperature < 50.0
+        return full_softmax_loss(ui, it, R, C, tk.temperature, tk.exclude_other_positives, bounded, None, W)
+
+    T.Trainer._catalogue_loss = _catalogue_loss
 
 task = FullCCL(ccl["margin"], ccl["weight"]) if ccl else AlignUniform(au["gamma"]) if au else build_task(cfg, fit)
 t0 = time.time()
