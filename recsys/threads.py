@@ -42,7 +42,9 @@ def limit_threads(n: int) -> None:
 
 @contextmanager
 def math_threads(n: int) -> Iterator[None]:
-    """The same caps as :func:`limit_threads` inside the block, the previous settings restored after it."""
+    """The same caps as :func:`limit_threads` inside the block (``n`` >= 1), the previous settings restored after it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"math_threads needs a whole number of threads >= 1, got {n!r}")
     from threadpoolctl import threadpool_limits
 
     faiss, torch = _load_runtimes()

@@ -46,3 +46,13 @@ def test_math_threads_caps_inside_and_restores_after() -> None:
                "              sorted({p['num_threads'] for p in __import__('threadpoolctl').threadpool_info()})]\n"
                "assert inside == [1, 1, [1]], inside")
     assert got[:2] == [2, 2] and 2 in got[2]
+
+
+def test_math_threads_refuses_a_count_below_one() -> None:
+    import pytest
+
+    from recsys.threads import math_threads
+
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="math_threads needs a whole number"), math_threads(bad):
+            pass
