@@ -34,8 +34,8 @@ def test_limit_threads_caps_pools_loaded_by_the_call_itself() -> None:
 
 def test_batch_worker_processes_compute_with_the_scoring_threads() -> None:
     # the initializer of the local job's worker processes, in a fresh process that has imported nothing else
-    got = _run("from recsys.batch.workers import SCORING_THREADS, _init\n"
-               "_init(os.getppid(), 'unused', SCORING_THREADS, False)")
+    got = _run("from recsys.batch.workers import _init\n"
+               "_init(os.getppid(), 'unused', False)")
     assert got == [1, 1, [1]]
 
 

@@ -62,11 +62,11 @@ def _exit_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _init(parent: int, bundle: str, threads: int, preload: bool) -> None:
+def _init(parent: int, bundle: str, preload: bool) -> None:
     from recsys.threads import limit_threads
 
     _exit_with_parent(parent)
-    limit_threads(threads)
+    limit_threads(SCORING_THREADS)
     _worker["bundle"] = bundle
     if preload:  # started before the parent has its own model: load now, side by side with the parent's load
         try:
@@ -121,7 +121,7 @@ def _pool(bundle: str | Path, workers: int, preload: bool):
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_init,
-                               initargs=(os.getpid(), str(bundle), SCORING_THREADS, preload))
+                               initargs=(os.getpid(), str(bundle), preload))
 
 
 def start_workers(bundle: str | Path, workers: int):
